@@ -1,0 +1,1 @@
+"""quantrac-edge: buffer."""

@@ -1,0 +1,1 @@
+"""quantrac-edge: edge_agent."""
