@@ -248,7 +248,8 @@ def tcp_frame_length(header: bytes) -> int:
     """Total ADU length announced by a 7-byte MBAP header (validated)."""
     if len(header) < MBAP_LENGTH:
         raise FrameError(f"MBAP header of {len(header)} bytes, expected {MBAP_LENGTH}")
-    _tid, protocol, length, _unit = struct.unpack(">HHHB", header[:MBAP_LENGTH])
+    protocol = int.from_bytes(header[2:4], "big")
+    length = int.from_bytes(header[4:6], "big")
     if protocol != 0:
         raise FrameError(f"bytes 2-3: protocol id {protocol}, expected 0")
     if not 2 <= length <= 254:

@@ -52,7 +52,8 @@ def test_requests_parse_on_the_slave_side() -> None:
 def test_exception_response_names_the_code() -> None:
     frame = modbus.rtu_exception_response(5, 3, modbus.ILLEGAL_DATA_ADDRESS)
     assert modbus.rtu_response_length(frame[:2], 3, 10) == 5
-    with pytest.raises(modbus.ModbusExceptionResponse, match=r"exception 02 \(illegal data address\)"):
+    expected = r"exception 02 \(illegal data address\)"
+    with pytest.raises(modbus.ModbusExceptionResponse, match=expected):
         modbus.parse_rtu_read_response(frame, 5, 3, 10)
 
 
