@@ -1,0 +1,291 @@
+"""Modbus transports: RTU over a serial port (pyserial) and Modbus TCP (sockets).
+
+The framing lives in :mod:`drivers.modbus`; this module only moves its bytes and keeps time.
+One transport object is one bus: an RS-485 line is half duplex, so a lock serialises the
+transactions of every caller (the poller's worker, a ``diag`` command) on it. Several unit ids
+share one transport (multidrop); each call names its unit.
+
+What peers get wrong and this module must not (DESIGN §9):
+
+* A silent unit costs its own timeout and nothing more. The port stays open: a timeout, a bad
+  CRC, junk or a wrong unit only flushes the input; the port is reopened only after an
+  OS-level error (the USB adapter unplugged), lazily, on the next transaction.
+* RS-485 needs a pause between frames (driver turnaround, the 3.5-character gap that ends a
+  frame); ``turnaround`` is that pause, counted from the end of the previous transaction.
+* A response is read until :func:`drivers.modbus.rtu_response_length` says it is complete, or
+  until the line has been silent for ``silence`` seconds (a short frame), or until the
+  transaction's timeout. Waiting for a fixed byte count alone would turn every garbled answer
+  into a full timeout.
+
+Timing uses ``time.monotonic`` (a deadline must not move when NTP steps the wall clock); the
+wall-clock time of a sample is the poller's business, read when this call returns.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import threading
+import time
+from dataclasses import dataclass
+from typing import Protocol
+
+import serial
+
+from drivers import modbus
+from drivers.modbus import FrameError, ModbusError
+
+PARITIES = {"N": serial.PARITY_NONE, "E": serial.PARITY_EVEN, "O": serial.PARITY_ODD}
+
+
+class TransportTimeout(ModbusError):
+    """Nothing at all came back within the timeout: the unit is silent (or absent)."""
+
+
+class LinkError(ModbusError):
+    """The OS refused: port missing, unplugged, connection refused or reset."""
+
+
+class Transport(Protocol):
+    """One bus (a serial line or one TCP endpoint) carrying read transactions."""
+
+    @property
+    def name(self) -> str: ...
+
+    def read_registers(self, unit: int, function: int, address: int, count: int,
+                       timeout: float) -> list[int]:
+        """Words read, or raises a :class:`drivers.modbus.ModbusError` subclass."""
+        ...
+
+    def close(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class SerialSettings:
+    """How to open the line. ``parity`` is N, E or O; Modbus RTU is 8 data bits."""
+
+    port: str
+    baud: int = 9600
+    parity: str = "N"
+    stopbits: int = 1
+
+    def __post_init__(self) -> None:
+        if self.parity not in PARITIES:
+            raise ValueError(f"parity {self.parity!r} is not one of N, E, O")
+        if self.stopbits not in (1, 2):
+            raise ValueError(f"stop bits {self.stopbits} is not 1 or 2")
+        if self.baud <= 0:
+            raise ValueError(f"baud rate {self.baud} is not positive")
+
+
+class RtuTransport:
+    """Modbus RTU master on one serial line, one transaction at a time.
+
+    ``turnaround`` defaults to the 3.5-character frame gap at the line's baud rate;
+    ``silence`` (the inter-character pause that ends a short or garbled frame) defaults to
+    four frame gaps but at least 20 ms, because a pty or a USB adapter delivers bytes in
+    bursts whose spacing the OS scheduler, not the line, decides.
+    """
+
+    def __init__(self, settings: SerialSettings, *, turnaround: float | None = None,
+                 silence: float | None = None, drain_limit: float = 0.5) -> None:
+        self.settings = settings
+        gap = modbus.rtu_frame_gap(settings.baud)
+        self.turnaround = gap if turnaround is None else turnaround
+        self.silence = max(4 * gap, 0.02) if silence is None else silence
+        self.drain_limit = drain_limit
+        self._serial: serial.Serial | None = None
+        self._lock = threading.Lock()
+        self._line_free_at = 0.0  # monotonic time the next request may start
+
+    @property
+    def name(self) -> str:
+        return self.settings.port
+
+    def open(self) -> None:
+        """Open the port now (it is otherwise opened by the first transaction)."""
+        with self._lock:
+            self._port()
+
+    def _port(self) -> serial.Serial:
+        if self._serial is None:
+            s = self.settings
+            try:
+                self._serial = serial.Serial(
+                    s.port, baudrate=s.baud, parity=PARITIES[s.parity], stopbits=s.stopbits,
+                    bytesize=serial.EIGHTBITS, timeout=0, exclusive=True,
+                )
+            except (serial.SerialException, OSError, ValueError) as exc:
+                raise LinkError(f"cannot open {s.port}: {exc}") from exc
+        return self._serial
+
+    def close(self) -> None:
+        with self._lock:
+            self._drop()
+
+    def _drop(self) -> None:
+        if self._serial is not None:
+            with contextlib.suppress(serial.SerialException, OSError):
+                self._serial.close()
+            self._serial = None
+
+    def read_registers(self, unit: int, function: int, address: int, count: int,
+                       timeout: float) -> list[int]:
+        request = modbus.rtu_read_request(unit, function, address, count)
+        with self._lock:
+            try:
+                return self._transact(request, unit, function, count, timeout)
+            except (serial.SerialException, OSError) as exc:
+                self._drop()
+                raise LinkError(f"{self.settings.port}: {exc}") from exc
+            finally:
+                self._line_free_at = time.monotonic() + self.turnaround
+
+    def _transact(self, request: bytes, unit: int, function: int, count: int,
+                  timeout: float) -> list[int]:
+        port = self._port()
+        wait = self._line_free_at - time.monotonic()
+        if wait > 0:
+            time.sleep(wait)
+        if port.in_waiting:
+            port.reset_input_buffer()  # a late answer to someone else's request
+        port.write(request)
+        frame = self._receive(port, function, count, time.monotonic() + timeout)
+        if not frame:
+            raise TransportTimeout(f"unit {unit}: no answer within {timeout:.3f} s")
+        try:
+            return modbus.parse_rtu_read_response(frame, unit, function, count)
+        except FrameError:
+            self._drain(port)
+            raise
+
+    def _receive(self, port: serial.Serial, function: int, count: int,
+                 deadline: float) -> bytes:
+        """Bytes of one response: complete, or cut by silence or the deadline."""
+        buf = bytearray()
+        while True:
+            expected = modbus.rtu_response_length(bytes(buf[:2]), function, count)
+            need = 2 - len(buf) if expected is None else expected - len(buf)
+            if need <= 0:
+                return bytes(buf)
+            left = deadline - time.monotonic()
+            wait = left if not buf else min(left, self.silence)
+            if wait <= 0:
+                break
+            port.timeout = wait
+            chunk = port.read(max(1, min(need, port.in_waiting)))
+            if not chunk:
+                break
+            buf += chunk
+        if buf:
+            expected = modbus.rtu_response_length(bytes(buf[:2]), function, count)
+            self._drain(port)
+            raise FrameError(
+                f"short frame: {len(buf)} of {expected or 'at least 2'} bytes "
+                f"({bytes(buf[:16]).hex(' ')})"
+            )
+        return b""
+
+    def _drain(self, port: serial.Serial) -> None:
+        """After a bad frame: wait for the line to go quiet, then discard what came in."""
+        end = time.monotonic() + self.drain_limit
+        port.timeout = self.silence
+        while time.monotonic() < end and port.read(max(1, port.in_waiting)):
+            pass
+        port.reset_input_buffer()
+
+
+class TcpTransport:
+    """Modbus TCP master on one connection (one device, or one gateway with many units).
+
+    A timeout keeps the connection: a late answer is recognised by its transaction id and
+    skipped. A header that does not parse means the byte stream has lost its framing, and
+    only then is the connection dropped (and reopened on the next transaction).
+    """
+
+    def __init__(self, host: str, port: int, *, connect_timeout: float = 2.0) -> None:
+        self.host = host
+        self.port = port
+        self.connect_timeout = connect_timeout
+        self._sock: socket.socket | None = None
+        self._rx = bytearray()
+        self._tid = 0
+        self._lock = threading.Lock()
+
+    @property
+    def name(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    def close(self) -> None:
+        with self._lock:
+            self._drop()
+
+    def _drop(self) -> None:
+        if self._sock is not None:
+            with contextlib.suppress(OSError):
+                self._sock.close()
+            self._sock = None
+        self._rx.clear()
+
+    def _connect(self) -> socket.socket:
+        if self._sock is None:
+            try:
+                sock = socket.create_connection((self.host, self.port), self.connect_timeout)
+            except OSError as exc:
+                raise LinkError(f"cannot connect to {self.name}: {exc}") from exc
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            self._sock = sock
+            self._rx.clear()
+        return self._sock
+
+    def read_registers(self, unit: int, function: int, address: int, count: int,
+                       timeout: float) -> list[int]:
+        with self._lock:
+            self._tid = (self._tid + 1) & 0xFFFF
+            tid = self._tid
+            request = modbus.tcp_read_request(tid, unit, function, address, count)
+            deadline = time.monotonic() + timeout
+            try:
+                sock = self._connect()
+                sock.sendall(request)
+                while True:
+                    adu = self._receive(sock, deadline, unit, timeout)
+                    if int.from_bytes(adu[:2], "big") == tid:
+                        return modbus.parse_tcp_read_response(adu, tid, unit, function, count)
+                    # a late answer to an earlier, timed-out request: skip it
+            except OSError as exc:
+                self._drop()
+                raise LinkError(f"{self.name}: {exc}") from exc
+
+    def _receive(self, sock: socket.socket, deadline: float, unit: int,
+                 timeout: float) -> bytes:
+        header_ok = False
+        while True:
+            if len(self._rx) >= modbus.MBAP_LENGTH:
+                try:
+                    total = modbus.tcp_frame_length(bytes(self._rx[:modbus.MBAP_LENGTH]))
+                except FrameError:
+                    self._drop()  # framing lost: only a new connection resynchronises
+                    raise
+                header_ok = True
+                if len(self._rx) >= total:
+                    adu = bytes(self._rx[:total])
+                    del self._rx[:total]
+                    return adu
+            left = deadline - time.monotonic()
+            if left <= 0:
+                if self._rx:
+                    got = len(self._rx)
+                    self._drop()
+                    what = "frame" if header_ok else "MBAP header"
+                    raise FrameError(f"short {what}: {got} bytes before the timeout")
+                raise TransportTimeout(f"unit {unit}: no answer within {timeout:.3f} s")
+            sock.settimeout(left)
+            try:
+                chunk = sock.recv(4096)
+            except TimeoutError:
+                continue
+            if not chunk:
+                self._drop()
+                raise LinkError(f"{self.name}: connection closed by the peer")
+            self._rx += chunk
