@@ -1,0 +1,73 @@
+"""The averaging core: samples -> clock-aligned window records, roll-ups, normalisation.
+
+Call ``configure_cache(state_dir)`` first so numba's compiled kernels live in the agent's state
+directory; numba itself is imported lazily on the first aggregation.
+
+* batch, array level: ``aggregate(t, value, status, width_s=, period_s=)`` -> ``WindowStats``;
+  ``rollup_arrays(...)``; ``to_records(stats, channel, unit)``.
+* batch, records: ``rollup(records, width_s=3600)`` (hourly from 5-min, daily from hourly).
+* streaming: ``StreamingAverager(channels, width_s=300).feed(sample)`` / ``.advance(now)`` /
+  ``.close_all(now)``; ``StreamingRollup`` the same for records.
+* rules: ``COVERAGE_75`` (default), ``CFR_60_13_H`` (15-minute quadrants), ``ValidityRule``.
+* stack gas: ``normalise_record``, ``normalise_values`` with a ``Normalisation``.
+"""
+
+from edge_agent.averaging.batch import (
+    WindowStats,
+    aggregate,
+    rollup,
+    rollup_arrays,
+    rollup_channel,
+    to_records,
+)
+from edge_agent.averaging.cache import configure_cache
+from edge_agent.averaging.errors import (
+    AveragingError,
+    InputError,
+    O2RangeError,
+    UnknownGasError,
+    UnknownUnitError,
+    UnsortedTimesError,
+    WindowError,
+)
+from edge_agent.averaging.normalise import (
+    MOLAR_MASS_G_PER_MOL,
+    Normalisation,
+    molar_volume,
+    normalise_record,
+    normalise_values,
+)
+from edge_agent.averaging.rules import CFR_60_13_H, COVERAGE_75, RULES, ValidityRule
+from edge_agent.averaging.streaming import ChannelSpec, StreamingAverager, StreamingRollup
+from edge_agent.averaging.windows import DEFAULT_UTC_OFFSET_S, utc_offset_for
+
+__all__ = [
+    "CFR_60_13_H",
+    "COVERAGE_75",
+    "DEFAULT_UTC_OFFSET_S",
+    "MOLAR_MASS_G_PER_MOL",
+    "RULES",
+    "AveragingError",
+    "ChannelSpec",
+    "InputError",
+    "Normalisation",
+    "O2RangeError",
+    "StreamingAverager",
+    "StreamingRollup",
+    "UnknownGasError",
+    "UnknownUnitError",
+    "UnsortedTimesError",
+    "ValidityRule",
+    "WindowError",
+    "WindowStats",
+    "aggregate",
+    "configure_cache",
+    "molar_volume",
+    "normalise_record",
+    "normalise_values",
+    "rollup",
+    "rollup_arrays",
+    "rollup_channel",
+    "to_records",
+    "utc_offset_for",
+]
