@@ -1,0 +1,371 @@
+"""Analyser profiles: one TOML register map per analyser model, loaded and validated here.
+
+A profile says, for each channel, where its value lives (function 03 holding / 04 input
+registers, 0-based protocol address as sent on the wire, not the "40001" catalogue numbering),
+how it is encoded (data type, byte and word order, scale and offset) and where its status comes
+from (a per-channel state register, a device-wide status register, or none: always measuring).
+The poller, the decoder, the simulator and ``quantrac diag`` all read the same profile, so the
+simulated analyser and the real one can never disagree about the register map.
+
+Schema (see drivers/profiles/*.toml for complete examples)::
+
+    name = "hach_sc"                      # built-in profiles: the file stem
+    model = "Hach sc1000-style controller"
+    max_read = 125                        # optional: most words the device serves per read
+    [defaults]                            # optional: defaults for every channel
+    function = 3
+    dtype = "float32"
+    byte_order = "big"
+    word_order = "little"
+    [device_status]                       # optional: one status register for the device
+    address = 48                          # function defaults to [defaults].function
+    mask = 0xFFFF                         # optional, default 0xFFFF; shift default 0
+    default = "fault"                     # raw values not in map (default "fault")
+    map = { 0 = "measuring", 1 = "calibrating", 2 = "maintenance", 3 = "fault" }
+    [channels.COD]                        # the channel name: a Circular 10 symbol if one exists
+    address = 0
+    unit = "mg/L"
+    range = [20.0, 120.0]                 # typical range (the simulator draws values in it)
+    scale = 1.0                           # engineering = raw * scale + offset
+    offset = 0.0
+    status = { address = 2, mask = 0xFF00, shift = 8, map = { 0 = "measuring" } }
+
+Every mistake raises :class:`ProfileError` naming the file, the key path and the value.
+"""
+
+from __future__ import annotations
+
+import math
+import tomllib
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from drivers.codec import DTYPES, ORDERS, word_count
+from protocol.model import Status
+
+PROFILE_DIR = Path(__file__).with_name("profiles")
+MAX_READ = 125
+
+# Statuses an analyser can report; OFFLINE is ours alone (no answer) and cannot be mapped.
+_STATUS_NAMES = {
+    "measuring": Status.MEASURING,
+    "calibrating": Status.CALIBRATING,
+    "fault": Status.FAULT,
+    "maintenance": Status.MAINTENANCE,
+}
+_TOP_KEYS = {"name", "model", "description", "max_read", "defaults", "device_status", "channels"}
+_DEFAULT_KEYS = {"function", "dtype", "byte_order", "word_order"}
+_CHANNEL_KEYS = {"address", "unit", "range", "scale", "offset", "status", *_DEFAULT_KEYS}
+_STATUS_KEYS = {"function", "address", "mask", "shift", "map", "default"}
+_MISSING = "<missing>"
+
+
+class ProfileError(ValueError):
+    """A profile that cannot be used; names the file, the key path and the offending value."""
+
+    def __init__(self, file: str | Path, key: str, value: object, expected: str) -> None:
+        self.file = str(file)
+        self.key = key
+        self.value = value
+        self.expected = expected
+        shown = value if value == _MISSING else repr(value)
+        super().__init__(f"{self.file}: {key} = {shown}: {expected}")
+
+
+@dataclass(frozen=True)
+class StatusSpec:
+    """Where a status lives and what its raw values mean.
+
+    raw = (word & mask) >> shift; ``mapping`` turns raw into our Status; any raw value the
+    maker did not document is ``default`` (normally FAULT: an unknown code is not a reading).
+    """
+
+    function: int
+    address: int
+    mask: int = 0xFFFF
+    shift: int = 0
+    mapping: Mapping[int, Status] = field(default_factory=dict)
+    default: Status = Status.FAULT
+
+    def status_of(self, word: int) -> Status:
+        return self.mapping.get((word & self.mask) >> self.shift, self.default)
+
+    def raw_for(self, status: Status) -> int:
+        """A raw value that decodes to ``status`` (the smallest documented one)."""
+        for raw in sorted(self.mapping):
+            if self.mapping[raw] is status:
+                return raw
+        if status is self.default:
+            raw = 0
+            while raw in self.mapping:
+                raw += 1
+            if (raw << self.shift) & self.mask == raw << self.shift:
+                return raw
+        raise ValueError(f"status register {self.function}:{self.address} cannot say {status.name}")
+
+
+@dataclass(frozen=True)
+class ChannelSpec:
+    """One measured value: where it lives and how to turn its words into engineering units."""
+
+    name: str
+    function: int
+    address: int
+    dtype: str
+    byte_order: str = "big"
+    word_order: str = "big"
+    scale: float = 1.0
+    offset: float = 0.0
+    unit: str = ""
+    status: StatusSpec | None = None
+    lo: float = 0.0
+    hi: float = 1.0
+
+    @property
+    def words(self) -> int:
+        return word_count(self.dtype)
+
+    def registers(self) -> list[tuple[int, int]]:
+        return [(self.function, self.address + i) for i in range(self.words)]
+
+
+@dataclass(frozen=True)
+class Profile:
+    """A validated register map of one analyser model."""
+
+    name: str
+    model: str
+    channels: tuple[ChannelSpec, ...]
+    device_status: StatusSpec | None = None
+    source: str = ""
+    max_read: int = MAX_READ
+
+    def channel(self, name: str) -> ChannelSpec:
+        for ch in self.channels:
+            if ch.name == name:
+                return ch
+        raise KeyError(f"profile {self.name} has no channel {name!r}")
+
+    @property
+    def channel_names(self) -> list[str]:
+        return [ch.name for ch in self.channels]
+
+
+# --------------------------------------------------------------------------- loading
+
+def builtin_profile_names() -> list[str]:
+    return sorted(p.stem for p in PROFILE_DIR.glob("*.toml"))
+
+
+def builtin_profile(name: str) -> Profile:
+    path = PROFILE_DIR / f"{name}.toml"
+    if not path.is_file():
+        raise ProfileError(path, "name", name,
+                           f"no such built-in profile; known: {', '.join(builtin_profile_names())}")
+    return load_profile(path)
+
+
+def load_profile(path: str | Path) -> Profile:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ProfileError(path, "<file>", str(path), f"cannot be read ({exc.strerror})") from None
+    except UnicodeDecodeError as exc:
+        raise ProfileError(path, "<file>", f"byte {exc.start}", "is not UTF-8") from None
+    try:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ProfileError(path, "<toml>", str(exc), "is not valid TOML (a duplicate "
+                           "[channels.X] table is reported here)") from None
+    return parse_profile(doc, path)
+
+
+def parse_profile(doc: Mapping[str, Any], source: str | Path) -> Profile:
+    """Validate an already-parsed TOML document (tests and tools build profiles this way)."""
+    p = _Parser(str(source))
+    return p.profile(doc)
+
+
+class _Parser:
+    def __init__(self, source: str) -> None:
+        self.source = source
+
+    def fail(self, key: str, value: object, expected: str) -> ProfileError:
+        return ProfileError(self.source, key, value, expected)
+
+    def table(self, doc: Any, key: str, allowed: set[str]) -> Mapping[str, Any]:
+        if not isinstance(doc, Mapping):
+            raise self.fail(key, doc, "expected a table")
+        for k in doc:
+            if k not in allowed:
+                raise self.fail(f"{key}.{k}" if key else k, doc[k],
+                                f"unknown key; expected one of {', '.join(sorted(allowed))}")
+        return doc
+
+    def get(self, doc: Mapping[str, Any], key: str, path: str, kind: type | tuple[type, ...],
+            default: Any = _MISSING) -> Any:
+        if key not in doc:
+            if default is _MISSING:
+                raise self.fail(path, _MISSING, "required key is missing")
+            return default
+        value = doc[key]
+        if isinstance(value, bool) or not isinstance(value, kind):
+            names = kind.__name__ if isinstance(kind, type) else " or ".join(
+                k.__name__ for k in kind)
+            raise self.fail(path, value, f"expected {names}")
+        return value
+
+    def choice(self, doc: Mapping[str, Any], key: str, path: str, options: Collection[Any],
+               default: Any = _MISSING) -> Any:
+        value = self.get(doc, key, path, (str, int), default)
+        if value not in options:
+            raise self.fail(path, value, f"expected one of {', '.join(map(str, options))}")
+        return value
+
+    def profile(self, doc: Mapping[str, Any]) -> Profile:
+        doc = self.table(doc, "", _TOP_KEYS)
+        name = self.get(doc, "name", "name", str)
+        model = self.get(doc, "model", "model", str, name)
+        description = self.get(doc, "description", "description", str, "")
+        max_read = self.get(doc, "max_read", "max_read", int, MAX_READ)
+        if not 1 <= max_read <= MAX_READ:
+            raise self.fail("max_read", max_read, f"expected a count in 1..{MAX_READ}")
+        defaults = self.table(doc.get("defaults", {}), "defaults", _DEFAULT_KEYS)
+        base_function = self.choice(defaults, "function", "defaults.function", (3, 4), 3)
+        device_status = None
+        if "device_status" in doc:
+            device_status = self.status(doc["device_status"], "device_status", base_function)
+        chans = self.get(doc, "channels", "channels", dict)
+        if not chans:
+            raise self.fail("channels", {}, "a profile needs at least one channel")
+        channels = []
+        seen: dict[str, str] = {}
+        for ch_name, ch_doc in chans.items():
+            folded = ch_name.casefold()
+            if folded in seen:
+                raise self.fail(f"channels.{ch_name}", ch_name,
+                                f"duplicate channel (already defined as {seen[folded]!r})")
+            seen[folded] = ch_name
+            channels.append(self.channel(ch_name, ch_doc, defaults))
+        profile = Profile(name=name, model=model or description, channels=tuple(channels),
+                          device_status=device_status, source=self.source, max_read=max_read)
+        self.check_overlaps(profile)
+        return profile
+
+    def channel(self, name: str, doc: Any, defaults: Mapping[str, Any]) -> ChannelSpec:
+        path = f"channels.{name}"
+        if not name.replace("_", "").replace(",", "").isalnum():
+            raise self.fail(path, name, "channel names are letters, digits, '_' or ','")
+        doc = self.table(doc, path, _CHANNEL_KEYS)
+        merged = {**defaults, **doc}
+        function = self.choice(merged, "function", f"{path}.function", (3, 4), 3)
+        dtype = self.choice(merged, "dtype", f"{path}.dtype", DTYPES)
+        byte_order = self.choice(merged, "byte_order", f"{path}.byte_order", ORDERS, "big")
+        word_order = self.choice(merged, "word_order", f"{path}.word_order", ORDERS, "big")
+        address = self.address(merged, f"{path}.address", word_count(dtype))
+        scale = float(self.get(doc, "scale", f"{path}.scale", (int, float), 1.0))
+        if scale == 0 or not math.isfinite(scale):
+            raise self.fail(f"{path}.scale", scale, "expected a finite, non-zero number")
+        offset = float(self.get(doc, "offset", f"{path}.offset", (int, float), 0.0))
+        if not math.isfinite(offset):
+            raise self.fail(f"{path}.offset", offset, "expected a finite number")
+        unit = self.get(doc, "unit", f"{path}.unit", str, "")
+        rng = self.get(doc, "range", f"{path}.range", list)
+        if (len(rng) != 2 or not all(isinstance(x, int | float) and not isinstance(x, bool)
+                                     and math.isfinite(x) for x in rng) or not rng[0] < rng[1]):
+            raise self.fail(f"{path}.range", rng, "expected [low, high] with low < high")
+        status = None
+        if "status" in doc:
+            status = self.status(doc["status"], f"{path}.status", function)
+        return ChannelSpec(name=name, function=function, address=address, dtype=dtype,
+                           byte_order=byte_order, word_order=word_order, scale=scale,
+                           offset=offset, unit=unit, status=status,
+                           lo=float(rng[0]), hi=float(rng[1]))
+
+    def address(self, doc: Mapping[str, Any], path: str, words: int) -> int:
+        address: int = self.get(doc, "address", path, int)
+        if not 0 <= address <= 0xFFFF - (words - 1):
+            raise self.fail(path, address,
+                            f"expected a register address in 0..{0xFFFF - (words - 1)} "
+                            f"(the value takes {words} word(s))")
+        return address
+
+    def status(self, doc: Any, path: str, function: int) -> StatusSpec:
+        doc = self.table(doc, path, _STATUS_KEYS)
+        function = self.choice(doc, "function", f"{path}.function", (3, 4), function)
+        address = self.address(doc, f"{path}.address", 1)
+        mask = self.get(doc, "mask", f"{path}.mask", int, 0xFFFF)
+        if not 1 <= mask <= 0xFFFF:
+            raise self.fail(f"{path}.mask", mask, "expected a 16-bit mask, 0x0001..0xFFFF")
+        shift = self.get(doc, "shift", f"{path}.shift", int, 0)
+        if not 0 <= shift <= 15 or (mask >> shift) << shift != mask:
+            raise self.fail(f"{path}.shift", shift,
+                            f"expected 0..15 with no mask bit below it (mask {mask:#06x})")
+        names = ", ".join(_STATUS_NAMES)
+        default_name = self.choice(doc, "default", f"{path}.default", _STATUS_NAMES, "fault")
+        raw_map = self.get(doc, "map", f"{path}.map", dict)
+        mapping: dict[int, Status] = {}
+        for key, value in raw_map.items():
+            kpath = f"{path}.map.{key}"
+            try:
+                raw = int(key, 0)
+            except ValueError:
+                raise self.fail(kpath, key, "expected an integer raw value as key") from None
+            if not 0 <= raw <= mask >> shift:
+                raise self.fail(kpath, raw, f"raw value does not fit the mask (0..{mask >> shift})")
+            if value not in _STATUS_NAMES:
+                raise self.fail(kpath, value, f"expected one of {names}")
+            mapping[raw] = _STATUS_NAMES[value]
+        return StatusSpec(function=function, address=address, mask=mask, shift=shift,
+                          mapping=mapping, default=_STATUS_NAMES[default_name])
+
+    def check_overlaps(self, profile: Profile) -> None:
+        """No word may carry two values, or a value and a status.
+
+        Status words may be shared between statuses (one register holding two state bytes, or
+        one device status read by every channel) as long as their masks do not overlap.
+        """
+        owner: dict[tuple[int, int], str] = {}
+        for ch in profile.channels:
+            for i, reg in enumerate(ch.registers()):
+                if reg in owner:
+                    raise self.fail(f"channels.{ch.name}.address", ch.address,
+                                    f"register {reg[0]}:{reg[1]} (word {i} of this {ch.dtype}) "
+                                    f"overlaps {owner[reg]}")
+                owner[reg] = f"channels.{ch.name}"
+        masks: dict[tuple[int, int], tuple[int, str]] = {}
+        specs: list[tuple[str, StatusSpec]] = [
+            (f"channels.{ch.name}.status", ch.status) for ch in profile.channels if ch.status]
+        if profile.device_status:
+            specs.insert(0, ("device_status", profile.device_status))
+        for path, spec in specs:
+            reg = (spec.function, spec.address)
+            if reg in owner:
+                raise self.fail(f"{path}.address", spec.address,
+                                f"status register {reg[0]}:{reg[1]} overlaps {owner[reg]}")
+            used, other = masks.get(reg, (0, ""))
+            if used & spec.mask:
+                raise self.fail(f"{path}.mask", spec.mask,
+                                f"bits of register {reg[0]}:{reg[1]} already used by {other}")
+            masks[reg] = (used | spec.mask, path)
+
+
+def profile_registers(profile: Profile,
+                      channels: Collection[str] | None = None) -> set[tuple[int, int]]:
+    """Every (function, address) word the named channels need, their status registers included.
+
+    ``channels=None`` means every channel. The device status register is always included.
+    """
+    wanted = profile.channel_names if channels is None else channels
+    regs: set[tuple[int, int]] = set()
+    for name in wanted:
+        ch = profile.channel(name)
+        regs.update(ch.registers())
+        if ch.status:
+            regs.add((ch.status.function, ch.status.address))
+    if profile.device_status:
+        regs.add((profile.device_status.function, profile.device_status.address))
+    return regs
