@@ -1,16 +1,22 @@
-"""`quantrac centre`: the reference centre receiver."""
+"""`quantrac centre`: the reference centre receiver.
+
+A thin ``register()``: each group of actions lives in its own small module with its own
+``register(actions)``; add new ones to ``_MODULES``.
+"""
 
 from __future__ import annotations
 
 import argparse
 from typing import Any
 
+from centre import provision_cli
+
+_MODULES = (provision_cli,)
+
 
 def register(sub: argparse._SubParsersAction[Any]) -> None:
     parser = sub.add_parser("centre", help="the reference centre receiver")
-    parser.set_defaults(func=_not_yet)
-
-
-def _not_yet(args: argparse.Namespace) -> int:
-    print("quantrac centre: not implemented yet")
-    return 2
+    actions = parser.add_subparsers(dest="centre_command", metavar="ACTION")
+    actions.required = True
+    for module in _MODULES:
+        module.register(actions)

@@ -1,0 +1,298 @@
+"""The centre's provisioning authority: its keys, its CA, enrolment, rotation, revocation.
+
+Centre dir layout (0700; private keys 0600)::
+
+    packet.key      X25519: stations seal packets to it (HPKE)
+    signing.key     Ed25519: signs bundles and commands; its fingerprint is what installers check
+    ca.key, ca.crt  the CA for broker client certificates
+    crl.pem         revoked station certificates, for the broker's ``crlfile``
+    centre.json     public facts: key ids, fingerprint, default broker address
+    registry.sqlite stations and their keys (``centre.registry``)
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+
+from centre.registry import Registry
+from protocol.envelope import key_id
+from provisioning import certs
+from provisioning.bundle import make_bundle, parse_broker
+from provisioning.errors import ProvisioningError
+from provisioning.keys import (
+    fingerprint,
+    load_ed25519_private,
+    load_x25519_private,
+    private_pem,
+    raw_public,
+)
+from provisioning.request import read_enrolment, read_rotation
+from provisioning.securefs import (
+    check_private_dir,
+    check_private_file,
+    ensure_private_dir,
+    write_new,
+    write_replace,
+)
+from provisioning.signed import iso
+
+log = logging.getLogger("quantrac.centre.authority")
+
+DEFAULT_CENTRE_DIR = Path(os.environ.get("QUANTRAC_CENTRE_DIR", "/var/lib/quantrac-centre"))
+DEFAULT_VALID_DAYS = 730
+Clock = Callable[[], float]
+_PRIVATE = ("packet.key", "signing.key", "ca.key")
+
+
+@dataclass(frozen=True)
+class Centre:
+    """The loaded centre: what ``centre serve`` opens packets with and signs commands with."""
+
+    dir: Path
+    packet_private: X25519PrivateKey = field(repr=False)
+    signing_private: Ed25519PrivateKey = field(repr=False)
+    ca_key: ec.EllipticCurvePrivateKey = field(repr=False)
+    ca_pem: bytes = field(repr=False)
+    fingerprint: str
+    broker: tuple[str, int] | None
+
+    @property
+    def registry_path(self) -> Path:
+        return self.dir / "registry.sqlite"
+
+    @property
+    def crl_path(self) -> Path:
+        return self.dir / "crl.pem"
+
+    def registry(self, clock: Clock = time.time) -> Registry:
+        """Open this centre's station registry."""
+        return Registry(self.registry_path, clock)
+
+
+def init(directory: Path, broker: str | None = None, *, clock: Clock = time.time) -> Centre:
+    """Create the centre's keys and CA; refuses if the directory already holds any."""
+    address = parse_broker(broker) if broker else None
+    ensure_private_dir(directory)
+    present = [n for n in (*_PRIVATE, "centre.json") if (directory / n).exists()]
+    if present:
+        raise ProvisioningError(
+            f"{directory}: already holds centre keys ({', '.join(present)}); refusing to "
+            "replace them: every enrolled station trusts these keys"
+        )
+    now = clock()
+    packet = X25519PrivateKey.generate()
+    signing = Ed25519PrivateKey.generate()
+    fp = fingerprint(signing.public_key())
+    ca_key, ca_pem = certs.make_ca(f"quantrac centre CA {fp}", now)
+    write_new(directory / "packet.key", private_pem(packet))
+    write_new(directory / "signing.key", private_pem(signing))
+    write_new(directory / "ca.key", certs.tls_key_pem(ca_key))
+    write_new(directory / "ca.crt", ca_pem, mode=0o644)
+    info = {
+        "format": "quantrac-centre/1",
+        "fingerprint": fp,
+        "signing_key_id": key_id(signing.public_key()).hex(),
+        "packet_key_id": key_id(packet.public_key()).hex(),
+        "broker": f"{address[0]}:{address[1]}" if address else None,
+        "created": iso(now),
+    }
+    write_new(directory / "centre.json", (json.dumps(info, indent=2) + "\n").encode())
+    centre = load(directory)
+    with centre.registry(clock):
+        pass  # create the schema now, so `centre serve` finds it
+    write_crl(centre, clock=clock)
+    log.info("centre_initialised", extra={"dir": str(directory), "fingerprint": fp})
+    return centre
+
+
+def load(directory: Path = DEFAULT_CENTRE_DIR) -> Centre:
+    """Load the centre's keys; refuses if the dir or a key file is readable by others."""
+    check_private_dir(directory)
+    for name in _PRIVATE:
+        check_private_file(directory / name)
+    info_path = directory / "centre.json"
+    try:
+        info: dict[str, Any] = json.loads(info_path.read_text())
+    except (OSError, ValueError) as exc:
+        raise ProvisioningError(f"{info_path}: unreadable ({exc})") from None
+    signing = load_ed25519_private(directory / "signing.key")
+    ca_key = serialization.load_pem_private_key((directory / "ca.key").read_bytes(), None)
+    if not isinstance(ca_key, ec.EllipticCurvePrivateKey):
+        raise ProvisioningError(f"{directory / 'ca.key'}: not an ECDSA key")
+    broker = info.get("broker")
+    return Centre(
+        dir=directory,
+        packet_private=load_x25519_private(directory / "packet.key"),
+        signing_private=signing,
+        ca_key=ca_key,
+        ca_pem=(directory / "ca.crt").read_bytes(),
+        fingerprint=fingerprint(signing.public_key()),
+        broker=parse_broker(broker, f"{info_path}: field broker") if broker else None,
+    )
+
+
+def _broker(centre: Centre, broker: str | None) -> tuple[str, int]:
+    if broker:
+        return parse_broker(broker)
+    if centre.broker is None:
+        raise ProvisioningError(
+            "--broker: no broker address given and none set at `quantrac centre init`; "
+            "pass --broker HOST:PORT"
+        )
+    return centre.broker
+
+
+@dataclass(frozen=True)
+class Issued:
+    """A bundle written for a station."""
+
+    bundle: bytes
+    station_id: str
+    key_id: bytes
+    expires: float
+
+
+def enrol(
+    centre: Centre,
+    data: bytes,
+    source: str,
+    *,
+    broker: str | None = None,
+    valid_days: int = DEFAULT_VALID_DAYS,
+    clock: Clock = time.time,
+) -> Issued:
+    """Verify an enrolment request, register the station, issue its certificate and bundle."""
+    if not 1 <= valid_days <= 3650:
+        raise ProvisioningError(f"--valid-days: {valid_days} is not from 1 to 3650")
+    address = _broker(centre, broker)
+    req = read_enrolment(data, source)
+    now = clock()
+    with centre.registry(clock) as registry:
+        known = registry.station(req.station_id)
+        if known is not None:
+            raise ProvisioningError(
+                f"{source}: field station_id: {req.station_id!r} is already enrolled "
+                f"(status {known.status}, keys {', '.join(known.keys)}); a new key for it goes "
+                "through `quantrac provision rotate` and `quantrac centre rotate`"
+            )
+        cert = certs.issue_client_cert(
+            centre.ca_key, centre.ca_pem, req.csr, req.station_id, now, valid_days
+        )
+        cert_pem = cert.public_bytes(serialization.Encoding.PEM)
+        not_after = cert.not_valid_after_utc.timestamp()
+        try:
+            registry.enrol(
+                req.station_id, req.key_id, raw_public(req.station_key), req.hardware_serial,
+                req.nonce, cert.serial_number, cert_pem.decode("ascii"), not_after,
+            )
+        except ValueError as exc:
+            raise ProvisioningError(f"{source}: field nonce: {exc}") from None
+    bundle = _bundle(centre, req.station_id, req.key_id, address, cert_pem, now, not_after)
+    return Issued(bundle, req.station_id, req.key_id, not_after)
+
+
+def rotate(
+    centre: Centre,
+    data: bytes,
+    source: str,
+    *,
+    broker: str | None = None,
+    clock: Clock = time.time,
+) -> Issued:
+    """Accept a station's new key (the old one stays valid until the new one is seen)."""
+    address = _broker(centre, broker)
+    req = read_rotation(data, source)
+    now = clock()
+    with centre.registry(clock) as registry:
+        known = registry.station(req.station_id)
+        if known is None or known.status != "active":
+            state = "not enrolled" if known is None else known.status
+            raise ProvisioningError(f"{source}: field station_id: {req.station_id!r} is {state}")
+        current = registry.active_key(req.station_id)
+        if current is None or current[0] != req.old_key_id:
+            raise ProvisioningError(
+                f"{source}: field old_key_id: {req.old_key_id.hex()} is not the active key of "
+                f"{req.station_id!r} (keys: {known.keys})"
+            )
+        req.verify_old(current[1])
+        cert = registry.current_certificate(req.station_id)
+        if cert is None:
+            raise ProvisioningError(f"{req.station_id!r}: no current certificate on record")
+        try:
+            registry.rotate(
+                req.station_id, req.old_key_id, req.new_key_id, raw_public(req.new_key), req.nonce
+            )
+        except ValueError as exc:
+            raise ProvisioningError(f"{source}: {exc}") from None
+    cert_pem, not_after = cert
+    bundle = _bundle(
+        centre, req.station_id, req.new_key_id, address, cert_pem.encode("ascii"), now, not_after
+    )
+    return Issued(bundle, req.station_id, req.new_key_id, not_after)
+
+
+def _bundle(
+    centre: Centre,
+    station_id: str,
+    station_key_id: bytes,
+    broker: tuple[str, int],
+    cert_pem: bytes,
+    now: float,
+    expires: float,
+) -> bytes:
+    return make_bundle(
+        station_id=station_id,
+        station_key_id=station_key_id,
+        centre_signing=centre.signing_private,
+        centre_packet=centre.packet_private.public_key(),
+        broker=broker,
+        ca_pem=centre.ca_pem,
+        station_cert_pem=cert_pem,
+        now=now,
+        expires=expires,
+    )
+
+
+def revoke(centre: Centre, station_id: str, *, clock: Clock = time.time) -> bool:
+    """Revoke a station: its packets are refused, its certificate goes on the CRL.
+
+    Returns False if it was already revoked (the CRL is rewritten all the same).
+    """
+    with centre.registry(clock) as registry:
+        if registry.station(station_id) is None:
+            raise ProvisioningError(f"station {station_id!r}: not in the registry")
+        changed = registry.revoke(station_id)
+    write_crl(centre, clock=clock)
+    return changed
+
+
+def write_crl(centre: Centre, *, clock: Clock = time.time, days: int = 365) -> Path:
+    """Rewrite ``crl.pem`` from the registry (signed by the CA; the broker reloads it).
+
+    OpenSSL refuses every client once a CRL is past its next-update time, so this also runs
+    as `quantrac centre crl` (from cron, well within ``days``).
+    """
+    with centre.registry(clock) as registry:
+        revoked = registry.revoked_certificates()
+    pem = certs.make_crl(centre.ca_key, centre.ca_pem, revoked, clock(), days)
+    write_replace(centre.crl_path, pem, mode=0o644)
+    log.info("crl_written", extra={"path": str(centre.crl_path), "revoked": len(revoked)})
+    return centre.crl_path
+
+
+def read_crl(path: Path) -> x509.CertificateRevocationList:
+    """Parse a CRL file (for tests and `centre` tooling)."""
+    return x509.load_pem_x509_crl(path.read_bytes())

@@ -1,0 +1,155 @@
+"""`quantrac centre init | fingerprint | enrol | rotate | revoke | crl` (over ``authority``)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+
+def register(actions: argparse._SubParsersAction[Any]) -> None:
+    """Add the provisioning actions to ``quantrac centre``."""
+
+    def add(name: str, help: str) -> argparse.ArgumentParser:
+        p: argparse.ArgumentParser = actions.add_parser(name, help=help)
+        p.add_argument(
+            "--dir", type=Path, default=None,
+            help="centre dir (default $QUANTRAC_CENTRE_DIR or /var/lib/quantrac-centre)",
+        )
+        return p
+
+    p = add("init", "create the centre's keys and the CA for broker client certificates")
+    p.add_argument("--broker", help="default broker HOST:PORT written into bundles")
+    p.set_defaults(func=_init)
+
+    p = add("fingerprint", "print the fingerprint installers compare on import")
+    p.set_defaults(func=_fingerprint)
+
+    p = add("enrol", "verify an enrolment request, register the station, write its bundle")
+    p.add_argument("request", type=Path)
+    p.add_argument("--out", type=Path, required=True, help="bundle file to write")
+    p.add_argument("--broker", help="broker HOST:PORT (default: the one given at init)")
+    p.add_argument("--valid-days", type=int, default=730,
+                   help="certificate and bundle validity (default 730)")
+    p.set_defaults(func=_enrol)
+
+    p = add("rotate", "accept a station's rotation request, write its new bundle")
+    p.add_argument("request", type=Path)
+    p.add_argument("--out", type=Path, required=True, help="bundle file to write")
+    p.add_argument("--broker", help="broker HOST:PORT (default: the one given at init)")
+    p.set_defaults(func=_rotate)
+
+    p = add("revoke", "revoke a station: refuse its packets, put its certificate on the CRL")
+    p.add_argument("station_id")
+    p.set_defaults(func=_revoke)
+
+    p = add("crl", "rewrite the CRL (run from cron: the broker refuses all once it expires)")
+    p.set_defaults(func=_crl)
+
+
+def _dir(args: argparse.Namespace) -> Path:
+    from centre.authority import DEFAULT_CENTRE_DIR
+
+    return args.dir if args.dir is not None else DEFAULT_CENTRE_DIR
+
+
+def _fail(exc: Exception) -> int:
+    print(f"quantrac centre: error: {exc}", file=sys.stderr)
+    return 1
+
+
+def _init(args: argparse.Namespace) -> int:
+    from centre import authority
+    from provisioning.errors import ProvisioningError
+
+    try:
+        centre = authority.init(_dir(args), args.broker)
+    except (ProvisioningError, OSError) as exc:
+        return _fail(exc)
+    print(f"centre keys created in {centre.dir}")
+    print(f"fingerprint: {centre.fingerprint}")
+    print(f"CA certificate: {centre.dir / 'ca.crt'}; CRL: {centre.crl_path}")
+    return 0
+
+
+def _fingerprint(args: argparse.Namespace) -> int:
+    from centre import authority
+    from provisioning.errors import ProvisioningError
+
+    try:
+        centre = authority.load(_dir(args))
+    except (ProvisioningError, OSError) as exc:
+        return _fail(exc)
+    print(centre.fingerprint)
+    return 0
+
+
+def _write_bundle(path: Path, data: bytes) -> None:
+    from provisioning.securefs import write_replace
+
+    write_replace(path, data, mode=0o644)
+
+
+def _enrol(args: argparse.Namespace) -> int:
+    from centre import authority
+    from provisioning.errors import ProvisioningError
+    from provisioning.signed import iso
+
+    try:
+        centre = authority.load(_dir(args))
+        issued = authority.enrol(
+            centre, args.request.read_bytes(), str(args.request),
+            broker=args.broker, valid_days=args.valid_days,
+        )
+        _write_bundle(args.out, issued.bundle)
+    except (ProvisioningError, OSError) as exc:
+        return _fail(exc)
+    print(f"station {issued.station_id} enrolled, key id {issued.key_id.hex()}")
+    print(f"bundle written: {args.out} (valid until {iso(issued.expires)})")
+    print(f"the installer imports it with --centre-fingerprint {centre.fingerprint}")
+    return 0
+
+
+def _rotate(args: argparse.Namespace) -> int:
+    from centre import authority
+    from provisioning.errors import ProvisioningError
+
+    try:
+        centre = authority.load(_dir(args))
+        issued = authority.rotate(
+            centre, args.request.read_bytes(), str(args.request), broker=args.broker
+        )
+        _write_bundle(args.out, issued.bundle)
+    except (ProvisioningError, OSError) as exc:
+        return _fail(exc)
+    print(f"station {issued.station_id}: new key {issued.key_id.hex()} accepted; the old key "
+          "stays valid until a packet signed by the new one arrives")
+    print(f"bundle written: {args.out}")
+    return 0
+
+
+def _revoke(args: argparse.Namespace) -> int:
+    from centre import authority
+    from provisioning.errors import ProvisioningError
+
+    try:
+        centre = authority.load(_dir(args))
+        changed = authority.revoke(centre, args.station_id)
+    except (ProvisioningError, OSError) as exc:
+        return _fail(exc)
+    state = "revoked" if changed else "was already revoked"
+    print(f"station {args.station_id} {state}; CRL written: {centre.crl_path}")
+    return 0
+
+
+def _crl(args: argparse.Namespace) -> int:
+    from centre import authority
+    from provisioning.errors import ProvisioningError
+
+    try:
+        path = authority.write_crl(authority.load(_dir(args)))
+    except (ProvisioningError, OSError) as exc:
+        return _fail(exc)
+    print(f"CRL written: {path}")
+    return 0

@@ -1,0 +1,318 @@
+"""The centre's registry of stations and their keys (SQLite), and the envelope's key lookup.
+
+A station is ``active`` or ``revoked``. Each of its signing keys is:
+
+- ``active``: accepted;
+- ``retiring``: rotated out but still accepted, until a packet signed by its successor has been
+  *verified* (``key_seen``); then ``retired`` and refused as REVOKED. Retiring only on a verified
+  packet matters: the key id in a header is public, so a forged packet naming the new key must
+  not be able to cut the old key off early.
+
+``lookup_station_key`` is exactly the callback ``protocol.envelope.open_packet`` takes, and
+``open_packet`` here wraps the two steps so a receiver cannot forget ``key_seen``.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from protocol.envelope import (
+    REVOKED,
+    UNKNOWN_KEY,
+    UNKNOWN_STATION,
+    EnvelopeError,
+    Opened,
+    open_packet,
+)
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+
+
+log = logging.getLogger("quantrac.centre.registry")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS stations (
+    station_id TEXT PRIMARY KEY,
+    status TEXT NOT NULL CHECK (status IN ('active', 'revoked')),
+    hardware_serial TEXT,
+    enrolled_at REAL NOT NULL,
+    revoked_at REAL
+);
+CREATE TABLE IF NOT EXISTS station_keys (
+    station_id TEXT NOT NULL REFERENCES stations (station_id),
+    key_id TEXT NOT NULL,
+    public_key BLOB NOT NULL,
+    state TEXT NOT NULL CHECK (state IN ('active', 'retiring', 'retired')),
+    successor TEXT,
+    added_at REAL NOT NULL,
+    retired_at REAL,
+    PRIMARY KEY (station_id, key_id)
+);
+CREATE TABLE IF NOT EXISTS certificates (
+    serial TEXT PRIMARY KEY,
+    station_id TEXT NOT NULL REFERENCES stations (station_id),
+    cert_pem TEXT NOT NULL,
+    not_after REAL NOT NULL,
+    issued_at REAL NOT NULL,
+    revoked_at REAL
+);
+CREATE TABLE IF NOT EXISTS request_nonces (
+    nonce BLOB PRIMARY KEY,
+    station_id TEXT NOT NULL,
+    seen_at REAL NOT NULL
+);
+"""
+
+
+@dataclass(frozen=True)
+class StationRecord:
+    """One station as the registry knows it."""
+
+    station_id: str
+    status: str
+    hardware_serial: str | None
+    enrolled_at: float
+    revoked_at: float | None
+    keys: dict[str, str]  # key id (hex) -> state
+
+
+class Registry:
+    """The station registry; safe to share between threads (one connection, one lock)."""
+
+    def __init__(self, path: Path, clock: Callable[[], float] = time.time) -> None:
+        self.path = path
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA foreign_keys=ON")
+        self._db.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def __enter__(self) -> Registry:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- the envelope's lookup -------------------------------------------------------------
+
+    def lookup_station_key(self, station_id: str, key_id: bytes) -> Ed25519PublicKey:
+        """The public key a packet names, or EnvelopeError(UNKNOWN_STATION/UNKNOWN_KEY/REVOKED)."""
+        with self._lock:
+            station = self._db.execute(
+                "SELECT status FROM stations WHERE station_id = ?", (station_id,)
+            ).fetchone()
+            if station is None:
+                raise EnvelopeError(UNKNOWN_STATION, f"station {station_id!r} is not enrolled")
+            if station[0] == "revoked":
+                raise EnvelopeError(REVOKED, f"station {station_id!r} is revoked")
+            row = self._db.execute(
+                "SELECT public_key, state FROM station_keys WHERE station_id = ? AND key_id = ?",
+                (station_id, key_id.hex()),
+            ).fetchone()
+        if row is None:
+            raise EnvelopeError(
+                UNKNOWN_KEY, f"station {station_id!r} has no key {key_id.hex()}"
+            )
+        if row[1] == "retired":
+            raise EnvelopeError(
+                REVOKED, f"key {key_id.hex()} of station {station_id!r} was rotated out"
+            )
+        return Ed25519PublicKey.from_public_bytes(row[0])
+
+    def key_seen(self, station_id: str, key_id: bytes) -> None:
+        """Call after a packet signed by ``key_id`` verified: its predecessors retire now."""
+        with self._lock, self._db:
+            self._db.execute("BEGIN IMMEDIATE")
+            retired = self._db.execute(
+                "UPDATE station_keys SET state = 'retired', retired_at = ? "
+                "WHERE station_id = ? AND successor = ? AND state = 'retiring' "
+                "RETURNING key_id",
+                (self.clock(), station_id, key_id.hex()),
+            ).fetchall()
+        for (old,) in retired:
+            log.info(
+                "station_key_retired",
+                extra={"station_id": station_id, "key_id": old, "successor": key_id.hex()},
+            )
+
+    def open_packet(self, packet: bytes, centre_private: X25519PrivateKey) -> Opened:
+        """Open and verify a packet with this registry's keys, then record the key as seen."""
+        opened = open_packet(packet, centre_private, self.lookup_station_key)
+        self.key_seen(opened.header.station_id, opened.header.key_id)
+        return opened
+
+    # -- enrolment, rotation, revocation ---------------------------------------------------
+
+    def station(self, station_id: str) -> StationRecord | None:
+        """The station's record with the state of each of its keys, or None."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT station_id, status, hardware_serial, enrolled_at, revoked_at "
+                "FROM stations WHERE station_id = ?",
+                (station_id,),
+            ).fetchone()
+            if row is None:
+                return None
+            keys = dict(
+                self._db.execute(
+                    "SELECT key_id, state FROM station_keys WHERE station_id = ? "
+                    "ORDER BY added_at",
+                    (station_id,),
+                ).fetchall()
+            )
+        return StationRecord(row[0], row[1], row[2], row[3], row[4], keys)
+
+    def stations(self) -> list[StationRecord]:
+        """Every station, by id."""
+        with self._lock:
+            ids = [r[0] for r in self._db.execute("SELECT station_id FROM stations ORDER BY 1")]
+        return [s for s in (self.station(i) for i in ids) if s is not None]
+
+    def active_key(self, station_id: str) -> tuple[bytes, Ed25519PublicKey] | None:
+        """The station's current (not retiring) key."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT key_id, public_key FROM station_keys "
+                "WHERE station_id = ? AND state = 'active'",
+                (station_id,),
+            ).fetchone()
+        if row is None:
+            return None
+        return bytes.fromhex(row[0]), Ed25519PublicKey.from_public_bytes(row[1])
+
+    def enrol(
+        self,
+        station_id: str,
+        key_id: bytes,
+        public_key: bytes,
+        hardware_serial: str | None,
+        nonce: bytes,
+        cert_serial: int,
+        cert_pem: str,
+        cert_not_after: float,
+    ) -> None:
+        """Register a new station, its key and its certificate, in one transaction."""
+        now = self.clock()
+        with self._lock:
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+                self._use_nonce(nonce, station_id, now)
+                self._db.execute(
+                    "INSERT INTO stations (station_id, status, hardware_serial, enrolled_at) "
+                    "VALUES (?, 'active', ?, ?)",
+                    (station_id, hardware_serial, now),
+                )
+                self._db.execute(
+                    "INSERT INTO station_keys (station_id, key_id, public_key, state, added_at) "
+                    "VALUES (?, ?, ?, 'active', ?)",
+                    (station_id, key_id.hex(), public_key, now),
+                )
+                self._db.execute(
+                    "INSERT INTO certificates (serial, station_id, cert_pem, not_after, "
+                    "issued_at) VALUES (?, ?, ?, ?, ?)",
+                    (format(cert_serial, "x"), station_id, cert_pem, cert_not_after, now),
+                )
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        log.info("station_enrolled", extra={"station_id": station_id, "key_id": key_id.hex()})
+
+    def rotate(
+        self, station_id: str, old_key_id: bytes, new_key_id: bytes, public_key: bytes,
+        nonce: bytes,
+    ) -> None:
+        """Add the new key as active; the old one is retiring until the new one is seen."""
+        now = self.clock()
+        with self._lock:
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+                self._use_nonce(nonce, station_id, now)
+                changed = self._db.execute(
+                    "UPDATE station_keys SET state = 'retiring', successor = ? "
+                    "WHERE station_id = ? AND key_id = ? AND state = 'active'",
+                    (new_key_id.hex(), station_id, old_key_id.hex()),
+                ).rowcount
+                if changed != 1:
+                    raise ValueError(f"key {old_key_id.hex()} is not the active key")
+                self._db.execute(
+                    "INSERT INTO station_keys (station_id, key_id, public_key, state, added_at) "
+                    "VALUES (?, ?, ?, 'active', ?)",
+                    (station_id, new_key_id.hex(), public_key, now),
+                )
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        log.info(
+            "station_key_rotated",
+            extra={"station_id": station_id, "key_id": new_key_id.hex(),
+                   "retiring_key_id": old_key_id.hex()},
+        )
+
+    def _use_nonce(self, nonce: bytes, station_id: str, now: float) -> None:
+        try:
+            self._db.execute(
+                "INSERT INTO request_nonces (nonce, station_id, seen_at) VALUES (?, ?, ?)",
+                (nonce, station_id, now),
+            )
+        except sqlite3.IntegrityError:
+            raise ValueError("this request was already used (its nonce is on record)") from None
+
+    def current_certificate(self, station_id: str) -> tuple[str, float] | None:
+        """The station's newest unrevoked certificate (PEM, not-after)."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT cert_pem, not_after FROM certificates "
+                "WHERE station_id = ? AND revoked_at IS NULL ORDER BY issued_at DESC LIMIT 1",
+                (station_id,),
+            ).fetchone()
+        return None if row is None else (row[0], row[1])
+
+    def revoke(self, station_id: str) -> bool:
+        """Mark the station and its certificates revoked; False if it already was."""
+        now = self.clock()
+        with self._lock:
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+                changed = self._db.execute(
+                    "UPDATE stations SET status = 'revoked', revoked_at = ? "
+                    "WHERE station_id = ? AND status = 'active'",
+                    (now, station_id),
+                ).rowcount
+                self._db.execute(
+                    "UPDATE certificates SET revoked_at = ? "
+                    "WHERE station_id = ? AND revoked_at IS NULL",
+                    (now, station_id),
+                )
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        if changed:
+            log.warning("station_revoked", extra={"station_id": station_id})
+        return bool(changed)
+
+    def revoked_certificates(self) -> list[tuple[int, float]]:
+        """``(serial, revoked_at)`` of every revoked certificate, for the CRL."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT serial, revoked_at FROM certificates WHERE revoked_at IS NOT NULL "
+                "ORDER BY revoked_at, serial"
+            ).fetchall()
+        return [(int(serial, 16), at) for serial, at in rows]

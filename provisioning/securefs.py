@@ -1,0 +1,105 @@
+"""Files that hold private keys: a 0700 directory, 0600 files, never overwritten.
+
+The checks refuse rather than repair: a key that has been readable by others may already have
+been copied, so the installer must see it and decide (chmod, or a fresh identity).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import stat
+from pathlib import Path
+
+from provisioning.errors import ProvisioningError
+
+
+def ensure_private_dir(path: Path) -> None:
+    """Create ``path`` as 0700 if missing; refuse if it exists and others can read it."""
+    if not path.exists():
+        path.mkdir(mode=0o700, parents=True)
+        os.chmod(path, 0o700)  # mkdir's mode is filtered by the umask
+        return
+    check_private_dir(path)
+
+
+def check_private_dir(path: Path) -> None:
+    """Refuse a state dir that is not a directory, not ours, or group/other accessible."""
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        raise ProvisioningError(
+            f"{path}: state dir does not exist; run `quantrac provision init` first"
+        ) from None
+    if not stat.S_ISDIR(st.st_mode):
+        raise ProvisioningError(f"{path}: state dir is not a directory")
+    _check_mode(path, st, "state dir", "700")
+
+
+def check_private_file(path: Path) -> None:
+    """Refuse a key file that is group/other accessible or not owned by us."""
+    try:
+        st = path.lstat()
+    except FileNotFoundError:
+        raise ProvisioningError(f"{path}: key file missing") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise ProvisioningError(f"{path}: key file is not a regular file")
+    _check_mode(path, st, "key file", "600")
+
+
+def _check_mode(path: Path, st: os.stat_result, what: str, wanted: str) -> None:
+    mode = stat.S_IMODE(st.st_mode)
+    if mode & 0o077:
+        raise ProvisioningError(
+            f"{path}: {what} has mode {mode:04o}, readable or writable by other users; "
+            f"refusing to use it (if no one else could have copied it: chmod {wanted} {path})"
+        )
+    if hasattr(os, "getuid") and st.st_uid != os.getuid():
+        raise ProvisioningError(
+            f"{path}: {what} belongs to uid {st.st_uid}, not to this user ({os.getuid()})"
+        )
+
+
+def write_new(path: Path, data: bytes, mode: int = 0o600) -> None:
+    """Write a file that must not exist yet (a key is never overwritten), durably.
+
+    The content goes to a temporary file first and is linked into place, so a crash leaves
+    either no file or the whole file, and an existing file makes this fail instead of losing it.
+    """
+    tmp = _write_temp(path, data, mode)
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        raise ProvisioningError(f"{path}: already exists; refusing to overwrite it") from None
+    finally:
+        tmp.unlink()
+    _sync_dir(path.parent)
+
+
+def write_replace(path: Path, data: bytes, mode: int = 0o600) -> None:
+    """Atomically replace a non-secret file (metadata, certificates, the bundle)."""
+    tmp = _write_temp(path, data, mode)
+    os.replace(tmp, path)
+    _sync_dir(path.parent)
+
+
+def _write_temp(path: Path, data: bytes, mode: int) -> Path:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with contextlib.suppress(FileNotFoundError):
+        tmp.unlink()
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    try:
+        os.fchmod(fd, mode)  # the umask may have removed bits; set exactly
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    return tmp
+
+
+def _sync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
