@@ -115,8 +115,9 @@ KEY_ID_SIZE = 8
 SIGNATURE_SIZE = 64
 HPKE_ENC_SIZE = 32
 AEAD_TAG_SIZE = 16
-#: magic 2, version 1, suite 1, key id 8, centre key id 8, first 8, last 8, created 8, id len 1
-HEADER_FIXED = 45
+#: magic 2, version 1, suite 1, key id 8, centre key id 8, first 8, last 8, created 8,
+#: sealed length 4, station id length 1
+HEADER_FIXED = 49
 #: bytes a packet adds to its payload besides the header: HPKE enc, signature, AEAD tag
 PACKET_OVERHEAD = HPKE_ENC_SIZE + SIGNATURE_SIZE + AEAD_TAG_SIZE
 _U64 = (1 << 64) - 1
@@ -172,8 +173,12 @@ class Header:
         if problems:
             raise ValueError("invalid packet header: " + "; ".join(problems))
 
-    def to_bytes(self) -> bytes:
-        """The header's wire form (docs/protocol.md, "Packet header")."""
+    def to_bytes(self, sealed_len: int) -> bytes:
+        """The header's wire form (docs/protocol.md, "Packet header").
+
+        ``sealed_len`` is the length of the HPKE part that follows; it is on the wire (and so
+        bound through ``info``) but not a field: it makes a truncated packet MALFORMED.
+        """
         sid = self.station_id.encode("ascii")
         return b"".join(
             (
@@ -184,6 +189,7 @@ class Header:
                 self.first_seq.to_bytes(8, "big"),
                 self.last_seq.to_bytes(8, "big"),
                 self.created.to_bytes(8, "big"),
+                sealed_len.to_bytes(4, "big"),
                 bytes((len(sid),)),
                 sid,
             )
@@ -200,9 +206,12 @@ class Opened:
 
 
 def parse_header(packet: bytes) -> tuple[Header, int]:
-    """Parse the clear header; return it and its length. Raises EnvelopeError only."""
+    """Parse the clear header of a whole packet; return it and its length.
+
+    Raises EnvelopeError only; checks the packet length against the header's sealed length.
+    """
     if len(packet) < HEADER_FIXED + 1:
-        raise EnvelopeError(MALFORMED, f"truncated: {len(packet)} bytes, header needs 46+")
+        raise EnvelopeError(MALFORMED, f"truncated: {len(packet)} bytes, header needs 50+")
     if packet[0:2] != PACKET_MAGIC:
         raise EnvelopeError(MALFORMED, f"byte 0: magic {packet[0:2].hex()}, want 5145 ('QE')")
     if packet[2] != VERSION:
@@ -213,16 +222,25 @@ def parse_header(packet: bytes) -> tuple[Header, int]:
     last = int.from_bytes(packet[28:36], "big")
     if first > last:
         raise EnvelopeError(MALFORMED, f"byte 20: first_seq {first} > last_seq {last}")
-    length = packet[44]
+    sealed_len = int.from_bytes(packet[44:48], "big")
+    length = packet[48]
     end = HEADER_FIXED + length
     raw_id = bytes(packet[HEADER_FIXED:end])
     if len(raw_id) != length or len(packet) < end:
-        raise EnvelopeError(MALFORMED, f"byte 44: station id of {length} bytes runs past the end")
+        raise EnvelopeError(MALFORMED, f"byte 48: station id of {length} bytes runs past the end")
     if length == 0 or length > MAX_STATION_ID:
-        raise EnvelopeError(MALFORMED, f"byte 44: station id length {length} not in 1..32")
+        raise EnvelopeError(MALFORMED, f"byte 48: station id length {length} not in 1..32")
     sid = raw_id.decode("ascii", "replace")
     if _station_id_bytes(sid) != raw_id:
-        raise EnvelopeError(MALFORMED, f"byte 45: invalid station id {raw_id!r}")
+        raise EnvelopeError(MALFORMED, f"byte 49: invalid station id {raw_id!r}")
+    if len(packet) != end + sealed_len:
+        raise EnvelopeError(
+            MALFORMED,
+            f"byte 44: header says {sealed_len} sealed bytes follow the {end}-byte header, "
+            f"{len(packet) - end} do (truncated or padded)",
+        )
+    if sealed_len < PACKET_OVERHEAD + FIXED_SIZE:
+        raise EnvelopeError(MALFORMED, f"byte 44: sealed length {sealed_len} too short")
     header = Header(
         version=packet[2],
         suite=packet[3],
@@ -250,12 +268,15 @@ def seal(
     """
     if header.version != VERSION or header.suite != SUITE_ED25519_X25519_SHA256_CHACHA20POLY1305:
         raise ValueError(f"cannot seal version {header.version} suite {header.suite}")
-    head = header.to_bytes()
-    size = len(head) + PACKET_OVERHEAD + len(payload)
+    sealed_len = PACKET_OVERHEAD + len(payload)
+    head = header.to_bytes(sealed_len)
+    size = len(head) + sealed_len
     if size > max_packet:
         raise ValueError(f"packet of {size} bytes exceeds the maximum of {max_packet}")
     signature = station_key.sign(SIG_CONTEXT + head + payload)
-    return head + _SUITE.encrypt(signature + payload, centre_public, info=INFO_CONTEXT + head)
+    sealed = _SUITE.encrypt(signature + payload, centre_public, info=INFO_CONTEXT + head)
+    assert len(sealed) == sealed_len, "HPKE output length is enc + plaintext + tag"
+    return head + sealed
 
 
 def open_packet(
@@ -282,8 +303,6 @@ def open_packet(
         raise EnvelopeError(
             WRONG_CENTRE, f"byte 12: sealed to centre key {header.centre_key_id.hex()}"
         )
-    if len(data) < head_len + PACKET_OVERHEAD + FIXED_SIZE:
-        raise EnvelopeError(MALFORMED, f"truncated: {len(data)} bytes after a {head_len}-byte header")
     station_public = lookup_station_key(header.station_id, header.key_id)
     head = data[:head_len]
     try:
@@ -409,7 +428,10 @@ def sign_command(cmd: Command, centre_signing_key: Ed25519PrivateKey) -> bytes:
     if not 0 <= cmd.counter <= _U64 or not 0 <= cmd.created <= _U64:
         raise ValueError("counter and created are u64")
     if cmd.kind in ("ack", "resend"):
-        parse_ranges(cmd.body)  # refuse to sign what the station would reject
+        try:
+            parse_ranges(cmd.body)  # refuse to sign what the station would reject
+        except EnvelopeError as exc:
+            raise ValueError(f"{cmd.kind} command body: {exc}") from None
     if len(cmd.body) > MAX_PACKET:
         raise ValueError(f"command body of {len(cmd.body)} bytes exceeds {MAX_PACKET}")
     signed = b"".join(
@@ -511,7 +533,10 @@ def ranges_body(ranges: Sequence[tuple[int, int]]) -> bytes:
     out = bytearray(len(ranges).to_bytes(2, "big"))
     for first, last in ranges:
         out += first.to_bytes(8, "big") + last.to_bytes(8, "big")
-    parse_ranges(bytes(out))
+    try:
+        parse_ranges(bytes(out))
+    except EnvelopeError as exc:
+        raise ValueError(f"ranges {list(ranges)[:4]}...: {exc}") from None
     return bytes(out)
 
 
