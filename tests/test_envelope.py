@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import math
 from collections.abc import Callable
+from functools import partial
+from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
@@ -115,7 +117,7 @@ def test_every_single_byte_flip_fails(keys: Keys) -> None:
         for mask in (0x01, 0x80, 0xFF):
             bad = bytearray(packet)
             bad[pos] ^= mask
-            reasons.add(reason_of(lambda b=bytes(bad): keys.open(b)))
+            reasons.add(reason_of(partial(keys.open, bytes(bad))))
     # header bytes fail on parsing or key checks, the rest on authenticated decryption
     assert env.DECRYPT_FAILED in reasons and env.MALFORMED in reasons
     assert reasons <= env.REASONS
@@ -160,7 +162,7 @@ def test_header_not_matching_the_sealed_content(keys: Keys) -> None:
     payload = env.encode_records(records)
     for first, last in ((4, 6), (5, 7), (6, 6)):
         p = env.seal(keys.header(first, last), payload, keys.station, keys.centre.public_key())
-        assert reason_of(lambda p=p: keys.open(p)) == env.HEADER_MISMATCH
+        assert reason_of(partial(keys.open, p)) == env.HEADER_MISMATCH
     # a header taken from another packet and put in front of this one's sealed part
     a = keys.packet(records)
     b = keys.packet([(5, rec(0)), (6, rec(1))], created=T0 * 1000 + 999)
@@ -172,7 +174,7 @@ def test_header_not_matching_the_sealed_content(keys: Keys) -> None:
 def test_truncated_and_padded_packets_are_malformed(keys: Keys) -> None:
     packet = keys.packet([(1, rec(0)), (2, rec(1))])
     for n in range(len(packet)):
-        assert reason_of(lambda n=n: keys.open(packet[:n])) == env.MALFORMED
+        assert reason_of(partial(keys.open, packet[:n])) == env.MALFORMED
     assert reason_of(lambda: keys.open(packet + b"\0")) == env.MALFORMED
 
 
@@ -277,7 +279,7 @@ def test_command_rejections(keys: Keys) -> None:
     verify = keys.command.public_key()
     data = env.sign_command(ack(5, [(1, 2)]), keys.command)
 
-    def open_(d: bytes, station: str = STATION, last: int = 0, now_ms: int | None = None) -> Command:
+    def open_(d: bytes, station: str = STATION, last: int = 0, now_ms: int | None = None) -> Any:
         return env.open_command(d, verify, station, last, now_ms=now_ms)
 
     # unsigned: no signature at all, or a zeroed one
@@ -296,6 +298,6 @@ def test_command_rejections(keys: Keys) -> None:
     for pos in range(len(data)):
         bad = bytearray(data)
         bad[pos] ^= 0x01
-        assert reason_of(lambda b=bytes(bad): open_(b)) in env.REASONS
+        assert reason_of(partial(open_, bytes(bad))) in env.REASONS
     with pytest.raises(ValueError):
         env.sign_command(Command("ack", STATION, 1, 0, b"\x00\x01"), keys.command)
