@@ -1,0 +1,312 @@
+"""The poller: reads every device on every bus, decodes, and hands samples to a sink.
+
+Threads, not asyncio tasks, move the bytes. One worker thread per bus (a serial line, or one
+TCP endpoint) owns that bus and runs its transactions one at a time, with blocking pyserial
+and sockets. That keeps the inter-frame timing (the turnaround pause, the silence that ends a
+frame) in the hands of the kernel's ``select`` rather than of an event loop that may be busy
+averaging or sealing packets, and it isolates buses completely: a dead line blocks only its
+own thread. The asyncio daemon receives samples through :func:`queue_sink`, which hops them
+onto the loop with ``call_soon_threadsafe``.
+
+Rules (DESIGN §5, §9):
+
+* A sample's ``t`` is the wall clock (``clock``, passed in) read when the response that
+  carried it arrived; a channel spread over several blocks takes the latest of them.
+* A block that fails yields ``Sample.offline`` for the channels that need it, never a value.
+* A device that keeps failing is backed off: its interval doubles per consecutive failed
+  poll up to ``backoff_max``; one good poll restores it. Retries are spent only on a device
+  that was healthy, so a dead unit costs one timeout per (backed-off) poll and no more.
+* ``poll_failed`` is logged (warning) when a device's failure reason changes, not on every
+  poll; ``device_recovered`` (info) when it answers again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+
+from drivers.decode import decode_samples
+from drivers.modbus import FrameError, ModbusError, ModbusExceptionResponse
+from drivers.planner import ReadBlock, plan_reads
+from drivers.profile import Profile, profile_registers
+from drivers.transport import LinkError, Transport, TransportTimeout
+from protocol.model import Sample
+
+log = logging.getLogger("quantrac.edge_agent.poller")
+
+Clock = Callable[[], float]
+Sink = Callable[[str, list[Sample]], None]
+
+
+@dataclass(frozen=True, slots=True)
+class Device:
+    """One analyser on a bus: which profile, which unit id, which channels, how often."""
+
+    name: str
+    profile: Profile
+    unit: int
+    channels: tuple[str, ...] | None = None  # None: every channel of the profile
+    interval: float = 10.0
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.unit <= 247:
+            raise ValueError(f"device {self.name}: unit id {self.unit} is outside 1..247")
+        if not self.interval > 0:
+            raise ValueError(f"device {self.name}: interval {self.interval} is not positive")
+        for ch in self.channels or ():
+            if ch not in self.profile.channel_names:
+                raise ValueError(f"device {self.name}: profile {self.profile.name} has no "
+                                 f"channel {ch!r}")
+
+    @property
+    def channel_names(self) -> list[str]:
+        return list(self.channels) if self.channels is not None else self.profile.channel_names
+
+
+@dataclass(frozen=True, slots=True)
+class PollPolicy:
+    """Per-transaction timeout, retries for a healthy device, back-off for a failing one."""
+
+    timeout: float = 1.0
+    retries: int = 1
+    backoff_factor: float = 2.0
+    backoff_max: float = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceHealth:
+    """What ``quantrac status`` shows about a device (a snapshot; times are wall clock)."""
+
+    device: str
+    bus: str
+    unit: int
+    last_good: float | None = None
+    last_error: str | None = None
+    last_error_at: float | None = None
+    consecutive_failures: int = 0
+    polls_ok: int = 0
+    polls_failed: int = 0
+
+
+def _kind(exc: ModbusError) -> str:
+    if isinstance(exc, TransportTimeout):
+        return "timeout"
+    if isinstance(exc, ModbusExceptionResponse):
+        return f"exception_{exc.code:02d}"
+    if isinstance(exc, LinkError):
+        return "link"
+    if isinstance(exc, FrameError):
+        return "bad_frame"
+    return "error"
+
+
+class DevicePoller:
+    """Polls one device: its planned blocks, decoding, health and state-change logging.
+
+    Not thread-safe by itself: one bus worker (or one ``diag`` command) drives it.
+    """
+
+    def __init__(self, device: Device, bus: str, clock: Clock,
+                 policy: PollPolicy = PollPolicy()) -> None:
+        self.device = device
+        self.bus = bus
+        self.clock = clock
+        self.policy = policy
+        profile = device.profile
+        names = device.channel_names
+        self.blocks: list[ReadBlock] = plan_reads(profile_registers(profile, names),
+                                                  max_count=profile.max_read)
+        # which blocks each channel needs (value words, its status, the device status)
+        self._needs: dict[str, tuple[int, ...]] = {}
+        for name in names:
+            regs = profile_registers(profile, [name])
+            self._needs[name] = tuple(
+                i for i, b in enumerate(self.blocks)
+                if any(fn == b.function and addr in b.registers() for fn, addr in regs)
+            )
+        self._health = DeviceHealth(device.name, bus, device.unit)
+        self._failing: str | None = None  # kind of the current failure, None when healthy
+        self._failing_since = 0.0
+
+    @property
+    def health(self) -> DeviceHealth:
+        return self._health
+
+    def next_delay(self) -> float:
+        """Seconds until the next poll: the interval, stretched while the device fails."""
+        n = self._health.consecutive_failures
+        interval = self.device.interval
+        if n == 0:
+            return interval
+        return min(interval * self.policy.backoff_factor ** n,
+                   max(self.policy.backoff_max, interval))
+
+    def poll(self, transport: Transport) -> list[Sample]:
+        """Read every block once; one Sample per channel, OFFLINE where a block failed."""
+        dev = self.device
+        image: dict[tuple[int, int], int] = {}
+        arrived: dict[int, float] = {}
+        failure: tuple[ReadBlock, ModbusError] | None = None
+        failed_at = 0.0
+        tries = 1 + (self.policy.retries if self._failing is None else 0)
+        for i, block in enumerate(self.blocks):
+            for attempt in range(tries):
+                try:
+                    words = transport.read_registers(dev.unit, block.function, block.address,
+                                                     block.count, self.policy.timeout)
+                except (TransportTimeout, FrameError) as exc:
+                    if attempt + 1 < tries:
+                        continue
+                    failure, failed_at = (block, exc), self.clock()
+                except ModbusError as exc:  # an exception answer or a dead link: no retry
+                    failure, failed_at = (block, exc), self.clock()
+                else:
+                    arrived[i] = self.clock()
+                    image.update(((block.function, block.address + k), w)
+                                 for k, w in enumerate(words))
+                break
+            if failure and isinstance(failure[1], TransportTimeout | LinkError):
+                break  # a silent unit or a dead line: do not spend a timeout per block
+        samples = self._decode(image, arrived, failed_at)
+        self._account(failure, failed_at, arrived)
+        return samples
+
+    def _decode(self, image: dict[tuple[int, int], int], arrived: dict[int, float],
+                failed_at: float) -> list[Sample]:
+        by_time: dict[float, list[str]] = {}
+        for name, needs in self._needs.items():
+            if all(i in arrived for i in needs):
+                t = max((arrived[i] for i in needs), default=failed_at)
+            else:
+                t = failed_at
+            by_time.setdefault(t, []).append(name)
+        samples: dict[str, Sample] = {}
+        for t, names in by_time.items():
+            for s in decode_samples(self.device.profile, image, t, names):
+                samples[s.channel] = s
+        return [samples[name] for name in self._needs]
+
+    def _account(self, failure: tuple[ReadBlock, ModbusError] | None, failed_at: float,
+                 arrived: dict[int, float]) -> None:
+        h = self._health
+        dev = self.device
+        if failure is None:
+            if self._failing is not None:
+                log.info("device_recovered", extra={
+                    "device": dev.name, "bus": self.bus, "unit": dev.unit,
+                    "failures": h.consecutive_failures,
+                    "down_for": round(max(arrived.values()) - self._failing_since, 3),
+                })
+            self._failing = None
+            self._health = replace(h, last_good=max(arrived.values(), default=h.last_good),
+                                   consecutive_failures=0, polls_ok=h.polls_ok + 1)
+            return
+        block, exc = failure
+        kind = _kind(exc)
+        level = logging.WARNING if kind != self._failing else logging.DEBUG
+        log.log(level, "poll_failed", extra={
+            "device": dev.name, "bus": self.bus, "unit": dev.unit, "function": block.function,
+            "register": block.address, "count": block.count, "kind": kind, "reason": str(exc),
+            "failures": h.consecutive_failures + 1,
+        })
+        if self._failing is None:
+            self._failing_since = failed_at
+        self._failing = kind
+        self._health = replace(
+            h, last_good=max(arrived.values(), default=h.last_good),
+            last_error=f"{kind}: {exc}", last_error_at=failed_at,
+            consecutive_failures=h.consecutive_failures + 1, polls_failed=h.polls_failed + 1,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Bus:
+    """A transport and the devices on it; one worker thread serves it."""
+
+    transport: Transport
+    devices: tuple[Device, ...]
+
+
+class BusWorker:
+    """Polls the devices of one bus in due-time order, one transaction at a time."""
+
+    def __init__(self, bus: Bus, sink: Sink, clock: Clock, policy: PollPolicy = PollPolicy(),
+                 monotonic: Clock = time.monotonic) -> None:
+        self.transport = bus.transport
+        self.sink = sink
+        self.monotonic = monotonic
+        self.pollers = [DevicePoller(d, bus.transport.name, clock, policy) for d in bus.devices]
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._stop.clear()
+        self._thread = threading.Thread(target=self.run, name=f"bus {self.transport.name}",
+                                        daemon=True)
+        self._thread.start()
+
+    def stop(self, join_timeout: float | None = None) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(join_timeout)
+
+    def run(self) -> None:
+        due = dict.fromkeys(range(len(self.pollers)), self.monotonic())
+        while not self._stop.is_set():
+            i = min(due, key=due.__getitem__)
+            now = self.monotonic()
+            if due[i] > now:
+                self._stop.wait(due[i] - now)
+                continue
+            poller = self.pollers[i]
+            try:
+                samples = poller.poll(self.transport)
+                self.sink(poller.device.name, samples)
+            except Exception:  # a bug must not silently kill the bus: log, keep polling
+                log.exception("poller_error", extra={"device": poller.device.name})
+            now = self.monotonic()
+            # keep the cadence, but never burst to catch up after a stall
+            due[i] = max(due[i] + poller.next_delay(), now)
+        self.transport.close()
+
+
+class Poller:
+    """Every bus of a station, each polled by its own worker thread."""
+
+    def __init__(self, buses: Sequence[Bus], sink: Sink, clock: Clock,
+                 policy: PollPolicy = PollPolicy(), monotonic: Clock = time.monotonic) -> None:
+        self.workers = [BusWorker(b, sink, clock, policy, monotonic) for b in buses]
+
+    def start(self) -> None:
+        for w in self.workers:
+            w.start()
+
+    def stop(self, join_timeout: float | None = None) -> None:
+        for w in self.workers:
+            w._stop.set()
+        for w in self.workers:
+            w.stop(join_timeout)
+
+    def health(self) -> list[DeviceHealth]:
+        return [p.health for w in self.workers for p in w.pollers]
+
+    def __enter__(self) -> Poller:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def queue_sink(loop: asyncio.AbstractEventLoop,
+               queue: asyncio.Queue[tuple[str, list[Sample]]]) -> Sink:
+    """A sink for the asyncio daemon: each device's samples land on ``queue`` in the loop."""
+
+    def sink(device: str, samples: list[Sample]) -> None:
+        loop.call_soon_threadsafe(queue.put_nowait, (device, samples))
+
+    return sink
