@@ -102,7 +102,7 @@ def _run(
     if err == k.ERR_UNSORTED:
         raise UnsortedTimesError(channel, int(index), float(t[index - 1]), float(t[index]))
     if err == k.ERR_STATUS:
-        raise InputError(f"channel {channel!r}: status[{index}]={status[index]!r} is not a Status")
+        raise InputError(f"channel {channel!r}: status[{index}]={int(status[index])} is not a Status")
     start0, n_windows = _span(t, start, end, width_s, utc_offset_s)
     out = k.window_stats(
         t, value, lo, hi, status, _NO_OK if ok is None else ok, ok is not None,
@@ -139,7 +139,7 @@ def aggregate(
     if ss.dtype != np.int8:
         if len(ss) and (ss.min() < 0 or ss.max() >= len(Status)):
             bad = int(np.flatnonzero((ss < 0) | (ss >= len(Status)))[0])
-            raise InputError(f"channel {channel!r}: status[{bad}]={ss[bad]!r} is not a Status")
+            raise InputError(f"channel {channel!r}: status[{bad}]={int(ss[bad])} is not a Status")
         ss = ss.astype(np.int8)
     check_width(width_s)
     expected = n_expected(width_s, period_s, channel)

@@ -72,7 +72,7 @@ def ppm_factor(gas: str, vm_l: float = QCVN_MOLAR_VOLUME_L) -> float:
 
 def _check_o2(channel: str, what: str, o2: float) -> None:
     if math.isfinite(o2) and not (0.0 <= o2 < 21.0):
-        raise O2RangeError(f"channel {channel!r}: {what}={o2!r} % is outside [0, 21)")
+        raise O2RangeError(f"channel {channel!r}: {what}={float(o2)!r} % is outside [0, 21)")
 
 
 def o2_factor(o2_meas: float, o2_ref: float, channel: str = "?") -> float:
@@ -172,6 +172,6 @@ def normalise_values(
         bad = np.isfinite(o2a) & ((o2a < 0.0) | (o2a >= 21.0))
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
-            raise O2RangeError(f"channel {channel!r}: o2[{i}]={o2a[i]!r} % is outside [0, 21)")
+            raise O2RangeError(f"channel {channel!r}: o2[{i}]={float(o2a[i])!r} % is outside [0, 21)")
         out = out * ((21.0 - how.o2_ref) / (21.0 - o2a))
     return out, out_unit, flags
