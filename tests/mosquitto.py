@@ -81,10 +81,27 @@ def _name(cn: str) -> x509.Name:
 
 
 class TestCA:
-    """A throwaway CA that signs the broker's server certificate and test client certificates."""
+    """A CA that signs the broker's server certificate and test client certificates.
 
-    def __init__(self, root: Path) -> None:
+    Throwaway by default; given a centre's CA key and certificate (provisioning's CA, the one
+    the station's bundle trusts) it issues from that instead, so provisioned stations verify
+    the broker with the CA they were given.
+    """
+
+    def __init__(
+        self,
+        root: Path,
+        key: ec.EllipticCurvePrivateKey | None = None,
+        cert_pem: bytes | None = None,
+    ) -> None:
         self.root = root
+        self._issued = 0
+        self.path = root / "ca.pem"
+        if key is not None and cert_pem is not None:
+            self.key = key
+            self.cert = x509.load_pem_x509_certificate(cert_pem)
+            self.path.write_bytes(cert_pem)
+            return
         self.key = ec.generate_private_key(ec.SECP256R1())
         now = _now()
         self.cert = (
@@ -102,7 +119,6 @@ class TestCA:
             )
             .sign(self.key, hashes.SHA256())
         )
-        self.path = root / "ca.pem"
         self.path.write_bytes(self.cert.public_bytes(serialization.Encoding.PEM))
 
     def issue(self, cn: str, server: bool = False) -> ClientCert:
@@ -133,7 +149,8 @@ class TestCA:
                 x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False
             )
         cert = builder.sign(self.key, hashes.SHA256())
-        stem = self.root / ("server" if server else f"client-{cn}")
+        self._issued += 1
+        stem = self.root / ("server" if server else f"client-{cn}-{self._issued}")
         out = ClientCert(stem.with_suffix(".crt"), stem.with_suffix(".key"))
         out.cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
         _write_key(out.key, key)
@@ -143,10 +160,15 @@ class TestCA:
 class Mosquitto:
     """One ``mosquitto -c`` process on a free loopback port; stop() and start() keep its state."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(
+        self,
+        root: Path,
+        ca_key: ec.EllipticCurvePrivateKey | None = None,
+        ca_pem: bytes | None = None,
+    ) -> None:
         root.mkdir(parents=True, exist_ok=True)
         self.root = root
-        self.ca = TestCA(root)
+        self.ca = TestCA(root, ca_key, ca_pem)
         self.server = self.ca.issue("127.0.0.1", server=True)
         self.port = free_port()
         self.host = "127.0.0.1"
@@ -163,12 +185,6 @@ class Mosquitto:
     def client_cert(self, cn: str) -> ClientCert:
         """A client certificate for ``cn`` (a station id, or ``centre``) from the test CA."""
         return self.ca.issue(cn)
-
-    def trust_client_ca(self, ca_pem: Path) -> None:
-        """Also accept client certificates from ``ca_pem`` (a centre's provisioning CA)."""
-        bundle = self.root / "client-cas.pem"
-        bundle.write_bytes(self.ca.path.read_bytes() + ca_pem.read_bytes())
-        self.client_ca = bundle
 
     def use_crl(self, crl_pem: Path) -> None:
         """Refuse client certificates revoked in ``crl_pem`` (takes effect at the next start)."""
