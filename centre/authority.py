@@ -133,6 +133,9 @@ def load(directory: Path = DEFAULT_CENTRE_DIR) -> Centre:
     if not isinstance(ca_key, ec.EllipticCurvePrivateKey):
         raise ProvisioningError(f"{directory / 'ca.key'}: not an ECDSA key")
     broker = info.get("broker")
+    log.debug(
+        "centre_loaded", extra={"dir": str(directory), "fingerprint": info.get("fingerprint")}
+    )
     return Centre(
         dir=directory,
         packet_private=load_x25519_private(directory / "packet.key"),
@@ -221,22 +224,32 @@ def rotate(
         if known is None or known.status != "active":
             state = "not enrolled" if known is None else known.status
             raise ProvisioningError(f"{source}: field station_id: {req.station_id!r} is {state}")
-        current = registry.active_key(req.station_id)
-        if current is None or current[0] != req.old_key_id:
+        try:
+            old_public, old_state, successor = registry.key(req.station_id, req.old_key_id)
+        except KeyError:
+            old_state, successor = "unknown", None
+        repeat = old_state == "retiring" and successor == req.new_key_id
+        if old_state != "active" and not repeat:
             raise ProvisioningError(
                 f"{source}: field old_key_id: {req.old_key_id.hex()} is not the active key of "
                 f"{req.station_id!r} (keys: {known.keys})"
             )
-        req.verify_old(current[1])
+        req.verify_old(old_public)
         cert = registry.current_certificate(req.station_id)
         if cert is None:
             raise ProvisioningError(f"{req.station_id!r}: no current certificate on record")
-        try:
-            registry.rotate(
-                req.station_id, req.old_key_id, req.new_key_id, raw_public(req.new_key), req.nonce
-            )
-        except ValueError as exc:
-            raise ProvisioningError(f"{source}: {exc}") from None
+        if repeat:
+            # The same rotation again (its bundle was lost on the way): answer it again.
+            log.info("rotation_repeated", extra={"station_id": req.station_id,
+                                                 "key_id": req.new_key_id.hex()})
+        else:
+            try:
+                registry.rotate(
+                    req.station_id, req.old_key_id, req.new_key_id, raw_public(req.new_key),
+                    req.nonce,
+                )
+            except ValueError as exc:
+                raise ProvisioningError(f"{source}: {exc}") from None
     cert_pem, not_after = cert
     bundle = _bundle(
         centre, req.station_id, req.new_key_id, address, cert_pem.encode("ascii"), now, not_after

@@ -195,6 +195,19 @@ class Registry:
             return None
         return bytes.fromhex(row[0]), Ed25519PublicKey.from_public_bytes(row[1])
 
+    def key(self, station_id: str, key_id: bytes) -> tuple[Ed25519PublicKey, str, bytes | None]:
+        """One key of a station: public key, state, successor key id; KeyError if unknown."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT public_key, state, successor FROM station_keys "
+                "WHERE station_id = ? AND key_id = ?",
+                (station_id, key_id.hex()),
+            ).fetchone()
+        if row is None:
+            raise KeyError(key_id.hex())
+        successor = bytes.fromhex(row[2]) if row[2] else None
+        return Ed25519PublicKey.from_public_bytes(row[0]), row[1], successor
+
     def enrol(
         self,
         station_id: str,

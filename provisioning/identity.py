@@ -288,6 +288,11 @@ def load(state_dir: Path = DEFAULT_STATE_DIR) -> StationIdentity:
         tls_public_pem=_tls_public_pem(state_dir),
         now=None,
     )
+    log.debug(
+        "identity_loaded",
+        extra={"state_dir": str(state_dir), "station_id": bundle.station_id, "key_id": active.hex(),
+               "centre_fingerprint": bundle.fingerprint},
+    )
     return StationIdentity(
         state_dir=state_dir,
         station_id=bundle.station_id,

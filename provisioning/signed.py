@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import logging
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -27,6 +28,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from protocol.envelope import key_id
 from provisioning.errors import ProvisioningError, shown
+
+log = logging.getLogger("quantrac.provisioning.signed")
 
 CONTEXT = b"quantrac-edge signed document v1\x00"
 TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
@@ -87,6 +90,7 @@ class Document:
                 f"(key id {kid.hex()}) does not match the content: the file was altered "
                 "or was not signed by that key"
             ) from None
+        log.debug("signature_verified", extra={"file": self.source, "key_id": kid.hex()})
 
 
 def parse_document(data: bytes, source: str, expected_format: str) -> Document:
