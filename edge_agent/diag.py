@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import struct
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from drivers.codec import decode_value
@@ -96,16 +96,9 @@ class ScanHit:
     guesses: list[Guess] = field(default_factory=list)
 
 
-def first_block(profile: Profile) -> tuple[ReadBlock, list[str]]:
-    """The profile's first planned read and the channels fully decodable from it alone."""
-    blocks = plan_reads(profile_registers(profile), max_count=profile.max_read)
-    block = blocks[0]
-    names = [
-        ch.name for ch in profile.channels
-        if all(fn == block.function and a in block.registers()
-               for fn, a in profile_registers(profile, [ch.name]))
-    ]
-    return block, names
+def profile_blocks(profile: Profile) -> list[ReadBlock]:
+    """Every read the profile needs (a value's status word may sit in a later block)."""
+    return plan_reads(profile_registers(profile), max_count=profile.max_read)
 
 
 def plausible(sample: Sample, lo: float, hi: float) -> bool:
@@ -116,11 +109,9 @@ def plausible(sample: Sample, lo: float, hi: float) -> bool:
     return lo - width <= sample.value <= hi + width
 
 
-def guess_profile(profile: Profile, block: ReadBlock, names: Sequence[str],
-                  words: Sequence[int]) -> Guess:
-    """Score ``profile`` against the words a unit returned for its first block."""
-    image = {(block.function, block.address + i): w for i, w in enumerate(words)}
-    samples = decode_samples(profile, image, 0.0, names)
+def guess_profile(profile: Profile, image: Mapping[tuple[int, int], int]) -> Guess:
+    """Score ``profile`` against the words a unit returned for the profile's blocks."""
+    samples = decode_samples(profile, image, 0.0)
     good = sum(plausible(s, profile.channel(s.channel).lo, profile.channel(s.channel).hi)
                for s in samples)
     return Guess(profile.name, good, len(samples))
@@ -130,18 +121,22 @@ def probe_unit(transport: Transport, unit: int, profiles: Sequence[Profile],
                timeout: float) -> ScanHit | None:
     """Does ``unit`` answer, and which profiles does it look like? None if silent.
 
-    The probe is each profile's first block in turn; any answer (data or a Modbus exception)
-    proves the unit is there. A unit that is silent to the first probe is not asked again:
-    that is what keeps a scan of 247 ids short.
+    The probe is each profile's reads in turn; any answer (data or a Modbus exception)
+    proves the unit is there. A unit that is silent to the first read is not asked again:
+    that is what keeps a scan of 247 ids short. A profile is scored by how many of its
+    channels decode to values near their usual range.
     """
     hit: ScanHit | None = None
     for n, profile in enumerate(profiles):
-        block, names = first_block(profile)
+        image: dict[tuple[int, int], int] = {}
         try:
-            words = transport.read_registers(unit, block.function, block.address, block.count,
-                                             timeout)
+            for block in profile_blocks(profile):
+                words = transport.read_registers(unit, block.function, block.address,
+                                                 block.count, timeout)
+                image.update(((block.function, block.address + i), w)
+                             for i, w in enumerate(words))
         except TransportTimeout:
-            if n == 0:
+            if n == 0 and hit is None:
                 return None
             continue
         except ModbusExceptionResponse as exc:
@@ -149,12 +144,12 @@ def probe_unit(transport: Transport, unit: int, profiles: Sequence[Profile],
             continue
         except LinkError:
             raise
-        except ModbusError as exc:  # garbled: someone is there
-            hit = hit or ScanHit(unit, f"bad frame ({exc})")
+        except ModbusError:  # garbled: someone is there
+            hit = hit or ScanHit(unit, "bad frame")
             continue
         if hit is None or hit.answer != "data":
             hit = ScanHit(unit, "data", hit.guesses if hit else [])
-        hit.guesses.append(guess_profile(profile, block, names, words))
+        hit.guesses.append(guess_profile(profile, image))
     if hit is not None:
         hit.guesses.sort(key=lambda g: (-g.score, g.profile))
     return hit
@@ -182,7 +177,7 @@ def scan(transport: Transport, units: Iterable[int], profiles: Sequence[Profile]
 
 
 def scan_report(hits: Sequence[ScanHit], complete: bool) -> list[str]:
-    lines = [f"{'unit':>4}  {'answer':<16}  looks like (plausible channels of first block)"]
+    lines = [f"{'unit':>4}  {'answer':<16}  looks like (channels with plausible values)"]
     for hit in hits:
         if hit.guesses and hit.guesses[0].plausible:
             best = hit.guesses[0].score
