@@ -86,7 +86,9 @@ def check_integrity(path: Path, full: bool = False) -> str | None:
     60 days of records on an SD card.
     """
     try:
-        conn = sqlite3.connect(f"file:{path}?mode=rw", uri=True, isolation_level=None)
+        # read-only: a read-write close would checkpoint a suspect WAL into a suspect file
+        # (or discard a WAL SQLite cannot parse) before we could move both aside intact
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None)
     except sqlite3.Error as exc:
         return f"cannot open: {exc}"
     try:

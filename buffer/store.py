@@ -18,16 +18,17 @@ import logging
 import math
 import sqlite3
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from buffer.db import Clock, StoreFullError, is_full_error, open_checked, transaction
 from buffer.rows import RECORD_COLUMNS, RECORD_COLUMNS_SQL, record_row, row_record
 from protocol.model import Record, Sample, Status
 
 log = logging.getLogger("quantrac.buffer.store")
+T = TypeVar("T")
 
 DAY = 86400.0
 SCHEMA_VERSION = 1
@@ -188,58 +189,104 @@ class Store:
 
     # -- records: the outbox ----------------------------------------------------------------
 
+    def _write(self, sync: str, records_too: bool, fn: Callable[[], T]) -> T:
+        """Run ``fn`` in one transaction; on a full disk give something up and retry.
+
+        Raw samples are given up first; with ``records_too``, then the oldest acknowledged
+        records. StoreFullError when there is nothing left to give up.
+        """
+        while True:
+            self._synchronous(sync)
+            try:
+                with transaction(self.conn):
+                    return fn()
+            except sqlite3.Error as exc:
+                if not is_full_error(exc):
+                    raise
+                if not self._give_up_something(records_too):
+                    log.error("store_full", extra={"path": str(self.path)})
+                    raise StoreFullError(
+                        f"{self.path}: disk full; no raw samples or acknowledged records left "
+                        "to give up (unacknowledged records are never dropped)"
+                    ) from exc
+
     def append(self, records: Sequence[Record]) -> list[int]:
         """Commit records durably in one transaction; return their new sequence numbers.
 
         On a full disk, raw samples are given up first, then the oldest already-acknowledged
-        records; unacknowledged records never. StoreFullError when nothing is left to give up.
+        records; unacknowledged records never. StoreFullError when nothing is left to give up:
+        the records were not stored and stay the caller's to keep.
         """
         if not records:
             return []
         now = self.clock()
-        while True:
-            self._synchronous("FULL")
-            try:
-                with transaction(self.conn):
-                    first = self._last_seq() + 1
-                    self.conn.executemany(
-                        _INSERT,
-                        [(first + i, *record_row(r), now) for i, r in enumerate(records)],
-                    )
-                return list(range(first, first + len(records)))
-            except sqlite3.Error as exc:
-                if not is_full_error(exc):
-                    raise
-                self._make_room(records=True)
+
+        def insert() -> list[int]:
+            first = self._last_seq() + 1
+            self.conn.executemany(
+                _INSERT, [(first + i, *record_row(r), now) for i, r in enumerate(records)]
+            )
+            return list(range(first, first + len(records)))
+
+        return self._write("FULL", True, insert)
 
     def next_batch(self, limit: int) -> list[tuple[int, Record]]:
-        """The oldest ``limit`` pending records, marked sent now (the time they left)."""
+        """The oldest ``limit`` pending records, marked sent now (the time they left).
+
+        On a disk so full that not even the sent mark fits, the batch is still returned
+        (unmarked: it will be offered again until acknowledged), so the outbox can drain.
+        """
         now = self.clock()
-        self._synchronous("NORMAL")  # losing a sent mark only means sending again
-        with transaction(self.conn):
-            rows = self.conn.execute(
-                f"{_SELECT} WHERE acked_at IS NULL AND sent_at IS NULL ORDER BY seq LIMIT ?",
-                (limit,),
-            ).fetchall()
+        select = f"{_SELECT} WHERE acked_at IS NULL AND sent_at IS NULL ORDER BY seq LIMIT ?"
+
+        def take() -> list[Any]:
+            rows = self.conn.execute(select, (limit,)).fetchall()
             if rows:
                 self.conn.execute(
                     "UPDATE records SET sent_at=? "
                     "WHERE acked_at IS NULL AND sent_at IS NULL AND seq <= ?",
                     (now, rows[-1][0]),
                 )
+            return rows
+
+        try:  # NORMAL: losing a sent mark in a power cut only means sending again
+            rows = self._write("NORMAL", True, take)
+        except StoreFullError:
+            rows = self.conn.execute(select, (limit,)).fetchall()
         return [(int(row[0]), row_record(row[1:])) for row in rows]
 
     def acknowledge(self, ranges: Iterable[tuple[int, int]]) -> int:
-        """Mark the records in the inclusive seq ranges delivered; return how many were new."""
+        """Mark the records in the inclusive seq ranges delivered; return how many were new.
+
+        On a disk too full to record the acknowledgement, the acknowledged records are given
+        up at once (they are delivered) instead: that is what frees the outbox.
+        """
         now = self.clock()
-        spans = [(int(a), int(b)) for a, b in ranges]
-        self._synchronous("FULL")
-        with transaction(self.conn):
+        spans = [(now, int(a), int(b)) for a, b in ranges]
+
+        def mark() -> int:
             cur = self.conn.executemany(
                 "UPDATE records SET acked_at=? WHERE seq BETWEEN ? AND ? AND acked_at IS NULL",
-                [(now, a, b) for a, b in spans],
+                spans,
             )
-        return max(cur.rowcount, 0)
+            return max(cur.rowcount, 0)
+
+        try:
+            return self._write("FULL", True, mark)
+        except StoreFullError:
+            try:
+                with transaction(self.conn):
+                    cur = self.conn.executemany(
+                        "DELETE FROM records WHERE seq BETWEEN ? AND ? AND acked_at IS NULL",
+                        [(a, b) for _, a, b in spans],
+                    )
+            except sqlite3.Error as exc:
+                if is_full_error(exc):
+                    raise StoreFullError(f"{self.path}: disk full, cannot even delete") from exc
+                raise
+            n = max(cur.rowcount, 0)
+            log.error("store_full_acked_records_given_up", extra={"path": str(self.path), "n": n})
+            return n
 
     def requeue(self, older_than_s: float | None = None) -> int:
         """Make sent-but-unacknowledged records pending again; return how many.
@@ -247,30 +294,33 @@ class Store:
         ``older_than_s`` requeues those sent at least that long ago (ack timeout); None
         requeues every one in flight (on reconnect).
         """
-        self._synchronous("NORMAL")
-        with transaction(self.conn):
-            if older_than_s is None:
-                cur = self.conn.execute(
-                    "UPDATE records SET sent_at=NULL WHERE acked_at IS NULL AND sent_at IS NOT NULL"
-                )
-            else:
-                cur = self.conn.execute(
+        cutoff = math.inf if older_than_s is None else self.clock() - older_than_s
+
+        def clear() -> int:
+            return max(
+                self.conn.execute(
                     "UPDATE records SET sent_at=NULL "
                     "WHERE acked_at IS NULL AND sent_at IS NOT NULL AND sent_at <= ?",
-                    (self.clock() - older_than_s,),
-                )
-        return max(cur.rowcount, 0)
+                    (cutoff,),
+                ).rowcount,
+                0,
+            )
+
+        return self._write("NORMAL", True, clear)
 
     def resend(self, ranges: Iterable[tuple[int, int]]) -> int:
         """The centre asks for a gap again: make every record still held in it pending."""
-        self._synchronous("FULL")
-        with transaction(self.conn):
+        spans = [(int(a), int(b)) for a, b in ranges]
+
+        def clear() -> int:
             cur = self.conn.executemany(
                 "UPDATE records SET sent_at=NULL, acked_at=NULL "
                 "WHERE seq BETWEEN ? AND ? AND (sent_at IS NOT NULL OR acked_at IS NOT NULL)",
-                [(int(a), int(b)) for a, b in ranges],
+                spans,
             )
-        return max(cur.rowcount, 0)
+            return max(cur.rowcount, 0)
+
+        return self._write("FULL", True, clear)
 
     def get(self, first: int, last: int) -> list[tuple[int, Record]]:
         """Every record still held with ``first <= seq <= last``, in seq order."""
@@ -311,19 +361,14 @@ class Store:
             (s.channel, s.t, None if math.isnan(s.value) else s.value, int(s.status))
             for s in samples
         ]
-        while True:
-            self._synchronous("NORMAL")
-            try:
-                with transaction(self.conn):
-                    self.conn.executemany(
-                        "INSERT INTO samples (channel, t, value, status) VALUES (?, ?, ?, ?)",
-                        rows,
-                    )
-                return len(rows)
-            except sqlite3.Error as exc:
-                if not is_full_error(exc):
-                    raise
-                self._make_room(records=False)
+
+        def insert() -> int:
+            self.conn.executemany(
+                "INSERT INTO samples (channel, t, value, status) VALUES (?, ?, ?, ?)", rows
+            )
+            return len(rows)
+
+        return self._write("NORMAL", False, insert)
 
     def samples_between(self, t0: float, t1: float) -> list[Sample]:
         """Raw samples with ``t0 <= t < t1``, in time order."""
@@ -355,47 +400,42 @@ class Store:
             log.info("store_pruned", extra={"records": recs, "samples": samples})
         return Pruned(records=max(recs, 0), samples=max(samples, 0))
 
-    def _delete_oldest(self, sql_count: str, sql_delete: str) -> int:
+    def _delete_oldest_half(self, sql_count: str, sql_delete: str) -> int:
         count = int(self.conn.execute(sql_count).fetchone()[0])
         if count == 0:
             return 0
-        n = max(1, count // 2)
         try:
             with transaction(self.conn):
-                return max(self.conn.execute(sql_delete, (n,)).rowcount, 0)
+                return max(self.conn.execute(sql_delete, (max(1, count // 2),)).rowcount, 0)
         except sqlite3.Error as exc:
             if is_full_error(exc):  # not even room for the delete's journal
-                raise StoreFullError(f"{self.path}: disk full, cannot even free space") from exc
+                return 0
             raise
 
-    def _make_room(self, records: bool) -> None:
-        """Give up the oldest half of the raw samples; then (for records) of acked records."""
+    def _give_up_something(self, records_too: bool) -> bool:
+        """Free room: the oldest half of the raw samples, else (``records_too``) of the
+        acknowledged records. False when there is nothing left to give up."""
         self._synchronous("FULL")
-        freed = self._delete_oldest(
+        freed = self._delete_oldest_half(
             "SELECT count(*) FROM samples",
             "DELETE FROM samples WHERE id IN (SELECT id FROM samples ORDER BY id LIMIT ?)",
         )
         if freed:
             log.warning("store_full_samples_given_up", extra={"path": str(self.path), "n": freed})
-            return
-        if records:
-            freed = self._delete_oldest(
-                "SELECT count(*) FROM records WHERE acked_at IS NOT NULL",
-                "DELETE FROM records WHERE seq IN (SELECT seq FROM records "
-                "WHERE acked_at IS NOT NULL ORDER BY seq LIMIT ?)",
-            )
-            if freed:
-                log.error(
-                    "store_full_acked_records_given_up",
-                    extra={"path": str(self.path), "n": freed},
-                )
-                return
-        what = "records" if records else "raw samples"
-        log.error("store_full", extra={"path": str(self.path), "refused": what})
-        raise StoreFullError(
-            f"{self.path}: disk full; no raw samples or acknowledged records left to give up, "
-            f"new {what} refused (unacknowledged records are never dropped)"
+            return True
+        if not records_too:
+            return False
+        freed = self._delete_oldest_half(
+            "SELECT count(*) FROM records WHERE acked_at IS NOT NULL",
+            "DELETE FROM records WHERE seq IN (SELECT seq FROM records "
+            "WHERE acked_at IS NOT NULL ORDER BY seq LIMIT ?)",
         )
+        if freed:
+            log.error(
+                "store_full_acked_records_given_up", extra={"path": str(self.path), "n": freed}
+            )
+            return True
+        return False
 
     def integrity_check(self, full: bool = False) -> list[str]:
         """SQLite's own check of the open file: ``['ok']`` when sound."""
