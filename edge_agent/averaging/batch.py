@@ -134,6 +134,8 @@ def aggregate(
     tt = _as_f64("t", channel, t)
     vv = _as_f64("value", channel, value)
     ss = np.ascontiguousarray(status)
+    if ss.size == 0:
+        ss = np.zeros(0, np.int8)  # [] comes in as float64
     if ss.ndim != 1 or not np.issubdtype(ss.dtype, np.integer):
         raise InputError(f"channel {channel!r}: status must be a 1-D integer array, got {ss.dtype}")
     if ss.dtype != np.int8:
