@@ -1,0 +1,377 @@
+"""The MQTT uplink: drains the outbox to the centre as sealed packets over TLS (DESIGN §5, §6).
+
+One thread owns everything (the outbox is single-owner): ``step()`` runs paho's network loop
+once, obeys the commands that arrived, tops up the window of packets in flight and requeues
+what waited too long. Paho callbacks run inside ``step()``, on that same thread.
+
+* TLS with the provisioned station certificate; the broker is checked against the centre's CA
+  (hostname included). Persistent session (clean_session false, client id = station id), QoS 1.
+* Topics ``quantrac/v1/<id>/up`` (packets), ``.../down`` (signed commands), ``.../state``
+  (retained ``online`` birth message with versions; the retained last will says ``offline``).
+* A record leaves the outbox only on the centre's signed ack; a broker PUBACK means nothing
+  here. Unacked records go back to pending after ``ack_timeout`` and on every reconnect;
+  a resend request makes the named records pending again. Oldest first, always.
+* A fresh paho client per connection: paho would otherwise re-publish the very same bytes
+  after a reconnect, and the centre treats a byte-identical packet that is not a broker
+  redelivery as a replay. What was in flight is requeued and sealed anew instead.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import random
+import ssl
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
+from paho.mqtt.enums import CallbackAPIVersion
+
+from buffer import Store
+from edge_agent.backoff import Backoff
+from edge_agent.command_gate import CommandGate
+from edge_agent.inflight import InFlight
+from protocol.envelope import (
+    MAX_PACKET,
+    SUITE_ED25519_X25519_SHA256_CHACHA20POLY1305,
+    VERSION,
+    EnvelopeError,
+    Header,
+    batch_records,
+    encode_records,
+    parse_ranges,
+    seal,
+)
+from protocol.payload import RECORD_SIZE
+
+log = logging.getLogger("quantrac.edge_agent.uplink_mqtt")
+
+Clock = Callable[[], float]
+
+
+def _package_version() -> str:
+    try:
+        return version("quantrac-edge")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+@dataclass(frozen=True)
+class UplinkSettings:
+    """Everything the uplink needs; ``from_identity`` builds it from a provisioned station."""
+
+    station_id: str
+    key_id: bytes
+    signing_key: Ed25519PrivateKey = field(repr=False)
+    centre_packet_public: X25519PublicKey = field(repr=False)
+    centre_packet_key_id: bytes
+    centre_signing_public: Ed25519PublicKey = field(repr=False)
+    host: str
+    port: int
+    ca_cert: Path
+    cert: Path
+    tls_key: Path
+    topic_up: str
+    topic_down: str
+    topic_state: str
+    window: int = 8  # packets in flight
+    max_packet: int = MAX_PACKET
+    ack_timeout: float = 60.0  # seconds a packet may wait for the centre's ack
+    keepalive: int = 30
+    connect_timeout: float = 10.0
+    backoff_base: float = 0.5
+    backoff_cap: float = 60.0
+
+    @classmethod
+    def from_identity(cls, ident: Any, **overrides: Any) -> UplinkSettings:
+        """From ``provisioning.identity.load(state_dir)`` (a ``StationIdentity``)."""
+        values: dict[str, Any] = {
+            "station_id": ident.station_id,
+            "key_id": ident.key_id,
+            "signing_key": ident.signing_key,
+            "centre_packet_public": ident.centre_packet_public,
+            "centre_packet_key_id": ident.centre_packet_key_id,
+            "centre_signing_public": ident.centre_signing_public,
+            "host": ident.broker_host,
+            "port": ident.broker_port,
+            "ca_cert": ident.ca_cert_path,
+            "cert": ident.cert_path,
+            "tls_key": ident.tls_key_path,
+            "topic_up": ident.topics.up,
+            "topic_down": ident.topics.down,
+            "topic_state": ident.topics.state,
+        }
+        values.update(overrides)
+        return cls(**values)
+
+
+@dataclass
+class UplinkStats:
+    """Counters for status displays and tests."""
+
+    connects: int = 0
+    disconnects: int = 0
+    packets_sent: int = 0
+    records_sent: int = 0
+    records_acked: int = 0
+    acks: int = 0
+    resend_requests: int = 0
+    commands_rejected: int = 0
+    requeued: int = 0
+
+
+class MqttUplink:
+    """Drives one station's MQTT link; call ``step()`` in a loop, or ``run()``."""
+
+    def __init__(
+        self,
+        settings: UplinkSettings,
+        outbox: Store,
+        state_path: Path,
+        clock: Clock = time.time,
+        rand: Callable[[], float] = random.random,
+    ) -> None:
+        self.s = settings
+        self.outbox = outbox
+        self.clock = clock
+        self.gate = CommandGate(
+            settings.centre_signing_public, settings.station_id, state_path, clock
+        )
+        self.backoff = Backoff(settings.backoff_base, settings.backoff_cap, rand)
+        self.inflight = InFlight()
+        self.stats = UplinkStats()
+        self._client: mqtt.Client | None = None
+        self._ready = False  # CONNACK accepted, subscribed: packets may go
+        self._next_attempt = clock()
+        # A fetch that nearly fills one packet (batch_records still splits exactly).
+        self._batch_limit = max(1, (settings.max_packet - 2048) // RECORD_SIZE)
+
+    @property
+    def connected(self) -> bool:
+        return self._ready
+
+    # --- connection ----------------------------------------------------------------------
+    def _new_client(self) -> mqtt.Client:
+        s = self.s
+        client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=s.station_id,
+            clean_session=False,
+            protocol=mqtt.MQTTv311,
+        )
+        client.tls_set(
+            ca_certs=str(s.ca_cert),
+            certfile=str(s.cert),
+            keyfile=str(s.tls_key),
+            cert_reqs=ssl.CERT_REQUIRED,
+            tls_version=ssl.PROTOCOL_TLS_CLIENT,
+        )
+        client.will_set(s.topic_state, self._state_payload("offline"), qos=1, retain=True)
+        client.max_inflight_messages_set(max(20, 2 * s.window))
+        client.connect_timeout = s.connect_timeout
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_message = self._on_message
+        return client
+
+    def _state_payload(self, state: str) -> bytes:
+        body: dict[str, Any] = {"state": state, "station": self.s.station_id}
+        if state == "online":
+            body["versions"] = {"quantrac-edge": _package_version(), "protocol": VERSION}
+            body["t"] = round(self.clock(), 3)
+        return json.dumps(body, sort_keys=True).encode()
+
+    def _connect(self) -> None:
+        client = self._new_client()
+        try:
+            client.connect(self.s.host, self.s.port, keepalive=self.s.keepalive)
+        except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
+            delay = self.backoff.next_delay()
+            self._next_attempt = self.clock() + delay
+            log.warning(
+                "uplink_connect_failed",
+                extra={
+                    "broker": f"{self.s.host}:{self.s.port}",
+                    "error": str(exc),
+                    "retry_in_s": round(delay, 2),
+                },
+            )
+            return
+        self._client = client
+
+    def _drop(self, why: str) -> None:
+        client, self._client = self._client, None
+        was_ready, self._ready = self._ready, False
+        if client is not None:
+            # Close the socket without a DISCONNECT packet: the broker then publishes our
+            # last will (``offline``), which is the truth when the link failed.
+            sock = client.socket()
+            if sock is not None:
+                with contextlib.suppress(OSError):
+                    sock.close()
+        delay = self.backoff.next_delay()
+        self._next_attempt = self.clock() + delay
+        if was_ready:
+            self.stats.disconnects += 1
+        log.warning("uplink_disconnected", extra={"reason": why, "retry_in_s": round(delay, 2)})
+
+    def _on_connect(
+        self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any
+    ) -> None:
+        if reason.is_failure:
+            log.error("uplink_refused", extra={"reason": str(reason)})
+            self._drop(f"connack {reason}")
+            return
+        client.subscribe(self.s.topic_down, qos=1)
+        client.publish(self.s.topic_state, self._state_payload("online"), qos=1, retain=True)
+        requeued = self.outbox.requeue(None)
+        self.inflight.clear()
+        self.stats.requeued += requeued
+        self.stats.connects += 1
+        self.backoff.reset()
+        self._ready = True
+        log.info(
+            "uplink_connected",
+            extra={
+                "broker": f"{self.s.host}:{self.s.port}",
+                "requeued": requeued,
+                "session_present": bool(getattr(flags, "session_present", False)),
+            },
+        )
+
+    def _on_disconnect(
+        self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any
+    ) -> None:
+        if client is self._client:
+            self._drop(f"disconnect {reason}")
+
+    # --- commands from the centre ----------------------------------------------------------
+    def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        if msg.topic != self.s.topic_down:
+            return
+        self.handle_command(bytes(msg.payload))
+
+    def handle_command(self, data: bytes) -> None:
+        """Obey a command that the centre signed for us; ignore and log anything else."""
+        try:
+            cmd = self.gate.open(data)
+        except EnvelopeError as exc:
+            self.stats.commands_rejected += 1
+            log.warning("command_rejected", extra={"reason": exc.reason, "detail": str(exc)})
+            return
+        if cmd.kind == "ack":
+            ranges = parse_ranges(cmd.body)
+            n = self.outbox.acknowledge(ranges)
+            self.inflight.settle(ranges)
+            self.stats.acks += 1
+            self.stats.records_acked += n
+        elif cmd.kind == "resend":
+            ranges = parse_ranges(cmd.body)
+            n = self.outbox.resend(ranges)
+            self.inflight.drop_overlapping(ranges)
+            self.stats.resend_requests += 1
+            log.info(
+                "resend_requested",
+                extra={"ranges": ",".join(f"{a}-{b}" for a, b in ranges), "records": n},
+            )
+        else:
+            log.info("command_ignored", extra={"kind": cmd.kind, "counter": cmd.counter})
+
+    # --- the drain -------------------------------------------------------------------------
+    def _pump(self, client: mqtt.Client) -> None:
+        s = self.s
+        while self._ready and len(self.inflight) < s.window:
+            records = self.outbox.next_batch(self._batch_limit)
+            if not records:
+                return
+            now = self.clock()
+            for batch in batch_records(records, s.max_packet, len(s.station_id)):
+                header = Header(
+                    VERSION,
+                    SUITE_ED25519_X25519_SHA256_CHACHA20POLY1305,
+                    s.station_id,
+                    s.key_id,
+                    s.centre_packet_key_id,
+                    batch[0][0],
+                    batch[-1][0],
+                    int(now * 1000),
+                )
+                packet = seal(
+                    header,
+                    encode_records(batch),
+                    s.signing_key,
+                    s.centre_packet_public,
+                    s.max_packet,
+                )
+                info = client.publish(s.topic_up, packet, qos=1)
+                if info.rc != mqtt.MQTT_ERR_SUCCESS:
+                    return  # link gone: these records are requeued at the next connect
+                self.inflight.add(batch[0][0], batch[-1][0], now)
+                self.stats.packets_sent += 1
+                self.stats.records_sent += len(batch)
+
+    def _expire(self) -> None:
+        oldest = self.inflight.oldest_sent_at()
+        if oldest is None:
+            return
+        now = self.clock()
+        if now - oldest < self.s.ack_timeout:
+            return
+        n = self.outbox.requeue(older_than_s=self.s.ack_timeout)
+        self.inflight.expire(now - self.s.ack_timeout)
+        self.stats.requeued += n
+        log.info("ack_timeout_requeued", extra={"records": n})
+
+    def step(self, timeout: float = 0.05) -> None:
+        """One turn: connect if due, run the network loop, obey commands, top up the window."""
+        if self._client is None:
+            wait = self._next_attempt - self.clock()
+            if wait > 0:
+                time.sleep(min(timeout, wait))
+                return
+            self._connect()
+            if self._client is None:
+                return
+        client = self._client
+        rc = client.loop(timeout)
+        if client is not self._client:
+            return  # dropped inside a callback
+        if rc != mqtt.MQTT_ERR_SUCCESS:
+            self._drop(f"loop {mqtt.error_string(rc)}")
+            return
+        if self._ready:
+            self._expire()
+            self._pump(client)
+            self.gate.save(force=False)
+
+    def run(self, should_stop: Callable[[], bool]) -> None:
+        """Step until ``should_stop()``; then say goodbye properly."""
+        try:
+            while not should_stop():
+                self.step()
+        finally:
+            self.close()
+
+    def close(self, timeout: float = 2.0) -> None:
+        """Publish the retained ``offline`` state, disconnect cleanly, persist the gate."""
+        client = self._client
+        if client is not None and self._ready:
+            info = client.publish(
+                self.s.topic_state, self._state_payload("offline"), qos=1, retain=True
+            )
+            deadline = time.monotonic() + timeout
+            while not info.is_published() and time.monotonic() < deadline:
+                if client.loop(0.05) != mqtt.MQTT_ERR_SUCCESS:
+                    break
+            client.disconnect()
+        self._client = None
+        self._ready = False
+        self.gate.save(force=True)
