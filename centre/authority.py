@@ -187,7 +187,7 @@ def enrol(
         known = registry.station(req.station_id)
         if known is not None:
             raise ProvisioningError(
-                f"{source}: field station_id: {req.station_id!r} is already enrolled "
+                f"{source}: field body.station_id: {req.station_id!r} is already enrolled "
                 f"(status {known.status}, keys {', '.join(known.keys)}); a new key for it goes "
                 "through `quantrac provision rotate` and `quantrac centre rotate`"
             )
@@ -202,7 +202,7 @@ def enrol(
                 req.nonce, cert.serial_number, cert_pem.decode("ascii"), not_after,
             )
         except ValueError as exc:
-            raise ProvisioningError(f"{source}: field nonce: {exc}") from None
+            raise ProvisioningError(f"{source}: field body.nonce: {exc}") from None
     bundle = _bundle(centre, req.station_id, req.key_id, address, cert_pem, now, not_after)
     return Issued(bundle, req.station_id, req.key_id, not_after)
 
@@ -223,7 +223,9 @@ def rotate(
         known = registry.station(req.station_id)
         if known is None or known.status != "active":
             state = "not enrolled" if known is None else known.status
-            raise ProvisioningError(f"{source}: field station_id: {req.station_id!r} is {state}")
+            raise ProvisioningError(
+                f"{source}: field body.station_id: {req.station_id!r} is {state}"
+            )
         try:
             old_public, old_state, successor = registry.key(req.station_id, req.old_key_id)
         except KeyError:
@@ -231,7 +233,7 @@ def rotate(
         repeat = old_state == "retiring" and successor == req.new_key_id
         if old_state != "active" and not repeat:
             raise ProvisioningError(
-                f"{source}: field old_key_id: {req.old_key_id.hex()} is not the active key of "
+                f"{source}: field body.old_key_id: {req.old_key_id.hex()} is not the active key of "
                 f"{req.station_id!r} (keys: {known.keys})"
             )
         req.verify_old(old_public)

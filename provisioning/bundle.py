@@ -136,8 +136,8 @@ def read_bundle(
     got = fingerprint(signing)
     if got != expected_fingerprint:
         raise ProvisioningError(
-            f"{source}: field centre.signing_key: the bundle's centre key has fingerprint {got}, "
-            f"not {expected_fingerprint} as given: this bundle is not from the centre you "
+            f"{source}: field body.centre.signing_key: the bundle's centre key has fingerprint "
+            f"{got}, not {expected_fingerprint} as given: this bundle is not from the centre you "
             "expect (or the fingerprint was mistyped); nothing installed"
         )
     doc.verify(signing, f"centre signing key {got}")

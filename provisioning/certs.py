@@ -12,6 +12,7 @@ import datetime as dt
 import secrets
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
@@ -53,17 +54,17 @@ def check_csr(pem: str, station_id: str, source: str) -> x509.CertificateSigning
     try:
         csr = x509.load_pem_x509_csr(pem.encode("ascii"))
     except ValueError:
-        raise ProvisioningError(f"{source}: field tls_csr: not a PEM CSR") from None
+        raise ProvisioningError(f"{source}: field body.tls_csr: not a PEM CSR") from None
     if not csr.is_signature_valid:
-        raise ProvisioningError(f"{source}: field tls_csr: the CSR's own signature is invalid")
+        raise ProvisioningError(f"{source}: field body.tls_csr: the CSR's own signature is invalid")
     key = csr.public_key()
     if not isinstance(key, ec.EllipticCurvePublicKey) or key.curve.name != "secp256r1":
-        raise ProvisioningError(f"{source}: field tls_csr: key must be ECDSA P-256")
+        raise ProvisioningError(f"{source}: field body.tls_csr: key must be ECDSA P-256")
     cns = csr.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
     cn = cns[0].value if len(cns) == 1 else None
     if cn != station_id:
         raise ProvisioningError(
-            f"{source}: field tls_csr: subject CN {shown(cn)} is not the station id "
+            f"{source}: field body.tls_csr: subject CN {shown(cn)} is not the station id "
             f"{station_id!r}"
         )
     return csr
@@ -170,37 +171,42 @@ def check_station_cert(
     try:
         ca = x509.load_pem_x509_certificate(ca_pem.encode("ascii"))
     except ValueError:
-        raise ProvisioningError(f"{source}: field ca_cert: not a PEM certificate") from None
+        raise ProvisioningError(f"{source}: field body.ca_cert: not a PEM certificate") from None
     try:
         cert = x509.load_pem_x509_certificate(cert_pem.encode("ascii"))
     except ValueError:
-        raise ProvisioningError(f"{source}: field station_cert: not a PEM certificate") from None
+        raise ProvisioningError(
+            f"{source}: field body.station_cert: not a PEM certificate"
+        ) from None
     try:
         bc = ca.extensions.get_extension_for_class(x509.BasicConstraints).value
     except x509.ExtensionNotFound:
         bc = None
     if bc is None or not bc.ca:
-        raise ProvisioningError(f"{source}: field ca_cert: not a CA certificate")
+        raise ProvisioningError(f"{source}: field body.ca_cert: not a CA certificate")
     try:
         cert.verify_directly_issued_by(ca)
-    except (ValueError, TypeError, Exception) as exc:  # InvalidSignature has no message
+    except (InvalidSignature, ValueError, TypeError) as exc:
         raise ProvisioningError(
-            f"{source}: field station_cert: not issued by the bundle's CA ({type(exc).__name__})"
+            f"{source}: field body.station_cert: not issued by the bundle's CA "
+            f"({type(exc).__name__})"
         ) from None
     cns = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
     cn = cns[0].value if len(cns) == 1 else None
     if cn != station_id:
         raise ProvisioningError(
-            f"{source}: field station_cert: CN {shown(cn)} is not this station ({station_id!r})"
+            f"{source}: field body.station_cert: CN {shown(cn)} is not this station "
+            f"({station_id!r})"
         )
     if cert.public_key().public_bytes(PEM, _SPKI) != tls_public_pem:
         raise ProvisioningError(
-            f"{source}: field station_cert: certifies another TLS key, not this device's tls.key"
+            f"{source}: field body.station_cert: certifies another TLS key, not this "
+            "device's tls.key"
         )
     start, end = cert.not_valid_before_utc.timestamp(), cert.not_valid_after_utc.timestamp()
     if now is not None and not start - 300 <= now < end:
         raise ProvisioningError(
-            f"{source}: field station_cert: valid {cert.not_valid_before_utc:%Y-%m-%d} to "
+            f"{source}: field body.station_cert: valid {cert.not_valid_before_utc:%Y-%m-%d} to "
             f"{cert.not_valid_after_utc:%Y-%m-%d}, not now; check the device clock"
         )
     return cert

@@ -131,7 +131,7 @@ class Rotation:
     def verify_old(self, old_public: Ed25519PublicKey) -> None:
         """Check the signature by the key the centre has on record for this station."""
         if key_id(old_public) != self.old_key_id:
-            raise ProvisioningError(f"{self.doc.source}: field old_key_id: mismatch")
+            raise ProvisioningError(f"{self.doc.source}: field body.old_key_id: mismatch")
         self.doc.verify(old_public, "station's current key")
 
 

@@ -122,7 +122,7 @@ def parse_document(data: bytes, source: str, expected_format: str) -> Document:
     fmt = body.text("format")
     if fmt != expected_format:
         raise ProvisioningError(
-            f"{source}: field format: {shown(fmt)} but a {expected_format!r} is needed here"
+            f"{source}: field body.format: {shown(fmt)} but a {expected_format!r} is needed here"
         )
     signatures: dict[bytes, bytes] = {}
     for i, entry in enumerate(top.items("signatures")):
