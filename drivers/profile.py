@@ -369,3 +369,16 @@ def profile_registers(profile: Profile,
     if profile.device_status:
         regs.add((profile.device_status.function, profile.device_status.address))
     return regs
+
+
+def resolve_profile(ref: str, relative_to: str | Path | None = None) -> Profile:
+    """A profile named in a config: a built-in name, or a path ending in ``.toml``.
+
+    A relative path is taken relative to the directory of ``relative_to`` (the config file).
+    """
+    if ref.endswith(".toml"):
+        path = Path(ref)
+        if not path.is_absolute() and relative_to is not None:
+            path = Path(relative_to).parent / path
+        return load_profile(path)
+    return builtin_profile(ref)

@@ -1,16 +1,82 @@
-"""`quantrac sim`: simulated analysers and stations."""
+"""`quantrac sim`: serve a simulated station, and switch its faults while it runs.
+
+``quantrac sim station --config FILE [--tcp-port N] [--pty] [--baud 9600] [--control SOCKET]``
+prints one JSON line first (``{"tcp_port": ..., "pty": ..., "control": ..., "units": ...}``)
+so a test or the demo can read where to connect, then serves until interrupted (or for
+``--duration`` seconds). ``quantrac sim fault --control SOCKET --unit U --fault NAME on|off``
+switches a fault on a running station.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
+import signal
+import sys
+import threading
+import types
 from typing import Any
+
+from hw_sim.faults import FAULTS
+
 
 
 def register(sub: argparse._SubParsersAction[Any]) -> None:
     parser = sub.add_parser("sim", help="simulated analysers and stations")
-    parser.set_defaults(func=_not_yet)
+    sim_sub = parser.add_subparsers(dest="sim_command", metavar="SIM_COMMAND")
+    sim_sub.required = True
+
+    st = sim_sub.add_parser("station", help="serve a simulated station over Modbus TCP / RTU")
+    st.add_argument("--config", required=True, help="station config (TOML)")
+    st.add_argument("--tcp-port", type=int, default=None,
+                    help="Modbus TCP port on 127.0.0.1 (0 picks a free one; default 0 "
+                         "unless only --pty is given)")
+    st.add_argument("--pty", action="store_true", help="serve the RTU units on a socat pty pair")
+    st.add_argument("--pty-link", default=None, help="path of the pty end clients open")
+    st.add_argument("--baud", type=int, default=None,
+                    help="emulate the wire time of an RTU line at this baud rate")
+    st.add_argument("--control", default=None, help="Unix socket for `quantrac sim fault`")
+    st.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
+    st.set_defaults(func=_station)
+
+    ft = sim_sub.add_parser("fault", help="switch a fault of a running simulated station")
+    ft.add_argument("--control", required=True, help="the station's control socket")
+    ft.add_argument("--unit", type=int, required=True)
+    ft.add_argument("--fault", required=True, choices=FAULTS)
+    ft.add_argument("state", choices=("on", "off"))
+    ft.add_argument("--code", type=int, default=4, help="exception code (fault 'exception')")
+    ft.add_argument("--delay", type=float, default=2.0, help="seconds (fault 'slow')")
+    ft.set_defaults(func=_fault)
 
 
-def _not_yet(args: argparse.Namespace) -> int:
-    print("quantrac sim: not implemented yet")
-    return 2
+def _station(args: argparse.Namespace) -> int:
+    from hw_sim.server import running_station
+
+    tcp_port = args.tcp_port if args.tcp_port is not None or not args.pty else None
+    if args.tcp_port is None and not args.pty:
+        tcp_port = 0
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: types.FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    with running_station(args.config, tcp_port=tcp_port, pty=args.pty, baud=args.baud,
+                         control=args.control, pty_link=args.pty_link) as sim:
+        print(json.dumps(sim.endpoints()), flush=True)
+        stop.wait(args.duration)
+    return 0
+
+
+def _fault(args: argparse.Namespace) -> int:
+    from hw_sim.server import send_control
+
+    answer = send_control(args.control, {"op": "fault", "unit": args.unit, "fault": args.fault,
+                                         "on": args.state == "on", "code": args.code,
+                                         "delay": args.delay})
+    if not answer.get("ok"):
+        print(f"quantrac sim fault: {answer.get('error')}", file=sys.stderr)
+        return 1
+    print(f"unit {args.unit}: {args.fault} {args.state}")
+    return 0

@@ -1,0 +1,348 @@
+"""The simulated station on real transports: Modbus TCP on loopback, Modbus RTU on a pty pair.
+
+The RTU line is a ``socat`` pty pair: the simulator opens one end with pyserial, the client
+(the poller, pymodbus, mbpoll) opens the other, exactly as it would open /dev/ttyUSB0. Several
+unit ids share that one bus; the simulator answers only its own and stays silent for others.
+With ``baud`` set, no response is written before the request and the response would have taken
+on a real line at that rate (drivers.modbus wire time), so a pty behaves like a 9600-baud bus.
+
+A control channel (a Unix socket taking one JSON object per line) lets another process switch
+faults while the station runs: ``quantrac sim fault`` speaks it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import heapq
+import json
+import logging
+import select
+import shutil
+import socket
+import socketserver
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import serial
+
+from drivers import modbus
+from hw_sim.config import StationConfig, load_station
+from hw_sim.slave import Clock, Served, SimStation
+
+log = logging.getLogger("quantrac.hw_sim.server")
+
+_POLL = 0.05  # how often idle loops look at the stop flag
+
+
+# --------------------------------------------------------------------------- TCP
+
+class _TcpHandler(socketserver.BaseRequestHandler):
+    server: _TcpServer
+
+    def handle(self) -> None:
+        sock: socket.socket = self.request
+        sock.settimeout(_POLL)
+        stop = self.server.stop
+        buf = b""
+        while not stop.is_set():
+            try:
+                chunk = sock.recv(4096)
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            if not chunk:
+                return
+            buf += chunk
+            while len(buf) >= modbus.MBAP_LENGTH:
+                try:
+                    total = modbus.tcp_frame_length(buf[:modbus.MBAP_LENGTH])
+                except modbus.FrameError as exc:
+                    log.warning("tcp_bad_frame", extra={"reason": str(exc)})
+                    return  # a Modbus TCP server drops a connection that lost framing
+                if len(buf) < total:
+                    break
+                adu, buf = buf[:total], buf[total:]
+                reply = self.server.station.handle_tcp(adu)
+                if reply is None:
+                    continue
+                if reply.delay and stop.wait(reply.delay):
+                    return
+                try:
+                    sock.sendall(reply.data)
+                except OSError:
+                    return
+
+
+class _TcpServer(socketserver.ThreadingTCPServer):
+    allow_reuse_address = True
+    daemon_threads = False  # server_close() joins every connection thread
+
+    def __init__(self, port: int, station: SimStation, stop: threading.Event) -> None:
+        self.station = station
+        self.stop = stop
+        super().__init__(("127.0.0.1", port), _TcpHandler)
+
+
+# --------------------------------------------------------------------------- RTU
+
+def _request_length(buf: bytes) -> int | None:
+    """Length of the RTU request starting ``buf``; None if only silence can tell."""
+    if len(buf) < 2:
+        return None
+    if 1 <= buf[1] <= 6:
+        return 8
+    if buf[1] in (15, 16):
+        return 9 + buf[6] if len(buf) >= 7 else None
+    return None
+
+
+class PtyPair:
+    """A socat pty pair: ``sim_path`` for the simulator, ``client_path`` for the master."""
+
+    def __init__(self, client_link: str | Path | None = None) -> None:
+        if shutil.which("socat") is None:
+            raise RuntimeError("socat is not installed: apt-get install socat")
+        self._dir = tempfile.mkdtemp(prefix="quantrac-pty-")
+        self.sim_path = str(Path(self._dir) / "sim")
+        self.client_path = str(client_link or Path(self._dir) / "bus")
+        self.proc = subprocess.Popen(
+            ["socat", f"pty,raw,echo=0,link={self.sim_path}",
+             f"pty,raw,echo=0,link={self.client_path}"],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 10
+        while not (Path(self.sim_path).exists() and Path(self.client_path).exists()):
+            if self.proc.poll() is not None:
+                err = self.proc.stderr.read().decode() if self.proc.stderr else ""
+                self.close()
+                raise RuntimeError(f"socat exited with {self.proc.returncode}: {err.strip()}")
+            if time.monotonic() > deadline:
+                self.close()
+                raise RuntimeError("socat did not create the pty pair within 10 s")
+            time.sleep(0.01)
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if self.proc.stderr:
+            self.proc.stderr.close()
+        shutil.rmtree(self._dir, ignore_errors=True)
+
+
+class RtuBus(threading.Thread):
+    """Serves the station's RTU units on one pty, one frame at a time, like a real bus."""
+
+    def __init__(self, station: SimStation, path: str, baud: int | None,
+                 stop: threading.Event) -> None:
+        super().__init__(name="hw_sim-rtu", daemon=True)
+        self.station = station
+        self.baud = baud
+        self.stop = stop
+        self.port = serial.Serial(path, baudrate=baud or 9600, timeout=0)
+        self.char = modbus.rtu_char_time(baud) if baud else 0.0
+        self.gap = modbus.rtu_frame_gap(baud) if baud else 0.0
+        # A partial frame is dropped after this much silence (generous: a pty is not a UART).
+        self.silence = max(0.02, 3 * self.gap)
+
+    def run(self) -> None:
+        buf = b""
+        first = last = 0.0
+        pending: list[tuple[float, int, bytes]] = []
+        seq = 0
+        fd = self.port.fileno()
+        try:
+            while not self.stop.is_set():
+                now = time.monotonic()
+                wait = _POLL if not pending else max(0.0, min(_POLL, pending[0][0] - now))
+                if buf:
+                    wait = min(wait, max(0.0, last + self.silence - now))
+                readable, _, _ = select.select([fd], [], [], wait)
+                now = time.monotonic()
+                if readable:
+                    data = self.port.read(max(1, self.port.in_waiting))
+                    if data:
+                        if not buf:
+                            first = now
+                        buf += data
+                        last = now
+                while pending and pending[0][0] <= time.monotonic():
+                    self.port.write(heapq.heappop(pending)[2])
+                while buf:
+                    n = _request_length(buf)
+                    if n is None or len(buf) < n:
+                        if buf and now - last >= self.silence:  # the line went quiet
+                            n = len(buf)
+                        else:
+                            break
+                    frame, buf = buf[:n], buf[n:]
+                    reply = self.station.handle_rtu(frame)
+                    if reply is not None:
+                        wire = ((len(frame) + len(reply.data)) * self.char + 2 * self.gap
+                                if self.baud else 0.0)
+                        seq += 1
+                        heapq.heappush(pending, (first + wire + reply.delay, seq, reply.data))
+                    first = now
+                while pending and pending[0][0] <= time.monotonic():
+                    self.port.write(heapq.heappop(pending)[2])
+        except (OSError, serial.SerialException) as exc:
+            if not self.stop.is_set():
+                log.error("rtu_bus_failed", extra={"reason": str(exc)})
+        finally:
+            self.port.close()
+
+
+# --------------------------------------------------------------------------- control
+
+class _ControlHandler(socketserver.StreamRequestHandler):
+    server: _ControlServer
+
+    def handle(self) -> None:
+        for line in self.rfile:
+            try:
+                answer = self.server.command(json.loads(line))
+            except (ValueError, KeyError, TypeError) as exc:
+                answer = {"ok": False, "error": str(exc).strip("'\"")}
+            self.wfile.write(json.dumps(answer).encode() + b"\n")
+
+
+class _ControlServer(socketserver.ThreadingUnixStreamServer):
+    daemon_threads = True
+
+    def __init__(self, path: str, station: SimStation) -> None:
+        self.station = station
+        super().__init__(path, _ControlHandler)
+
+    def command(self, msg: dict[str, Any]) -> dict[str, Any]:
+        op = msg.get("op", "fault")
+        if op == "fault":
+            unit, fault, on = int(msg["unit"]), str(msg["fault"]), bool(msg["on"])
+            self.station.set_fault(unit, fault, on, code=int(msg.get("code", 4)),
+                                   delay=float(msg.get("delay", 2.0)))
+            log.info("fault_set", extra={"unit": unit, "fault": fault, "on": on})
+            return {"ok": True}
+        if op == "stats":
+            return {"ok": True, "units": {
+                str(u): dict(zip(("received", "answered"), self.station.requests(u), strict=True))
+                for u in sorted(d.unit for d in self.station.config.devices)}}
+        raise ValueError(f"unknown op {op!r}, expected 'fault' or 'stats'")
+
+
+def send_control(path: str | Path, msg: dict[str, Any], timeout: float = 5.0) -> dict[str, Any]:
+    """One request/answer on a running station's control socket."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(timeout)
+        sock.connect(str(path))
+        sock.sendall(json.dumps(msg).encode() + b"\n")
+        data = b""
+        while not data.endswith(b"\n"):
+            chunk = sock.recv(4096)
+            if not chunk:
+                break
+            data += chunk
+    answer: dict[str, Any] = json.loads(data)
+    return answer
+
+
+# --------------------------------------------------------------------------- running
+
+class RunningStation:
+    """A started station: where to reach it, and the SimStation to steer and inspect it."""
+
+    def __init__(self, station: SimStation) -> None:
+        self.station = station
+        self.tcp_port: int | None = None
+        self.pty_path: str | None = None
+        self.control_path: str | None = None
+
+    def set_fault(self, unit: int, fault: str, on: bool = True, *, code: int = 4,
+                  delay: float = 2.0) -> None:
+        self.station.set_fault(unit, fault, on, code=code, delay=delay)
+
+    def clear_faults(self, unit: int | None = None) -> None:
+        self.station.clear_faults(unit)
+
+    def served(self, unit: int) -> Served | None:
+        return self.station.served(unit)
+
+    def requests(self, unit: int) -> tuple[int, int]:
+        return self.station.requests(unit)
+
+    def endpoints(self) -> dict[str, Any]:
+        """The machine-readable description ``quantrac sim station`` prints first."""
+        return {"tcp_port": self.tcp_port, "pty": self.pty_path, "control": self.control_path,
+                "units": {d.name: {"unit": d.unit, "profile": d.profile.name,
+                                   "transports": list(d.transports)}
+                          for d in self.station.config.devices}}
+
+
+@contextlib.contextmanager
+def running_station(config: StationConfig | str | Path, *, tcp_port: int | None = 0,
+                    pty: bool = False, baud: int | None = None, clock: Clock = time.time,
+                    control: str | Path | None = None,
+                    pty_link: str | Path | None = None) -> Iterator[RunningStation]:
+    """Serve ``config`` until the block exits; everything is stopped and joined on exit.
+
+    ``tcp_port=0`` picks a free loopback port, None serves no TCP; ``pty=True`` creates a socat
+    pty pair (``sim.pty_path`` is the end to open); ``baud`` turns on wire-time emulation.
+    """
+    if not isinstance(config, StationConfig):
+        config = load_station(config)
+    station = SimStation(config, clock)
+    sim = RunningStation(station)
+    stop = threading.Event()
+    threads: list[threading.Thread] = []
+    tcp: _TcpServer | None = None
+    ctl: _ControlServer | None = None
+    pair: PtyPair | None = None
+    bus: RtuBus | None = None
+    started = False
+    try:
+        if tcp_port is not None:
+            tcp = _TcpServer(tcp_port, station, stop)
+            sim.tcp_port = tcp.server_address[1]
+            threads.append(threading.Thread(target=tcp.serve_forever, args=(_POLL,),
+                                            name="hw_sim-tcp", daemon=True))
+        if pty:
+            pair = PtyPair(pty_link)
+            sim.pty_path = pair.client_path
+            bus = RtuBus(station, pair.sim_path, baud, stop)
+            threads.append(bus)
+        if control is not None:
+            Path(control).unlink(missing_ok=True)
+            ctl = _ControlServer(str(control), station)
+            sim.control_path = str(control)
+            threads.append(threading.Thread(target=ctl.serve_forever, args=(_POLL,),
+                                            name="hw_sim-control", daemon=True))
+        for th in threads:
+            th.start()
+        started = True
+        log.info("sim_started", extra={"station": config.name, "tcp_port": sim.tcp_port,
+                                       "pty": sim.pty_path, "baud": baud})
+        yield sim
+    finally:
+        stop.set()
+        for server in (tcp, ctl):
+            if server is not None:
+                if started:
+                    server.shutdown()
+                server.server_close()
+        for th in threads:
+            if th.is_alive():
+                th.join(5)
+        if bus is not None and not started:
+            bus.port.close()
+        if pair is not None:
+            pair.close()
+        if control is not None and ctl is not None:
+            Path(control).unlink(missing_ok=True)
+        log.info("sim_stopped", extra={"station": config.name})
