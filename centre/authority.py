@@ -294,6 +294,44 @@ def revoke(centre: Centre, station_id: str, *, clock: Clock = time.time) -> bool
     return changed
 
 
+@dataclass(frozen=True)
+class BrokerFiles:
+    """Where ``issue_broker_cert`` put the broker's TLS files (for mosquitto.conf)."""
+
+    key: Path
+    cert: Path
+    ca: Path
+    crl: Path
+
+
+def issue_broker_cert(
+    centre: Centre,
+    hostnames: list[str],
+    out_dir: Path,
+    *,
+    days: int = DEFAULT_VALID_DAYS,
+    clock: Clock = time.time,
+) -> BrokerFiles:
+    """Key and server certificate for the broker (``keyfile``/``certfile``), from the centre CA.
+
+    Also copies ``ca.crt`` (``cafile``: the broker checks station certificates against it)
+    and the current CRL (``crlfile``). ``out_dir`` is created 0700; the key is never replaced.
+    """
+    if not hostnames:
+        raise ProvisioningError("broker-cert: give at least one host name or IP address")
+    ensure_private_dir(out_dir)
+    key = certs.new_tls_key()
+    cert = certs.issue_server_cert(centre.ca_key, centre.ca_pem, key, hostnames, clock(), days)
+    files = BrokerFiles(out_dir / "broker.key", out_dir / "broker.crt", out_dir / "ca.crt",
+                        out_dir / "crl.pem")
+    write_new(files.key, certs.tls_key_pem(key))
+    write_replace(files.cert, cert, mode=0o644)
+    write_replace(files.ca, centre.ca_pem, mode=0o644)
+    write_replace(files.crl, centre.crl_path.read_bytes(), mode=0o644)
+    log.info("broker_cert_issued", extra={"hosts": ",".join(hostnames), "dir": str(out_dir)})
+    return files
+
+
 def write_crl(centre: Centre, *, clock: Clock = time.time, days: int = 365) -> Path:
     """Rewrite ``crl.pem`` from the registry (signed by the CA; the broker reloads it).
 

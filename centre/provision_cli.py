@@ -44,6 +44,13 @@ def register(actions: argparse._SubParsersAction[Any]) -> None:
     p.add_argument("station_id")
     p.set_defaults(func=_revoke)
 
+    p = add("broker-cert", "issue the broker's TLS server certificate from the centre CA")
+    p.add_argument("hostnames", nargs="+", help="names/IPs stations connect to")
+    p.add_argument("--out-dir", type=Path, required=True,
+                   help="where broker.key, broker.crt, ca.crt, crl.pem go")
+    p.add_argument("--valid-days", type=int, default=730)
+    p.set_defaults(func=_broker_cert)
+
     p = add("crl", "rewrite the CRL (run from cron: the broker refuses all once it expires)")
     p.set_defaults(func=_crl)
 
@@ -152,4 +159,19 @@ def _crl(args: argparse.Namespace) -> int:
     except (ProvisioningError, OSError) as exc:
         return _fail(exc)
     print(f"CRL written: {path}")
+    return 0
+
+
+def _broker_cert(args: argparse.Namespace) -> int:
+    from centre import authority
+    from provisioning.errors import ProvisioningError
+
+    try:
+        files = authority.issue_broker_cert(
+            authority.load(_dir(args)), args.hostnames, args.out_dir, days=args.valid_days
+        )
+    except (ProvisioningError, OSError) as exc:
+        return _fail(exc)
+    print(f"keyfile {files.key}\ncertfile {files.cert}\ncafile {files.ca}\ncrlfile {files.crl}")
+    print("require_certificate true\nuse_identity_as_username true")
     return 0

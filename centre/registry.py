@@ -183,18 +183,6 @@ class Registry:
             ids = [r[0] for r in self._db.execute("SELECT station_id FROM stations ORDER BY 1")]
         return [s for s in (self.station(i) for i in ids) if s is not None]
 
-    def active_key(self, station_id: str) -> tuple[bytes, Ed25519PublicKey] | None:
-        """The station's current (not retiring) key."""
-        with self._lock:
-            row = self._db.execute(
-                "SELECT key_id, public_key FROM station_keys "
-                "WHERE station_id = ? AND state = 'active'",
-                (station_id,),
-            ).fetchone()
-        if row is None:
-            return None
-        return bytes.fromhex(row[0]), Ed25519PublicKey.from_public_bytes(row[1])
-
     def key(self, station_id: str, key_id: bytes) -> tuple[Ed25519PublicKey, str, bytes | None]:
         """One key of a station: public key, state, successor key id; KeyError if unknown."""
         with self._lock:

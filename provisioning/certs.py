@@ -138,6 +138,44 @@ def issue_client_cert(
     )
 
 
+def issue_server_cert(
+    ca_key: ec.EllipticCurvePrivateKey,
+    ca_pem: bytes,
+    server_key: ec.EllipticCurvePrivateKey,
+    hostnames: list[str],
+    now: float,
+    days: int,
+) -> bytes:
+    """The broker's TLS server certificate (serverAuth, SAN = hostnames / IP addresses).
+
+    Stations check the broker against the CA in their bundle, hostname included, so the
+    broker's certificate comes from the same centre CA.
+    """
+    import ipaddress
+
+    names: list[x509.GeneralName] = []
+    for name in hostnames:
+        try:
+            names.append(x509.IPAddress(ipaddress.ip_address(name)))
+        except ValueError:
+            names.append(x509.DNSName(name))
+    ca = x509.load_pem_x509_certificate(ca_pem)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hostnames[0])]))
+        .issuer_name(ca.subject)
+        .public_key(server_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(_when(now - 300))
+        .not_valid_after(_when(now + days * 86400))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.SubjectAlternativeName(names), critical=False)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    return cert.public_bytes(PEM)
+
+
 def make_crl(
     ca_key: ec.EllipticCurvePrivateKey,
     ca_pem: bytes,
