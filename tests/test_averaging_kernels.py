@@ -151,6 +151,23 @@ def test_check_inputs_matches_reference(raw: list[float], codes: list[int]) -> N
     assert (int(err), int(index)) == ref.check_inputs(t.tolist(), s.tolist())
 
 
+def test_large_windows_match_reference() -> None:
+    # 4 Hz for 3 hours into hourly windows: 14 400 samples a window, more than the kernel's
+    # initial scratch buffer, so its growth path is exercised too.
+    rng = np.random.default_rng(7)
+    t = BASE + np.sort(rng.uniform(0, 3 * 3600, 43_200))
+    value = rng.normal(1e3, 1.0, len(t))
+    value[rng.random(len(t)) < 0.05] = np.nan
+    status = rng.choice(np.array([0, 0, 0, 1, 2], np.int8), len(t))
+    stats = aggregate(t, value, status, width_s=3600, period_s=0.25, channel="PM")
+    want = ref.window_stats(
+        t.tolist(), value.tolist(), value.tolist(), value.tolist(), status.tolist(), None,
+        stats.start0, 3600, len(stats), 1, COVERAGE_75.min_valid(14_400), 0,
+    )  # fmt: skip
+    assert_same(stats, want)
+    assert stats.n_samples.min() > 4096
+
+
 def _one(t: list[float], value: list[float], status: list[int], **kw: Any) -> Any:
     kw.setdefault("width_s", 300)
     kw.setdefault("period_s", 1.0)

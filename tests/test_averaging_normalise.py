@@ -112,7 +112,7 @@ def test_unknown_unit_and_gas_are_errors() -> None:
         normalise_record(rec("SO2", 1.0, "ug/m3"), Normalisation(to_mg_nm3=True))
     with pytest.raises(UnknownGasError, match="'CH4'"):
         normalise_record(rec("CH4", 1.0), Normalisation(to_mg_nm3=True))
-    with pytest.raises(InputError, match="h2o_fraction=1.0"):
+    with pytest.raises(InputError, match=r"h2o_fraction=1\.0"):
         normalise_record(rec("SO2", 1.0), Normalisation(h2o_fraction=1.0))
 
 

@@ -102,7 +102,9 @@ def _run(
     if err == k.ERR_UNSORTED:
         raise UnsortedTimesError(channel, int(index), float(t[index - 1]), float(t[index]))
     if err == k.ERR_STATUS:
-        raise InputError(f"channel {channel!r}: status[{index}]={int(status[index])} is not a Status")
+        raise InputError(
+            f"channel {channel!r}: status[{index}]={int(status[index])} is not a Status"
+        )
     start0, n_windows = _span(t, start, end, width_s, utc_offset_s)
     out = k.window_stats(
         t, value, lo, hi, status, _NO_OK if ok is None else ok, ok is not None,

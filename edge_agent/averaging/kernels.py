@@ -58,11 +58,12 @@ def window_stats(  # type: ignore[no-untyped-def]
     """Aggregate sorted points into ``n_windows`` windows of ``width`` s from ``start0``.
 
     A point is valid when ``ok[i]`` (if ``use_ok``) or its status is MEASURING, and its
-    ``value`` is finite. Per window: mean and population std of valid values (two passes over
-    the window's run, for accuracy), min of ``lo`` and max of ``hi`` over valid points (samples
-    pass ``value`` for both; roll-ups pass their children's extremes), counts, the verdict of
-    the validity rule, and the dominant status (most frequent; ties go to the lower code;
-    OFFLINE when the window holds no point). Points outside the windows are ignored.
+    ``value`` is finite. Per window: mean and population std of valid values (the std takes a
+    second pass over the window's valid values, copied to a scratch buffer, for accuracy), min
+    of ``lo`` and max of ``hi`` over valid points (samples pass ``value`` for both; roll-ups
+    pass their children's extremes), counts, the verdict of the validity rule, and the
+    dominant status (most frequent; ties go to the lower code; OFFLINE when the window holds no
+    point). Points outside the windows are ignored.
     """
     n_samples = np.zeros(n_windows, np.int64)
     n_valid = np.zeros(n_windows, np.int64)
@@ -75,6 +76,7 @@ def window_stats(  # type: ignore[no-untyped-def]
     counts = np.zeros(N_STATUS, np.int64)
     part_valid = np.zeros(parts, np.int64)
     part_width = width // parts
+    scratch = np.empty(4096, np.float64)  # a window's valid values, for the second pass
     end_all = start0 + n_windows * width
     n = t.shape[0]
     i = 0
@@ -91,22 +93,29 @@ def window_stats(  # type: ignore[no-untyped-def]
         mn = np.inf
         mx = -np.inf
         q = 0
+        end = i
+        while end < n and t[end] < we:
+            end += 1
+        if end - i > scratch.shape[0]:
+            scratch = np.empty(end - i, np.float64)
         j = i
-        while j < n and t[j] < we:
+        while j < end:
             s = status[j]
             counts[s] += 1
             v = value[j]
             good = ok[j] if use_ok else s == 0
             if good and math.isfinite(v):
+                scratch[c] = v
                 c += 1
                 total += v
                 if lo[j] < mn:
                     mn = lo[j]
                 if hi[j] > mx:
                     mx = hi[j]
-                while t[j] >= ws + (q + 1) * part_width:
-                    q += 1
-                part_valid[q] += 1
+                if parts > 1:
+                    while t[j] >= ws + (q + 1) * part_width:
+                        q += 1
+                    part_valid[q] += 1
             j += 1
         n_samples[k] = j - i
         n_valid[k] = c
@@ -118,20 +127,20 @@ def window_stats(  # type: ignore[no-untyped-def]
         if c > 0:
             m = total / c
             ss = 0.0
-            for p in range(i, j):
-                v = value[p]
-                good = ok[p] if use_ok else status[p] == 0
-                if good and math.isfinite(v):
-                    d = v - m
-                    ss += d * d
+            for p in range(c):
+                d = scratch[p] - m
+                ss += d * d
             mean[k] = m
             vmin[k] = mn
             vmax[k] = mx
             std[k] = math.sqrt(ss / c)
             verdict = c >= min_valid
-            for p in range(parts):
-                if part_valid[p] < min_per_part:
-                    verdict = False
+            if parts > 1:
+                for p in range(parts):
+                    if part_valid[p] < min_per_part:
+                        verdict = False
+            else:
+                verdict = verdict and c >= min_per_part
             valid[k] = verdict
         i = j
     return n_samples, n_valid, mean, vmin, vmax, std, valid, dominant

@@ -172,6 +172,8 @@ def normalise_values(
         bad = np.isfinite(o2a) & ((o2a < 0.0) | (o2a >= 21.0))
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
-            raise O2RangeError(f"channel {channel!r}: o2[{i}]={float(o2a[i])!r} % is outside [0, 21)")
+            raise O2RangeError(
+                f"channel {channel!r}: o2[{i}]={float(o2a[i])!r} % is outside [0, 21)"
+            )
         out = out * ((21.0 - how.o2_ref) / (21.0 - o2a))
     return out, out_unit, flags
