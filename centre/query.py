@@ -1,0 +1,84 @@
+"""``quantrac centre query``: a station's stored records over a time range, as text or CSV.
+
+Times on the command line and in the output are in the station's zone (default
+Asia/Ho_Chi_Minh, UTC+7), as operators read them; the store keeps UTC epoch seconds.
+``received`` beside ``start`` shows a backfilled record for what it is.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import math
+from collections.abc import Sequence
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from centre.store import StoredRecord
+from protocol.model import Status
+
+COLUMNS = (
+    "start", "end", "channel", "mean", "min", "max", "std", "n_valid", "n_expected",
+    "valid", "status", "unit", "flags", "seq", "received",
+)  # fmt: skip
+
+
+def zone(name: str) -> ZoneInfo:
+    """The zone, or ValueError naming it."""
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(
+            f"--zone: {name!r} is not an IANA time zone (e.g. Asia/Ho_Chi_Minh)"
+        ) from None
+
+
+def parse_time(text: str, tz: ZoneInfo, what: str) -> float:
+    """``2026-11-23``, ``2026-11-23T07:30``, with or without offset (none: ``tz``), or epoch s."""
+    raw = text.strip()
+    if raw.replace(".", "", 1).isdigit():
+        return float(raw)
+    try:
+        when = dt.datetime.fromisoformat(raw)
+    except ValueError:
+        raise ValueError(
+            f"{what}: {text!r} is not a time (use 2026-11-23, 2026-11-23T07:30, "
+            "2026-11-23T07:30+07:00 or epoch seconds)"
+        ) from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=tz)
+    return when.timestamp()
+
+
+def iso(t: float, tz: ZoneInfo) -> str:
+    return dt.datetime.fromtimestamp(t, tz).isoformat(timespec="seconds")
+
+
+def _num(x: float) -> str:
+    return "" if math.isnan(x) else repr(x)
+
+
+def row(r: StoredRecord, tz: ZoneInfo) -> list[str]:
+    rec = r.record
+    return [
+        iso(rec.start, tz), iso(rec.end, tz), rec.channel, _num(rec.mean), _num(rec.min),
+        _num(rec.max), _num(rec.std), str(rec.n_valid), str(rec.n_expected),
+        "1" if rec.valid else "0", Status(rec.status).name.lower(), rec.unit,
+        str(int(rec.flags)), str(r.seq), iso(r.received, tz),
+    ]  # fmt: skip
+
+
+def render_csv(records: Sequence[StoredRecord], tz: ZoneInfo) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(COLUMNS)
+    writer.writerows(row(r, tz) for r in records)
+    return out.getvalue()
+
+
+def render_text(records: Sequence[StoredRecord], tz: ZoneInfo) -> str:
+    rows = [list(COLUMNS), *(row(r, tz) for r in records)]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(COLUMNS))]
+    return "".join(
+        "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() + "\n" for r in rows
+    )

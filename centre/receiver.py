@@ -1,0 +1,375 @@
+"""The centre receiver: MQTT in, verified records stored once, signed acks and resend requests out.
+
+Several receivers split the load through one MQTT shared subscription
+(``$share/<group>/quantrac/v1/+/up``) and one ``CentreStore`` file. Each packet is opened and
+verified against the registry (``open``), de-duplicated and stored in one transaction
+(``CentreStore.ingest``, whose docstring states the rule), then acknowledged with a command
+signed by the centre. Every rejected packet is a security event: logged as
+``security_event reason=... station=...`` and kept in the store.
+
+Who sent a packet is first of all the topic: the broker's ACL lets only the holder of station
+S's certificate publish on ``quantrac/v1/S/up``. A packet whose signed header names another
+station is refused (``station_mismatch``): it is someone else's packet sent on again.
+
+Gaps: a hole below the highest seq held, still open after ``gap_grace_s``, makes the receiver
+send a signed ``resend`` for it; again every ``gap_retry_s``; after ``gap_max_requests``
+unanswered requests the hole is reported (``gap_abandoned``) and no longer asked for (the
+station has pruned or never had those numbers).
+
+One thread: ``step()`` runs paho's loop (callbacks run inside it) and the gap timer; the
+store's connection never leaves that thread. Paho keeps the client's session across
+``reconnect()``, so acks still in flight when the link dropped are delivered afterwards.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import random
+import ssl
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from paho.mqtt.enums import CallbackAPIVersion
+
+from centre.store import CONFLICT, REPLAYED, CentreStore
+from protocol.envelope import (
+    Command,
+    EnvelopeError,
+    Opened,
+    ranges_body,
+    seq_ranges,
+    sign_command,
+)
+
+log = logging.getLogger("quantrac.centre.receiver")
+
+Clock = Callable[[], float]
+Opener = Callable[[bytes], Opened]
+UP_FILTER = "quantrac/v1/+/up"
+STATE_FILTER = "quantrac/v1/+/state"
+MAX_RANGES_PER_REQUEST = 256
+
+
+@dataclass(frozen=True)
+class ReceiverSettings:
+    """Broker connection and behaviour of one receiver (``centre.serve_config`` reads TOML)."""
+
+    host: str
+    port: int
+    ca_cert: Path
+    cert: Path
+    tls_key: Path
+    client_id: str = "quantrac-centre-1"
+    group: str = "quantrac-centre"
+    keepalive: int = 30
+    gap_grace_s: float = 10.0
+    gap_retry_s: float = 30.0
+    gap_max_requests: int = 5
+    gap_scan_every_s: float = 1.0
+    # Fault injection for tests and drills only: drop the first N acks / treat the first N
+    # verified packets as lost in transit (neither stored nor acknowledged).
+    drop_acks: int = 0
+    lose_packets: int = 0
+
+
+@dataclass
+class _Hole:
+    last: int
+    first_seen: float
+    requests: int = 0
+    last_request: float = 0.0
+
+
+@dataclass
+class ReceiverStats:
+    packets: int = 0
+    stored: int = 0
+    records_stored: int = 0
+    duplicates: int = 0
+    rejected: int = 0
+    acks_sent: int = 0
+    resend_requests: int = 0
+    reasons: dict[str, int] = field(default_factory=dict)
+
+
+def station_of(topic: str) -> str | None:
+    """The station id in ``quantrac/v1/<id>/up`` (None for anything else)."""
+    parts = topic.split("/")
+    if len(parts) == 4 and parts[0] == "quantrac" and parts[1] == "v1" and parts[2]:
+        return parts[2]
+    return None
+
+
+class Receiver:
+    """One receiving process; ``handle_packet`` is the MQTT-free core the callbacks call."""
+
+    def __init__(
+        self,
+        settings: ReceiverSettings,
+        store: CentreStore,
+        opener: Opener,
+        signing_key: Ed25519PrivateKey,
+        clock: Clock = time.time,
+    ) -> None:
+        self.s = settings
+        self.store = store
+        self.opener = opener
+        self.signing_key = signing_key
+        self.clock = clock
+        self.stats = ReceiverStats()
+        self._drop_acks = settings.drop_acks
+        self._lose_packets = settings.lose_packets
+        self._holes: dict[str, dict[int, _Hole]] = {}
+        self._next_scan = 0.0
+        self._client: mqtt.Client | None = None
+        self._connected = False
+        self._delay = 0.5
+        self._next_attempt = 0.0
+        self._dialled = False
+
+    # --- the core --------------------------------------------------------------------------
+    def security_event(self, station: str, reason: str, detail: str) -> None:
+        self.stats.rejected += 1
+        self.stats.reasons[reason] = self.stats.reasons.get(reason, 0) + 1
+        log.warning(
+            "security_event", extra={"reason": reason, "station": station, "detail": detail}
+        )
+        self.store.security_event(station, reason, detail)
+
+    def handle_packet(self, topic: str, payload: bytes, redelivery: bool = False) -> str:
+        """Verify, de-duplicate, store and acknowledge one packet; return the outcome."""
+        self.stats.packets += 1
+        station = station_of(topic)
+        if station is None:
+            self.security_event("?", "bad_topic", f"packet on topic {topic!r}")
+            return "rejected"
+        try:
+            opened = self.opener(payload)
+        except EnvelopeError as exc:
+            self.security_event(station, exc.reason, str(exc))
+            return exc.reason
+        header = opened.header
+        if header.station_id != station:
+            self.security_event(
+                station, "station_mismatch",
+                f"packet of station {header.station_id} seq {header.first_seq}.."
+                f"{header.last_seq} published on {topic}",
+            )  # fmt: skip
+            return "station_mismatch"
+        if self._lose_packets > 0:
+            self._lose_packets -= 1
+            log.warning(
+                "packet_lost_for_test",
+                extra={"station": station, "first": header.first_seq, "last": header.last_seq},
+            )
+            return "lost"
+        digest = hashlib.sha256(payload).digest()
+        result = self.store.ingest(station, opened.records, digest, header.created, redelivery)
+        span = f"seq {header.first_seq}..{header.last_seq}"
+        if result.outcome == CONFLICT:
+            shown = ",".join(str(s) for s in result.conflicts[:10])
+            self.security_event(
+                station, "seq_conflict", f"{span}: seqs {shown} already stored with other content"
+            )
+            return CONFLICT
+        if result.outcome == REPLAYED:
+            self.security_event(
+                station, "replay", f"{span}: byte-identical to a packet already stored"
+            )
+            return REPLAYED
+        if result.known:
+            self.stats.duplicates += 1
+            log.info(
+                "duplicate_records",
+                extra={
+                    "station": station,
+                    "first": header.first_seq,
+                    "last": header.last_seq,
+                    "known": result.known,
+                    "new": result.new,
+                    "outcome": result.outcome,
+                },
+            )
+        if result.new:
+            self.stats.stored += 1
+            self.stats.records_stored += result.new
+        self._send(
+            station, "ack", result.counter, ranges_body(seq_ranges(s for s, _ in opened.records))
+        )
+        return result.outcome
+
+    def _send(self, station: str, kind: str, counter: int, body: bytes) -> None:
+        if kind == "ack" and self._drop_acks > 0:
+            self._drop_acks -= 1
+            log.warning("ack_dropped_for_test", extra={"station": station, "counter": counter})
+            return
+        cmd = Command(kind, station, counter, int(self.clock() * 1000), body)
+        data = sign_command(cmd, self.signing_key)
+        if self._client is not None:
+            self._client.publish(f"quantrac/v1/{station}/down", data, qos=1)
+        if kind == "ack":
+            self.stats.acks_sent += 1
+        else:
+            self.stats.resend_requests += 1
+
+    # --- gaps ------------------------------------------------------------------------------
+    def check_gaps(self) -> None:
+        """Ask stations for holes that stayed open past the grace period."""
+        now = self.clock()
+        behind = set(self.store.stations_behind())
+        for station in list(self._holes):
+            if station not in behind:
+                del self._holes[station]
+        for station in behind:
+            known = self._holes.setdefault(station, {})
+            current = self.store.holes(station)
+            fresh: dict[int, _Hole] = {}
+            for first, last in current:
+                hole = known.get(first) or _Hole(last, now)
+                hole.last = last
+                fresh[first] = hole
+            self._holes[station] = fresh
+            due: list[tuple[int, int]] = []
+            for first, hole in sorted(fresh.items()):
+                if now - hole.first_seen < self.s.gap_grace_s:
+                    continue
+                if hole.requests and now - hole.last_request < self.s.gap_retry_s:
+                    continue
+                if hole.requests >= self.s.gap_max_requests:
+                    log.warning(
+                        "gap_abandoned",
+                        extra={
+                            "station": station,
+                            "first": first,
+                            "last": hole.last,
+                            "requests": hole.requests,
+                        },
+                    )
+                    self.store.give_up_gap(station, hole.last)
+                    continue
+                hole.requests += 1
+                hole.last_request = now
+                due.append((first, hole.last))
+            if due and self._connected:
+                due = due[:MAX_RANGES_PER_REQUEST]
+                log.info(
+                    "resend_request",
+                    extra={"station": station, "ranges": ",".join(f"{a}-{b}" for a, b in due)},
+                )
+                self._send(station, "resend", self.store.next_counter(station), ranges_body(due))
+
+    # --- MQTT ------------------------------------------------------------------------------
+    def _new_client(self) -> mqtt.Client:
+        s = self.s
+        client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=s.client_id,
+            clean_session=False,
+            protocol=mqtt.MQTTv311,
+        )
+        client.tls_set(
+            ca_certs=str(s.ca_cert),
+            certfile=str(s.cert),
+            keyfile=str(s.tls_key),
+            cert_reqs=ssl.CERT_REQUIRED,
+            tls_version=ssl.PROTOCOL_TLS_CLIENT,
+        )
+        client.max_inflight_messages_set(100)
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_message = self._on_message
+        return client
+
+    def _on_connect(
+        self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any
+    ) -> None:
+        if reason.is_failure:
+            log.error("receiver_refused", extra={"reason": str(reason)})
+            return
+        client.subscribe([(f"$share/{self.s.group}/{UP_FILTER}", 1), (STATE_FILTER, 1)])
+        self._connected = True
+        self._delay = 0.5
+        log.info(
+            "receiver_connected",
+            extra={
+                "broker": f"{self.s.host}:{self.s.port}",
+                "group": self.s.group,
+                "client_id": self.s.client_id,
+            },
+        )
+
+    def _on_disconnect(
+        self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any
+    ) -> None:
+        if self._connected:
+            log.warning("receiver_disconnected", extra={"reason": str(reason)})
+        self._connected = False
+        self._schedule_retry()
+
+    def _schedule_retry(self) -> None:
+        self._next_attempt = self.clock() + self._delay * (0.5 + random.random() / 2)
+        self._delay = min(30.0, self._delay * 2)
+
+    def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        if msg.topic.endswith("/state"):
+            log.info(
+                "station_state",
+                extra={
+                    "topic": msg.topic,
+                    "state": bytes(msg.payload[:200]).decode("utf-8", "replace"),
+                },
+            )
+            return
+        self.handle_packet(msg.topic, bytes(msg.payload), redelivery=bool(msg.dup))
+
+    @property
+    def connected(self) -> bool:
+        return self._connected
+
+    def step(self, timeout: float = 0.05) -> None:
+        """One turn: (re)connect when due, run the network loop, scan for gaps."""
+        if self._client is None:
+            self._client = self._new_client()
+            self._next_attempt = 0.0
+        client = self._client
+        if client.socket() is None:
+            if self.clock() < self._next_attempt:
+                time.sleep(timeout)
+                return
+            try:
+                if self._dialled:
+                    client.reconnect()  # same client: its unfinished acks go out again
+                else:
+                    self._dialled = True
+                    client.connect(self.s.host, self.s.port, keepalive=self.s.keepalive)
+            except (OSError, ValueError) as exc:
+                log.warning("receiver_connect_failed", extra={"error": str(exc)})
+                self._schedule_retry()
+                return
+        rc = client.loop(timeout)
+        if rc != mqtt.MQTT_ERR_SUCCESS and self._connected:
+            self._connected = False
+            self._schedule_retry()
+        now = self.clock()
+        if now >= self._next_scan:
+            self._next_scan = now + self.s.gap_scan_every_s
+            self.check_gaps()
+
+    def run(self, should_stop: Callable[[], bool]) -> None:
+        try:
+            while not should_stop():
+                self.step()
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            client.disconnect()
+        self._connected = False

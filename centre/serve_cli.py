@@ -1,0 +1,95 @@
+"""`quantrac centre serve | query`: run a receiver; print a station's stored records."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+
+def register(actions: argparse._SubParsersAction[Any]) -> None:
+    """Add ``serve`` and ``query`` to ``quantrac centre``."""
+    p = actions.add_parser("serve", help="receive, verify, store and acknowledge packets")
+    p.add_argument("--config", type=Path, required=True, help="receiver TOML file")
+    p.set_defaults(func=_serve)
+
+    p = actions.add_parser("query", help="print a station's stored records (text or CSV)")
+    where = p.add_mutually_exclusive_group(required=True)
+    where.add_argument("--config", type=Path, help="receiver TOML file (for its store and zone)")
+    where.add_argument("--store", type=Path, help="the centre's record store (SQLite file)")
+    p.add_argument("--station", required=True, help="station id")
+    p.add_argument("--from", dest="t_from", help="start, e.g. 2026-11-23 or 2026-11-23T07:00")
+    p.add_argument("--to", dest="t_to", help="end (exclusive), same forms as --from")
+    p.add_argument("--format", choices=("text", "csv"), default="text")
+    p.add_argument("--zone", help="time zone for input and output (default Asia/Ho_Chi_Minh)")
+    p.set_defaults(func=_query)
+
+
+def _fail(exc: Exception) -> int:
+    print(f"quantrac centre: error: {exc}", file=sys.stderr)
+    return 1
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from centre import authority
+    from centre.receiver import Receiver
+    from centre.serve_config import ConfigError, load
+    from centre.store import CentreStore
+    from provisioning.errors import ProvisioningError
+
+    try:
+        cfg = load(args.config)
+        if cfg.receiver is None:
+            raise ConfigError(f"{args.config}: table broker: missing; `serve` needs a broker")
+        centre = authority.load(cfg.centre_dir)
+    except (ConfigError, ProvisioningError) as exc:
+        return _fail(exc)
+    registry = centre.registry()
+    store = CentreStore(cfg.store)
+    packet_key = centre.packet_private
+    receiver = Receiver(
+        cfg.receiver, store, lambda data: registry.open_packet(data, packet_key),
+        centre.signing_private,
+    )  # fmt: skip
+    stopping: list[int] = []
+
+    def stop(signum: int, frame: object) -> None:
+        stopping.append(signum)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    try:
+        receiver.run(lambda: bool(stopping))
+    finally:
+        store.close()
+        registry.close()
+    return 0
+
+
+def _query(args: argparse.Namespace) -> int:
+    from centre import query
+    from centre.serve_config import DEFAULT_ZONE, ConfigError, load
+    from centre.store import CentreStore
+
+    try:
+        zone_name = args.zone
+        if args.config is not None:
+            cfg = load(args.config)
+            store_path = cfg.store
+            zone_name = zone_name or cfg.zone
+        else:
+            store_path = args.store
+        tz = query.zone(zone_name or DEFAULT_ZONE)
+        t0 = query.parse_time(args.t_from, tz, "--from") if args.t_from else None
+        t1 = query.parse_time(args.t_to, tz, "--to") if args.t_to else None
+        if not store_path.exists():
+            raise ConfigError(f"{store_path}: no such record store")
+    except (ConfigError, ValueError) as exc:
+        return _fail(exc)
+    with CentreStore(store_path) as store:
+        records = store.records(args.station, t0, t1)
+    render = query.render_csv if args.format == "csv" else query.render_text
+    sys.stdout.write(render(records, tz))
+    return 0

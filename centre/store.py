@@ -1,0 +1,361 @@
+"""The centre's record store (SQLite): every station's records exactly once, and what is missing.
+
+Opened with ``buffer.db.open_checked`` (WAL, synchronous=FULL, integrity check, move-aside)
+and the record columns of ``buffer.rows``, so the centre stores a record exactly as the
+station's outbox does. Several receivers may share one file: every write is one
+``BEGIN IMMEDIATE`` transaction, so the de-duplication decision and the insert are atomic.
+
+De-duplication rule (what ``ingest`` decides for a verified packet, on ``(station, seq)``):
+
+* **stored**: some of its seqs are new: they are stored; seqs already held must carry the
+  very same record (a resend after a lost ack, possibly batched differently).
+* **resent**: every seq already held with identical content, but the packet's bytes are new:
+  the station sealed the records again (each seal is randomised by HPKE) because our ack was
+  lost or late. Normal at-least-once delivery: acknowledge again, nothing else.
+* **redelivered**: byte-identical to a packet already accepted and the broker flags it as a
+  redelivery (MQTT DUP): we crashed or lost the link before our PUBACK. Acknowledge again.
+* **replay**: byte-identical to an accepted packet, *not* a broker redelivery. The station
+  never publishes the same bytes twice (it re-seals, and uses a fresh MQTT client per
+  connection so paho never retransmits), so these bytes were captured and sent again.
+  Security event, no ack.
+* **conflict**: a seq already held with different content: a station that reuses sequence
+  numbers (restored from an old backup) or a forgery with a stolen key. Security event,
+  nothing of the packet is stored, no ack.
+
+Besides the records: per station the command counter (one sequence shared by all receivers,
+so the station's anti-replay window sees one increasing series), the contiguous high-water
+mark (every seq at or below it is held) for gap detection, the newest "current value" per
+channel (a backfilled record never overwrites a newer one), and the security event log.
+"""
+
+from __future__ import annotations
+
+import math
+import sqlite3
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from buffer.db import open_checked, transaction
+from buffer.rows import RECORD_COLUMNS, RECORD_COLUMNS_SQL, record_row, row_record
+from protocol.model import Record
+from protocol.payload import same_record
+
+Clock = Callable[[], float]
+
+_COLS = ", ".join(RECORD_COLUMNS)
+_INSERT = (
+    f"INSERT INTO records (station, seq, {_COLS}, received, packet_created) "
+    f"VALUES ({', '.join('?' * (len(RECORD_COLUMNS) + 4))})"
+)
+
+_SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS records (
+    station TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    {RECORD_COLUMNS_SQL},
+    received REAL NOT NULL,
+    packet_created INTEGER NOT NULL,
+    PRIMARY KEY (station, seq)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS records_time ON records (station, start);
+CREATE TABLE IF NOT EXISTS current_values (
+    station TEXT NOT NULL,
+    channel TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    start INTEGER NOT NULL,
+    "end" INTEGER NOT NULL,
+    mean REAL,
+    valid INTEGER NOT NULL,
+    status INTEGER NOT NULL,
+    unit TEXT NOT NULL,
+    PRIMARY KEY (station, channel)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS packets (
+    digest BLOB PRIMARY KEY,
+    station TEXT NOT NULL,
+    first_seq INTEGER NOT NULL,
+    last_seq INTEGER NOT NULL,
+    received REAL NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS stations (
+    station TEXT PRIMARY KEY,
+    counter INTEGER NOT NULL,
+    contiguous INTEGER NOT NULL,
+    top INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS security_events (
+    id INTEGER PRIMARY KEY,
+    t REAL NOT NULL,
+    station TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    detail TEXT NOT NULL
+);
+"""
+
+STORED = "stored"
+RESENT = "resent"
+REDELIVERED = "redelivered"
+REPLAYED = "replay"
+CONFLICT = "conflict"
+
+
+@dataclass(frozen=True)
+class Ingest:
+    """What ``ingest`` decided; ``counter`` is the ack's command counter (0: send no ack)."""
+
+    outcome: str
+    new: int = 0
+    known: int = 0
+    counter: int = 0
+    conflicts: list[int] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class StoredRecord:
+    """A record as the centre holds it."""
+
+    station: str
+    seq: int
+    record: Record
+    received: float
+    packet_created_ms: int
+
+
+class CentreStore:
+    """One SQLite file of records; one connection, used from one thread."""
+
+    def __init__(self, path: Path | str, clock: Clock = time.time) -> None:
+        self.path = Path(path)
+        self.clock = clock
+        opened = open_checked(self.path, clock)
+        self.conn: sqlite3.Connection = opened.db.conn
+        self.moved_aside = opened.moved_aside
+        with transaction(self.conn):
+            for statement in _SCHEMA.split(";"):
+                if statement.strip():
+                    self.conn.execute(statement)
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def __enter__(self) -> CentreStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- ingest ----------------------------------------------------------------------------
+    def ingest(
+        self,
+        station: str,
+        records: Sequence[tuple[int, Record]],
+        digest: bytes,
+        created_ms: int,
+        redelivery: bool = False,
+    ) -> Ingest:
+        """Apply the de-duplication rule (module docstring) to one verified packet, atomically."""
+        if not records:
+            raise ValueError("a packet carries at least one record")
+        first, last = records[0][0], records[-1][0]
+        now = self.clock()
+        with transaction(self.conn):
+            held = {
+                int(row[0]): row_record(row[1:])
+                for row in self.conn.execute(
+                    f"SELECT seq, {_COLS} FROM records WHERE station = ? AND seq BETWEEN ? AND ?",
+                    (station, first, last),
+                )
+            }
+            conflicts = [
+                seq for seq, rec in records if seq in held and not same_record(held[seq], rec)
+            ]
+            if conflicts:
+                return Ingest(CONFLICT, known=len(held), conflicts=conflicts)
+            fresh = [(seq, rec) for seq, rec in records if seq not in held]
+            if not fresh:
+                seen = self.conn.execute(
+                    "SELECT 1 FROM packets WHERE digest = ?", (digest,)
+                ).fetchone()
+                if seen is not None and not redelivery:
+                    return Ingest(REPLAYED, known=len(held))
+                outcome = REDELIVERED if seen is not None else RESENT
+            else:
+                outcome = STORED
+                self.conn.executemany(
+                    _INSERT,
+                    [(station, seq, *record_row(rec), now, created_ms) for seq, rec in fresh],
+                )
+                self._update_current(station, fresh)
+            self.conn.execute(
+                "INSERT OR IGNORE INTO packets (digest, station, first_seq, last_seq, received) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (digest, station, first, last, now),
+            )
+            self.conn.execute(
+                "INSERT OR IGNORE INTO stations (station, counter, contiguous, top) "
+                "VALUES (?, 0, ?, ?)",
+                (station, first - 1, first - 1),
+            )
+            counter = int(
+                self.conn.execute(
+                    "UPDATE stations SET counter = counter + 1, top = max(top, ?), "
+                    "contiguous = CASE WHEN ? <= contiguous + 1 THEN max(contiguous, ?) "
+                    "ELSE contiguous END WHERE station = ? RETURNING counter",
+                    (last, first, last, station),
+                ).fetchone()[0]
+            )
+        return Ingest(outcome, new=len(fresh), known=len(held), counter=counter)
+
+    def _update_current(self, station: str, fresh: Sequence[tuple[int, Record]]) -> None:
+        newest: dict[str, tuple[int, Record]] = {}
+        for seq, rec in fresh:
+            best = newest.get(rec.channel)
+            if best is None or rec.start >= best[1].start:
+                newest[rec.channel] = (seq, rec)
+        self.conn.executemany(
+            'INSERT INTO current_values (station, channel, seq, start, "end", mean, valid, '
+            "status, unit) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
+            'ON CONFLICT (station, channel) DO UPDATE SET seq = excluded.seq, start = '
+            'excluded.start, "end" = excluded."end", mean = excluded.mean, valid = '
+            "excluded.valid, status = excluded.status, unit = excluded.unit "
+            "WHERE excluded.start > current_values.start",
+            [
+                (station, ch, seq, rec.start, rec.end,
+                 None if math.isnan(rec.mean) else rec.mean,
+                 1 if rec.valid else 0, int(rec.status), rec.unit)
+                for ch, (seq, rec) in newest.items()
+            ],
+        )  # fmt: skip
+
+    def next_counter(self, station: str) -> int:
+        """A fresh command counter for ``station`` (for commands other than acks)."""
+        with transaction(self.conn):
+            row = self.conn.execute(
+                "UPDATE stations SET counter = counter + 1 WHERE station = ? RETURNING counter",
+                (station,),
+            ).fetchone()
+            if row is None:
+                self.conn.execute(
+                    "INSERT INTO stations (station, counter, contiguous, top) VALUES (?, 1, 0, 0)",
+                    (station,),
+                )
+                return 1
+        return int(row[0])
+
+    # --- gaps ------------------------------------------------------------------------------
+    def stations_behind(self) -> list[str]:
+        """Stations holding records above a missing seq."""
+        return [
+            str(r[0])
+            for r in self.conn.execute("SELECT station FROM stations WHERE top > contiguous")
+        ]
+
+    def holes(self, station: str) -> list[tuple[int, int]]:
+        """The missing seq ranges above the contiguous mark; advances the mark past filled ones."""
+        with transaction(self.conn):
+            row = self.conn.execute(
+                "SELECT contiguous, top FROM stations WHERE station = ?", (station,)
+            ).fetchone()
+            if row is None or row[1] <= row[0]:
+                return []
+            contiguous = int(row[0])
+            lowest = self.conn.execute(
+                "SELECT min(seq) FROM records WHERE station = ? AND seq > ?",
+                (station, contiguous),
+            ).fetchone()[0]
+            holes: list[tuple[int, int]] = []
+            if lowest is None:
+                return []
+            if lowest > contiguous + 1:
+                holes.append((contiguous + 1, int(lowest) - 1))
+            holes += [
+                (int(seq) + 1, int(nxt) - 1)
+                for seq, nxt in self.conn.execute(
+                    "SELECT seq, nxt FROM (SELECT seq, lead(seq) OVER (ORDER BY seq) AS nxt "
+                    "FROM records WHERE station = ? AND seq > ?) "
+                    "WHERE nxt IS NOT NULL AND nxt > seq + 1",
+                    (station, contiguous),
+                )
+            ]
+            if not holes:
+                mark = int(row[1])
+            elif holes[0][0] == contiguous + 1:
+                mark = contiguous
+            else:
+                mark = holes[0][0] - 1
+            if mark != contiguous:
+                self.conn.execute(
+                    "UPDATE stations SET contiguous = ? WHERE station = ?", (mark, station)
+                )
+        return holes
+
+    def give_up_gap(self, station: str, upto: int) -> None:
+        """Stop asking for seqs up to ``upto`` (the station no longer holds them)."""
+        with transaction(self.conn):
+            self.conn.execute(
+                "UPDATE stations SET contiguous = max(contiguous, ?) WHERE station = ?",
+                (upto, station),
+            )
+
+    # --- security events -------------------------------------------------------------------
+    def security_event(self, station: str, reason: str, detail: str) -> None:
+        with transaction(self.conn):
+            self.conn.execute(
+                "INSERT INTO security_events (t, station, reason, detail) VALUES (?, ?, ?, ?)",
+                (self.clock(), station, reason, detail),
+            )
+
+    def security_events(self) -> list[tuple[float, str, str, str]]:
+        return [
+            (float(t), str(s), str(r), str(d))
+            for t, s, r, d in self.conn.execute(
+                "SELECT t, station, reason, detail FROM security_events ORDER BY id"
+            )
+        ]
+
+    # --- reading ---------------------------------------------------------------------------
+    def records(
+        self, station: str, t0: float | None = None, t1: float | None = None
+    ) -> list[StoredRecord]:
+        """Records of ``station`` whose window starts in ``[t0, t1)``, by start then seq."""
+        lo = -(1 << 62) if t0 is None else math.ceil(t0)
+        hi = 1 << 62 if t1 is None else math.ceil(t1)
+        rows = self.conn.execute(
+            f"SELECT seq, {_COLS}, received, packet_created FROM records "
+            "WHERE station = ? AND start >= ? AND start < ? ORDER BY start, seq",
+            (station, lo, hi),
+        ).fetchall()
+        return [
+            StoredRecord(station, int(r[0]), row_record(r[1:-2]), float(r[-2]), int(r[-1]))
+            for r in rows
+        ]
+
+    def by_seq(self, station: str) -> list[tuple[int, Record]]:
+        """Every record of ``station`` in sequence order."""
+        return [
+            (int(r[0]), row_record(r[1:]))
+            for r in self.conn.execute(
+                f"SELECT seq, {_COLS} FROM records WHERE station = ? ORDER BY seq", (station,)
+            )
+        ]
+
+    def count(self, station: str | None = None) -> int:
+        if station is None:
+            return int(self.conn.execute("SELECT count(*) FROM records").fetchone()[0])
+        return int(
+            self.conn.execute(
+                "SELECT count(*) FROM records WHERE station = ?", (station,)
+            ).fetchone()[0]
+        )
+
+    def current_values(self, station: str) -> dict[str, tuple[int, int, float]]:
+        """Per channel the newest record's ``(seq, start, mean)``."""
+        return {
+            str(ch): (int(seq), int(start), math.nan if mean is None else float(mean))
+            for ch, seq, start, mean in self.conn.execute(
+                "SELECT channel, seq, start, mean FROM current_values WHERE station = ?",
+                (station,),
+            )
+        }
