@@ -56,7 +56,8 @@ def connect(
     even if the power goes a microsecond later. ``max_bytes`` caps the file (max_page_count),
     which turns a full partition into a clean SQLITE_FULL before the card is full.
     """
-    conn = sqlite3.connect(path, isolation_level=None, timeout=10.0)
+    # check_same_thread off: a store may be shared by threads behind its own lock
+    conn = sqlite3.connect(path, isolation_level=None, timeout=10.0, check_same_thread=False)
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute(f"PRAGMA synchronous={synchronous}")
     conn.execute("PRAGMA foreign_keys=ON")
@@ -77,6 +78,17 @@ def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
             conn.execute("ROLLBACK")
         raise
     conn.execute("COMMIT")
+
+
+def apply_schema(conn: sqlite3.Connection, script: str) -> None:
+    """Run ``;``-separated DDL statements inside the caller's transaction.
+
+    ``executescript`` would commit first; running them one by one keeps schema creation and
+    whatever goes with it (a sequence floor, a version row) in one atomic transaction.
+    """
+    for statement in script.split(";"):
+        if statement.strip():
+            conn.execute(statement)
 
 
 def check_integrity(path: Path, full: bool = False) -> str | None:

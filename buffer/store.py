@@ -14,21 +14,42 @@ last few, never corrupt anything) and are the first thing given up when the disk
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import sqlite3
+import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
-from buffer.db import Clock, StoreFullError, is_full_error, open_checked, transaction
+from buffer.db import (
+    Clock,
+    StoreFullError,
+    apply_schema,
+    is_full_error,
+    open_checked,
+    transaction,
+)
 from buffer.rows import RECORD_COLUMNS, RECORD_COLUMNS_SQL, record_row, row_record
 from protocol.model import Record, Sample, Status
 
 log = logging.getLogger("quantrac.buffer.store")
 T = TypeVar("T")
+P = ParamSpec("P")
+
+
+def _locked(method: Callable[Concatenate[Store, P], T]) -> Callable[Concatenate[Store, P], T]:
+    """Serialise a public method: the poller appends while the uplink drains and acks."""
+
+    def wrapper(self: Store, /, *args: P.args, **kwargs: P.kwargs) -> T:
+        with self._lock:
+            return method(self, *args, **kwargs)
+
+    functools.update_wrapper(wrapper, method)
+    return wrapper
 
 DAY = 86400.0
 SCHEMA_VERSION = 1
@@ -106,7 +127,7 @@ def _salvage_last_seq(path: Path) -> int:
 
 
 class Store:
-    """The outbox and sample store of one station. Not thread-safe: one owner (the agent)."""
+    """The outbox and sample store of one station; public methods are serialised by a lock."""
 
     def __init__(
         self,
@@ -126,6 +147,7 @@ class Store:
         """
         self.path = Path(path)
         self.clock = clock
+        self._lock = threading.RLock()
         self.retention_s = retention_s
         self.sample_retention_s = sample_retention_s
         opened = open_checked(self.path, clock, max_bytes=max_bytes, full_check=full_check)
@@ -134,9 +156,7 @@ class Store:
         self.moved_aside = opened.moved_aside
         self._sync = "FULL"
         with transaction(self.conn):
-            for statement in _SCHEMA.split(";"):
-                if statement.strip():
-                    self.conn.execute(statement)
+            apply_schema(self.conn, _SCHEMA)
             self.conn.execute(
                 "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)",
                 (str(SCHEMA_VERSION),),
@@ -158,6 +178,7 @@ class Store:
 
     # -- plumbing ---------------------------------------------------------------------------
 
+    @_locked
     def close(self) -> None:
         self.conn.close()
 
@@ -210,6 +231,7 @@ class Store:
                         "to give up (unacknowledged records are never dropped)"
                     ) from exc
 
+    @_locked
     def append(self, records: Sequence[Record]) -> list[int]:
         """Commit records durably in one transaction; return their new sequence numbers.
 
@@ -230,6 +252,7 @@ class Store:
 
         return self._write("FULL", True, insert)
 
+    @_locked
     def next_batch(self, limit: int) -> list[tuple[int, Record]]:
         """The oldest ``limit`` pending records, marked sent now (the time they left).
 
@@ -255,6 +278,7 @@ class Store:
             rows = self.conn.execute(select, (limit,)).fetchall()
         return [(int(row[0]), row_record(row[1:])) for row in rows]
 
+    @_locked
     def acknowledge(self, ranges: Iterable[tuple[int, int]]) -> int:
         """Mark the records in the inclusive seq ranges delivered; return how many were new.
 
@@ -288,6 +312,7 @@ class Store:
             log.error("store_full_acked_records_given_up", extra={"path": str(self.path), "n": n})
             return n
 
+    @_locked
     def requeue(self, older_than_s: float | None = None) -> int:
         """Make sent-but-unacknowledged records pending again; return how many.
 
@@ -308,6 +333,7 @@ class Store:
 
         return self._write("NORMAL", True, clear)
 
+    @_locked
     def resend(self, ranges: Iterable[tuple[int, int]]) -> int:
         """The centre asks for a gap again: make every record still held in it pending."""
         spans = [(int(a), int(b)) for a, b in ranges]
@@ -322,6 +348,7 @@ class Store:
 
         return self._write("FULL", True, clear)
 
+    @_locked
     def get(self, first: int, last: int) -> list[tuple[int, Record]]:
         """Every record still held with ``first <= seq <= last``, in seq order."""
         rows = self.conn.execute(
@@ -329,6 +356,7 @@ class Store:
         ).fetchall()
         return [(int(row[0]), row_record(row[1:])) for row in rows]
 
+    @_locked
     def status(self) -> OutboxStatus:
         """Counts and the oldest undelivered record, for ``quantrac status``."""
         q = self.conn.execute
@@ -353,6 +381,7 @@ class Store:
 
     # -- raw samples ------------------------------------------------------------------------
 
+    @_locked
     def append_samples(self, samples: Sequence[Sample]) -> int:
         """Store raw samples (cheaper durability); on a full disk older samples make room."""
         if not samples:
@@ -370,6 +399,7 @@ class Store:
 
         return self._write("NORMAL", False, insert)
 
+    @_locked
     def samples_between(self, t0: float, t1: float) -> list[Sample]:
         """Raw samples with ``t0 <= t < t1``, in time order."""
         rows = self.conn.execute(
@@ -383,6 +413,7 @@ class Store:
 
     # -- retention and room -----------------------------------------------------------------
 
+    @_locked
     def prune(self) -> Pruned:
         """Retention: drop records acknowledged more than ``retention_s`` ago and raw samples
         older than ``sample_retention_s``. Unacknowledged records are never pruned."""
@@ -437,11 +468,13 @@ class Store:
             return True
         return False
 
+    @_locked
     def integrity_check(self, full: bool = False) -> list[str]:
         """SQLite's own check of the open file: ``['ok']`` when sound."""
         sql = "PRAGMA integrity_check" if full else "PRAGMA quick_check"
         return [str(r[0]) for r in self.conn.execute(sql).fetchall()]
 
+    @_locked
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         """Read-only escape hatch for diagnostics and tests."""
         return [tuple(r) for r in self.conn.execute(sql, params).fetchall()]

@@ -240,3 +240,31 @@ def test_acked_records_make_room_for_new_ones_unacked_never(tmp_path: Path) -> N
         assert [s for s, _ in store.next_batch(10)] == kept[:10]
         assert store.acknowledge([(kept[0], kept[9])]) == 10
         assert store.integrity_check() == ["ok"]
+
+
+def test_one_store_shared_by_an_appending_and_a_draining_thread(tmp_path: Path) -> None:
+    import threading
+
+    with Store(tmp_path / "o.db", Clock()) as store:
+        delivered: list[int] = []
+        done = threading.Event()
+
+        def poller() -> None:
+            for i in range(50):
+                store.append([rec(10 * i + j) for j in range(10)])
+            done.set()
+
+        def uplink() -> None:
+            while not (done.is_set() and store.status().unacked == 0):
+                batch = store.next_batch(7)
+                if batch:
+                    delivered.extend(s for s, _ in batch)
+                    store.acknowledge([(batch[0][0], batch[-1][0])])
+
+        threads = [threading.Thread(target=poller), threading.Thread(target=uplink)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=60)
+        assert not any(t.is_alive() for t in threads)
+        assert delivered == list(range(1, 501))
