@@ -168,6 +168,8 @@ def test_streaming_rollup_agrees_with_batch_rollup() -> None:
     assert [h.start for h in hours] == [BASE, BASE + 3600, BASE + 7200]
     assert hours == rollup(children, width_s=3600, rule=CFR_60_13_H)
     assert all(h.flags == RecordFlag.MG_PER_NM3 for h in hours)
+    with pytest.raises(InputError, match="do not tile"):
+        StreamingRollup(width_s=3600, child_width_s=3600)
     with pytest.raises(InputError, match="record of 3600 s"):
         roll.feed(hours[0])
     with pytest.raises(InputError, match="unit 'ppm' after 'mg/Nm3'"):

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from typing import Generic, TypeVar
 
@@ -50,29 +50,28 @@ class _Open(Generic[T]):
     items: dict[int, list[T]] = field(default_factory=dict)
 
 
-class _WindowClock(Generic[T]):
-    """The window bookkeeping shared by sample averaging and record roll-ups."""
+class _Windowed(Generic[T]):
+    """The window bookkeeping shared by sample averaging and record roll-ups; a subclass says
+    how to turn one window's items into a record (``_close``)."""
 
-    def __init__(
-        self,
-        width_s: int,
-        grace_s: float,
-        utc_offset_s: int,
-        close: Callable[[str, int, list[T], RecordFlag], Record],
-    ) -> None:
+    def __init__(self, width_s: int, grace_s: float, utc_offset_s: int, rule: ValidityRule) -> None:
         check_width(width_s)
+        rule.check_width(width_s)
         if not (math.isfinite(grace_s) and grace_s >= 0):
             raise InputError(f"grace_s={grace_s!r} must be finite and >= 0")
         self.width_s = width_s
         self.grace_s = grace_s
         self.utc_offset_s = utc_offset_s
-        self._close = close
+        self.rule = rule
         self._open: dict[str, _Open[T]] = {}
 
-    def add_channel(self, channel: str) -> None:
+    def _close(self, channel: str, ws: int, items: list[T], flags: RecordFlag) -> Record:
+        raise NotImplementedError
+
+    def _add_channel(self, channel: str) -> None:
         self._open.setdefault(channel, _Open())
 
-    def put(self, channel: str, t: float, item: T) -> None:
+    def _put(self, channel: str, t: float, item: T) -> None:
         if not math.isfinite(t):
             raise InputError(f"channel {channel!r}: time t={t!r} is not finite")
         state = self._open[channel]
@@ -98,6 +97,7 @@ class _WindowClock(Generic[T]):
         return self._close(channel, ws, state.items.pop(ws, []), flags)
 
     def advance(self, now: float) -> list[Record]:
+        """Close every window whose end + grace is at or before ``now``; oldest first."""
         out: list[Record] = []
         for channel, state in self._open.items():
             if state.next_start is None:
@@ -109,6 +109,7 @@ class _WindowClock(Generic[T]):
         return out
 
     def close_all(self, now: float) -> list[Record]:
+        """Shutdown: close everything; windows not over at ``now`` are flagged PARTIAL."""
         out = self.advance(now)
         for channel, state in self._open.items():
             assert state.next_start is not None  # advance() set it
@@ -122,7 +123,7 @@ class _WindowClock(Generic[T]):
         return out
 
 
-class StreamingAverager:
+class StreamingAverager(_Windowed[Sample]):
     """Averages samples of several channels into ``width_s`` windows as they arrive."""
 
     def __init__(
@@ -134,44 +135,30 @@ class StreamingAverager:
         rule: ValidityRule = COVERAGE_75,
         utc_offset_s: int = 0,
     ) -> None:
-        rule.check_width(width_s)
-        self.rule = rule
+        super().__init__(width_s, grace_s, utc_offset_s, rule)
         self._specs = {spec.name: spec for spec in channels}
-        self._expected = {
-            name: n_expected(width_s, spec.period_s, name) for name, spec in self._specs.items()
-        }
-        self._clock: _WindowClock[Sample] = _WindowClock(width_s, grace_s, utc_offset_s,
-                                                         self._close)  # fmt: skip
-        for name in self._specs:
-            self._clock.add_channel(name)
+        for name, spec in self._specs.items():
+            n_expected(width_s, spec.period_s, name)  # a bad period fails here, not at close
+            self._add_channel(name)
 
     def feed(self, sample: Sample) -> None:
         """Buffer one sample (or drop it, logged, if its window has already closed)."""
         if sample.channel not in self._specs:
             raise InputError(f"channel {sample.channel!r} is not configured for averaging")
-        self._clock.put(sample.channel, sample.t, sample)
-
-    def advance(self, now: float) -> list[Record]:
-        """Close every window whose end + grace is at or before ``now``; oldest first."""
-        return self._clock.advance(now)
-
-    def close_all(self, now: float) -> list[Record]:
-        """Shutdown: close everything; windows not over at ``now`` are flagged PARTIAL."""
-        return self._clock.close_all(now)
+        self._put(sample.channel, sample.t, sample)
 
     def _close(self, channel: str, ws: int, samples: list[Sample], flags: RecordFlag) -> Record:
         spec = self._specs[channel]
         samples.sort(key=lambda s: s.t)  # late arrivals inside the grace come out of order
         stats = aggregate(
             [s.t for s in samples], [s.value for s in samples], [int(s.status) for s in samples],
-            width_s=self._clock.width_s, period_s=spec.period_s,
-            utc_offset_s=self._clock.utc_offset_s, rule=self.rule, start=ws,
-            end=ws + self._clock.width_s, channel=channel,
+            width_s=self.width_s, period_s=spec.period_s, utc_offset_s=self.utc_offset_s,
+            rule=self.rule, start=ws, end=ws + self.width_s, channel=channel,
         )  # fmt: skip
         return to_records(stats, channel, spec.unit, flags)[0]
 
 
-class StreamingRollup:
+class StreamingRollup(_Windowed[Record]):
     """Rolls closed records (e.g. 5-min) up into parents (e.g. hourly) as they arrive.
 
     ``grace_s`` should exceed the children's grace, since a child only exists after its own
@@ -187,13 +174,12 @@ class StreamingRollup:
         rule: ValidityRule = COVERAGE_75,
         utc_offset_s: int = 0,
     ) -> None:
-        rule.check_width(width_s)
+        super().__init__(width_s, grace_s, utc_offset_s, rule)
         check_width(child_width_s, "child_width_s")
-        self.rule = rule
+        if width_s % child_width_s != 0 or width_s <= child_width_s:
+            raise InputError(f"child windows of {child_width_s} s do not tile {width_s} s")
         self.child_width_s = child_width_s
         self._units: dict[str, str] = {}
-        self._clock: _WindowClock[Record] = _WindowClock(width_s, grace_s, utc_offset_s,
-                                                         self._close)  # fmt: skip
 
     def feed(self, record: Record) -> None:
         """Buffer one child record (or drop it, logged, if its parent has already closed)."""
@@ -205,21 +191,13 @@ class StreamingRollup:
         unit = self._units.setdefault(record.channel, record.unit)
         if unit != record.unit:
             raise InputError(f"channel {record.channel!r}: unit {record.unit!r} after {unit!r}")
-        self._clock.add_channel(record.channel)
-        self._clock.put(record.channel, record.start, record)
-
-    def advance(self, now: float) -> list[Record]:
-        """Close every parent whose end + grace is at or before ``now``; oldest first."""
-        return self._clock.advance(now)
-
-    def close_all(self, now: float) -> list[Record]:
-        """Shutdown: close everything; parents not over at ``now`` are flagged PARTIAL."""
-        return self._clock.close_all(now)
+        self._add_channel(record.channel)
+        self._put(record.channel, record.start, record)
 
     def _close(self, channel: str, ws: int, children: list[Record], flags: RecordFlag) -> Record:
         (parent,) = rollup_channel(
             channel, self._units[channel], self.child_width_s, children,
-            width_s=self._clock.width_s, utc_offset_s=self._clock.utc_offset_s, rule=self.rule,
-            start=ws, end=ws + self._clock.width_s,
+            width_s=self.width_s, utc_offset_s=self.utc_offset_s, rule=self.rule, start=ws,
+            end=ws + self.width_s,
         )  # fmt: skip
         return replace(parent, flags=parent.flags | flags)
