@@ -85,7 +85,7 @@ class Centre:
 def init(directory: Path, broker: str | None = None, *, clock: Clock = time.time) -> Centre:
     """Create the centre's keys and CA; refuses if the directory already holds any."""
     address = parse_broker(broker) if broker else None
-    ensure_private_dir(directory)
+    ensure_private_dir(directory, "centre dir")
     present = [n for n in (*_PRIVATE, "centre.json") if (directory / n).exists()]
     if present:
         raise ProvisioningError(
@@ -120,7 +120,7 @@ def init(directory: Path, broker: str | None = None, *, clock: Clock = time.time
 
 def load(directory: Path = DEFAULT_CENTRE_DIR) -> Centre:
     """Load the centre's keys; refuses if the dir or a key file is readable by others."""
-    check_private_dir(directory)
+    check_private_dir(directory, "centre dir", "quantrac centre init")
     for name in _PRIVATE:
         check_private_file(directory / name)
     info_path = directory / "centre.json"
@@ -319,7 +319,7 @@ def issue_broker_cert(
     """
     if not hostnames:
         raise ProvisioningError("broker-cert: give at least one host name or IP address")
-    ensure_private_dir(out_dir)
+    ensure_private_dir(out_dir, "broker TLS dir")
     key = certs.new_tls_key()
     cert = certs.issue_server_cert(centre.ca_key, centre.ca_pem, key, hostnames, clock(), days)
     files = BrokerFiles(out_dir / "broker.key", out_dir / "broker.crt", out_dir / "ca.crt",

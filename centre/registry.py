@@ -33,6 +33,7 @@ from protocol.envelope import (
     Opened,
     open_packet,
 )
+from protocol.envelope import key_id as key_id_of
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
@@ -93,6 +94,7 @@ class Registry:
         self.path = path
         self.clock = clock
         self._lock = threading.Lock()
+        self._centre_key_id: tuple[X25519PrivateKey, bytes] | None = None
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA foreign_keys=ON")
@@ -136,14 +138,24 @@ class Registry:
 
     def key_seen(self, station_id: str, key_id: bytes) -> None:
         """Call after a packet signed by ``key_id`` verified: its predecessors retire now."""
-        with self._lock, self._db:
-            self._db.execute("BEGIN IMMEDIATE")
-            retired = self._db.execute(
-                "UPDATE station_keys SET state = 'retired', retired_at = ? "
-                "WHERE station_id = ? AND successor = ? AND state = 'retiring' "
-                "RETURNING key_id",
-                (self.clock(), station_id, key_id.hex()),
-            ).fetchall()
+        args = (station_id, key_id.hex())
+        with self._lock:
+            # A read first: nearly every packet has nothing to retire and needs no write lock.
+            pending = self._db.execute(
+                "SELECT 1 FROM station_keys "
+                "WHERE station_id = ? AND successor = ? AND state = 'retiring'",
+                args,
+            ).fetchone()
+            if pending is None:
+                return
+            with self._db:
+                self._db.execute("BEGIN IMMEDIATE")
+                retired = self._db.execute(
+                    "UPDATE station_keys SET state = 'retired', retired_at = ? "
+                    "WHERE station_id = ? AND successor = ? AND state = 'retiring' "
+                    "RETURNING key_id",
+                    (self.clock(), *args),
+                ).fetchall()
         for (old,) in retired:
             log.info(
                 "station_key_retired",
@@ -152,7 +164,12 @@ class Registry:
 
     def open_packet(self, packet: bytes, centre_private: X25519PrivateKey) -> Opened:
         """Open and verify a packet with this registry's keys, then record the key as seen."""
-        opened = open_packet(packet, centre_private, self.lookup_station_key)
+        cached = self._centre_key_id
+        if cached is None or cached[0] is not centre_private:
+            cached = (centre_private, key_id_of(centre_private.public_key()))
+            self._centre_key_id = cached
+        opened = open_packet(packet, centre_private, self.lookup_station_key,
+                             centre_key_id=cached[1])
         self.key_seen(opened.header.station_id, opened.header.key_id)
         return opened
 

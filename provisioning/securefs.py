@@ -14,26 +14,28 @@ from pathlib import Path
 from provisioning.errors import ProvisioningError
 
 
-def ensure_private_dir(path: Path) -> None:
+def ensure_private_dir(path: Path, what: str = "state dir") -> None:
     """Create ``path`` as 0700 if missing; refuse if it exists and others can read it."""
     if not path.exists():
         path.mkdir(mode=0o700, parents=True)
         os.chmod(path, 0o700)  # mkdir's mode is filtered by the umask
         return
-    check_private_dir(path)
+    check_private_dir(path, what)
 
 
-def check_private_dir(path: Path) -> None:
-    """Refuse a state dir that is not a directory, not ours, or group/other accessible."""
+def check_private_dir(
+    path: Path, what: str = "state dir", create_with: str = "quantrac provision init"
+) -> None:
+    """Refuse a key dir that is not a directory, not ours, or group/other accessible."""
     try:
         st = path.stat()
     except FileNotFoundError:
         raise ProvisioningError(
-            f"{path}: state dir does not exist; run `quantrac provision init` first"
+            f"{path}: {what} does not exist; run `{create_with}` first"
         ) from None
     if not stat.S_ISDIR(st.st_mode):
-        raise ProvisioningError(f"{path}: state dir is not a directory")
-    _check_mode(path, st, "state dir", "700")
+        raise ProvisioningError(f"{path}: {what} is not a directory")
+    _check_mode(path, st, what, "700")
 
 
 def check_private_file(path: Path) -> None:
