@@ -18,12 +18,18 @@ Rules (DESIGN §5, §9):
   that was healthy, so a dead unit costs one timeout per (backed-off) poll and no more.
 * ``poll_failed`` is logged (warning) when a device's failure reason changes, not on every
   poll; ``device_recovered`` (info) when it answers again.
+* A float that no analyser of that channel would send (far outside the channel's usual range,
+  or a denormal-looking speck like 2.4e-41, the signature of swapped words, DESIGN §9) becomes
+  a FAULT sample with no value and an ``implausible_value`` log line. This is a guard, not a
+  proof: a swapped word order that happens to decode to a plausible number cannot be told
+  from a real reading by any master.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -32,9 +38,9 @@ from dataclasses import dataclass, replace
 from drivers.decode import decode_samples
 from drivers.modbus import FrameError, ModbusError, ModbusExceptionResponse
 from drivers.planner import ReadBlock, plan_reads
-from drivers.profile import Profile, profile_registers
+from drivers.profile import ChannelSpec, Profile, profile_registers
 from drivers.transport import LinkError, Transport, TransportTimeout
-from protocol.model import Sample
+from protocol.model import Sample, Status
 
 log = logging.getLogger("quantrac.edge_agent.poller")
 
@@ -92,6 +98,21 @@ class DeviceHealth:
     polls_failed: int = 0
 
 
+def implausible(ch: ChannelSpec, value: float) -> bool:
+    """True for a float no analyser of this channel would send (see the module docstring).
+
+    Plausible: within ten range-widths of the channel's usual range, and either exactly 0 or
+    at least a millionth of the range's magnitude. Integers are never judged: a scaled int16
+    cannot be swapped and a totaliser legitimately leaves any range.
+    """
+    if not ch.dtype.startswith("float") or not math.isfinite(value) or value == 0:
+        return False
+    width = ch.hi - ch.lo
+    magnitude = max(abs(ch.lo), abs(ch.hi))
+    return (not ch.lo - 10 * width <= value <= ch.hi + 10 * width
+            or abs(value) < 1e-6 * magnitude)
+
+
 def _kind(exc: ModbusError) -> str:
     if isinstance(exc, TransportTimeout):
         return "timeout"
@@ -131,6 +152,7 @@ class DevicePoller:
         self._health = DeviceHealth(device.name, bus, device.unit)
         self._failing: str | None = None  # kind of the current failure, None when healthy
         self._failing_since = 0.0
+        self._implausible: set[str] = set()  # channels whose last value was implausible
 
     @property
     def health(self) -> DeviceHealth:
@@ -187,8 +209,22 @@ class DevicePoller:
         samples: dict[str, Sample] = {}
         for t, names in by_time.items():
             for s in decode_samples(self.device.profile, image, t, names):
-                samples[s.channel] = s
+                samples[s.channel] = self._guard(s)
         return [samples[name] for name in self._needs]
+
+    def _guard(self, s: Sample) -> Sample:
+        ch = self.device.profile.channel(s.channel)
+        if s.status in (Status.OFFLINE, Status.FAULT) or not implausible(ch, s.value):
+            self._implausible.discard(s.channel)
+            return s
+        if s.channel not in self._implausible:
+            self._implausible.add(s.channel)
+            log.warning("implausible_value", extra={
+                "device": self.device.name, "bus": self.bus, "unit": self.device.unit,
+                "channel": s.channel, "register": ch.address, "value": s.value,
+                "range": f"{ch.lo}..{ch.hi}", "reason": "far outside the usual range; "
+                "check the word order"})
+        return Sample(s.channel, s.t, math.nan, Status.FAULT)
 
     def _account(self, failure: tuple[ReadBlock, ModbusError] | None, failed_at: float,
                  arrived: dict[int, float]) -> None:

@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from drivers.profile import Profile, ProfileError, builtin_profile, load_profile
+from drivers.profile import ProfileError, resolve_profile
 from drivers.transport import RtuTransport, SerialSettings, TcpTransport, Transport
 from edge_agent.poller import Bus, Device, PollPolicy
 
@@ -149,7 +149,7 @@ def parse_poll_config(doc: Mapping[str, Any], source: str | Path) -> PollConfig:
             channels = d.get("channels")
             try:
                 device = Device(
-                    name, _profile(_get(d, "profile", where, str), src),
+                    name, resolve_profile(_get(d, "profile", where, str), src),
                     _get(d, "unit", where, int),
                     tuple(_get(d, "channels", where, list)) if channels is not None else None,
                     float(_get(d, "interval", where, num, 10.0)),
@@ -163,11 +163,3 @@ def parse_poll_config(doc: Mapping[str, Any], source: str | Path) -> PollConfig:
         raise ConfigError(f"{src}: [[bus]], [[device]] and [poll] must be tables") from None
     return PollConfig(policy, tuple(buses.values()), tuple(devices))
 
-
-def _profile(ref: str, src: str) -> Profile:
-    if ref.endswith(".toml"):
-        path = Path(ref)
-        if not path.is_absolute():
-            path = Path(src).parent / path
-        return load_profile(path)
-    return builtin_profile(ref)
