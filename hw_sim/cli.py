@@ -20,7 +20,6 @@ from typing import Any
 from hw_sim.faults import FAULTS
 
 
-
 def register(sub: argparse._SubParsersAction[Any]) -> None:
     parser = sub.add_parser("sim", help="simulated analysers and stations")
     sim_sub = parser.add_subparsers(dest="sim_command", metavar="SIM_COMMAND")

@@ -102,6 +102,38 @@ def _request_length(buf: bytes) -> int | None:
     return None
 
 
+def _crc_ok(frame: bytes) -> bool:
+    return len(frame) >= 4 and modbus.crc16(frame[:-2]) == frame[-2] | frame[-1] << 8
+
+
+def split_requests(buf: bytes, quiet: bool) -> tuple[list[bytes], bytes]:
+    """(complete request frames, the bytes still waiting) from what the bus received.
+
+    A frame is taken when its length is known from its function and its CRC holds. Bytes that
+    cannot start a valid frame are noise: skipped one at a time, so a request that follows
+    line noise is still found. Once the line is ``quiet`` (a frame gap of silence), whatever
+    remains is either one frame of a function we do not know the length of, or noise.
+    """
+    frames: list[bytes] = []
+    while buf:
+        n = _request_length(buf)
+        if n is not None and len(buf) >= n:
+            if _crc_ok(buf[:n]):
+                frames.append(buf[:n])
+                buf = buf[n:]
+            else:
+                buf = buf[1:]
+            continue
+        if not quiet:
+            break
+        if n is None and _crc_ok(buf):
+            frames.append(buf)
+            buf = b""
+        else:
+            buf = buf[1:]
+    return frames, buf
+
+
 class PtyPair:
     """A socat pty pair: ``sim_path`` for the simulator, ``client_path`` for the master."""
 
@@ -177,14 +209,8 @@ class RtuBus(threading.Thread):
                         last = now
                 while pending and pending[0][0] <= time.monotonic():
                     self.port.write(heapq.heappop(pending)[2])
-                while buf:
-                    n = _request_length(buf)
-                    if n is None or len(buf) < n:
-                        if buf and now - last >= self.silence:  # the line went quiet
-                            n = len(buf)
-                        else:
-                            break
-                    frame, buf = buf[:n], buf[n:]
+                frames, buf = split_requests(buf, quiet=now - last >= self.silence)
+                for frame in frames:
                     reply = self.station.handle_rtu(frame)
                     if reply is not None:
                         wire = ((len(frame) + len(reply.data)) * self.char + 2 * self.gap
