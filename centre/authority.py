@@ -192,7 +192,7 @@ def enrol(
                 "through `quantrac provision rotate` and `quantrac centre rotate`"
             )
         cert = certs.issue_client_cert(
-            centre.ca_key, centre.ca_pem, req.csr, req.station_id, now, valid_days
+            centre.ca_key, centre.ca_pem, req.csr.public_key(), req.station_id, now, valid_days
         )
         cert_pem = cert.public_bytes(serialization.Encoding.PEM)
         not_after = cert.not_valid_after_utc.timestamp()
@@ -213,9 +213,16 @@ def rotate(
     source: str,
     *,
     broker: str | None = None,
+    valid_days: int = DEFAULT_VALID_DAYS,
     clock: Clock = time.time,
 ) -> Issued:
-    """Accept a station's new key (the old one stays valid until the new one is seen)."""
+    """Accept a station's new key (the old one stays valid until the new one is seen).
+
+    The station's certificate is renewed for ``valid_days`` at the same time (same TLS key),
+    so a periodic rotation is also how a station's certificate and bundle are kept current.
+    """
+    if not 1 <= valid_days <= 3650:
+        raise ProvisioningError(f"--valid-days: {valid_days} is not from 1 to 3650")
     address = _broker(centre, broker)
     req = read_rotation(data, source)
     now = clock()
@@ -245,10 +252,17 @@ def rotate(
             log.info("rotation_repeated", extra={"station_id": req.station_id,
                                                  "key_id": req.new_key_id.hex()})
         else:
+            renewed = certs.issue_client_cert(
+                centre.ca_key, centre.ca_pem,
+                x509.load_pem_x509_certificate(cert[0].encode("ascii")).public_key(),
+                req.station_id, now, valid_days,
+            )
+            cert = (renewed.public_bytes(serialization.Encoding.PEM).decode("ascii"),
+                    renewed.not_valid_after_utc.timestamp())
             try:
                 registry.rotate(
                     req.station_id, req.old_key_id, req.new_key_id, raw_public(req.new_key),
-                    req.nonce,
+                    req.nonce, renewed.serial_number, cert[0], cert[1],
                 )
             except ValueError as exc:
                 raise ProvisioningError(f"{source}: {exc}") from None

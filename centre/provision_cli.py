@@ -34,10 +34,13 @@ def register(actions: argparse._SubParsersAction[Any]) -> None:
                    help="certificate and bundle validity (default 730)")
     p.set_defaults(func=_enrol)
 
-    p = add("rotate", "accept a station's rotation request, write its new bundle")
+    p = add("rotate", "accept a station's rotation request, renew its certificate, write its "
+            "new bundle")
     p.add_argument("request", type=Path)
     p.add_argument("--out", type=Path, required=True, help="bundle file to write")
     p.add_argument("--broker", help="broker HOST:PORT (default: the one given at init)")
+    p.add_argument("--valid-days", type=int, default=730,
+                   help="renewed certificate and bundle validity (default 730)")
     p.set_defaults(func=_rotate)
 
     p = add("revoke", "revoke a station: refuse its packets, put its certificate on the CRL")
@@ -125,7 +128,8 @@ def _rotate(args: argparse.Namespace) -> int:
     try:
         centre = authority.load(_dir(args))
         issued = authority.rotate(
-            centre, args.request.read_bytes(), str(args.request), broker=args.broker
+            centre, args.request.read_bytes(), str(args.request), broker=args.broker,
+            valid_days=args.valid_days,
         )
         _write_bundle(args.out, issued.bundle)
     except (ProvisioningError, OSError) as exc:

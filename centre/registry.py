@@ -240,11 +240,7 @@ class Registry:
                     "VALUES (?, ?, ?, 'active', ?)",
                     (station_id, key_id.hex(), public_key, now),
                 )
-                self._db.execute(
-                    "INSERT INTO certificates (serial, station_id, cert_pem, not_after, "
-                    "issued_at) VALUES (?, ?, ?, ?, ?)",
-                    (format(cert_serial, "x"), station_id, cert_pem, cert_not_after, now),
-                )
+                self._add_certificate(station_id, cert_serial, cert_pem, cert_not_after, now)
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")
@@ -252,10 +248,18 @@ class Registry:
         log.info("station_enrolled", extra={"station_id": station_id, "key_id": key_id.hex()})
 
     def rotate(
-        self, station_id: str, old_key_id: bytes, new_key_id: bytes, public_key: bytes,
+        self,
+        station_id: str,
+        old_key_id: bytes,
+        new_key_id: bytes,
+        public_key: bytes,
         nonce: bytes,
+        cert_serial: int,
+        cert_pem: str,
+        cert_not_after: float,
     ) -> None:
-        """Add the new key as active; the old one is retiring until the new one is seen."""
+        """Add the new key as active (the old one retiring until the new one is seen) and the
+        renewed certificate, in one transaction."""
         now = self.clock()
         with self._lock:
             try:
@@ -273,6 +277,7 @@ class Registry:
                     "VALUES (?, ?, ?, 'active', ?)",
                     (station_id, new_key_id.hex(), public_key, now),
                 )
+                self._add_certificate(station_id, cert_serial, cert_pem, cert_not_after, now)
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")
@@ -281,6 +286,15 @@ class Registry:
             "station_key_rotated",
             extra={"station_id": station_id, "key_id": new_key_id.hex(),
                    "retiring_key_id": old_key_id.hex()},
+        )
+
+    def _add_certificate(
+        self, station_id: str, serial: int, pem: str, not_after: float, now: float
+    ) -> None:
+        self._db.execute(
+            "INSERT INTO certificates (serial, station_id, cert_pem, not_after, issued_at) "
+            "VALUES (?, ?, ?, ?, ?)",
+            (format(serial, "x"), station_id, pem, not_after, now),
         )
 
     def _use_nonce(self, nonce: bytes, station_id: str, now: float) -> None:
@@ -297,7 +311,8 @@ class Registry:
         with self._lock:
             row = self._db.execute(
                 "SELECT cert_pem, not_after FROM certificates "
-                "WHERE station_id = ? AND revoked_at IS NULL ORDER BY issued_at DESC LIMIT 1",
+                "WHERE station_id = ? AND revoked_at IS NULL ORDER BY issued_at DESC, rowid DESC "
+                "LIMIT 1",
                 (station_id,),
             ).fetchone()
         return None if row is None else (row[0], row[1])

@@ -100,16 +100,19 @@ def make_ca(name: str, now: float, days: int = 3650) -> tuple[ec.EllipticCurvePr
 def issue_client_cert(
     ca_key: ec.EllipticCurvePrivateKey,
     ca_pem: bytes,
-    csr: x509.CertificateSigningRequest,
+    public: object,
     station_id: str,
     now: float,
     days: int,
 ) -> x509.Certificate:
-    """The station's broker client certificate: CN = station id, clientAuth only."""
+    """The station's broker client certificate: CN = station id, clientAuth only.
+
+    ``public`` is the TLS key from the station's CSR (enrolment) or from its current
+    certificate (renewal at rotation: the TLS key stays on the device, only validity changes).
+    """
     ca = x509.load_pem_x509_certificate(ca_pem)
-    public = csr.public_key()
     if not isinstance(public, ec.EllipticCurvePublicKey):
-        raise ProvisioningError("CSR key must be ECDSA P-256")
+        raise ProvisioningError("the station's TLS key must be ECDSA P-256")
     return (
         x509.CertificateBuilder()
         .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, station_id)]))

@@ -8,6 +8,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from test_provision_helpers import T0, World, make_world, packet, quantrac
 
@@ -243,3 +244,21 @@ def test_no_private_key_in_any_output_or_log_line(tmp_path: Path) -> None:
             assert form not in text, f"{key_file.name} leaked in output"
             for public in public_files:
                 assert form not in public.read_text(), f"{key_file.name} in {public.name}"
+
+
+def test_rotation_renews_the_certificate_and_revocation_lists_every_one(tmp_path: Path) -> None:
+    w, old = _enrolled(tmp_path)
+    later = T0 + 700 * 86400  # 30 days before the first certificate runs out
+    rot = identity.rotate(w.state_dir, clock=lambda: later)
+    issued = authority.rotate(w.centre, rot.request, "rot.json", clock=lambda: later)
+    assert issued.expires > later + 729 * 86400
+    identity.import_bundle(w.state_dir, issued.bundle, "b2.json", w.centre.fingerprint,
+                           clock=lambda: later)
+    new = identity.load(w.state_dir)
+    assert new.cert_not_after == issued.expires > old.cert_not_after
+    assert new.tls_key_path.read_bytes() == old.tls_key_path.read_bytes()  # same TLS key
+    authority.revoke(w.centre, "HN-WW-001", clock=lambda: later)
+    crl = authority.read_crl(w.centre.crl_path)
+    serials = {r.serial_number for r in crl}
+    assert len(serials) == 2
+    assert x509.load_pem_x509_certificate(new.cert_path.read_bytes()).serial_number in serials
