@@ -72,6 +72,7 @@ class ReceiverSettings:
     gap_retry_s: float = 30.0
     gap_max_requests: int = 5
     gap_scan_every_s: float = 1.0
+    reconnect_max_s: float = 30.0
     # Fault injection for tests and drills only: drop the first N acks / treat the first N
     # verified packets as lost in transit (neither stored nor acknowledged).
     drop_acks: int = 0
@@ -314,7 +315,7 @@ class Receiver:
 
     def _schedule_retry(self) -> None:
         self._next_attempt = self.clock() + self._delay * (0.5 + random.random() / 2)
-        self._delay = min(30.0, self._delay * 2)
+        self._delay = min(self.s.reconnect_max_s, self._delay * 2)
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
         if msg.topic.endswith("/state"):
@@ -370,6 +371,6 @@ class Receiver:
 
     def close(self) -> None:
         client, self._client = self._client, None
+        self._connected = False
         if client is not None:
             client.disconnect()
-        self._connected = False

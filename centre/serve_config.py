@@ -19,6 +19,7 @@ Example::
     gap_grace_s = 10
     gap_retry_s = 30
     gap_max_requests = 5
+    reconnect_max_s = 30                      # longest wait between reconnect attempts
     drop_acks = 0                             # drills only: drop the first N acks
     lose_packets = 0                          # drills only: lose the first N packets
 
@@ -52,14 +53,15 @@ class ServeConfig:
 
 _TOP = {"centre_dir", "store", "zone", "broker", "receiver"}
 _BROKER = {"host", "port", "ca", "cert", "key", "client_id", "keepalive"}
-_RECEIVER: dict[str, type | tuple[type, ...]] = {
-    "group": str,
-    "gap_grace_s": (int, float),
-    "gap_retry_s": (int, float),
-    "gap_max_requests": int,
-    "gap_scan_every_s": (int, float),
-    "drop_acks": int,
-    "lose_packets": int,
+_RECEIVER = {  # key -> "name", "int" or "number"
+    "group": "name",
+    "gap_grace_s": "number",
+    "gap_retry_s": "number",
+    "gap_max_requests": "int",
+    "gap_scan_every_s": "number",
+    "reconnect_max_s": "number",
+    "drop_acks": "int",
+    "lose_packets": "int",
 }
 
 
@@ -139,13 +141,13 @@ def load(path: Path) -> ServeConfig:
         if key not in receiver:
             continue
         value: Any = receiver[key]
-        if isinstance(value, bool) or not isinstance(value, kind):
-            raise _fail(path, f"receiver.{key}", value, "has the wrong type")
-        if isinstance(value, str):
-            if not value or any(c in value for c in "/+#"):
+        if kind == "name":
+            if not isinstance(value, str) or not value or any(c in value for c in "/+#"):
                 raise _fail(path, f"receiver.{key}", value, "must be a name without / + #")
-        elif float(value) < 0:
-            raise _fail(path, f"receiver.{key}", value, "must not be negative")
+        else:
+            number = (int,) if kind == "int" else (int, float)
+            if isinstance(value, bool) or not isinstance(value, number) or value < 0:
+                raise _fail(path, f"receiver.{key}", value, f"must be a non-negative {kind}")
         extra[key] = value
     settings = ReceiverSettings(
         host=host,

@@ -89,6 +89,7 @@ class UplinkSettings:
     connect_timeout: float = 10.0
     backoff_base: float = 0.5
     backoff_cap: float = 60.0
+    max_packets_per_s: float = 0.0  # 0: as fast as the link allows; else pace (metered links)
 
     @classmethod
     def from_identity(cls, ident: Any, **overrides: Any) -> UplinkSettings:
@@ -151,6 +152,7 @@ class MqttUplink:
         self._client: mqtt.Client | None = None
         self._ready = False  # CONNACK accepted, subscribed: packets may go
         self._next_attempt = clock()
+        self._next_send = 0.0  # pacing: when the next packet may leave
         # A fetch that nearly fills one packet (batch_records still splits exactly).
         self._batch_limit = max(1, (settings.max_packet - 2048) // RECORD_SIZE)
 
@@ -289,6 +291,8 @@ class MqttUplink:
     def _pump(self, client: mqtt.Client) -> None:
         s = self.s
         while self._ready and len(self.inflight) < s.window:
+            if s.max_packets_per_s > 0 and self.clock() < self._next_send:
+                return
             records = self.outbox.next_batch(self._batch_limit)
             if not records:
                 return
@@ -315,6 +319,8 @@ class MqttUplink:
                 if info.rc != mqtt.MQTT_ERR_SUCCESS:
                     return  # link gone: these records are requeued at the next connect
                 self.inflight.add(batch[0][0], batch[-1][0], now)
+                if s.max_packets_per_s > 0:
+                    self._next_send = max(self._next_send, now) + 1.0 / s.max_packets_per_s
                 self.stats.packets_sent += 1
                 self.stats.records_sent += len(batch)
 
@@ -362,7 +368,7 @@ class MqttUplink:
 
     def close(self, timeout: float = 2.0) -> None:
         """Publish the retained ``offline`` state, disconnect cleanly, persist the gate."""
-        client = self._client
+        client, self._client = self._client, None
         if client is not None and self._ready:
             info = client.publish(
                 self.s.topic_state, self._state_payload("offline"), qos=1, retain=True
@@ -372,6 +378,5 @@ class MqttUplink:
                 if client.loop(0.05) != mqtt.MQTT_ERR_SUCCESS:
                     break
             client.disconnect()
-        self._client = None
         self._ready = False
         self.gate.save(force=True)
