@@ -26,7 +26,9 @@ T0 = 1_767_225_600.0  # 2026-01-01 00:00 UTC; calibration windows below start at
 def _config() -> dict[str, object]:
     return {"name": "peer", "device": [
         {"name": n, "profile": n, "unit": i + 1, "transports": ["tcp", "rtu"], "seed": i,
-         "calibration": {"every_minutes": 60, "seconds": 120, "offset_seconds": 600}}
+         "calibration": {"every_minutes": 60, "seconds": 120, "offset_seconds": 600},
+         "fault": [{"start": 1000, "duration": 100, "status": "maintenance"},
+                   {"start": 2000, "duration": 100, "status": "fault"}]}
         for i, n in enumerate(NAMES)]}
 
 
@@ -81,17 +83,21 @@ def _check(sim: RunningStation, client: ModbusTcpClient | ModbusSerialClient, cl
             ch = profile.channel(s.channel)
             assert ch.lo - ch.scale <= s.value <= ch.hi + ch.scale
             can = (ch.status or profile.device_status) and all(
-                expected in spec.mapping.values()
+                expected in spec.mapping.values() or expected is spec.default
                 for spec in (ch.status, profile.device_status) if spec)
             assert s.status is (expected if can else Status.MEASURING), (name, s)
 
 
 @pytest.mark.parametrize("transport", ["tcp", "rtu"])
-@pytest.mark.parametrize("moment", [100.0, 700.0])  # measuring; inside the calibration window
+@pytest.mark.parametrize(("moment", "expected"), [
+    (100.0, Status.MEASURING),
+    (700.0, Status.CALIBRATING),    # inside the calibration window
+    (1150.0, Status.MAINTENANCE),   # the scheduled maintenance (station started at T0 + 100)
+    (2150.0, Status.FAULT),         # the scheduled fault
+])
 def test_pymodbus_reads_what_the_sim_served(sim: RunningStation, clock: Clock, transport: str,
-                                            moment: float) -> None:
+                                            moment: float, expected: Status) -> None:
     clock.t = T0 + moment
-    expected = Status.CALIBRATING if moment == 700.0 else Status.MEASURING
     if transport == "tcp":
         client: ModbusTcpClient | ModbusSerialClient = ModbusTcpClient(
             "127.0.0.1", port=sim.tcp_port or 0, timeout=2)
