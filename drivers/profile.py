@@ -371,6 +371,14 @@ def profile_registers(profile: Profile,
     return regs
 
 
+def profile_values(profile: Profile,
+                   channels: Collection[str] | None = None) -> list[tuple[int, int, int]]:
+    """``(function, address, words)`` of every multi-word value, for plan_reads(values=...)."""
+    wanted = profile.channel_names if channels is None else channels
+    return [(ch.function, ch.address, ch.words) for ch in map(profile.channel, wanted)
+            if ch.words > 1]
+
+
 def resolve_profile(ref: str, relative_to: str | Path | None = None) -> Profile:
     """A profile named in a config: a built-in name, or a path ending in ``.toml``.
 

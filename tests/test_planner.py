@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from drivers.planner import ReadBlock, plan_reads
-from drivers.profile import builtin_profile, profile_registers
+from drivers.profile import builtin_profile, profile_registers, profile_values
 
 regs_st = st.sets(st.tuples(st.sampled_from((3, 4)), st.integers(0, 0xFFFF)), max_size=300)
 dense_st = st.sets(st.tuples(st.sampled_from((3, 4)), st.integers(0, 400)), max_size=400)
@@ -64,3 +64,32 @@ def test_rejects_bad_arguments() -> None:
         plan_reads({(3, 0)}, max_count=126)
     with pytest.raises(ValueError, match="address 70000"):
         plan_reads({(3, 70000)})
+
+
+def test_values_are_not_torn_across_reads() -> None:
+    regs = {(3, a) for a in range(0, 10)}
+    values = [(3, a, 2) for a in range(0, 10, 2)]
+    assert plan_reads(regs, max_count=5) == [ReadBlock(3, 0, 5), ReadBlock(3, 5, 5)]
+    assert plan_reads(regs, max_count=5, values=values) == [ReadBlock(3, 0, 4),
+                                                             ReadBlock(3, 4, 4),
+                                                             ReadBlock(3, 8, 2)]
+    cems = builtin_profile("cems")
+    blocks = plan_reads(profile_registers(cems), max_count=5, values=profile_values(cems))
+    for ch in cems.channels:
+        assert any(set(ch.registers()) <= {(b.function, a) for a in b.registers()}
+                   for b in blocks), ch.name
+
+
+@given(dense_st, st.integers(0, 10), st.integers(1, 125), st.data())
+def test_plan_properties_with_values(regs: set[tuple[int, int]], max_gap: int, max_count: int,
+                                     data: st.DataObject) -> None:
+    values = data.draw(st.lists(st.tuples(st.sampled_from((3, 4)), st.integers(0, 400),
+                                          st.sampled_from((2, 4))), max_size=40))
+    blocks = plan_reads(regs, max_gap=max_gap, max_count=max_count, values=values)
+    seen: set[tuple[int, int]] = set()
+    for b in blocks:
+        assert 1 <= b.count <= max_count
+        words = {(b.function, a) for a in b.registers()}
+        assert not words & seen
+        seen |= words
+    assert regs <= seen
