@@ -254,7 +254,6 @@ class _ControlServer(socketserver.ThreadingUnixStreamServer):
             unit, fault, on = int(msg["unit"]), str(msg["fault"]), bool(msg["on"])
             self.station.set_fault(unit, fault, on, code=int(msg.get("code", 4)),
                                    delay=float(msg.get("delay", 2.0)))
-            log.info("fault_set", extra={"unit": unit, "fault": fault, "on": on})
             return {"ok": True}
         if op == "stats":
             return {"ok": True, "units": {

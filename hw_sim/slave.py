@@ -12,6 +12,7 @@ exception 01; a count outside 1..125 is exception 03.
 
 from __future__ import annotations
 
+import logging
 import random
 import threading
 import time
@@ -26,6 +27,8 @@ from hw_sim import faults as F
 from hw_sim.config import DeviceConfig, StationConfig
 from hw_sim.signals import channel_value
 from protocol.model import Status
+
+log = logging.getLogger("quantrac.hw_sim.slave")
 
 Clock = Callable[[], float]
 Image = dict[tuple[int, int], int]
@@ -119,6 +122,7 @@ class SimStation:
                 self._state[unit].faults[fault] = spec
             else:
                 self._state[unit].faults.pop(fault, None)
+        log.info("fault_set", extra={"unit": unit, "fault": fault, "on": on})
 
     def clear_faults(self, unit: int | None = None) -> None:
         with self._lock:
