@@ -9,9 +9,9 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from centre import provision_cli, serve_cli
+from centre import broker_cli, provision_cli, serve_cli
 
-_MODULES = (provision_cli, serve_cli)
+_MODULES = (provision_cli, serve_cli, broker_cli)
 
 
 def register(sub: argparse._SubParsersAction[Any]) -> None:
