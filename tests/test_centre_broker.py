@@ -74,8 +74,11 @@ def test_generated_broker_lets_a_station_write_only_its_own_topic(tmp_path: Path
         receiver.loop_start()
         _wait(lambda: subscribed, "the receiver's subscription")
 
+        connected: list[bool] = []
+        station.on_connect = lambda c, u, f, rc, p: connected.append(not rc.is_failure)
         station.connect("127.0.0.1", port)
         station.loop_start()
+        _wait(lambda: connected == [True], "the station's CONNACK")
         # Same connection, same order: if B's topic were allowed it would arrive first.
         station.publish("quantrac/v1/ST-B/up", b"forged", qos=1).wait_for_publish(10)
         station.publish("quantrac/v1/ST-A/up", b"own", qos=1).wait_for_publish(10)
