@@ -193,10 +193,12 @@ class CentreStore:
                 "VALUES (?, ?, ?, ?, ?)",
                 (digest, station, first, last, now),
             )
+            # A station's outbox numbers from 1, so for a station new to us everything below
+            # its first packet is a gap too (its first packet may be the one that got lost).
             self.conn.execute(
                 "INSERT OR IGNORE INTO stations (station, counter, contiguous, top) "
-                "VALUES (?, 0, ?, ?)",
-                (station, first - 1, first - 1),
+                "VALUES (?, 0, 0, 0)",
+                (station,),
             )
             counter = int(
                 self.conn.execute(

@@ -66,7 +66,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ProvisioningError as exc:
         print(f"uplink: error: {exc}", file=sys.stderr)
         return 1
-    settings = UplinkSettings.from_identity(ident, window=args.window, ack_timeout=args.ack_timeout)
+    extra = {} if args.max_packet is None else {"max_packet": args.max_packet}
+    settings = UplinkSettings.from_identity(
+        ident,
+        window=args.window,
+        ack_timeout=args.ack_timeout,
+        max_packets_per_s=args.max_packets_per_s,
+        backoff_cap=args.backoff_cap,
+        **extra,
+    )
     stopping: list[int] = []
     signal.signal(signal.SIGTERM, lambda signum, frame: stopping.append(signum))
     signal.signal(signal.SIGINT, lambda signum, frame: stopping.append(signum))
