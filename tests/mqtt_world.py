@@ -262,3 +262,52 @@ def world_at(root: Path) -> Iterator[World]:
         yield world
     finally:
         world.stop_all()
+
+
+def publish_as(
+    world: World,
+    cert: Path,
+    key: Path,
+    topic: str,
+    payload: bytes,
+    client_id: str = "test-publisher",
+) -> None:
+    """Publish once at QoS 1 with the given client certificate (the broker's ACL applies)."""
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv311)
+    client.tls_set(ca_certs=str(world.broker.ca.path), certfile=str(cert), keyfile=str(key))
+    client.connect(world.broker.host, world.broker.port)
+    client.loop_start()
+    try:
+        info = client.publish(topic, payload, qos=1)
+        info.wait_for_publish(timeout=10)
+        assert info.is_published()
+    finally:
+        client.disconnect()
+        client.loop_stop()
+
+
+def seal_as(station: StationHandle, pairs: list[tuple[int, Record]]) -> bytes:
+    """A genuine packet of ``pairs`` sealed with the station's own key, as its uplink would."""
+    from protocol.envelope import (
+        SUITE_ED25519_X25519_SHA256_CHACHA20POLY1305,
+        VERSION,
+        Header,
+        encode_records,
+        seal,
+    )
+
+    ident = station.identity()
+    header = Header(
+        VERSION,
+        SUITE_ED25519_X25519_SHA256_CHACHA20POLY1305,
+        ident.station_id,
+        ident.key_id,
+        ident.centre_packet_key_id,
+        pairs[0][0],
+        pairs[-1][0],
+        int(time.time() * 1000),
+    )
+    return seal(header, encode_records(pairs), ident.signing_key, ident.centre_packet_public)
