@@ -374,3 +374,9 @@ class Receiver:
         self._connected = False
         if client is not None:
             client.disconnect()
+        st = self.stats
+        log.info("receiver_stopped", extra={
+            "client_id": self.s.client_id, "packets": st.packets, "stored": st.stored,
+            "records_stored": st.records_stored, "duplicates": st.duplicates,
+            "rejected": st.rejected, "acks_sent": st.acks_sent,
+            "resend_requests": st.resend_requests})  # fmt: skip

@@ -54,3 +54,26 @@ def test_two_stations_10000_records_arrive_exactly_once_in_order(world: World) -
     conn.close()
     assert world.security_events() == []
     assert a.unacked() == 0 and b.unacked() == 0
+
+
+def test_two_receivers_split_the_load_through_the_shared_subscription(world: World) -> None:
+    stations = [world.add_station(f"BDG-{i:03d}") for i in range(3)]
+    data = {
+        s.station_id: (s.fill(make_records(3000, salt=i)), make_records(3000, salt=i))
+        for i, s in enumerate(stations)
+    }
+    one = world.start_centre(world.centre_config("r1.toml", client_id="receiver-1"), "r1.log")
+    two = world.start_centre(world.centre_config("r2.toml", client_id="receiver-2"), "r2.log")
+    uplinks = [world.start_uplink(s, "--until-drained", "--max-packet", "8192") for s in stations]
+    for up in uplinks:
+        assert up.wait(120) == 0
+    for s in stations:
+        assert_exactly_once(world, s, *data[s.station_id])
+    for proc in (one, two):
+        proc.terminate()
+        proc.wait(10)
+    for name in ("r1.log", "r2.log"):
+        line = next(x for x in world.log(name).splitlines() if "receiver_stopped" in x)
+        fields = dict(f.split("=", 1) for f in line.split() if "=" in f)
+        assert int(fields["stored"]) > 0, f"{name} took no share: {line}"
+    assert world.security_events() == []
