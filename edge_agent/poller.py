@@ -33,7 +33,7 @@ import math
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from drivers.decode import decode_samples
 from drivers.modbus import FrameError, ModbusError, ModbusExceptionResponse
@@ -149,18 +149,31 @@ class DevicePoller:
                 i for i, b in enumerate(self.blocks)
                 if any(fn == b.function and addr in b.registers() for fn, addr in regs)
             )
-        self._health = DeviceHealth(device.name, bus, device.unit)
+        self._names = names
+        self._keys = [[(b.function, a) for a in b.registers()] for b in self.blocks]
+        # only floats are judged by the implausible-value guard
+        self._floats = {ch.name: ch for ch in (profile.channel(n) for n in names)
+                        if ch.dtype.startswith("float")}
+        # health, kept as plain attributes (cheap to update per poll), snapshotted on demand
+        self._last_good: float | None = None
+        self._last_error: str | None = None
+        self._last_error_at: float | None = None
+        self._failures = 0
+        self._polls_ok = 0
+        self._polls_failed = 0
         self._failing: str | None = None  # kind of the current failure, None when healthy
         self._failing_since = 0.0
         self._implausible: set[str] = set()  # channels whose last value was implausible
 
     @property
     def health(self) -> DeviceHealth:
-        return self._health
+        return DeviceHealth(self.device.name, self.bus, self.device.unit, self._last_good,
+                            self._last_error, self._last_error_at, self._failures,
+                            self._polls_ok, self._polls_failed)
 
     def next_delay(self) -> float:
         """Seconds until the next poll: the interval, stretched while the device fails."""
-        n = self._health.consecutive_failures
+        n = self._failures
         interval = self.device.interval
         if n == 0:
             return interval
@@ -188,8 +201,7 @@ class DevicePoller:
                     failure, failed_at = (block, exc), self.clock()
                 else:
                     arrived[i] = self.clock()
-                    image.update(((block.function, block.address + k), w)
-                                 for k, w in enumerate(words))
+                    image.update(zip(self._keys[i], words, strict=True))
                 break
             if failure and isinstance(failure[1], TransportTimeout | LinkError):
                 break  # a silent unit or a dead line: do not spend a timeout per block
@@ -199,6 +211,9 @@ class DevicePoller:
 
     def _decode(self, image: dict[tuple[int, int], int], arrived: dict[int, float],
                 failed_at: float) -> list[Sample]:
+        profile = self.device.profile
+        if len(self.blocks) == 1 and arrived:  # the common case: one read, one instant
+            return self._guard(decode_samples(profile, image, arrived[0], self._names))
         by_time: dict[float, list[str]] = {}
         for name, needs in self._needs.items():
             if all(i in arrived for i in needs):
@@ -208,38 +223,47 @@ class DevicePoller:
             by_time.setdefault(t, []).append(name)
         samples: dict[str, Sample] = {}
         for t, names in by_time.items():
-            for s in decode_samples(self.device.profile, image, t, names):
-                samples[s.channel] = self._guard(s)
-        return [samples[name] for name in self._needs]
+            for s in decode_samples(profile, image, t, names):
+                samples[s.channel] = s
+        return self._guard([samples[name] for name in self._names])
 
-    def _guard(self, s: Sample) -> Sample:
-        ch = self.device.profile.channel(s.channel)
-        if s.status in (Status.OFFLINE, Status.FAULT) or not implausible(ch, s.value):
-            self._implausible.discard(s.channel)
-            return s
-        if s.channel not in self._implausible:
-            self._implausible.add(s.channel)
-            log.warning("implausible_value", extra={
-                "device": self.device.name, "bus": self.bus, "unit": self.device.unit,
-                "channel": s.channel, "register": ch.address, "value": s.value,
-                "range": f"{ch.lo}..{ch.hi}", "reason": "far outside the usual range; "
-                "check the word order"})
-        return Sample(s.channel, s.t, math.nan, Status.FAULT)
+    def _guard(self, samples: list[Sample]) -> list[Sample]:
+        if not self._floats:
+            return samples
+        out = []
+        for s in samples:
+            ch = self._floats.get(s.channel)
+            if ch is None or s.status in (Status.OFFLINE, Status.FAULT) or not implausible(
+                    ch, s.value):
+                if self._implausible:
+                    self._implausible.discard(s.channel)
+                out.append(s)
+                continue
+            if s.channel not in self._implausible:
+                self._implausible.add(s.channel)
+                log.warning("implausible_value", extra={
+                    "device": self.device.name, "bus": self.bus, "unit": self.device.unit,
+                    "channel": s.channel, "register": ch.address, "value": s.value,
+                    "range": f"{ch.lo}..{ch.hi}", "reason": "far outside the usual range; "
+                    "check the word order"})
+            out.append(Sample(s.channel, s.t, math.nan, Status.FAULT))
+        return out
 
     def _account(self, failure: tuple[ReadBlock, ModbusError] | None, failed_at: float,
                  arrived: dict[int, float]) -> None:
-        h = self._health
         dev = self.device
+        if arrived:
+            self._last_good = max(arrived.values())
         if failure is None:
             if self._failing is not None:
                 log.info("device_recovered", extra={
                     "device": dev.name, "bus": self.bus, "unit": dev.unit,
-                    "failures": h.consecutive_failures,
+                    "failures": self._failures,
                     "down_for": round(max(arrived.values()) - self._failing_since, 3),
                 })
-            self._failing = None
-            self._health = replace(h, last_good=max(arrived.values(), default=h.last_good),
-                                   consecutive_failures=0, polls_ok=h.polls_ok + 1)
+                self._failing = None
+            self._failures = 0
+            self._polls_ok += 1
             return
         block, exc = failure
         kind = _kind(exc)
@@ -247,16 +271,15 @@ class DevicePoller:
         log.log(level, "poll_failed", extra={
             "device": dev.name, "bus": self.bus, "unit": dev.unit, "function": block.function,
             "register": block.address, "count": block.count, "kind": kind, "reason": str(exc),
-            "failures": h.consecutive_failures + 1,
+            "failures": self._failures + 1,
         })
         if self._failing is None:
             self._failing_since = failed_at
         self._failing = kind
-        self._health = replace(
-            h, last_good=max(arrived.values(), default=h.last_good),
-            last_error=f"{kind}: {exc}", last_error_at=failed_at,
-            consecutive_failures=h.consecutive_failures + 1, polls_failed=h.polls_failed + 1,
-        )
+        self._last_error = f"{kind}: {exc}"
+        self._last_error_at = failed_at
+        self._failures += 1
+        self._polls_failed += 1
 
 
 @dataclass(frozen=True, slots=True)
