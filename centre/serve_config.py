@@ -98,6 +98,23 @@ def load(path: Path) -> ServeConfig:
     zone = data.get("zone", DEFAULT_ZONE)
     if not isinstance(zone, str):
         raise _fail(path, "zone", zone, "must be an IANA zone name such as Asia/Ho_Chi_Minh")
+    tuning: dict[str, Any] = {}
+    receiver = data.get("receiver", {})
+    if not isinstance(receiver, dict):
+        raise _fail(path, "receiver", receiver, "must be a table")
+    _unknown(path, receiver, set(_RECEIVER), "receiver.")
+    for key, kind in _RECEIVER.items():
+        if key not in receiver:
+            continue
+        value: Any = receiver[key]
+        if kind == "name":
+            if not isinstance(value, str) or not value or any(c in value for c in "/+#"):
+                raise _fail(path, f"receiver.{key}", value, "must be a name without / + #")
+        else:
+            number = (int,) if kind == "int" else (int, float)
+            if isinstance(value, bool) or not isinstance(value, number) or value < 0:
+                raise _fail(path, f"receiver.{key}", value, f"must be a non-negative {kind}")
+        tuning[key] = value
     broker = data.get("broker")
     if broker is None:
         return ServeConfig(centre_dir, store, zone, None)
@@ -124,7 +141,7 @@ def load(path: Path) -> ServeConfig:
                 f"{path}: key broker.{key}: missing (the receiver's TLS client "
                 "certificate and key, CN = centre)"
             )
-    extra: dict[str, Any] = {}
+    extra: dict[str, Any] = dict(tuning)
     if "client_id" in broker:
         if not isinstance(broker["client_id"], str) or not broker["client_id"]:
             raise _fail(path, "broker.client_id", broker["client_id"], "must be a string")
@@ -133,22 +150,6 @@ def load(path: Path) -> ServeConfig:
         if not isinstance(broker["keepalive"], int) or broker["keepalive"] < 5:
             raise _fail(path, "broker.keepalive", broker["keepalive"], "must be seconds >= 5")
         extra["keepalive"] = broker["keepalive"]
-    receiver = data.get("receiver", {})
-    if not isinstance(receiver, dict):
-        raise _fail(path, "receiver", receiver, "must be a table")
-    _unknown(path, receiver, set(_RECEIVER), "receiver.")
-    for key, kind in _RECEIVER.items():
-        if key not in receiver:
-            continue
-        value: Any = receiver[key]
-        if kind == "name":
-            if not isinstance(value, str) or not value or any(c in value for c in "/+#"):
-                raise _fail(path, f"receiver.{key}", value, "must be a name without / + #")
-        else:
-            number = (int,) if kind == "int" else (int, float)
-            if isinstance(value, bool) or not isinstance(value, number) or value < 0:
-                raise _fail(path, f"receiver.{key}", value, f"must be a non-negative {kind}")
-        extra[key] = value
     settings = ReceiverSettings(
         host=host,
         port=port,

@@ -1,0 +1,110 @@
+"""`quantrac centre query` and the serve/query config file, through the real CLI entry point."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+from pathlib import Path
+
+import pytest
+
+from centre.serve_config import ConfigError, load
+from centre.store import CentreStore
+from edge_agent.cli import main
+from tests.mqtt_world import make_records
+
+
+@pytest.fixture
+def store_path(tmp_path: Path) -> Path:
+    path = tmp_path / "records.sqlite"
+    with CentreStore(path) as store:
+        records = make_records(100)  # 20 five-minute windows x 5 channels from T0
+        store.ingest("HCM-Q1", list(enumerate(records, start=1)), hashlib.sha256(b"x").digest(), 1)
+    return path
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(["centre", "query", *argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_query_prints_the_range_in_the_station_zone(
+    store_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # T0 is 2026-09-21 21:15 in Asia/Ho_Chi_Minh; ask for 21:20 up to (not incl.) 21:30.
+    code, out, _ = run(
+        capsys,
+        "--store",
+        str(store_path),
+        "--station",
+        "HCM-Q1",
+        "--from",
+        "2026-09-21T21:20",
+        "--to",
+        "2026-09-21T21:30",
+    )
+    assert code == 0
+    lines = out.splitlines()
+    assert lines[0].split()[:3] == ["start", "end", "channel"]
+    assert len(lines) == 1 + 10  # two windows x five channels
+    assert all(line.startswith("2026-09-21T21:2") for line in lines[1:])
+    assert "+07:00" in lines[1]
+
+
+def test_query_csv_export_round_trips_values(
+    store_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, _ = run(
+        capsys,
+        "--store",
+        str(store_path),
+        "--station",
+        "HCM-Q1",
+        "--format",
+        "csv",
+        "--zone",
+        "UTC",
+    )
+    assert code == 0
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert len(rows) == 100
+    first = rows[0]
+    assert first["start"] == "2026-09-21T14:15:00+00:00"
+    want = make_records(100)[int(first["seq"]) - 1]
+    assert float(first["mean"]) == want.mean and first["channel"] == want.channel
+    assert any(r["mean"] == "" and r["status"] == "offline" for r in rows)
+
+
+def test_query_refuses_bad_input_clearly(
+    store_path: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = run(capsys, "--store", str(store_path), "--station", "X", "--from", "noon")
+    assert code == 1 and "--from: 'noon' is not a time" in err
+    code, _, err = run(capsys, "--store", str(tmp_path / "nope.sqlite"), "--station", "X")
+    assert code == 1 and "no such record store" in err
+    code, _, err = run(capsys, "--store", str(store_path), "--station", "X", "--zone", "Mars/Base")
+    assert code == 1 and "Mars/Base" in err
+
+
+def test_config_file_is_checked_naming_file_key_and_value(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('centre_dir = "c"\n[broker]\nhost = "h"\nport = 70000\ncert = "a"\nkey = "b"\n')
+    with pytest.raises(ConfigError, match=r"c\.toml: key broker\.port: 70000"):
+        load(cfg)
+    cfg.write_text('centre_dir = "c"\n[receiver]\ndrop_acks = -1\n')
+    with pytest.raises(ConfigError, match=r"key receiver\.drop_acks: -1"):
+        load(cfg)
+    cfg.write_text('centre_dir = "c"\n')
+    loaded = load(cfg)  # no [broker]: enough for `query`
+    assert loaded.receiver is None and loaded.store == tmp_path / "c" / "records.sqlite"
+    cfg.write_text(
+        'centre_dir = "c"\n[broker]\nhost = "h"\nport = 1\ncert = "a"\nkey = "b"\n'
+        '[receiver]\ngroup = "a/b"\n'
+    )
+    with pytest.raises(ConfigError, match=r"key receiver\.group: 'a/b'"):
+        load(cfg)
+    cfg.write_text('centre_dir = "c"\nstorage = "x"\n')
+    with pytest.raises(ConfigError, match="key storage"):
+        load(cfg)
