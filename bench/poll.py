@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -34,8 +35,8 @@ from protocol.model import Sample
 UNIT = 1
 PROFILE = builtin_profile("liquiline")  # one FC04 block of 9 words
 ADDRESS, COUNT = 0, 9
-ROUND_S = 1.5
-ROUNDS = 4
+ROUND_S = 0.6
+ROUNDS = 10
 RTU_S = 6.0
 BAUD = 9600
 
@@ -136,16 +137,20 @@ def main() -> int:
         finally:
             stop_sim(proc)
         best_ours, best_theirs = max(ours), max(theirs)
-        ratio = best_theirs / best_ours
-        print(f"TCP loopback, FC04 x{COUNT} words, best of {ROUNDS} x {ROUND_S} s rounds:")
+        # each round pairs the clients within a few seconds: the median of the per-round
+        # ratios is the figure least moved by other load on the machine
+        ratio = statistics.median(t / o for t, o in zip(theirs, ours, strict=True))
+        bare_ratio = statistics.median(t / b for t, b in zip(theirs, bare, strict=True))
+        print(f"TCP loopback, FC04 x{COUNT} words, {ROUNDS} alternating rounds of {ROUND_S} s "
+              f"(best round shown):")
         print(f"  pymodbus loop : {best_theirs:8.0f} transactions/s "
-              f"(rounds: {', '.join(f'{x:.0f}' for x in theirs)})")
+              f"(worst {min(theirs):.0f})")
         print(f"  our transport : {max(bare):8.0f} transactions/s "
-              f"(rounds: {', '.join(f'{x:.0f}' for x in bare)}; same bare loop, no decoding)")
+              f"(worst {min(bare):.0f}; same bare loop, no decoding)")
         print(f"  our poller    : {best_ours:8.0f} transactions/s "
-              f"(rounds: {', '.join(f'{x:.0f}' for x in ours)}; thread, decode, health)")
-        print(f"  transport ratio pymodbus/ours = {best_theirs / max(bare):.3f}")
-        print(f"  poller ratio pymodbus/ours = {ratio:.3f}  (target < 1.10: "
+              f"(worst {min(ours):.0f}; thread, decode, health)")
+        print(f"  transport ratio pymodbus/ours = {bare_ratio:.3f} (median of rounds)")
+        print(f"  poller ratio pymodbus/ours    = {ratio:.3f} (median of rounds; target < 1.10: "
               f"{'met' if ratio < 1.10 else 'MISSED'})")
 
         proc, ends = start_sim(tmp, "--pty", "--baud", str(BAUD))
