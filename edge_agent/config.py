@@ -1,0 +1,610 @@
+"""The station config: one TOML file says everything the agent does (DESIGN §2, §5).
+
+It extends the ``[poll]``/``[[bus]]``/``[[device]]`` shape of :mod:`edge_agent.poller_config`
+(whose dataclasses it returns, so ``diag watch`` and the agent poll the same way) with the
+station's identity, its state directory, which channels are reported under which Circular 10
+symbol, the averaging windows and validity rules, stack-gas normalisation and the uplinks::
+
+    [station]
+    id = "HCM-WW-0001"              # must match the provisioned identity (quantrac provision)
+    province = "HCM"                # the Circular 10 file name: Province_Facility_Station_...
+    facility = "ACME"
+    name = "Outfall1"
+    timezone = "Asia/Ho_Chi_Minh"   # windows align to this zone's wall clock (default)
+
+    [agent]                         # optional
+    state_dir = "/var/lib/quantrac" # relative paths are relative to this file
+    control_socket = "..."          # default <state_dir>/control.sock
+    record_retention_days = 60      # acknowledged records kept (legal minimum 60)
+    sample_retention_days = 7       # raw samples kept
+    sample_flush_s = 5.0            # raw samples are written in batches (SD cards wear out)
+    clock_jump_tolerance_s = 2.0    # wall vs monotonic disagreement that counts as a jump
+
+    [poll] / [[bus]]                # as in edge_agent.poller_config
+
+    [[device]]
+    name = "hach"
+    bus = "rs485-1"
+    profile = "hach_sc"
+    unit = 2
+    interval = 10.0
+    channels = ["COD", "NH4"]       # reported under the same name (a Circular 10 symbol) ...
+    # [device.channels.Temp]        # ... or a table: profile channel -> symbol and unit label
+    # symbol = "Temp"
+    # unit = "°C"                   # a label only: conversions belong in [[normalise]]
+
+    [averaging]
+    windows = [60, 300]             # seconds; each divides a day
+    rule = "coverage_75"            # or "cfr_60_13_h" (40 CFR 60.13(h): a point per quadrant)
+    min_fraction = 0.75             # the coverage rule's threshold
+    grace_s = 30.0                  # late samples still counted this long after a window ends
+    [[averaging.rollup]]            # hourly and daily roll-ups of closed records
+    width = 3600
+    from = 300
+    rule = "coverage_75"
+
+    [[normalise]]                   # stack gas: reference O2, wet->dry, ppm->mg/Nm3
+    channels = ["SO2", "NOx", "CO", "PM"]
+    o2_channel = "O2"
+    o2_ref = 6.0
+    to_mg_nm3 = true
+
+    [uplink.mqtt]                   # optional; broker, keys and topics come from provisioning
+    window = 8
+    ack_timeout_s = 60.0
+
+Every mistake is collected, not just the first: :class:`ConfigError` carries one
+:class:`Problem` per mistake, each naming the file, the key path, the value and what was
+expected, so an installer fixes a config in one pass.
+"""
+
+from __future__ import annotations
+
+import math
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from drivers.profile import Profile, ProfileError, resolve_profile
+from drivers.transport import SerialSettings
+from edge_agent.averaging.normalise import MOLAR_MASS_G_PER_MOL, Normalisation
+from edge_agent.averaging.rules import RULES, ValidityRule
+from edge_agent.poller import Device, PollPolicy
+from edge_agent.poller_config import BusConfig, PollConfig
+
+CIRCULAR10_SYMBOLS = (
+    "Flow", "Temp", "Color", "pH", "TSS", "COD", "NH4", "TP", "TN", "TOC", "Cl", "RH", "P", "NO",
+    "NO2", "NOx", "CO", "SO2", "O2", "H2S", "NH3", "PM", "O3", "PM10", "PM2,5",
+)  # fmt: skip
+"""Parameter symbols of Circular 10/2021/TT-BTNMT (DESIGN §4): what the centre files under."""
+
+DAY_S = 86_400
+_MISSING = object()
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """One mistake: where (file, key path), what was found, what was expected."""
+
+    file: str
+    key: str
+    value: Any
+    expected: str
+
+    def __str__(self) -> str:
+        if self.value is _MISSING:
+            return f"{self.file}: {self.key}: missing; expected {self.expected}"
+        return f"{self.file}: {self.key} = {self.value!r}: expected {self.expected}"
+
+
+class ConfigError(ValueError):
+    """A config that cannot be used; ``problems`` lists every mistake found, one per line."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        self.problems = problems
+        super().__init__("\n".join(str(p) for p in problems))
+
+
+@dataclass(frozen=True, slots=True)
+class StationInfo:
+    id: str
+    province: str = ""
+    facility: str = ""
+    name: str = ""
+    timezone: str = "Asia/Ho_Chi_Minh"
+
+
+@dataclass(frozen=True, slots=True)
+class AgentSettings:
+    state_dir: Path
+    control_socket: Path
+    record_retention_days: float = 60.0
+    sample_retention_days: float = 7.0
+    sample_flush_s: float = 5.0
+    clock_jump_tolerance_s: float = 2.0
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelMap:
+    """A profile channel of a device, reported as ``symbol`` in ``unit``."""
+
+    device: str
+    channel: str  # the profile's channel name
+    symbol: str
+    unit: str
+    period_s: float  # the device's poll interval: the averaging's expected sample period
+
+
+@dataclass(frozen=True, slots=True)
+class Rollup:
+    width: int
+    child: int
+    rule: ValidityRule
+
+
+@dataclass(frozen=True, slots=True)
+class AveragingSettings:
+    windows: tuple[int, ...] = (300,)
+    rule: ValidityRule = RULES["coverage_75"]
+    grace_s: float = 30.0
+    rollups: tuple[Rollup, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class NormaliseSettings:
+    channels: tuple[str, ...]
+    o2_channel: str | None
+    how: Normalisation
+
+
+@dataclass(frozen=True, slots=True)
+class MqttSettings:
+    window: int = 8
+    ack_timeout_s: float = 60.0
+    max_packets_per_s: float = 0.0
+    backoff_cap_s: float = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class StationConfig:
+    source: Path
+    station: StationInfo
+    agent: AgentSettings
+    poll: PollConfig
+    channels: tuple[ChannelMap, ...]
+    averaging: AveragingSettings
+    normalise: tuple[NormaliseSettings, ...] = ()
+    mqtt: MqttSettings | None = None
+    raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    def channel_of(self, device: str, channel: str) -> ChannelMap | None:
+        for c in self.channels:
+            if c.device == device and c.channel == channel:
+                return c
+        return None
+
+
+# --------------------------------------------------------------------------- reading
+
+
+class _Reader:
+    """Typed access to a parsed TOML document that records problems instead of raising."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.problems: list[Problem] = []
+
+    def fail(self, key: str, value: Any, expected: str) -> None:
+        self.problems.append(Problem(self.source, key, value, expected))
+
+    def table(self, value: Any, path: str, allowed: set[str]) -> Mapping[str, Any]:
+        if not isinstance(value, Mapping):
+            self.fail(path, value, "a table")
+            return {}
+        for key in value:
+            if key not in allowed:
+                self.fail(f"{path}.{key}" if path else key, value[key],
+                          f"a known key (one of {', '.join(sorted(allowed))})")
+        return value
+
+    def tables(self, doc: Mapping[str, Any], key: str, path: str) -> list[Any]:
+        value = doc.get(key, [])
+        if not isinstance(value, list):
+            self.fail(path, value, f"an array of tables ([[{path}]])")
+            return []
+        return value
+
+    def get(self, doc: Mapping[str, Any], key: str, path: str, kind: str,
+            default: Any = _MISSING, check: Callable[[Any], bool] | None = None,
+            expected: str | None = None) -> Any:
+        """``doc[key]`` if present and of ``kind`` (str, int, number, bool, list), else default.
+
+        A missing required key or a wrong value is recorded; the default (or None) is returned
+        so parsing carries on and finds the next mistake too.
+        """
+        where = f"{path}.{key}" if path else key
+        if key not in doc:
+            if default is _MISSING:
+                self.fail(where, _MISSING, expected or _KIND_TEXT[kind])
+                return None
+            return default
+        value = doc[key]
+        ok = {
+            "str": isinstance(value, str),
+            "int": isinstance(value, int) and not isinstance(value, bool),
+            "number": isinstance(value, int | float) and not isinstance(value, bool),
+            "bool": isinstance(value, bool),
+            "list": isinstance(value, list),
+        }[kind]
+        if ok and kind == "number":
+            ok = math.isfinite(value)
+        if ok and check is not None:
+            ok = check(value)
+        if not ok:
+            self.fail(where, value, expected or _KIND_TEXT[kind])
+            return None if default is _MISSING else default
+        return float(value) if kind == "number" else value
+
+
+_KIND_TEXT = {"str": "a string", "int": "an integer", "number": "a number",
+              "bool": "true or false", "list": "an array"}
+
+
+def load_config(path: str | Path, *, station_required: bool = True) -> StationConfig:
+    """Read and check the station config at ``path``; ConfigError lists every mistake.
+
+    ``station_required=False`` is for ``diag watch``, which needs only the buses and devices.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError([Problem(str(path), "<file>", str(path),
+                                   f"a readable file ({exc.strerror})")]) from None
+    try:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError([Problem(str(path), "<toml>", str(exc), "valid TOML")]) from None
+    return parse_config(doc, path, station_required=station_required)
+
+
+_TOP = {"station", "agent", "poll", "bus", "device", "averaging", "normalise", "uplink"}
+
+
+def parse_config(doc: Mapping[str, Any], source: str | Path, *,
+                 station_required: bool = True) -> StationConfig:
+    source = Path(source)
+    r = _Reader(str(source))
+    r.table(doc, "", _TOP)
+    station = _station(r, doc, station_required)
+    agent = _agent(r, doc.get("agent", {}), source)
+    poll = _poll(r, doc, source)
+    channels = _channels(r, doc, poll)
+    averaging = _averaging(r, doc.get("averaging", {}), channels)
+    symbols = {c.symbol for c in channels}
+    units = {c.symbol: c.unit for c in channels}
+    normalise = tuple(
+        n for i, t in enumerate(r.tables(doc, "normalise", "normalise"))
+        if (n := _normalise(r, t, f"normalise[{i}]", symbols, units)) is not None
+    )
+    mqtt = _uplinks(r, doc.get("uplink", {}))
+    if r.problems:
+        raise ConfigError(r.problems)
+    return StationConfig(source, station, agent, poll, channels, averaging, normalise, mqtt, doc)
+
+
+def _station(r: _Reader, doc: Mapping[str, Any], required: bool) -> StationInfo:
+    if "station" not in doc:
+        if required:
+            r.fail("station", _MISSING, "a [station] table with at least id")
+        return StationInfo(id="")
+    t = r.table(doc["station"], "station", {"id", "province", "facility", "name", "timezone"})
+    sid = r.get(t, "id", "station", "str", check=lambda v: 1 <= len(v) <= 64,
+                expected="a station id of 1 to 64 characters") or ""
+    zone = r.get(t, "timezone", "station", "str", "Asia/Ho_Chi_Minh")
+    try:
+        ZoneInfo(zone)
+    except (ZoneInfoNotFoundError, ValueError):
+        r.fail("station.timezone", zone, "an IANA time zone such as 'Asia/Ho_Chi_Minh'")
+        zone = "Asia/Ho_Chi_Minh"
+    return StationInfo(
+        id=sid,
+        province=r.get(t, "province", "station", "str", ""),
+        facility=r.get(t, "facility", "station", "str", ""),
+        name=r.get(t, "name", "station", "str", ""),
+        timezone=zone,
+    )
+
+
+def _agent(r: _Reader, value: Any, source: Path) -> AgentSettings:
+    t = r.table(value, "agent", {"state_dir", "control_socket", "record_retention_days",
+                                 "sample_retention_days", "sample_flush_s",
+                                 "clock_jump_tolerance_s"})
+    base = source.parent
+
+    def positive(v: float) -> bool:
+        return v > 0
+
+    state_dir = base / r.get(t, "state_dir", "agent", "str", "/var/lib/quantrac")
+    sock = r.get(t, "control_socket", "agent", "str", "")
+    return AgentSettings(
+        state_dir=state_dir,
+        control_socket=base / sock if sock else state_dir / "control.sock",
+        record_retention_days=r.get(t, "record_retention_days", "agent", "number", 60.0,
+                                    check=lambda v: v >= 60,
+                                    expected="at least 60 days (the legal minimum)"),
+        sample_retention_days=r.get(t, "sample_retention_days", "agent", "number", 7.0,
+                                    check=positive, expected="a positive number of days"),
+        sample_flush_s=r.get(t, "sample_flush_s", "agent", "number", 5.0, check=positive,
+                             expected="a positive number of seconds"),
+        clock_jump_tolerance_s=r.get(t, "clock_jump_tolerance_s", "agent", "number", 2.0,
+                                     check=positive, expected="a positive number of seconds"),
+    )
+
+
+def _poll(r: _Reader, doc: Mapping[str, Any], source: Path) -> PollConfig:
+    p = r.table(doc.get("poll", {}), "poll", {"timeout", "retries", "backoff_max"})
+    policy = PollPolicy(
+        timeout=r.get(p, "timeout", "poll", "number", 1.0, check=lambda v: 0 < v <= 60,
+                      expected="seconds in (0, 60]"),
+        retries=r.get(p, "retries", "poll", "int", 1, check=lambda v: 0 <= v <= 10,
+                      expected="an integer in 0..10"),
+        backoff_max=r.get(p, "backoff_max", "poll", "number", 60.0, check=lambda v: v > 0,
+                          expected="a positive number of seconds"),
+    )
+    buses: dict[str, BusConfig] = {}
+    broken: set[str] = set()  # buses named but faulty: their devices are not blamed again
+    for i, b in enumerate(r.tables(doc, "bus", "bus")):
+        where = f"bus[{i}]"
+        b = r.table(b, where, {"name", "port", "baud", "parity", "stopbits", "turnaround",
+                               "host", "tcp_port"})
+        name = r.get(b, "name", where, "str")
+        if name is None:
+            continue
+        if name in buses:
+            r.fail(f"{where}.name", name, "a bus name not used before")
+            continue
+        broken.add(name)
+        turnaround = r.get(b, "turnaround", where, "number", None, check=lambda v: 0 <= v < 1,
+                           expected="seconds in [0, 1)")
+        if ("port" in b) == ("host" in b):
+            r.fail(where, {k: b[k] for k in ("port", "host") if k in b},
+                   "a bus needs either port (serial) or host (TCP), not both")
+            continue
+        if "port" in b:
+            port = r.get(b, "port", where, "str")
+            baud = r.get(b, "baud", where, "int", 9600,
+                         check=lambda v: v in (1200, 2400, 4800, 9600, 19200, 38400, 57600,
+                                               115200),
+                         expected="a standard baud rate (1200..115200)")
+            parity = r.get(b, "parity", where, "str", "N", check=lambda v: v in ("N", "E", "O"),
+                           expected="'N', 'E' or 'O'")
+            stopbits = r.get(b, "stopbits", where, "int", 1, check=lambda v: v in (1, 2),
+                             expected="1 or 2")
+            if None in (port, baud, parity, stopbits):
+                continue
+            buses[name] = BusConfig(name, serial=SerialSettings(port, baud, parity, stopbits),
+                                    turnaround=turnaround)
+        else:
+            host = r.get(b, "host", where, "str")
+            tcp_port = r.get(b, "tcp_port", where, "int", 502, check=lambda v: 1 <= v <= 65535,
+                             expected="a TCP port in 1..65535")
+            if host is not None and tcp_port is not None:
+                buses[name] = BusConfig(name, host=host, tcp_port=tcp_port)
+                broken.discard(name)
+    devices: list[tuple[str, Device]] = []
+    names: set[str] = set()
+    for i, d in enumerate(r.tables(doc, "device", "device")):
+        where = f"device[{i}]"
+        d = r.table(d, where, {"name", "bus", "profile", "unit", "interval", "channels"})
+        name = r.get(d, "name", where, "str")
+        if name is not None and name in names:
+            r.fail(f"{where}.name", name, "a device name not used before")
+        names.add(name)
+        bus = r.get(d, "bus", where, "str")
+        if bus is not None and bus not in buses and bus not in broken:
+            r.fail(f"{where}.bus", bus, f"the name of a [[bus]] (known: "
+                                        f"{', '.join(buses) or 'none'})")
+        ref = r.get(d, "profile", where, "str")
+        profile: Profile | None = None
+        if ref is not None:
+            try:
+                profile = resolve_profile(ref, source)
+            except ProfileError as exc:
+                r.fail(f"{where}.profile", ref, f"a built-in profile or a profile file ({exc})")
+            except (OSError, ValueError) as exc:
+                r.fail(f"{where}.profile", ref, f"a built-in profile or a profile file ({exc})")
+        unit = r.get(d, "unit", where, "int", check=lambda v: 1 <= v <= 247,
+                     expected="a Modbus unit id in 1..247")
+        interval = r.get(d, "interval", where, "number", 10.0, check=lambda v: 0.1 <= v <= 3600,
+                         expected="seconds in 0.1..3600")
+        chosen = _chosen_channels(r, d.get("channels"), f"{where}.channels", profile)
+        if None in (name, bus, profile, unit, interval) or bus not in buses or chosen is None:
+            continue
+        assert profile is not None
+        devices.append((bus, Device(name, profile, unit, tuple(chosen), interval)))
+    return PollConfig(policy, tuple(buses.values()), tuple(devices))
+
+
+def _chosen_channels(r: _Reader, value: Any, path: str,
+                     profile: Profile | None) -> list[str] | None:
+    """The profile channel names a device's ``channels`` selects (None after a problem)."""
+    if value is None:
+        if profile is None:
+            return None
+        return [n for n in profile.channel_names if n in CIRCULAR10_SYMBOLS]
+    if isinstance(value, list):
+        names = value
+    elif isinstance(value, Mapping):
+        names = list(value)
+    else:
+        r.fail(path, value, "an array of channel names or a table of channels")
+        return None
+    ok = True
+    for n in names:
+        if not isinstance(n, str):
+            r.fail(path, n, "channel names (strings)")
+            ok = False
+        elif profile is not None and n not in profile.channel_names:
+            r.fail(f"{path}", n, f"a channel of profile {profile.name!r} "
+                                 f"({', '.join(profile.channel_names)})")
+            ok = False
+    if not names:
+        r.fail(path, value, "at least one channel")
+        ok = False
+    return names if ok and profile is not None else None
+
+
+def _channels(r: _Reader, doc: Mapping[str, Any], poll: PollConfig) -> tuple[ChannelMap, ...]:
+    """Each polled channel's Circular 10 symbol and unit; a symbol is reported by one device."""
+    out: list[ChannelMap] = []
+    taken: dict[str, str] = {}
+    raw_devices = {d.get("name"): (i, d) for i, d in enumerate(doc.get("device", []))
+                   if isinstance(d, Mapping)}
+    for _, device in poll.devices:
+        i, raw = raw_devices[device.name]
+        spec = raw.get("channels")
+        for ch in device.channel_names:
+            where = f"device[{i}].channels.{ch}"
+            symbol, unit = ch, device.profile.channel(ch).unit
+            if isinstance(spec, Mapping):
+                t = r.table(spec[ch], where, {"symbol", "unit"})
+                symbol = r.get(t, "symbol", where, "str", ch)
+                unit = r.get(t, "unit", where, "str", unit)
+                key = f"{where}.symbol" if "symbol" in t else where
+            else:
+                key = f"device[{i}].channels"
+            if symbol not in CIRCULAR10_SYMBOLS:
+                r.fail(key, symbol, "a Circular 10 symbol (" + ", ".join(CIRCULAR10_SYMBOLS) +
+                       "); map the channel with [device.channels.NAME] symbol = ...")
+                continue
+            if symbol in taken:
+                r.fail(key, symbol, f"a symbol not already reported by device {taken[symbol]!r}")
+                continue
+            taken[symbol] = device.name
+            out.append(ChannelMap(device.name, ch, symbol, unit, device.interval))
+    return tuple(out)
+
+
+def _rule(r: _Reader, t: Mapping[str, Any], path: str, default: ValidityRule) -> ValidityRule:
+    name = r.get(t, "rule", path, "str", default.name, check=lambda v: v in RULES,
+                 expected=f"one of {', '.join(RULES)}")
+    rule = RULES.get(name, default)
+    if "min_fraction" in t:
+        frac = r.get(t, "min_fraction", path, "number", None, check=lambda v: 0 < v <= 1,
+                     expected="a fraction in (0, 1]")
+        if frac is not None and rule.parts == 1:
+            rule = ValidityRule(f"coverage_{round(frac * 100)}", min_fraction=frac)
+    return rule
+
+
+def _width(r: _Reader, value: Any, key: str) -> int | None:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0 \
+            or DAY_S % value != 0:
+        r.fail(key, value, "a window in whole seconds that divides a day (60, 300, 3600, ...)")
+        return None
+    return value
+
+
+def _averaging(r: _Reader, value: Any, channels: tuple[ChannelMap, ...]) -> AveragingSettings:
+    t = r.table(value, "averaging", {"windows", "rule", "min_fraction", "grace_s", "rollup"})
+    rule = _rule(r, t, "averaging", RULES["coverage_75"])
+    raw = r.get(t, "windows", "averaging", "list", [300])
+    widths = [w for i, v in enumerate(raw or [])
+              if (w := _width(r, v, f"averaging.windows[{i}]")) is not None]
+    if raw == []:
+        r.fail("averaging.windows", raw, "at least one window")
+    for i, w in enumerate(widths):
+        if w % rule.parts:
+            r.fail(f"averaging.windows[{i}]", w,
+                   f"a window rule {rule.name!r} can cut into {rule.parts} whole-second parts")
+        slow = [c for c in channels if c.period_s > w]
+        if slow:
+            r.fail(f"averaging.windows[{i}]", w,
+                   f"a window at least as long as the poll interval of {slow[0].device!r} "
+                   f"({slow[0].period_s:g} s)")
+    grace = r.get(t, "grace_s", "averaging", "number", 30.0, check=lambda v: v >= 0,
+                  expected="seconds >= 0")
+    rollups: list[Rollup] = []
+    known = set(widths)
+    for i, ru in enumerate(r.tables(t, "rollup", "averaging.rollup")):
+        where = f"averaging.rollup[{i}]"
+        ru = r.table(ru, where, {"width", "from", "rule", "min_fraction"})
+        width = _width(r, ru.get("width", _MISSING), f"{where}.width")
+        child = r.get(ru, "from", where, "int", check=lambda v: v in known,
+                      expected=f"the width of a window or an earlier roll-up "
+                               f"({', '.join(map(str, sorted(known))) or 'none'})")
+        rrule = _rule(r, ru, where, RULES["coverage_75"])
+        if width is None or child is None:
+            continue
+        if width <= child or width % child:
+            r.fail(f"{where}.width", width, f"a multiple of from = {child}")
+            continue
+        if width % rrule.parts:
+            r.fail(f"{where}.width", width,
+                   f"a width rule {rrule.name!r} can cut into {rrule.parts} parts")
+            continue
+        known.add(width)
+        rollups.append(Rollup(width, child, rrule))
+    return AveragingSettings(tuple(widths), rule, grace if grace is not None else 30.0,
+                             tuple(rollups))
+
+
+def _normalise(r: _Reader, value: Any, where: str, symbols: set[str],
+               units: Mapping[str, str]) -> NormaliseSettings | None:
+    t = r.table(value, where, {"channels", "o2_channel", "o2_ref", "h2o_fraction", "to_mg_nm3",
+                               "temp_c", "pressure_mmhg"})
+    n_before = len(r.problems)
+    chans = r.get(t, "channels", where, "list") or []
+    for ch in chans:
+        if ch not in symbols:
+            r.fail(f"{where}.channels", ch, "a reported channel symbol "
+                                            f"({', '.join(sorted(symbols)) or 'none'})")
+        elif units.get(ch) not in ("ppm", "mg/Nm3"):
+            r.fail(f"{where}.channels", ch,
+                   f"a gas channel in ppm or mg/Nm3 (its unit is {units.get(ch)!r})")
+    o2_ref = r.get(t, "o2_ref", where, "number", None, check=lambda v: 0 <= v < 21,
+                   expected="a reference O2 in [0, 21) %")
+    o2_channel = r.get(t, "o2_channel", where, "str", None)
+    if o2_ref is not None and o2_channel is None:
+        r.fail(f"{where}.o2_channel", _MISSING, "the O2 channel's symbol when o2_ref is set")
+    if o2_channel is not None and o2_channel not in symbols:
+        r.fail(f"{where}.o2_channel", o2_channel, "a reported channel symbol")
+    h2o = r.get(t, "h2o_fraction", where, "number", None, check=lambda v: 0 <= v < 1,
+                expected="a water fraction in [0, 1)")
+    to_mg = r.get(t, "to_mg_nm3", where, "bool", False)
+    if to_mg:
+        for ch in chans:
+            if units.get(ch) == "ppm" and ch not in MOLAR_MASS_G_PER_MOL:
+                r.fail(f"{where}.channels", ch,
+                       f"a gas with a molar mass on file ({', '.join(MOLAR_MASS_G_PER_MOL)})")
+    temp_c = r.get(t, "temp_c", where, "number", 25.0, check=lambda v: v > -273.15,
+                   expected="a temperature in degC")
+    pressure = r.get(t, "pressure_mmhg", where, "number", 760.0, check=lambda v: v > 0,
+                     expected="a positive pressure in mmHg")
+    if len(r.problems) > n_before:
+        return None
+    return NormaliseSettings(tuple(chans), o2_channel if o2_ref is not None else None,
+                             Normalisation(o2_ref=o2_ref, h2o_fraction=h2o, to_mg_nm3=to_mg,
+                                           temp_c=temp_c, pressure_mmhg=pressure))
+
+
+def _uplinks(r: _Reader, value: Any) -> MqttSettings | None:
+    t = r.table(value, "uplink", {"mqtt"})
+    if "mqtt" not in t:
+        return None
+    m = r.table(t["mqtt"], "uplink.mqtt", {"window", "ack_timeout_s", "max_packets_per_s",
+                                           "backoff_cap_s"})
+    return MqttSettings(
+        window=r.get(m, "window", "uplink.mqtt", "int", 8, check=lambda v: 1 <= v <= 100,
+                     expected="packets in flight, 1..100"),
+        ack_timeout_s=r.get(m, "ack_timeout_s", "uplink.mqtt", "number", 60.0,
+                            check=lambda v: v > 0, expected="a positive number of seconds"),
+        max_packets_per_s=r.get(m, "max_packets_per_s", "uplink.mqtt", "number", 0.0,
+                                check=lambda v: v >= 0, expected="packets per second >= 0"),
+        backoff_cap_s=r.get(m, "backoff_cap_s", "uplink.mqtt", "number", 60.0,
+                            check=lambda v: v > 0, expected="a positive number of seconds"),
+    )

@@ -1,0 +1,249 @@
+"""The agent's sans-IO core: polled samples in, finished records out (DESIGN §4, §5).
+
+It names each polled channel by its Circular 10 symbol, averages it into every configured
+window, rolls closed records up (hourly, daily), normalises stack gases, and flags what the
+clock did. No thread, socket, file or clock here: the daemon (:mod:`edge_agent.agent`) passes
+``now`` and the clock observations in, and stores what comes out.
+
+Clock rules:
+
+* A sample stamped later than ``now`` (plus the jump tolerance) is dropped, logged: no record
+  may be made of the future.
+* While the clock is not synchronised (or nobody can tell), every record whose window overlaps
+  that time carries ``CLOCK_UNSYNCED``.
+* On a jump either way the open windows are closed at once (``PARTIAL`` where cut short) and
+  fresh windows start in the new time line; the closed records and the first new window carry
+  ``CLOCK_JUMP``. Samples stamped before the jump that arrive after it are dropped: their
+  windows are closed. That way a backward jump never feeds the averaging out of order and a
+  forward jump never produces a run of empty windows for time that did not pass.
+
+Resuming after a crash: ``resume(last_end, samples, children)`` re-feeds what the store kept
+(raw samples, child records) for windows not yet emitted, and fences off windows that were,
+so a restart neither loses a window nor makes one twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
+
+from edge_agent.averaging import (
+    AveragingError,
+    ChannelSpec,
+    StreamingAverager,
+    StreamingRollup,
+    normalise_record,
+)
+from edge_agent.clock import ClockJump
+from edge_agent.config import StationConfig
+from protocol.model import Record, RecordFlag, Sample
+
+log = logging.getLogger("quantrac.edge_agent.pipeline")
+
+
+@dataclass(frozen=True, slots=True)
+class LastSample:
+    """What ``quantrac status`` shows per channel."""
+
+    symbol: str
+    device: str
+    value: float
+    status: str
+    t: float
+    unit: str
+
+
+class Pipeline:
+    """Samples -> windows -> roll-ups -> normalised, flagged records, for one station config."""
+
+    def __init__(self, cfg: StationConfig, utc_offset_s: int, tolerance_s: float = 2.0) -> None:
+        self.cfg = cfg
+        self.utc_offset_s = utc_offset_s
+        self.tolerance_s = tolerance_s
+        self.maps = {(c.device, c.channel): c for c in cfg.channels}
+        self.units = {c.symbol: c.unit for c in cfg.channels}
+        self.last: dict[str, LastSample] = {}
+        self._unsynced: list[list[float]] = []  # [from, to] (to = inf while still unsynced)
+        self._jump_marks: list[float] = []  # wall times where a fresh time line began
+        self._fence: dict[tuple[int, str], float] = {}  # (width, channel) -> emitted up to
+        self._dropped_future = 0
+        self._build()
+
+    # ---------------------------------------------------------------- windows
+
+    def _build(self) -> None:
+        avg = self.cfg.averaging
+        specs = [ChannelSpec(c.symbol, c.unit, c.period_s) for c in self.cfg.channels]
+        self.averagers = {
+            w: StreamingAverager(specs, width_s=w, grace_s=avg.grace_s, rule=avg.rule,
+                                 utc_offset_s=self.utc_offset_s)
+            for w in avg.windows
+        }
+        self.rollups: list[tuple[int, StreamingRollup]] = []
+        graces = dict.fromkeys(avg.windows, avg.grace_s)
+        for ru in avg.rollups:
+            grace = graces[ru.child] + max(avg.grace_s, 1.0) + 1.0
+            graces[ru.width] = grace
+            self.rollups.append((ru.child, StreamingRollup(
+                width_s=ru.width, child_width_s=ru.child, grace_s=grace, rule=ru.rule,
+                utc_offset_s=self.utc_offset_s)))
+
+    @property
+    def widths(self) -> list[int]:
+        return [*self.averagers, *(r.width_s for _, r in self.rollups)]
+
+    # ---------------------------------------------------------------- input
+
+    def feed(self, device: str, samples: Iterable[Sample], now: float) -> list[Sample]:
+        """Average a device's samples; returns them renamed to their symbols, for the raw
+        store (samples of channels not reported, or from the future, are left out)."""
+        out: list[Sample] = []
+        for s in samples:
+            m = self.maps.get((device, s.channel))
+            if m is None:
+                continue
+            if s.t > now + self.tolerance_s:
+                self._dropped_future += 1
+                if self._dropped_future in (1, 10, 100) or self._dropped_future % 1000 == 0:
+                    log.warning("sample_from_the_future_dropped", extra={
+                        "device": device, "channel": m.symbol, "t": s.t, "now": now,
+                        "dropped": self._dropped_future})
+                continue
+            if self._jump_marks and s.t < self._jump_marks[-1] - self.tolerance_s:
+                continue  # stamped in the time line before the last jump: its window is closed
+            named = Sample(m.symbol, s.t, s.value, s.status)
+            out.append(named)
+            self.last[m.symbol] = LastSample(m.symbol, device, s.value, s.status.name.lower(),
+                                             s.t, m.unit)
+            for width, averager in self.averagers.items():
+                if s.t >= self._fence.get((width, m.symbol), -math.inf):
+                    averager.feed(named)
+        return out
+
+    def clock_state(self, now: float, synced: bool | None) -> None:
+        """Note whether the clock is synchronised (None: cannot tell, counts as not)."""
+        open_span = self._unsynced[-1] if self._unsynced and self._unsynced[-1][1] == math.inf \
+            else None
+        if synced is not True and open_span is None:
+            self._unsynced.append([now, math.inf])
+        elif synced is True and open_span is not None:
+            open_span[1] = now
+
+    def jump(self, jump: ClockJump) -> list[Record]:
+        """The wall clock jumped: close everything at the old time, start afresh at the new."""
+        before = jump.at_wall - jump.offset  # what the clock would say without the jump
+        log.warning("clock_jump", extra={"offset_s": round(jump.offset, 3), "at": jump.at_wall,
+                                         "direction": "backward" if jump.backwards
+                                         else "forward"})
+        out = self._close_all(before, RecordFlag.CLOCK_JUMP)
+        self._build()
+        self._fence.clear()
+        self._jump_marks.append(jump.at_wall)
+        # the unsynced spans were measured in the old time line; keep only an open one
+        self._unsynced = [[jump.at_wall, math.inf]] if self._unsynced and \
+            self._unsynced[-1][1] == math.inf else []
+        return out
+
+    def resume(self, emitted_up_to: Mapping[tuple[int, str], int], samples: Sequence[Sample],
+               children: Sequence[Record]) -> None:
+        """After a restart: windows up to ``emitted_up_to[(width, symbol)]`` were stored; re-feed
+        the raw samples and child records kept since then, fence off the rest."""
+        self._fence = {k: float(v) for k, v in emitted_up_to.items()}
+        for s in sorted(samples, key=lambda s: s.t):
+            if s.channel not in self.units:
+                continue
+            for width, averager in self.averagers.items():
+                if s.t >= self._fence.get((width, s.channel), -math.inf):
+                    averager.feed(s)
+        for rec in sorted(children, key=lambda r: r.start):
+            self._to_rollups([rec], resume=True)
+
+    # ---------------------------------------------------------------- output
+
+    def tick(self, now: float) -> list[Record]:
+        """Close every window that is over (plus its grace) at ``now``."""
+        out: list[Record] = []
+        for averager in self.averagers.values():
+            out += self._finish(averager.advance(now))
+        self._to_rollups(out)
+        for _, rollup in self.rollups:
+            closed = self._finish(rollup.advance(now), normalise=False)
+            out += closed
+            self._to_rollups(closed)
+        return out
+
+    def close(self, now: float) -> list[Record]:
+        """Shutdown: close every open window (PARTIAL where not over)."""
+        return self._close_all(now, RecordFlag.NONE)
+
+    def _close_all(self, now: float, extra: RecordFlag) -> list[Record]:
+        out: list[Record] = []
+        for averager in self.averagers.values():
+            out += self._finish(averager.close_all(now), extra)
+        self._to_rollups(out)
+        for _, rollup in self.rollups:
+            closed = self._finish(rollup.close_all(now), extra, normalise=False)
+            out += closed
+            self._to_rollups(closed)
+        return out
+
+    def _to_rollups(self, records: Sequence[Record], resume: bool = False) -> None:
+        """Feed closed records to the roll-ups built on their width (parents close later).
+
+        Children are fed already normalised, so a parent is never normalised twice."""
+        for rec in records:
+            width = rec.end - rec.start
+            for child, rollup in self.rollups:
+                if child != width:
+                    continue
+                if resume and rec.start < self._fence.get((rollup.width_s, rec.channel),
+                                                          -math.inf):
+                    continue
+                try:
+                    rollup.feed(rec)
+                except AveragingError as exc:
+                    log.error("rollup_rejected_record", extra={
+                        "channel": rec.channel, "start": rec.start, "reason": str(exc)})
+
+    def _finish(self, records: list[Record], extra: RecordFlag = RecordFlag.NONE,
+                normalise: bool = True) -> list[Record]:
+        """Normalise, flag; drop windows a restart fenced off as already stored."""
+        kept = [r for r in records
+                if r.start >= self._fence.get((r.end - r.start, r.channel), -math.inf)]
+        by_window: dict[tuple[int, int, str], Record] = {(r.start, r.end, r.channel): r
+                                                         for r in kept}
+        out = []
+        for r in kept:
+            out.append(self._flag(self._normalise(r, by_window) if normalise else r, extra))
+        return out
+
+    def _normalise(self, r: Record, by_window: Mapping[tuple[int, int, str], Record]) -> Record:
+        for n in self.cfg.normalise:
+            if r.channel not in n.channels:
+                continue
+            o2 = by_window.get((r.start, r.end, n.o2_channel)) if n.o2_channel else None
+            try:
+                return normalise_record(r, n.how, o2)
+            except AveragingError as exc:
+                # e.g. O2 >= 21 % while the stack is shut down: the window cannot be referred
+                # to the reference O2, so it is kept, marked invalid, never dropped
+                log.warning("normalise_failed_record_invalid", extra={
+                    "channel": r.channel, "start": r.start, "end": r.end,
+                    "o2": None if o2 is None else o2.mean, "reason": str(exc)})
+                return replace(r, valid=False, flags=r.flags | RecordFlag.O2_NORMALISED)
+        return r
+
+    def _flag(self, r: Record, extra: RecordFlag) -> Record:
+        flags = r.flags | extra
+        if any(a < r.end and r.start <= b for a, b in self._unsynced):
+            flags |= RecordFlag.CLOCK_UNSYNCED
+        if any(r.start <= m < r.end for m in self._jump_marks):
+            flags |= RecordFlag.CLOCK_JUMP
+        return r if flags == r.flags else replace(r, flags=flags)
+
+    def forget_before(self, t: float) -> None:
+        """Drop clock history older than ``t`` (no open window reaches back that far)."""
+        self._unsynced = [s for s in self._unsynced if s[1] >= t]
+        self._jump_marks = [m for m in self._jump_marks if m >= t]
