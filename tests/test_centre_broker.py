@@ -74,13 +74,16 @@ def test_generated_broker_lets_a_station_write_only_its_own_topic(tmp_path: Path
         receiver.loop_start()
         _wait(lambda: subscribed, "the receiver's subscription")
 
-        connected: list[bool] = []
-        station.on_connect = lambda c, u, f, rc, p: connected.append(not rc.is_failure)
-        station.connect("127.0.0.1", port)
-        station.loop_start()
-        _wait(lambda: connected == [True], "the station's CONNACK")
-        # Same connection, same order: if B's topic were allowed it would arrive first.
+        _connect(station, port)
+        # The broker acknowledges the forbidden publish and may then close the connection
+        # (MQTT-3.3.5-2). Once the PUBACK is in, the broker has dealt with it: had it been
+        # allowed, it would reach the receiver before anything published after it.
         station.publish("quantrac/v1/ST-B/up", b"forged", qos=1).wait_for_publish(10)
+        station.loop_stop()
+        station.disconnect()
+        station = _client("ST-A", station_a.ca_cert_path, station_a.cert_path,
+                          station_a.tls_key_path)
+        _connect(station, port)
         station.publish("quantrac/v1/ST-A/up", b"own", qos=1).wait_for_publish(10)
         assert received.get(timeout=10) == "quantrac/v1/ST-A/up"
         assert received.empty()
@@ -93,6 +96,14 @@ def test_generated_broker_lets_a_station_write_only_its_own_topic(tmp_path: Path
         broker.wait(timeout=10)
         assert broker.stderr is not None
         broker.stderr.close()
+
+
+def _connect(client: mqtt.Client, port: int) -> None:
+    connected: list[bool] = []
+    client.on_connect = lambda c, u, f, rc, p: connected.append(not rc.is_failure)
+    client.connect("127.0.0.1", port)
+    client.loop_start()
+    _wait(lambda: connected == [True], "a CONNACK")
 
 
 def _accepting(port: int) -> bool:
