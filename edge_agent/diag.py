@@ -151,7 +151,7 @@ def probe_unit(transport: Transport, unit: int, profiles: Sequence[Profile],
             hit = ScanHit(unit, "data", hit.guesses if hit else [])
         hit.guesses.append(guess_profile(profile, image))
     if hit is not None:
-        hit.guesses.sort(key=lambda g: (-g.score, g.profile))
+        hit.guesses.sort(key=lambda g: (-g.score, -g.plausible, g.profile))
     return hit
 
 

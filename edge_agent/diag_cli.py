@@ -11,7 +11,7 @@ import logging
 import sys
 import threading
 import time
-from typing import Any, TextIO
+from typing import Any
 
 from drivers.codec import DTYPES
 
@@ -87,7 +87,7 @@ def _transport(args: argparse.Namespace) -> Any:
     return TcpTransport(args.host, args.tcp_port)
 
 
-def _scan(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
+def _scan(args: argparse.Namespace) -> int:
     from drivers.profile import builtin_profile, builtin_profile_names
     from edge_agent.diag import scan, scan_report
 
@@ -109,11 +109,11 @@ def _scan(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
     if tty:
         print(file=sys.stderr)
     for line in scan_report(hits, complete):
-        print(line, file=out)
+        print(line)
     return 0 if hits else 1
 
 
-def _read(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
+def _read(args: argparse.Namespace) -> int:
     from drivers.modbus import ModbusError
     from edge_agent.diag import pair_table, typed_value, word_table
 
@@ -123,25 +123,25 @@ def _read(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
                                          args.timeout)
     except ModbusError as exc:
         print(f"unit {args.unit} function {args.function:02d} register {args.register} "
-              f"count {args.count}: {exc}", file=out)
+              f"count {args.count}: {exc}")
         return 1
     finally:
         transport.close()
     print(f"unit {args.unit} function {args.function:02d} registers {args.register}.."
-          f"{args.register + args.count - 1}", file=out)
+          f"{args.register + args.count - 1}")
     for line in word_table(args.register, words):
-        print(line, file=out)
+        print(line)
     if args.type:
         value = typed_value(words, args.type, args.byte_order, args.word_order)
         print(f"{args.type} byte order {args.byte_order} word order {args.word_order}: "
-              f"{value}", file=out)
+              f"{value}")
     else:
         for line in pair_table(args.register, words):
-            print(line, file=out)
+            print(line)
     return 0
 
 
-def _watch(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
+def _watch(args: argparse.Namespace) -> int:
     from edge_agent.diag import Row, watch_table
     from edge_agent.poller import DevicePoller, Poller
     from edge_agent.poller_config import load_poll_config
@@ -168,7 +168,7 @@ def _watch(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
                     print(f"{device.name}: {one.health.last_error}"[:80], file=sys.stderr)
             bus.transport.close()
         for line in table():
-            print(line, file=out)
+            print(line)
         return 0
 
     def sink(device: str, samples: list[Sample]) -> None:
@@ -179,6 +179,7 @@ def _watch(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
     # the table shows every failure; log lines would scribble over it
     logging.getLogger("quantrac.edge_agent.poller").setLevel(logging.ERROR)
     poller = Poller(config.build(), sink, time.time, config.policy)
+    out = sys.stdout
     tty = out.isatty()
     end = None if args.duration is None else time.monotonic() + args.duration
     poller.start()
