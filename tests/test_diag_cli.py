@@ -120,3 +120,24 @@ def test_watch_once_and_live(sim: RunningStation, capsys: pytest.CaptureFixture[
     frames = out.count("quantrac diag watch")
     assert frames >= 2
     assert "! ghost unit 8: timeout" in out
+
+
+def test_scan_stopped_early_keeps_what_it_found(sim: RunningStation) -> None:
+    """Ctrl-C (a KeyboardInterrupt, here raised from the progress callback) ends the scan."""
+    from drivers.profile import builtin_profile, builtin_profile_names
+    from drivers.transport import TcpTransport
+    from edge_agent.diag import scan, scan_report
+
+    def progress(done: int, total: int, found: int) -> None:
+        if done == 6:
+            raise KeyboardInterrupt
+
+    t = TcpTransport("127.0.0.1", sim.tcp_port or 0)
+    try:
+        hits, complete = scan(t, range(1, 248), [builtin_profile(n) for n in
+                                                 builtin_profile_names()], 0.2, progress)
+    finally:
+        t.close()
+    assert not complete
+    assert [h.unit for h in hits if h.answer == "data"] == [2, 5]
+    assert scan_report(hits, complete)[-1].endswith("(scan interrupted)")
