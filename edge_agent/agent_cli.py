@@ -1,18 +1,114 @@
-"""`quantrac run | status | config check`: the daemon, its status, and config validation."""
+"""`quantrac run | status | config check`: the daemon, its status, and config validation.
+
+``run`` logs one logfmt line per event on stdout (journald stamps them under systemd).
+``status`` asks the running agent over its control socket and prints an 80-column summary
+(``--json`` for machines). ``config check`` validates a station config without starting
+anything and prints every problem it finds, one per line.
+"""
 
 from __future__ import annotations
 
 import argparse
-from typing import Any
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any, TextIO
+
+DEFAULT_CONFIG = Path(os.environ.get("QUANTRAC_CONFIG", "/etc/quantrac/station.toml"))
 
 
 def register_run(sub: argparse._SubParsersAction[Any]) -> None:
-    """Placeholder until the daemon lands."""
+    p = sub.add_parser("run", help="run the edge agent daemon (poll, average, store, send)")
+    p.add_argument("--config", type=Path, default=DEFAULT_CONFIG,
+                   help=f"station config (default $QUANTRAC_CONFIG or {DEFAULT_CONFIG})")
+    p.set_defaults(func=_run)
 
 
 def register_status(sub: argparse._SubParsersAction[Any]) -> None:
-    """Placeholder until the daemon lands."""
+    p = sub.add_parser("status", help="what the running agent sees: devices, channels, "
+                                      "backlog, uplink, clock")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--config", type=Path, help="station config (its control socket)")
+    where.add_argument("--socket", type=Path, help="the agent's control socket")
+    p.add_argument("--json", action="store_true", help="the full status as JSON")
+    p.set_defaults(func=_status)
 
 
 def register_config(sub: argparse._SubParsersAction[Any]) -> None:
-    """Placeholder until the daemon lands."""
+    p = sub.add_parser("config", help="station config tools")
+    actions = p.add_subparsers(dest="config_command", metavar="ACTION")
+    actions.required = True
+    c = actions.add_parser("check", help="validate a station config without starting anything")
+    c.add_argument("file", type=Path)
+    c.set_defaults(func=_check)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from edge_agent import logs
+    from edge_agent.config import ConfigError, load_config
+
+    logs.configure(args.log_level, stream=sys.stdout,
+                   timestamps=not os.environ.get("JOURNAL_STREAM"))
+    try:
+        cfg = load_config(args.config)
+    except ConfigError as exc:
+        print(f"quantrac run: {len(exc.problems)} problem(s) in the config:", file=sys.stderr)
+        print(exc, file=sys.stderr)
+        return 2
+    from edge_agent.agent import run
+
+    return run(cfg)
+
+
+def _check(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
+    from edge_agent.config import ConfigError, load_config
+
+    try:
+        cfg = load_config(args.file)
+    except ConfigError as exc:
+        print(exc, file=out)
+        print(f"{len(exc.problems)} problem(s) found", file=out)
+        return 1
+    devices = len(cfg.poll.devices)
+    print(f"{args.file}: ok: station {cfg.station.id}, {len(cfg.poll.buses)} bus(es), "
+          f"{devices} device(s), {len(cfg.channels)} channel(s), windows "
+          f"{', '.join(f'{w} s' for w in cfg.averaging.windows)}"
+          + (f", roll-ups {', '.join(f'{r.width} s' for r in cfg.averaging.rollups)}"
+             if cfg.averaging.rollups else "")
+          + (", uplink mqtt" if cfg.mqtt else ", no uplink"), file=out)
+    return 0
+
+
+def _socket_of(args: argparse.Namespace) -> Path:
+    if args.socket is not None:
+        return Path(args.socket)
+    from edge_agent.config import load_config
+
+    config = args.config or DEFAULT_CONFIG
+    return load_config(config, station_required=False).agent.control_socket
+
+
+def _status(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
+    from edge_agent.config import ConfigError
+    from edge_agent.control import ControlError, request
+
+    try:
+        path = _socket_of(args)
+        answer = request(path, {"op": "status"})
+    except (ConfigError, ControlError) as exc:
+        print(f"quantrac status: {exc}", file=sys.stderr)
+        return 1
+    if not answer.get("ok"):
+        print(f"quantrac status: {answer.get('error')}", file=sys.stderr)
+        return 1
+    if args.json:
+        json.dump(answer["status"], out, indent=2, sort_keys=True, default=str)
+        out.write("\n")
+    else:
+        from edge_agent.status_view import render
+
+        for line in render(answer["status"], time.time()):
+            print(line, file=out)
+    return 0

@@ -323,7 +323,7 @@ def _agent(r: _Reader, value: Any, source: Path) -> AgentSettings:
     t = r.table(value, "agent", {"state_dir", "control_socket", "record_retention_days",
                                  "sample_retention_days", "sample_flush_s",
                                  "clock_jump_tolerance_s"})
-    base = source.parent
+    base = source.resolve().parent
 
     def positive(v: float) -> bool:
         return v > 0

@@ -1,0 +1,525 @@
+"""The edge agent daemon: pollers -> averaging -> outbox -> uplink, on one asyncio loop.
+
+Threads move bytes (one per bus, see :mod:`edge_agent.poller`; one for the MQTT uplink); the
+event loop owns the pipeline, the store writes, the clock checks, the control socket and the
+systemd notifications. A watchdog ping is sent from the loop itself, so a loop that hangs stops
+pinging and systemd restarts the service.
+
+Never crashes on a fault of the field: a silent device yields OFFLINE samples (the poller), a
+dead link only delays the drain (the uplink), a full disk keeps closed records in memory and
+retries (``StoreFullError``), a clock jump closes the windows and flags them. Each is logged
+once when it starts and once when it ends, and shown by ``quantrac status``.
+
+Signals: SIGTERM/SIGINT stop polling, close the open windows as PARTIAL records, flush, close
+the database and exit 0. SIGHUP reloads the config, or keeps the old one and logs why.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from buffer import Store
+from buffer.db import StoreFullError
+from buffer.rows import RECORD_COLUMNS, row_record
+from edge_agent.averaging import configure_cache, utc_offset_for
+from edge_agent.clock import ClockWatch, kernel_clock_synchronised
+from edge_agent.config import ConfigError, StationConfig, load_config
+from edge_agent.control import ControlError, ControlServer
+from edge_agent.pipeline import Pipeline
+from edge_agent.poller import Poller, queue_sink
+from edge_agent.sdnotify import Notifier
+from protocol.model import Record, Sample
+
+log = logging.getLogger("quantrac.edge_agent.agent")
+
+Clock = Callable[[], float]
+TICK_S = 1.0
+MAX_HELD_RECORDS = 500_000  # records kept in memory while the disk is full (~ weeks)
+OUTBOX_NAME = "outbox.sqlite"
+
+
+class UplinkRunner:
+    """The MQTT uplink on its own thread; never lets an exception end the thread."""
+
+    def __init__(self, cfg: StationConfig, store: Store, clock: Clock) -> None:
+        self.cfg = cfg
+        self.store = store
+        self.clock = clock
+        self.state = "starting"
+        self.detail = ""
+        self.uplink: Any = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        from edge_agent.uplink_mqtt import MqttUplink, UplinkSettings
+        from provisioning import identity
+        from provisioning.errors import ProvisioningError
+
+        assert self.cfg.mqtt is not None
+        m = self.cfg.mqtt
+        try:
+            ident = identity.load(self.cfg.agent.state_dir)
+        except (ProvisioningError, OSError) as exc:
+            self.state, self.detail = "unavailable", f"not provisioned: {exc}"
+            log.error("uplink_unavailable", extra={"reason": self.detail})
+            return
+        if self.cfg.station.id and ident.station_id != self.cfg.station.id:
+            self.state = "unavailable"
+            self.detail = (f"{self.cfg.source}: station.id = {self.cfg.station.id!r} but the "
+                           f"state dir is provisioned as {ident.station_id!r}")
+            log.error("uplink_unavailable", extra={"reason": self.detail})
+            return
+        settings = UplinkSettings.from_identity(
+            ident, window=m.window, ack_timeout=m.ack_timeout_s,
+            max_packets_per_s=m.max_packets_per_s, backoff_cap=m.backoff_cap_s)
+        gate = self.cfg.agent.state_dir / (OUTBOX_NAME + ".uplink")
+        self.uplink = MqttUplink(settings, self.store, gate, self.clock)
+        self.state, self.detail = "connecting", f"{ident.broker_host}:{ident.broker_port}"
+        self._thread = threading.Thread(target=self._run, name="uplink", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        up = self.uplink
+        while not self._stop.is_set():
+            try:
+                up.step()
+            except Exception:  # a bug or an unforeseen library error: log, breathe, go on
+                log.exception("uplink_error")
+                self._stop.wait(1.0)
+            self.state = "connected" if up.connected else "connecting"
+        try:
+            up.close()
+        except Exception:
+            log.exception("uplink_close_failed")
+        self.state = "stopped"
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def status(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"state": self.state, "detail": self.detail}
+        if self.uplink is not None:
+            out["stats"] = asdict(self.uplink.stats)
+        return out
+
+
+class Agent:
+    """One station's daemon. ``await agent.run()`` returns the exit code."""
+
+    def __init__(self, cfg: StationConfig, *, clock: Clock = time.time,
+                 monotonic: Clock = time.monotonic, notifier: Notifier | None = None,
+                 synced: Callable[[], bool | None] = kernel_clock_synchronised) -> None:
+        self.cfg = cfg
+        self.clock = clock
+        self.monotonic = monotonic
+        self.notifier = notifier or Notifier()
+        self.synced_fn = synced
+        self.started = clock()
+        self.store: Store | None = None
+        self.poller: Poller | None = None
+        self.uplink: UplinkRunner | None = None
+        self.control: ControlServer | None = None
+        self.queue: asyncio.Queue[tuple[str, list[Sample]]] = asyncio.Queue()
+        self.watch = ClockWatch(cfg.agent.clock_jump_tolerance_s)
+        self.synced: bool | None = None
+        self.held: list[Record] = []  # closed records the disk had no room for yet
+        self.raw: list[Sample] = []
+        self.store_problem: str | None = None
+        self.reported: set[str] = set()
+        self.ready = False
+        self._stop = asyncio.Event()
+        self._reload = asyncio.Event()
+        self.pipeline = self._new_pipeline(cfg)
+
+    # ------------------------------------------------------------------ setup
+
+    def _new_pipeline(self, cfg: StationConfig) -> Pipeline:
+        offset = utc_offset_for(cfg.station.timezone, self.clock())
+        return Pipeline(cfg, offset, cfg.agent.clock_jump_tolerance_s)
+
+    def _open_store(self) -> Store:
+        a = self.cfg.agent
+        a.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        configure_cache(a.state_dir)
+        store = Store(a.state_dir / OUTBOX_NAME, self.clock,
+                      retention_s=a.record_retention_days * 86400.0,
+                      sample_retention_s=a.sample_retention_days * 86400.0)
+        if store.moved_aside is not None:
+            log.error("outbox_corrupt_moved_aside", extra={"moved_to": str(store.moved_aside)})
+        return store
+
+    def _resume(self, store: Store, pipeline: Pipeline) -> None:
+        """Re-feed what a crash left unfinished: raw samples and child records since the last
+        emitted window of each width and channel (see Pipeline.resume)."""
+        emitted: dict[tuple[int, str], int] = {}
+        for width in pipeline.widths:
+            for channel, end in store.query(
+                    'SELECT channel, max("end") FROM records WHERE "end" - start = ? '
+                    'GROUP BY channel', (width,)):
+                emitted[(width, str(channel))] = int(end)
+        horizon = self.clock() - max(pipeline.widths) - 3600
+        first = min(emitted.values(), default=None)
+        if first is None:
+            return
+        since = max(float(first), horizon)
+        samples = store.samples_between(since, self.clock() + 1)
+        children: list[Record] = []
+        cols = ", ".join(RECORD_COLUMNS)
+        for child in sorted({r.child_width_s for _, r in pipeline.rollups}):
+            rows = store.query(f'SELECT {cols} FROM records WHERE "end" - start = ? '
+                               f"AND start >= ? ORDER BY seq", (child, since - 86400))
+            children += [row_record(row) for row in rows]
+        pipeline.resume(emitted, samples, children)
+        log.info("resumed", extra={"samples": len(samples), "child_records": len(children),
+                                   "since": since})
+
+    def _start_poller(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.poller = Poller(self.cfg.poll.build(), queue_sink(loop, self.queue), self.clock,
+                             self.cfg.poll.policy, self.monotonic)
+        self.poller.start()
+        self.reported = set()
+
+    # ------------------------------------------------------------------ run
+
+    async def run(self) -> int:
+        loop = asyncio.get_running_loop()
+        cfg = self.cfg
+        self.store = self._open_store()
+        self.control = ControlServer(cfg.agent.control_socket, self._handle)
+        try:
+            await self.control.start()
+        except (ControlError, OSError) as exc:
+            log.error("agent_refused", extra={"reason": str(exc)})
+            self.store.close()
+            return 1
+        self._resume(self.store, self.pipeline)
+        for sig, fn in ((signal.SIGTERM, self._stop.set), (signal.SIGINT, self._stop.set),
+                        (signal.SIGHUP, self._reload.set)):
+            loop.add_signal_handler(sig, fn)
+        self._start_poller(loop)
+        if cfg.mqtt is not None:
+            self.uplink = UplinkRunner(cfg, self.store, self.clock)
+            self.uplink.start()
+        log.info("agent_started", extra={
+            "station": cfg.station.id, "config": str(cfg.source), "pid": os.getpid(),
+            "devices": len(cfg.poll.devices), "channels": len(cfg.channels),
+            "windows": ",".join(map(str, self.pipeline.widths)),
+            "uplink": "mqtt" if cfg.mqtt else "none"})
+        self.watch.observe(self.monotonic(), self.clock())
+        consumer = asyncio.create_task(self._consume(), name="consume")
+        ticker = asyncio.create_task(self._tick_loop(), name="tick")
+        try:
+            while not self._stop.is_set():
+                reload = asyncio.create_task(self._reload.wait())
+                stop = asyncio.create_task(self._stop.wait())
+                await asyncio.wait({reload, stop}, return_when=asyncio.FIRST_COMPLETED)
+                reload.cancel()
+                stop.cancel()
+                if self._reload.is_set() and not self._stop.is_set():
+                    self._reload.clear()
+                    await self._do_reload()
+        finally:
+            await self._shutdown(consumer, ticker)
+        return 0
+
+    async def _shutdown(self, consumer: asyncio.Task[None], ticker: asyncio.Task[None]) -> None:
+        self.notifier.stopping()
+        log.info("agent_stopping", extra={"station": self.cfg.station.id})
+        ticker.cancel()
+        if self.poller is not None:
+            await asyncio.to_thread(self.poller.stop, 5.0)
+        await asyncio.sleep(0)  # let the poller's last call_soon_threadsafe land
+        consumer.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await consumer
+        with contextlib.suppress(asyncio.CancelledError):
+            await ticker
+        self._drain_queue()
+        now = self.clock()
+        closed = self.pipeline.close(now)
+        self.held += closed
+        self._flush_records()
+        self._flush_samples()
+        if self.uplink is not None:
+            await asyncio.to_thread(self.uplink.stop)
+        if self.control is not None:
+            await self.control.close()
+        assert self.store is not None
+        status = self.store.status()
+        self.store.close()
+        log.info("agent_stopped", extra={"partial_records": len(closed),
+                                         "records_not_stored": len(self.held),
+                                         "unacked": status.unacked, "last_seq": status.last_seq})
+
+    # ------------------------------------------------------------------ samples
+
+    def _drain_queue(self) -> None:
+        while not self.queue.empty():
+            device, samples = self.queue.get_nowait()
+            self._feed(device, samples)
+
+    def _feed(self, device: str, samples: list[Sample]) -> None:
+        self._check_clock()
+        self.raw += self.pipeline.feed(device, samples, self.clock())
+        self.reported.add(device)
+
+    async def _consume(self) -> None:
+        while True:
+            device, samples = await self.queue.get()
+            try:
+                self._feed(device, samples)
+                self._drain_queue()
+            except Exception:
+                log.exception("pipeline_error", extra={"device": device})
+
+    def _check_clock(self) -> None:
+        jump = self.watch.observe(self.monotonic(), self.clock())
+        if jump is not None:
+            self._flush_samples()  # samples of the old time line go to the store first
+            self.held += self.pipeline.jump(jump)
+            self._flush_records()
+
+    # ------------------------------------------------------------------ ticks
+
+    async def _tick_loop(self) -> None:
+        next_sync = next_flush = next_prune = next_status = 0.0
+        next_ping = 0.0
+        last_status = ""
+        while True:
+            mono = self.monotonic()
+            try:
+                self._check_clock()
+                now = self.clock()
+                if mono >= next_sync:
+                    synced = self.synced_fn()
+                    if synced != self.synced:
+                        (log.info if synced else log.warning)(
+                            "clock_sync_state", extra={"synchronised": synced})
+                    self.synced = synced
+                    self.pipeline.clock_state(now, synced)
+                    next_sync = mono + 10.0
+                self.held += self.pipeline.tick(now)
+                self._flush_records()
+                if mono >= next_flush:
+                    self._flush_samples()
+                    next_flush = mono + self.cfg.agent.sample_flush_s
+                if mono >= next_prune:
+                    self._prune()
+                    self.pipeline.forget_before(now - 2 * max(self.pipeline.widths) - 3600)
+                    next_prune = mono + 3600.0
+                if not self.ready and self._first_cycle_done():
+                    self.ready = True
+                    self.notifier.ready(self.summary())
+                    log.info("agent_ready", extra={"devices": len(self.reported)})
+                interval = self.notifier.watchdog_interval
+                if interval is not None and mono >= next_ping:
+                    self.notifier.watchdog()
+                    next_ping = mono + interval / 3
+                if mono >= next_status:
+                    text = self.summary()
+                    if text != last_status:
+                        self.notifier.status(text)
+                        last_status = text
+                    next_status = mono + 5.0
+            except Exception:  # never let one bad tick end the agent
+                log.exception("tick_error")
+            await asyncio.sleep(max(0.05, TICK_S - (self.monotonic() - mono)))
+
+    def _first_cycle_done(self) -> bool:
+        return all(d.name in self.reported for _, d in self.cfg.poll.devices)
+
+    def _flush_records(self) -> None:
+        if not self.held or self.store is None:
+            return
+        try:
+            self.store.append(self.held)
+        except StoreFullError as exc:
+            self._store_trouble(f"disk full: {exc}")
+            if len(self.held) > MAX_HELD_RECORDS:
+                lost = len(self.held) - MAX_HELD_RECORDS
+                del self.held[:lost]
+                log.error("records_lost_disk_full", extra={"records": lost})
+            return
+        except sqlite3.Error as exc:
+            self._store_trouble(f"database error: {exc}")
+            return
+        self.held = []
+        if self.store_problem is not None:
+            log.info("store_recovered", extra={"was": self.store_problem})
+            self.store_problem = None
+
+    def _store_trouble(self, what: str) -> None:
+        if self.store_problem != what:
+            log.error("store_write_failed", extra={"reason": what, "held": len(self.held)})
+        self.store_problem = what
+
+    def _flush_samples(self) -> None:
+        if not self.raw or self.store is None:
+            return
+        try:
+            self.store.append_samples(self.raw)
+        except (StoreFullError, sqlite3.Error) as exc:
+            # raw samples are the first thing given up: the records carry the averages
+            log.warning("raw_samples_not_stored", extra={"samples": len(self.raw),
+                                                         "reason": str(exc)})
+        self.raw = []
+
+    def _prune(self) -> None:
+        assert self.store is not None
+        try:
+            self.store.prune()
+        except sqlite3.Error as exc:
+            log.warning("prune_failed", extra={"reason": str(exc)})
+
+    # ------------------------------------------------------------------ reload
+
+    async def _do_reload(self) -> None:
+        old = self.cfg
+        try:
+            new = load_config(old.source)
+        except ConfigError as exc:
+            log.error("config_reload_rejected", extra={
+                "config": str(old.source), "problems": len(exc.problems),
+                "first": str(exc.problems[0]), "keeping": "the running config"})
+            for p in exc.problems:
+                log.error("config_problem", extra={"problem": str(p)})
+            return
+        for attr in ("state_dir", "control_socket"):
+            if getattr(new.agent, attr) != getattr(old.agent, attr):
+                log.error("config_reload_rejected", extra={
+                    "config": str(old.source), "reason": f"agent.{attr} cannot change while "
+                    "running; restart the service", "keeping": "the running config"})
+                return
+        loop = asyncio.get_running_loop()
+        if self.poller is not None:
+            await asyncio.to_thread(self.poller.stop, 5.0)
+        self._drain_queue()
+        rebuilt = (new.channels, new.averaging, new.normalise, new.station.timezone) != \
+            (old.channels, old.averaging, old.normalise, old.station.timezone)
+        self.cfg = new
+        if rebuilt:
+            self.held += self.pipeline.close(self.clock())
+            self._flush_records()
+            self._flush_samples()
+            self.pipeline = self._new_pipeline(new)
+            assert self.store is not None
+            self._resume(self.store, self.pipeline)
+        self._start_poller(loop)
+        if new.mqtt != old.mqtt or new.station.id != old.station.id:
+            if self.uplink is not None:
+                await asyncio.to_thread(self.uplink.stop)
+                self.uplink = None
+            if new.mqtt is not None:
+                assert self.store is not None
+                self.uplink = UplinkRunner(new, self.store, self.clock)
+                self.uplink.start()
+        log.info("config_reloaded", extra={"config": str(new.source),
+                                           "windows_restarted": rebuilt,
+                                           "devices": len(new.poll.devices)})
+
+    # ------------------------------------------------------------------ status
+
+    def summary(self) -> str:
+        """The one-line STATUS= for systemd."""
+        health = self.poller.health() if self.poller else []
+        failing = sum(1 for h in health if h.consecutive_failures)
+        backlog = self.store.status().unacked if self.store else 0
+        up = self.uplink.state if self.uplink else "no uplink"
+        text = (f"{len(health) - failing}/{len(health)} devices ok, backlog {backlog}, "
+                f"uplink {up}")
+        if self.store_problem:
+            text += f", STORE: {self.store_problem[:40]}"
+        return text
+
+    def status(self) -> dict[str, Any]:
+        assert self.store is not None
+        out = self.store.status()
+        health = self.poller.health() if self.poller else []
+        jumps = self.watch.jumps
+        return {
+            "station": self.cfg.station.id,
+            "config": str(self.cfg.source),
+            "pid": os.getpid(),
+            "now": self.clock(),
+            "started": self.started,
+            "ready": self.ready,
+            "devices": [asdict(h) for h in health],
+            "channels": [asdict(s) for s in sorted(self.pipeline.last.values(),
+                                                   key=lambda s: s.symbol)],
+            "outbox": {**asdict(out), "held_in_memory": len(self.held),
+                       "problem": self.store_problem},
+            "uplink": self.uplink.status() if self.uplink else {"state": "none",
+                                                                  "detail": "no uplink"},
+            "clock": {"synchronised": self.synced, "jumps": len(jumps),
+                      "last_jump": asdict(jumps[-1]) if jumps else None},
+        }
+
+    async def _handle(self, msg: dict[str, Any]) -> dict[str, Any]:
+        op = msg.get("op")
+        if op == "ping":
+            return {"ok": True}
+        if op == "status":
+            return {"ok": True, "status": self.status()}
+        if op == "read":
+            return await self._read(msg)
+        raise ValueError(f"unknown op {op!r}; expected status, read or ping")
+
+    async def _read(self, msg: dict[str, Any]) -> dict[str, Any]:
+        """A technician's raw read, on the agent's own bus between its transactions."""
+        from drivers.modbus import ModbusError
+
+        assert self.poller is not None
+        want = str(msg["bus"])
+        names = {b.name: b for b in self.cfg.poll.buses}
+        bus_cfg = names.get(want) or next(
+            (b for b in self.cfg.poll.buses
+             if want in (getattr(b.serial, "port", None), f"{b.host}:{b.tcp_port}")), None)
+        if bus_cfg is None:
+            raise ValueError(f"no bus {want!r} in the running config "
+                             f"(known: {', '.join(names)})")
+        wanted = bus_cfg.serial.port if bus_cfg.serial else f"{bus_cfg.host}:{bus_cfg.tcp_port}"
+        worker = next((w for w in self.poller.workers if w.transport.name == wanted), None)
+        if worker is None:
+            raise ValueError(f"bus {bus_cfg.name!r} has no devices, so the agent has it closed; "
+                             "use diag directly")
+        unit, function = int(msg["unit"]), int(msg.get("function", 3))
+        address, count = int(msg["address"]), int(msg.get("count", 2))
+        timeout = float(msg.get("timeout", 1.0))
+        try:
+            words = await asyncio.to_thread(worker.transport.read_registers, unit, function,
+                                            address, count, timeout)
+        except ModbusError as exc:
+            return {"ok": False, "error": str(exc), "bus": bus_cfg.name}
+        log.info("diag_read_via_agent", extra={"bus": bus_cfg.name, "unit": unit,
+                                               "register": address, "count": count})
+        return {"ok": True, "words": words, "bus": bus_cfg.name}
+
+
+def run(cfg: StationConfig, notifier: Notifier | None = None) -> int:
+    """Run the agent until SIGTERM; the exit code."""
+    agent_box: list[Agent] = []
+
+    async def main() -> int:
+        agent = Agent(cfg, notifier=notifier)
+        agent_box.append(agent)
+        return await agent.run()
+
+    return asyncio.run(main())
+
+
+def state_path(cfg: StationConfig) -> Path:
+    return cfg.agent.state_dir / OUTBOX_NAME
