@@ -153,12 +153,18 @@ class MqttUplink:
         self._ready = False  # CONNACK accepted, subscribed: packets may go
         self._next_attempt = clock()
         self._next_send = 0.0  # pacing: when the next packet may leave
+        self._outbox_empty = False
         # A fetch that nearly fills one packet (batch_records still splits exactly).
         self._batch_limit = max(1, (settings.max_packet - 2048) // RECORD_SIZE)
 
     @property
     def connected(self) -> bool:
         return self._ready
+
+    @property
+    def idle(self) -> bool:
+        """Connected, nothing in flight and the outbox had nothing pending at the last look."""
+        return self._ready and len(self.inflight) == 0 and self._outbox_empty
 
     # --- connection ----------------------------------------------------------------------
     def _new_client(self) -> mqtt.Client:
@@ -294,6 +300,7 @@ class MqttUplink:
             if s.max_packets_per_s > 0 and self.clock() < self._next_send:
                 return
             records = self.outbox.next_batch(self._batch_limit)
+            self._outbox_empty = not records
             if not records:
                 return
             now = self.clock()

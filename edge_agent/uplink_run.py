@@ -86,7 +86,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             nonlocal next_check
             if stopping:
                 return True
-            if not args.until_drained or time.monotonic() < next_check:
+            if not args.until_drained or not uplink.idle or time.monotonic() < next_check:
                 return False
             next_check = time.monotonic() + 0.2
             return outbox.status().unacked == 0
