@@ -281,8 +281,8 @@ def parse_config(doc: Mapping[str, Any], source: str | Path, *,
     r.table(doc, "", _TOP)
     station = _station(r, doc, station_required)
     agent = _agent(r, doc.get("agent", {}), source)
-    poll = _poll(r, doc, source)
-    channels = _channels(r, doc, poll)
+    poll, stranded = _poll(r, doc, source)
+    channels = _channels(r, doc, [d for _, d in poll.devices] + stranded)
     averaging = _averaging(r, doc.get("averaging", {}), channels)
     symbols = {c.symbol for c in channels}
     units = {c.symbol: c.unit for c in channels}
@@ -345,7 +345,8 @@ def _agent(r: _Reader, value: Any, source: Path) -> AgentSettings:
     )
 
 
-def _poll(r: _Reader, doc: Mapping[str, Any], source: Path) -> PollConfig:
+def _poll(r: _Reader, doc: Mapping[str, Any], source: Path) -> tuple[PollConfig, list[Device]]:
+    """The poll settings, and the devices with a problem (their channels still count)."""
     p = r.table(doc.get("poll", {}), "poll", {"timeout", "retries", "backoff_max"})
     policy = PollPolicy(
         timeout=r.get(p, "timeout", "poll", "number", 1.0, check=lambda v: 0 < v <= 60,
@@ -396,6 +397,7 @@ def _poll(r: _Reader, doc: Mapping[str, Any], source: Path) -> PollConfig:
                 buses[name] = BusConfig(name, host=host, tcp_port=tcp_port)
                 broken.discard(name)
     devices: list[tuple[str, Device]] = []
+    stranded: list[Device] = []
     names: set[str] = set()
     for i, d in enumerate(r.tables(doc, "device", "device")):
         where = f"device[{i}]"
@@ -406,8 +408,9 @@ def _poll(r: _Reader, doc: Mapping[str, Any], source: Path) -> PollConfig:
         names.add(name)
         bus = r.get(d, "bus", where, "str")
         if bus is not None and bus not in buses and bus not in broken:
+            known = [b.get("name") for b in doc.get("bus", []) if isinstance(b, Mapping)]
             r.fail(f"{where}.bus", bus, f"the name of a [[bus]] (known: "
-                                        f"{', '.join(buses) or 'none'})")
+                                        f"{', '.join(map(str, known)) or 'none'})")
         ref = r.get(d, "profile", where, "str")
         profile: Profile | None = None
         if ref is not None:
@@ -422,11 +425,14 @@ def _poll(r: _Reader, doc: Mapping[str, Any], source: Path) -> PollConfig:
         interval = r.get(d, "interval", where, "number", 10.0, check=lambda v: 0.1 <= v <= 3600,
                          expected="seconds in 0.1..3600")
         chosen = _chosen_channels(r, d.get("channels"), f"{where}.channels", profile)
-        if None in (name, bus, profile, unit, interval) or bus not in buses or chosen is None:
+        if name is None or profile is None or chosen is None:
             continue
-        assert profile is not None
-        devices.append((bus, Device(name, profile, unit, tuple(chosen), interval)))
-    return PollConfig(policy, tuple(buses.values()), tuple(devices))
+        device = Device(name, profile, unit or 1, tuple(chosen), interval or 10.0)
+        if None in (bus, unit, interval) or bus not in buses:
+            stranded.append(device)  # its channels still count, so no cascade of problems
+        else:
+            devices.append((bus, device))
+    return PollConfig(policy, tuple(buses.values()), tuple(devices)), stranded
 
 
 def _chosen_channels(r: _Reader, value: Any, path: str,
@@ -458,13 +464,14 @@ def _chosen_channels(r: _Reader, value: Any, path: str,
     return names if ok and profile is not None else None
 
 
-def _channels(r: _Reader, doc: Mapping[str, Any], poll: PollConfig) -> tuple[ChannelMap, ...]:
+def _channels(r: _Reader, doc: Mapping[str, Any],
+              devices: list[Device]) -> tuple[ChannelMap, ...]:
     """Each polled channel's Circular 10 symbol and unit; a symbol is reported by one device."""
     out: list[ChannelMap] = []
     taken: dict[str, str] = {}
     raw_devices = {d.get("name"): (i, d) for i, d in enumerate(doc.get("device", []))
                    if isinstance(d, Mapping)}
-    for _, device in poll.devices:
+    for device in sorted(devices, key=lambda d: raw_devices[d.name][0]):
         i, raw = raw_devices[device.name]
         spec = raw.get("channels")
         for ch in device.channel_names:

@@ -1,0 +1,165 @@
+"""`quantrac config check`: ten broken station configs, ten precise messages; every problem of
+a file reported at once; the example configs pass."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from edge_agent.config import ConfigError, load_config
+
+ROOT = Path(__file__).resolve().parents[1]
+
+GOOD = """\
+[station]
+id = "HCM-WW-0001"
+[agent]
+state_dir = "state"
+[[bus]]
+name = "rs485-1"
+port = "/dev/ttyUSB0"
+baud = 9600
+[[bus]]
+name = "lan"
+host = "127.0.0.1"
+tcp_port = 1502
+[[device]]
+name = "liquiline"
+bus = "rs485-1"
+profile = "liquiline"
+unit = 1
+interval = 10.0
+channels = ["pH", "Temp"]
+[[device]]
+name = "cems"
+bus = "lan"
+profile = "cems"
+unit = 1
+interval = 10.0
+channels = ["SO2", "O2"]
+[averaging]
+windows = [60, 300]
+[[averaging.rollup]]
+width = 3600
+from = 300
+[[normalise]]
+channels = ["SO2"]
+o2_channel = "O2"
+o2_ref = 6.0
+"""
+
+# (what is changed in GOOD, the exact message `config check` prints for it)
+BROKEN = [
+    ('id = "HCM-WW-0001"\n', 'name = "x"\n',
+     "{f}: station.id: missing; expected a station id of 1 to 64 characters"),
+    ('baud = 9600\n', 'baud = 9601\n',
+     "{f}: bus[0].baud = 9601: expected a standard baud rate (1200..115200)"),
+    ('host = "127.0.0.1"\n', '',
+     "{f}: bus[1] = {{}}: expected a bus needs either port (serial) or host (TCP), not both"),
+    ('bus = "lan"\n', 'bus = "lab"\n',
+     "{f}: device[1].bus = 'lab': expected the name of a [[bus]] (known: rs485-1, lan)"),
+    ('unit = 1\ninterval = 10.0\nchannels = ["SO2", "O2"]',
+     'unit = 300\ninterval = 10.0\nchannels = ["SO2", "O2"]',
+     "{f}: device[1].unit = 300: expected a Modbus unit id in 1..247"),
+    ('channels = ["pH", "Temp"]', 'channels = ["pH", "Tmp"]',
+     "{f}: device[0].channels = 'Tmp': expected a channel of profile 'liquiline' "
+     "(pH, Temp, TSS)"),
+    ('windows = [60, 300]', 'windows = [60, 300, 7]',
+     "{f}: averaging.windows[2] = 7: expected a window in whole seconds that divides a day "
+     "(60, 300, 3600, ...)"),
+    ('from = 300\n', 'from = 600\n',
+     "{f}: averaging.rollup[0].from = 600: expected the width of a window or an earlier "
+     "roll-up (60, 300)"),
+    ('o2_ref = 6.0\n', 'o2_ref = 21.0\n',
+     "{f}: normalise[0].o2_ref = 21.0: expected a reference O2 in [0, 21) %"),
+    ('interval = 10.0\nchannels = ["pH", "Temp"]', 'intervall = 10.0\nchannels = ["pH", "Temp"]',
+     "{f}: device[0].intervall = 10.0: expected a known key (one of bus, channels, interval, "
+     "name, profile, unit)"),
+]
+
+
+def check(path: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "edge_agent.cli", "config", "check", str(path)],
+                          capture_output=True, text=True, timeout=60)
+
+
+@pytest.mark.parametrize(("old", "new", "message"), BROKEN,
+                         ids=[m.split(":")[1].strip() for _, _, m in BROKEN])
+def test_each_broken_config_gets_its_precise_message(tmp_path: Path, old: str, new: str,
+                                                     message: str) -> None:
+    assert old in GOOD
+    path = tmp_path / "station.toml"
+    path.write_text(GOOD.replace(old, new, 1))
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert [str(p) for p in info.value.problems] == [message.format(f=path)]
+
+
+def test_the_ten_messages_are_ten_different_mistakes() -> None:
+    keys = {m.split(":")[1].split("=")[0].strip() for _, _, m in BROKEN}
+    assert len(BROKEN) == 10 and len(keys) == 10
+
+
+def test_config_check_reports_every_problem_at_once(tmp_path: Path) -> None:
+    text = GOOD
+    for old, new, _ in BROKEN[1:4]:
+        text = text.replace(old, new, 1)
+    text = text.replace("o2_ref = 6.0\n", "o2_ref = 21.0\n")
+    path = tmp_path / "station.toml"
+    path.write_text(text)
+    result = check(path)
+    assert result.returncode == 1
+    lines = result.stdout.splitlines()
+    assert lines[-1] == "4 problem(s) found"
+    assert lines[:-1] == [
+        BROKEN[1][2].format(f=path), BROKEN[2][2].format(f=path), BROKEN[3][2].format(f=path),
+        BROKEN[8][2].format(f=path)]
+
+
+def test_toml_syntax_error_names_the_file_and_line(tmp_path: Path) -> None:
+    path = tmp_path / "station.toml"
+    path.write_text(GOOD + "[[bus]\n")
+    result = check(path)
+    assert result.returncode == 1
+    assert result.stdout.startswith(f"{path}: <toml> = ")
+    assert "line 36" in result.stdout and "expected valid TOML" in result.stdout
+
+
+def test_a_symbol_reported_twice_and_a_non_circular10_symbol(tmp_path: Path) -> None:
+    path = tmp_path / "station.toml"
+    path.write_text(GOOD.replace('channels = ["SO2", "O2"]',
+                                 'channels = ["SO2", "O2", "Temp", "Flow"]\n'
+                                 '[device.channels.Flow]\n', 1)
+                    .replace('channels = ["SO2", "O2", "Temp", "Flow"]\n',
+                             '[device.channels.SO2]\n[device.channels.O2]\n'
+                             '[device.channels.Temp]\n'))
+    path.write_text(path.read_text().replace("[device.channels.Flow]\n",
+                                             '[device.channels.Flow]\nsymbol = "Debit"\n'))
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    msgs = [str(p) for p in info.value.problems]
+    assert msgs[0] == (f"{path}: device[1].channels.Temp = 'Temp': expected a symbol not "
+                       "already reported by device 'liquiline'")
+    assert msgs[1].startswith(f"{path}: device[1].channels.Flow.symbol = 'Debit': expected a "
+                              "Circular 10 symbol (Flow, Temp,")
+    assert len(msgs) == 2
+
+
+def test_good_config_and_the_examples_pass(tmp_path: Path) -> None:
+    path = tmp_path / "station.toml"
+    path.write_text(GOOD)
+    cfg = load_config(path)
+    assert cfg.agent.state_dir == tmp_path / "state"
+    assert cfg.agent.control_socket == tmp_path / "state" / "control.sock"
+    assert [(c.device, c.symbol, c.unit) for c in cfg.channels] == [
+        ("liquiline", "pH", "pH"), ("liquiline", "Temp", "degC"), ("cems", "SO2", "mg/Nm3"),
+        ("cems", "O2", "%")]
+    assert cfg.averaging.rollups[0].width == 3600
+    assert cfg.normalise[0].how.o2_ref == 6.0 and cfg.mqtt is None
+    for example in ("wastewater.toml", "stackgas.toml"):
+        result = check(ROOT / "examples" / example)
+        assert result.returncode == 0, result.stdout
+        assert ": ok: station " in result.stdout
