@@ -278,6 +278,7 @@ class MqttUplink:
         if cmd.kind == "ack":
             ranges = parse_ranges(cmd.body)
             n = self.outbox.acknowledge(ranges)
+            log.debug("ack", extra={"counter": cmd.counter, "ranges": ranges, "acked": n})
             self.inflight.settle(ranges)
             self.stats.acks += 1
             self.stats.records_acked += n
@@ -326,6 +327,7 @@ class MqttUplink:
                 if info.rc != mqtt.MQTT_ERR_SUCCESS:
                     return  # link gone: these records are requeued at the next connect
                 self.inflight.add(batch[0][0], batch[-1][0], now)
+                log.debug("packet_sent", extra={"first": batch[0][0], "last": batch[-1][0]})
                 if s.max_packets_per_s > 0:
                     self._next_send = max(self._next_send, now) + 1.0 / s.max_packets_per_s
                 self.stats.packets_sent += 1
