@@ -39,7 +39,7 @@ def raw_paho_rate(
     cert = world.broker.client_cert("BENCH-RAW")
     client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="bench-raw", protocol=mqtt.MQTTv311)
     client.tls_set(
-        ca_certs=str(world.broker.ca.path), certfile=str(cert.cert), keyfile=str(cert.key)
+        ca_certs=str(world.broker.ca_path), certfile=str(cert.cert), keyfile=str(cert.key)
     )
     client.connect(world.broker.host, world.broker.port)
     client.loop_start()

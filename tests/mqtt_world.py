@@ -115,7 +115,7 @@ class World:
         self.centre_dir = root / "centre"
         self.centre = authority.init(self.centre_dir)
         self.broker = Mosquitto(root / "broker", self.centre.ca_key, self.centre.ca_pem)
-        self.receiver_cert = self.broker.client_cert("centre")
+        self.receiver_cert = self.broker.receiver
         self.store_path = root / "records.sqlite"
         self.stations: dict[str, StationHandle] = {}
         self.procs: list[subprocess.Popen[bytes]] = []
@@ -277,7 +277,7 @@ def publish_as(
     from paho.mqtt.enums import CallbackAPIVersion
 
     client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv311)
-    client.tls_set(ca_certs=str(world.broker.ca.path), certfile=str(cert), keyfile=str(key))
+    client.tls_set(ca_certs=str(world.broker.ca_path), certfile=str(cert), keyfile=str(key))
     client.connect(world.broker.host, world.broker.port)
     client.loop_start()
     try:
