@@ -130,3 +130,15 @@ def test_forged_commands_are_ignored_and_nothing_leaves_the_outbox(world: World)
     publish_as(world, cert.cert, cert.key, down, genuine)
     wait_for(lambda: a.unacked() == 0, 20, "the genuine ack obeyed")
     assert uplink.poll() is None
+
+
+def test_another_stations_packet_on_ones_own_topic_is_rejected(world: World) -> None:
+    a = world.add_station("HNI-A01")
+    b = world.add_station("HNI-B02")
+    world.start_centre()
+    send(world, a, "HNI-A01", seal_as(b, pairs(10)))  # B's genuine packet, relayed by A
+    wait_for(
+        lambda: ("HNI-A01", "station_mismatch") in world.security_events(), 20, "the mismatch event"
+    )
+    assert logged(world, "station_mismatch", "HNI-A01")
+    assert world.stored_count() == 0
