@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from protocol.model import Record
 from protocol.payload import same_record
 from tests.mqtt_world import StationHandle, World, make_records, wait_for, world_at
 
@@ -25,14 +26,14 @@ def world(tmp_path: Path) -> Iterator[World]:
     yield from world_at(tmp_path)
 
 
-def filled(world: World, sid: str = "DNI-F01") -> tuple[StationHandle, list[int], list]:
+def filled(world: World, sid: str = "DNI-F01") -> tuple[StationHandle, list[int], list[Record]]:
     station = world.add_station(sid)
     records = make_records(N, salt=3)
     return station, station.fill(records), records
 
 
 def assert_exactly_once(
-    world: World, station: StationHandle, seqs: list[int], records: list
+    world: World, station: StationHandle, seqs: list[int], records: list[Record]
 ) -> None:
     stored = world.stored(station.station_id)
     assert [seq for seq, _ in stored] == seqs

@@ -12,6 +12,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from buffer import Store
 from centre import authority
 from protocol.envelope import Command, key_id, ranges_body, sign_command
+from protocol.model import Record
 from tests.mqtt_world import (
     StationHandle,
     World,
@@ -28,7 +29,7 @@ def world(tmp_path: Path) -> Iterator[World]:
     yield from world_at(tmp_path)
 
 
-def pairs(n: int, first: int = 1, salt: int = 0) -> list:
+def pairs(n: int, first: int = 1, salt: int = 0) -> list[tuple[int, Record]]:
     return list(zip(range(first, first + n), make_records(n, salt), strict=True))
 
 
