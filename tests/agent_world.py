@@ -174,7 +174,9 @@ def station_world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                   uplink: bool = True) -> Iterator[StationWorld]:
     """Body of the fixtures: broker + centre + provisioned station + simulator, all stopped."""
     monkeypatch.setattr(hw_sim.server, "SimStation", RecordingStation)
-    world = World(tmp_path).start()
+    world = World(tmp_path)
+    if uplink:
+        world.start()
     try:
         handle = world.add_station(SID)
         if uplink:
