@@ -48,6 +48,8 @@ SIM = {
 # device -> (unit, symbols reported)
 DEVICES = {"liquiline": (1, ("pH", "Temp", "TSS")), "hach": (2, ("COD", "NH4")),
            "cabinet": (3, ("TN", "TP")), "flow": (4, ("Flow",))}
+PROFILES = {"liquiline": "liquiline", "hach": "hach_sc", "cabinet": "wastewater_multi",
+            "flow": "flowmeter"}
 WIDTH = 10
 
 
@@ -88,7 +90,7 @@ def agent_config(state_dir: Path, pty: str, tcp_port: int, uplink: bool = True) 
     for name, (unit, symbols) in DEVICES.items():
         bus = "rs485" if unit <= 2 else "lan"
         devices.append(f'[[device]]\nname = "{name}"\nbus = "{bus}"\nprofile = '
-                       f'"{dict((d["name"], d["profile"]) for d in SIM["device"])[name]}"\n'
+                       f'"{PROFILES[name]}"\n'
                        f"unit = {unit}\ninterval = 1.0\nchannels = {json.dumps(symbols)}\n")
     text = f"""\
 [station]

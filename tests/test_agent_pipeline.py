@@ -61,7 +61,7 @@ def test_windows_close_on_time_with_the_clock_state_flagged() -> None:
     p.clock_state(T0, True)
     feed_seconds(p, T0, T0 + 10)
     assert p.tick(T0 + 10.5) == []  # the grace has not passed
-    (o2, so2) = sorted(p.tick(T0 + 11.0), key=lambda r: r.channel)
+    (_o2, so2) = sorted(p.tick(T0 + 11.0), key=lambda r: r.channel)
     assert (so2.channel, so2.start, so2.end, so2.n_valid, so2.valid) == ("SO2", T0, T0 + 10, 10,
                                                                           True)
     assert so2.flags == RecordFlag.NONE
@@ -163,7 +163,7 @@ def test_resume_refeeds_kept_samples_and_never_makes_a_window_twice() -> None:
             for c, v in (("SO2", 100.0), ("O2", 11.0))]
     second = Pipeline(config(), utc_offset_s=0)
     second.resume({(10, "SO2"): T0 + 10, (10, "O2"): T0 + 10},
-                  kept + [Sample("SO2", T0 + 3, 5.0, Status.MEASURING)], [])
+                  [*kept, Sample("SO2", T0 + 3, 5.0, Status.MEASURING)], [])
     feed_seconds(second, T0 + 17, T0 + 30)
     so2 = by_channel(second.tick(T0 + 31), "SO2")
     assert [(r.start, r.n_valid) for r in so2] == [(T0 + 10, 8), (T0 + 20, 10)]
