@@ -29,6 +29,7 @@ symbol, the averaging windows and validity rules, stack-gas normalisation and th
     unit = 2
     interval = 10.0
     channels = ["COD", "NH4"]       # reported under the same name (a Circular 10 symbol) ...
+                                    # a second point of one parameter: symbol = "Temp_inlet"
     # [device.channels.Temp]        # ... or a table: profile channel -> symbol and unit label
     # symbol = "Temp"
     # unit = "°C"                   # a label only: conversions belong in [[normalise]]
@@ -61,6 +62,7 @@ expected, so an installer fixes a config in one pass.
 from __future__ import annotations
 
 import math
+import re
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -82,6 +84,14 @@ CIRCULAR10_SYMBOLS = (
 """Parameter symbols of Circular 10/2021/TT-BTNMT (DESIGN §4): what the centre files under."""
 
 DAY_S = 86_400
+_TAG = re.compile(r"[A-Za-z0-9]{1,16}")
+
+
+def is_symbol(name: str) -> bool:
+    """A Circular 10 symbol, or one tagged for a second measuring point of the same parameter
+    (``Temp_inlet``, ``Flow_2``): the centre files it under the symbol before the ``_``."""
+    base, sep, tag = name.partition("_")
+    return base in CIRCULAR10_SYMBOLS and (not sep or bool(_TAG.fullmatch(tag)))
 _MISSING = object()
 
 
@@ -484,9 +494,10 @@ def _channels(r: _Reader, doc: Mapping[str, Any],
                 key = f"{where}.symbol" if "symbol" in t else where
             else:
                 key = f"device[{i}].channels"
-            if symbol not in CIRCULAR10_SYMBOLS:
+            if not is_symbol(symbol):
                 r.fail(key, symbol, "a Circular 10 symbol (" + ", ".join(CIRCULAR10_SYMBOLS) +
-                       "); map the channel with [device.channels.NAME] symbol = ...")
+                       "), or one with a _tag for a second point (Temp_inlet); map the "
+                       "channel with [device.channels.NAME] symbol = ...")
                 continue
             if symbol in taken:
                 r.fail(key, symbol, f"a symbol not already reported by device {taken[symbol]!r}")
