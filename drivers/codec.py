@@ -22,10 +22,11 @@ non-finite value into a FAULT sample anyway, so a NaN payload never carries mean
 
 from __future__ import annotations
 
+import functools
 import math
 import struct
 from collections.abc import Sequence
-from typing import Literal, cast
+from typing import Literal, NamedTuple, cast
 
 DTYPES = ("int16", "uint16", "int32", "uint32", "float32", "float64")
 ORDERS = ("big", "little")
@@ -100,23 +101,59 @@ def encode_value(value: float | int, dtype: str, byte_order: str = "big",
     return words
 
 
+class ValueCodec(NamedTuple):
+    """How to read one value of a (dtype, byte order, word order) with two struct calls.
+
+    The words are packed as big-endian 16-bit integers, in the order given by ``reverse`` (True
+    reverses the words of one value), and the value is read back with ``unpack`` (big- or
+    little-endian ``dtype``). That covers all four orders: a little byte order inside each word
+    read as big-endian words is the whole value read little-endian with its words reversed.
+    """
+
+    words: int
+    reverse: bool
+    unpack: struct.Struct
+
+
+@functools.cache
+def value_codec(dtype: str, byte_order: str = "big", word_order: str = "big") -> ValueCodec:
+    """The decoding recipe for one type and order, built once (raises ValueError if unknown)."""
+    _check(dtype, byte_order, word_order)
+    prefix = ">" if byte_order == "big" else "<"
+    return ValueCodec(word_count(dtype), byte_order != word_order,
+                      struct.Struct(prefix + _FORMATS[dtype][1]))
+
+
+_PACK_WORDS = [struct.Struct(f">{n}H") for n in range(5)]  # 0..4 words, by count
+
+
 def decode_value(words: Sequence[int], dtype: str, byte_order: str = "big",
                  word_order: str = "big") -> float | int:
     """The value carried by ``words`` (exactly :func:`word_count` of them, each 0..65535).
 
     Integer types give an ``int``, float types a ``float``.
     """
-    _check(dtype, byte_order, word_order)
-    n = word_count(dtype)
+    n, reverse, unpack = value_codec(dtype, byte_order, word_order)
     if len(words) != n:
         raise ValueError(f"{dtype} takes {n} words, got {len(words)}")
+    try:
+        raw = _PACK_WORDS[n].pack(*(reversed(words) if reverse else words))
+    except struct.error:  # a word out of range or not an int: say which, as the slow path does
+        return _decode_checked(words, dtype, byte_order, word_order)
+    value: float | int = unpack.unpack(raw)[0]
+    return value
+
+
+def _decode_checked(words: Sequence[int], dtype: str, byte_order: str,
+                    word_order: str) -> float | int:
+    """The word-by-word decoder: slow, but its errors name the word at fault."""
     ordered = list(words)
     for i, w in enumerate(ordered):
         if not 0 <= w <= 0xFFFF:
             raise ValueError(f"word {i} = {w} is not a 16-bit register value")
     if word_order == "little":
         ordered.reverse()
-    order = cast(Literal["big", "little"], byte_order)
+    order: Literal["big", "little"] = "big" if byte_order == "big" else "little"
     raw = b"".join(w.to_bytes(2, order) for w in ordered)
     value: float | int = struct.unpack(_FORMATS[dtype], raw)[0]
     return value

@@ -10,9 +10,13 @@ value (analysers send NaN or Inf when a sensor is broken or a value is out of ra
 from __future__ import annotations
 
 import math
-from collections.abc import Collection, Mapping
+import struct
+import weakref
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass
+from typing import Any
 
-from drivers.codec import decode_value, encode_value
+from drivers.codec import decode_value, encode_value, value_codec
 from drivers.profile import ChannelSpec, Profile, StatusSpec
 from protocol.model import Sample, Status
 
@@ -55,11 +59,111 @@ def decode_channel(ch: ChannelSpec, device_status: StatusSpec | None, image: Reg
     return Sample(ch.name, t, float(value), worst(own, dev))
 
 
+@dataclass(frozen=True, slots=True)
+class _ChannelPlan:
+    """One channel's share of a :class:`_DecodePlan`: where its value sits in the packed words."""
+
+    name: str
+    unpack_from: Callable[[bytes, int], tuple[Any, ...]]
+    offset_bytes: int
+    scale: float
+    offset: float
+    status: StatusSpec | None
+    status_index: int  # where its status word sits in the plan's status_keys (if it has one)
+
+
+@dataclass(frozen=True, slots=True)
+class _DecodePlan:
+    """Everything :func:`decode_samples` can work out from the profile alone, done once.
+
+    ``keys`` lists every value word of every channel in the order the words are packed (each
+    value's words reversed where its codec says so), so that one ``struct.pack`` turns the
+    image into bytes and one ``unpack_from`` per channel reads each value.
+    """
+
+    specs: tuple[ChannelSpec, ...]
+    keys: tuple[tuple[int, int], ...]
+    pack: Callable[..., bytes]
+    channels: tuple[_ChannelPlan, ...]
+    device_status: StatusSpec | None
+    status_keys: tuple[tuple[int, int], ...]  # the device status word first, if there is one
+
+
+def _build_plan(profile: Profile, channels: tuple[str, ...] | None) -> _DecodePlan:
+    specs = profile.channels if channels is None else tuple(profile.channel(n) for n in channels)
+    dev = profile.device_status
+    keys: list[tuple[int, int]] = []
+    status_keys = [] if dev is None else [(dev.function, dev.address)]
+    plans = []
+    for ch in specs:
+        codec = value_codec(ch.dtype, ch.byte_order, ch.word_order)
+        regs = ch.registers()
+        plans.append(_ChannelPlan(ch.name, codec.unpack.unpack_from, 2 * len(keys), ch.scale,
+                                  ch.offset, ch.status, len(status_keys)))
+        if ch.status is not None:
+            status_keys.append((ch.status.function, ch.status.address))
+        keys.extend(reversed(regs) if codec.reverse else regs)
+    return _DecodePlan(specs, tuple(keys), struct.Struct(f">{len(keys)}H").pack, tuple(plans),
+                       dev, tuple(status_keys))
+
+
+# Plans by id(profile) (a Profile holds dicts, so it is not hashable), then by channel tuple.
+# Each entry also holds a weak reference whose callback drops the entry when the profile dies,
+# so an id reused by a later profile never finds a stale plan.
+_PLANS: dict[int, tuple[weakref.ref[Profile], dict[tuple[str, ...] | None, _DecodePlan]]] = {}
+
+
+def _plan(profile: Profile, channels: Collection[str] | None) -> _DecodePlan:
+    key = None if channels is None else tuple(channels)
+    pid = id(profile)
+    entry = _PLANS.get(pid)
+    if entry is None or entry[0]() is not profile:
+        entry = (weakref.ref(profile, lambda _ref: _PLANS.pop(pid, None)), {})
+        _PLANS[pid] = entry
+    plan = entry[1].get(key)
+    if plan is None:
+        plan = entry[1][key] = _build_plan(profile, key)
+    return plan
+
+
 def decode_samples(profile: Profile, image: RegisterImage, t: float,
                    channels: Collection[str] | None = None) -> list[Sample]:
-    """One Sample per channel (profile order, or the order of ``channels``), measured at ``t``."""
-    specs = profile.channels if channels is None else [profile.channel(n) for n in channels]
-    return [decode_channel(ch, profile.device_status, image, t) for ch in specs]
+    """One Sample per channel (profile order, or the order of ``channels``), measured at ``t``.
+
+    The common case (every word present and 16-bit) runs on a plan cached per profile and
+    channel list; anything else falls back to :func:`decode_channel`, which gives the same
+    samples (and the same errors) one channel at a time.
+    """
+    plan = _plan(profile, channels)
+    try:
+        buf = plan.pack(*[image[k] for k in plan.keys])
+        states = [image[k] for k in plan.status_keys]
+    except (KeyError, struct.error):  # a word not read, or not a register value
+        return _one_by_one(profile, plan, image, t)
+    if None in states:  # an image may say "not read" with None, as decode_channel allows
+        return _one_by_one(profile, plan, image, t)
+    dev_spec = plan.device_status
+    dev = Status.MEASURING if dev_spec is None else dev_spec.status_of(states[0])
+    severity = _SEVERITY
+    out = []
+    for c in plan.channels:
+        value = c.unpack_from(buf, c.offset_bytes)[0] * c.scale + c.offset
+        if not math.isfinite(value):
+            out.append(Sample(c.name, t, math.nan, Status.FAULT))
+            continue
+        status = dev
+        if c.status is not None:
+            own = c.status.status_of(states[c.status_index])
+            if severity[own] >= severity[dev]:
+                status = own
+        out.append(Sample(c.name, t, float(value), status))
+    return out
+
+
+def _one_by_one(profile: Profile, plan: _DecodePlan, image: RegisterImage,
+                t: float) -> list[Sample]:
+    """The slow path: decode_channel says which channel is offline and which word is bad."""
+    return [decode_channel(ch, profile.device_status, image, t) for ch in plan.specs]
 
 
 def raw_value(ch: ChannelSpec, value: float) -> float | int:
