@@ -76,6 +76,7 @@ from edge_agent.averaging.normalise import MOLAR_MASS_G_PER_MOL, Normalisation
 from edge_agent.averaging.rules import RULES, ValidityRule
 from edge_agent.poller import Device, PollPolicy
 from edge_agent.poller_config import BusConfig, PollConfig
+from edge_agent.poller_config import ConfigError as PollConfigError
 
 CIRCULAR10_SYMBOLS = (
     "Flow", "Temp", "Color", "pH", "TSS", "COD", "NH4", "TP", "TN", "TOC", "Cl", "RH", "P", "NO",
@@ -110,7 +111,7 @@ class Problem:
         return f"{self.file}: {self.key} = {self.value!r}: expected {self.expected}"
 
 
-class ConfigError(ValueError):
+class ConfigError(PollConfigError):
     """A config that cannot be used; ``problems`` lists every mistake found, one per line."""
 
     def __init__(self, problems: list[Problem]) -> None:
@@ -266,7 +267,8 @@ _KIND_TEXT = {"str": "a string", "int": "an integer", "number": "a number",
 def load_config(path: str | Path, *, station_required: bool = True) -> StationConfig:
     """Read and check the station config at ``path``; ConfigError lists every mistake.
 
-    ``station_required=False`` is for ``diag watch``, which needs only the buses and devices.
+    ``station_required=False`` is for ``diag watch`` and ``status``: only [agent], [poll],
+    [[bus]] and [[device]] are read, and a device without ``channels`` polls every channel.
     """
     path = Path(path)
     try:
@@ -291,7 +293,11 @@ def parse_config(doc: Mapping[str, Any], source: str | Path, *,
     r.table(doc, "", _TOP)
     station = _station(r, doc, station_required)
     agent = _agent(r, doc.get("agent", {}), source)
-    poll, stranded = _poll(r, doc, source)
+    poll, stranded = _poll(r, doc, source, every_channel=not station_required)
+    if not station_required:  # diag: what to poll is all that matters
+        if r.problems:
+            raise ConfigError(r.problems)
+        return StationConfig(source, station, agent, poll, (), AveragingSettings(), raw=doc)
     channels = _channels(r, doc, [d for _, d in poll.devices] + stranded)
     averaging = _averaging(r, doc.get("averaging", {}), channels)
     symbols = {c.symbol for c in channels}
@@ -355,8 +361,12 @@ def _agent(r: _Reader, value: Any, source: Path) -> AgentSettings:
     )
 
 
-def _poll(r: _Reader, doc: Mapping[str, Any], source: Path) -> tuple[PollConfig, list[Device]]:
-    """The poll settings, and the devices with a problem (their channels still count)."""
+def _poll(r: _Reader, doc: Mapping[str, Any], source: Path,
+          every_channel: bool = False) -> tuple[PollConfig, list[Device]]:
+    """The poll settings, and the devices with a problem (their channels still count).
+
+    A device without ``channels`` polls its profile's Circular 10 channels, or with
+    ``every_channel`` (diag) every channel of the profile."""
     p = r.table(doc.get("poll", {}), "poll", {"timeout", "retries", "backoff_max"})
     policy = PollPolicy(
         timeout=r.get(p, "timeout", "poll", "number", 1.0, check=lambda v: 0 < v <= 60,
@@ -383,7 +393,7 @@ def _poll(r: _Reader, doc: Mapping[str, Any], source: Path) -> tuple[PollConfig,
                            expected="seconds in [0, 1)")
         if ("port" in b) == ("host" in b):
             r.fail(where, {k: b[k] for k in ("port", "host") if k in b},
-                   "a bus needs either port (serial) or host (TCP), not both")
+                   "either port (serial) or host (TCP), not both")
             continue
         if "port" in b:
             port = r.get(b, "port", where, "str")
@@ -434,7 +444,8 @@ def _poll(r: _Reader, doc: Mapping[str, Any], source: Path) -> tuple[PollConfig,
                      expected="a Modbus unit id in 1..247")
         interval = r.get(d, "interval", where, "number", 10.0, check=lambda v: 0.1 <= v <= 3600,
                          expected="seconds in 0.1..3600")
-        chosen = _chosen_channels(r, d.get("channels"), f"{where}.channels", profile)
+        chosen = _chosen_channels(r, d.get("channels"), f"{where}.channels", profile,
+                                  every_channel)
         if name is None or profile is None or chosen is None:
             continue
         device = Device(name, profile, unit or 1, tuple(chosen), interval or 10.0)
@@ -445,13 +456,13 @@ def _poll(r: _Reader, doc: Mapping[str, Any], source: Path) -> tuple[PollConfig,
     return PollConfig(policy, tuple(buses.values()), tuple(devices)), stranded
 
 
-def _chosen_channels(r: _Reader, value: Any, path: str,
-                     profile: Profile | None) -> list[str] | None:
+def _chosen_channels(r: _Reader, value: Any, path: str, profile: Profile | None,
+                     every_channel: bool = False) -> list[str] | None:
     """The profile channel names a device's ``channels`` selects (None after a problem)."""
     if value is None:
         if profile is None:
             return None
-        return [n for n in profile.channel_names if n in CIRCULAR10_SYMBOLS]
+        return [n for n in profile.channel_names if every_channel or n in CIRCULAR10_SYMBOLS]
     if isinstance(value, list):
         names = value
     elif isinstance(value, Mapping):

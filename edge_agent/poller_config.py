@@ -28,18 +28,18 @@ reads it today)::
     interval = 10.0             # seconds between polls (default 10)
     channels = ["pH", "Temp"]   # optional: default every channel of the profile
 
-Every mistake raises :class:`ConfigError` naming the file, the key and the value.
+Parsing lives in :mod:`edge_agent.config` (the full station config, which extends this
+shape); every mistake is reported there, all at once, as a ``ConfigError`` (a subclass of the
+one here) naming the file, the key path, the value and what was expected.
 """
 
 from __future__ import annotations
 
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from drivers.profile import ProfileError, resolve_profile
 from drivers.transport import RtuTransport, SerialSettings, TcpTransport, Transport
 from edge_agent.poller import Bus, Device, PollPolicy
 
@@ -80,86 +80,16 @@ class PollConfig:
 
 
 def load_poll_config(path: str | Path) -> PollConfig:
-    path = Path(path)
-    try:
-        doc = tomllib.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot be read ({exc.strerror})") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
-    return parse_poll_config(doc, path)
+    """The [poll], [[bus]] and [[device]] of a config file (a full station config, or only
+    those tables). The one loader is :func:`edge_agent.config.load_config`; this is its
+    poll-only view, so ``diag watch`` reads the agent's own config the same way the agent does.
+    """
+    from edge_agent.config import load_config
 
-
-def _get(doc: Mapping[str, Any], key: str, where: str, kind: type | tuple[type, ...],
-         default: Any = ...) -> Any:
-    if key not in doc:
-        if default is ...:
-            raise ConfigError(f"{where}.{key}: required key is missing")
-        return default
-    value = doc[key]
-    if isinstance(value, bool) or not isinstance(value, kind):
-        raise ConfigError(f"{where}.{key} = {value!r}: wrong type")
-    return value
+    return load_config(path, station_required=False).poll
 
 
 def parse_poll_config(doc: Mapping[str, Any], source: str | Path) -> PollConfig:
-    src = str(source)
-    poll = doc.get("poll", {})
-    num = (int, float)
-    try:
-        policy = PollPolicy(
-            timeout=float(_get(poll, "timeout", f"{src}: poll", num, 1.0)),
-            retries=int(_get(poll, "retries", f"{src}: poll", int, 1)),
-            backoff_max=float(_get(poll, "backoff_max", f"{src}: poll", num, 60.0)),
-        )
-        buses: dict[str, BusConfig] = {}
-        for i, b in enumerate(doc.get("bus", [])):
-            where = f"{src}: bus[{i}]"
-            name = _get(b, "name", where, str)
-            if name in buses:
-                raise ConfigError(f"{where}.name = {name!r}: duplicate bus name")
-            turnaround = b.get("turnaround")
-            if turnaround is not None:
-                turnaround = float(_get(b, "turnaround", where, num))
-            if "port" in b:
-                try:
-                    serial = SerialSettings(
-                        _get(b, "port", where, str), _get(b, "baud", where, int, 9600),
-                        _get(b, "parity", where, str, "N"), _get(b, "stopbits", where, int, 1))
-                except ValueError as exc:
-                    raise ConfigError(f"{where}: {exc}") from None
-                buses[name] = BusConfig(name, serial=serial, turnaround=turnaround)
-            elif "host" in b:
-                buses[name] = BusConfig(name, host=_get(b, "host", where, str),
-                                        tcp_port=_get(b, "tcp_port", where, int, 502))
-            else:
-                raise ConfigError(f"{where}: a bus needs either port (serial) or host (TCP)")
-        devices: list[tuple[str, Device]] = []
-        names: set[str] = set()
-        for i, d in enumerate(doc.get("device", [])):
-            where = f"{src}: device[{i}]"
-            name = _get(d, "name", where, str)
-            if name in names:
-                raise ConfigError(f"{where}.name = {name!r}: duplicate device name")
-            names.add(name)
-            bus = _get(d, "bus", where, str)
-            if bus not in buses:
-                raise ConfigError(f"{where}.bus = {bus!r}: no such bus "
-                                  f"(known: {', '.join(buses) or 'none'})")
-            channels = d.get("channels")
-            try:
-                device = Device(
-                    name, resolve_profile(_get(d, "profile", where, str), src),
-                    _get(d, "unit", where, int),
-                    tuple(_get(d, "channels", where, list)) if channels is not None else None,
-                    float(_get(d, "interval", where, num, 10.0)),
-                )
-            except ValueError as exc:
-                if isinstance(exc, ConfigError | ProfileError):
-                    raise
-                raise ConfigError(f"{where}: {exc}") from None
-            devices.append((bus, device))
-    except AttributeError:
-        raise ConfigError(f"{src}: [[bus]], [[device]] and [poll] must be tables") from None
-    return PollConfig(policy, tuple(buses.values()), tuple(devices))
+    from edge_agent.config import parse_config
 
+    return parse_config(doc, Path(source), station_required=False).poll

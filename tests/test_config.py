@@ -58,7 +58,7 @@ BROKEN = [
     ('baud = 9600\n', 'baud = 9601\n',
      "{f}: bus[0].baud = 9601: expected a standard baud rate (1200..115200)"),
     ('host = "127.0.0.1"\n', '',
-     "{f}: bus[1] = {{}}: expected a bus needs either port (serial) or host (TCP), not both"),
+     "{f}: bus[1] = {{}}: expected either port (serial) or host (TCP), not both"),
     ('bus = "lan"\n', 'bus = "lab"\n',
      "{f}: device[1].bus = 'lab': expected the name of a [[bus]] (known: rs485-1, lan)"),
     ('unit = 1\ninterval = 10.0\nchannels = ["SO2", "O2"]',
