@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 from drivers.codec import DTYPES
@@ -43,6 +45,12 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     read.add_argument("--byte-order", choices=("big", "little"), default="big")
     read.add_argument("--word-order", choices=("big", "little"), default="big")
     read.add_argument("--timeout", type=float, default=1.0)
+    read.add_argument("--agent", metavar="SOCKET", default=None,
+                      help="let the running agent do the read on its bus, between its own "
+                           "polls (default: automatically when $QUANTRAC_STATE_DIR/control.sock "
+                           "answers)")
+    read.add_argument("--bus", default=None,
+                      help="with an agent: its bus name (default: --port, or --host:--tcp-port)")
     read.set_defaults(func=_read)
 
     watch = dsub.add_parser("watch", help="a live table of every channel of a station")
@@ -113,20 +121,52 @@ def _scan(args: argparse.Namespace) -> int:
     return 0 if hits else 1
 
 
+def _agent_socket(args: argparse.Namespace) -> Path | None:
+    """The running agent's control socket, if the read should go through it."""
+    from edge_agent.control import agent_running
+
+    if args.agent:
+        return Path(args.agent)
+    default = Path(os.environ.get("QUANTRAC_STATE_DIR", "/var/lib/quantrac")) / "control.sock"
+    return default if default.exists() and agent_running(default) else None
+
+
 def _read(args: argparse.Namespace) -> int:
     from drivers.modbus import ModbusError
     from edge_agent.diag import pair_table, typed_value, word_table
 
-    transport = _transport(args)
-    try:
-        words = transport.read_registers(args.unit, args.function, args.register, args.count,
-                                         args.timeout)
-    except ModbusError as exc:
-        print(f"unit {args.unit} function {args.function:02d} register {args.register} "
-              f"count {args.count}: {exc}")
-        return 1
-    finally:
-        transport.close()
+    failed = (f"unit {args.unit} function {args.function:02d} register {args.register} "
+              f"count {args.count}")
+    sock = _agent_socket(args)
+    if sock is not None:  # the agent owns the port: ask it instead of fighting for it
+        from edge_agent.control import ControlError, request
+
+        bus = args.bus or args.port or (f"{args.host}:{args.tcp_port}" if args.host else None)
+        if bus is None:
+            raise SystemExit("quantrac diag: with an agent, give --bus (or --port / --host)")
+        try:
+            answer = request(sock, {"op": "read", "bus": bus, "unit": args.unit,
+                                    "function": args.function, "address": args.register,
+                                    "count": args.count, "timeout": args.timeout},
+                             timeout=args.timeout + 10)
+        except ControlError as exc:
+            print(f"{failed}: {exc}")
+            return 1
+        if not answer.get("ok"):
+            print(f"{failed} (via the agent): {answer.get('error')}")
+            return 1
+        words = [int(w) for w in answer["words"]]
+        print(f"(read by the running agent on bus {answer.get('bus')})")
+    else:
+        transport = _transport(args)
+        try:
+            words = transport.read_registers(args.unit, args.function, args.register,
+                                             args.count, args.timeout)
+        except ModbusError as exc:
+            print(f"{failed}: {exc}")
+            return 1
+        finally:
+            transport.close()
     print(f"unit {args.unit} function {args.function:02d} registers {args.register}.."
           f"{args.register + args.count - 1}")
     for line in word_table(args.register, words):

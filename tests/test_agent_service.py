@@ -6,6 +6,7 @@ agent refused, and a station without an uplink still averaging and storing."""
 from __future__ import annotations
 
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -99,6 +100,18 @@ def test_diag_read_goes_through_the_running_agent(sw: StationWorld) -> None:
                                  "timeout": 0.2})
     assert not silent["ok"]
     assert "event=diag_read_via_agent bus=rs485 unit=2" in sw.log()
+    # the technician's command: explicit socket, then found by itself from the state dir
+    assert sw.sim.pty_path is not None
+    cli = quantrac("diag", "read", "--agent", str(sw.socket), "--port", sw.sim.pty_path,
+                   "--unit", "2", "--register", "0", "--count", "4", "--type", "float32",
+                   "--word-order", "little")
+    assert cli.returncode == 0, cli.stdout + cli.stderr
+    assert cli.stdout.startswith("(read by the running agent on bus rs485)")
+    auto = subprocess.run([sys.executable, "-m", "edge_agent.cli", "diag", "read", "--bus",
+                           "rs485", "--unit", "2", "--register", "0", "--count", "2"],
+                          capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "QUANTRAC_STATE_DIR": str(sw.state_dir)})
+    assert auto.returncode == 0 and "running agent" in auto.stdout, auto.stdout + auto.stderr
     # a second agent on the same state dir is refused, the first one is undisturbed
     second = sw.start_agent(log_name="agent-2.log")
     assert second.wait(30) == 1
