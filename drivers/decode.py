@@ -9,11 +9,12 @@ value (analysers send NaN or Inf when a sensor is broken or a value is out of ra
 
 from __future__ import annotations
 
+import dataclasses
 import math
+import operator
 import struct
 import weakref
 from collections.abc import Callable, Collection, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from drivers.codec import decode_value, encode_value, value_codec
@@ -59,7 +60,7 @@ def decode_channel(ch: ChannelSpec, device_status: StatusSpec | None, image: Reg
     return Sample(ch.name, t, float(value), worst(own, dev))
 
 
-@dataclass(frozen=True, slots=True)
+@dataclasses.dataclass(frozen=True, slots=True)
 class _ChannelPlan:
     """One channel's share of a :class:`_DecodePlan`: where its value sits in the packed words."""
 
@@ -69,24 +70,26 @@ class _ChannelPlan:
     scale: float
     offset: float
     status: StatusSpec | None
-    status_index: int  # where its status word sits in the plan's status_keys (if it has one)
+    status_index: int  # where its status word sits in what the plan fetches (if it has one)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclasses.dataclass(frozen=True, slots=True)
 class _DecodePlan:
     """Everything :func:`decode_samples` can work out from the profile alone, done once.
 
-    ``keys`` lists every value word of every channel in the order the words are packed (each
-    value's words reversed where its codec says so), so that one ``struct.pack`` turns the
-    image into bytes and one ``unpack_from`` per channel reads each value.
+    ``fetch`` takes from the image every value word of every channel, in the order the words
+    are packed (each value's words reversed where its codec says so), then every status word
+    (the device's first), so that one ``struct.pack`` both checks that every word is a 16-bit
+    register value and turns the values into bytes, and one ``unpack_from`` per channel reads
+    each value. ``first_status`` is where the status words start in what ``fetch`` returns.
     """
 
     specs: tuple[ChannelSpec, ...]
-    keys: tuple[tuple[int, int], ...]
+    fetch: Callable[[RegisterImage], tuple[int, ...]]
     pack: Callable[..., bytes]
+    first_status: int
     channels: tuple[_ChannelPlan, ...]
     device_status: StatusSpec | None
-    status_keys: tuple[tuple[int, int], ...]  # the device status word first, if there is one
 
 
 def _build_plan(profile: Profile, channels: tuple[str, ...] | None) -> _DecodePlan:
@@ -103,8 +106,13 @@ def _build_plan(profile: Profile, channels: tuple[str, ...] | None) -> _DecodePl
         if ch.status is not None:
             status_keys.append((ch.status.function, ch.status.address))
         keys.extend(reversed(regs) if codec.reverse else regs)
-    return _DecodePlan(specs, tuple(keys), struct.Struct(f">{len(keys)}H").pack, tuple(plans),
-                       dev, tuple(status_keys))
+    first_status = len(keys)
+    keys += status_keys
+    plans = [dataclasses.replace(c, status_index=first_status + c.status_index) for c in plans]
+    get = operator.itemgetter(*keys)
+    fetch = get if len(keys) > 1 else lambda image: (get(image),)  # one key: no tuple
+    return _DecodePlan(specs, fetch, struct.Struct(f">{len(keys)}H").pack, first_status,
+                       tuple(plans), dev)
 
 
 # Plans by id(profile) (a Profile holds dicts, so it is not hashable), then by channel tuple.
@@ -136,14 +144,12 @@ def decode_samples(profile: Profile, image: RegisterImage, t: float,
     """
     plan = _plan(profile, channels)
     try:
-        buf = plan.pack(*[image[k] for k in plan.keys])
-        states = [image[k] for k in plan.status_keys]
-    except (KeyError, struct.error):  # a word not read, or not a register value
-        return _one_by_one(profile, plan, image, t)
-    if None in states:  # an image may say "not read" with None, as decode_channel allows
+        words = plan.fetch(image)
+        buf = plan.pack(*words)
+    except (KeyError, struct.error):  # a word not read (missing or None), or not 16-bit
         return _one_by_one(profile, plan, image, t)
     dev_spec = plan.device_status
-    dev = Status.MEASURING if dev_spec is None else dev_spec.status_of(states[0])
+    dev = Status.MEASURING if dev_spec is None else dev_spec.status_of(words[plan.first_status])
     severity = _SEVERITY
     out = []
     for c in plan.channels:
@@ -153,7 +159,7 @@ def decode_samples(profile: Profile, image: RegisterImage, t: float,
             continue
         status = dev
         if c.status is not None:
-            own = c.status.status_of(states[c.status_index])
+            own = c.status.status_of(words[c.status_index])
             if severity[own] >= severity[dev]:
                 status = own
         out.append(Sample(c.name, t, float(value), status))
