@@ -105,12 +105,24 @@ def implausible(ch: ChannelSpec, value: float) -> bool:
     at least a millionth of the range's magnitude. Integers are never judged: a scaled int16
     cannot be swapped and a totaliser legitimately leaves any range.
     """
-    if not ch.dtype.startswith("float") or not math.isfinite(value) or value == 0:
-        return False
+    bounds = _plausible_bounds(ch)
+    return bounds is not None and _outside(bounds, value)
+
+
+def _plausible_bounds(ch: ChannelSpec) -> tuple[float, float, float] | None:
+    """(lowest, highest, smallest nonzero magnitude) a plausible value of ``ch`` may have;
+    None for integer channels, which are never judged. Worked out once per channel."""
+    if not ch.dtype.startswith("float"):
+        return None
     width = ch.hi - ch.lo
-    magnitude = max(abs(ch.lo), abs(ch.hi))
-    return (not ch.lo - 10 * width <= value <= ch.hi + 10 * width
-            or abs(value) < 1e-6 * magnitude)
+    return ch.lo - 10 * width, ch.hi + 10 * width, 1e-6 * max(abs(ch.lo), abs(ch.hi))
+
+
+def _outside(bounds: tuple[float, float, float], value: float) -> bool:
+    if not math.isfinite(value) or value == 0:
+        return False
+    lo, hi, tiny = bounds
+    return not lo <= value <= hi or abs(value) < tiny
 
 
 def _kind(exc: ModbusError) -> str:
@@ -154,6 +166,8 @@ class DevicePoller:
         # only floats are judged by the implausible-value guard
         self._floats = {ch.name: ch for ch in (profile.channel(n) for n in names)
                         if ch.dtype.startswith("float")}
+        self._bounds = {name: b for name, ch in self._floats.items()
+                        if (b := _plausible_bounds(ch)) is not None}
         # health, kept as plain attributes (cheap to update per poll), snapshotted on demand
         self._last_good: float | None = None
         self._last_error: str | None = None
@@ -232,13 +246,14 @@ class DevicePoller:
             return samples
         out = []
         for s in samples:
-            ch = self._floats.get(s.channel)
-            if ch is None or s.status in (Status.OFFLINE, Status.FAULT) or not implausible(
-                    ch, s.value):
+            bounds = self._bounds.get(s.channel)
+            if bounds is None or s.status in (Status.OFFLINE, Status.FAULT) or not _outside(
+                    bounds, s.value):
                 if self._implausible:
                     self._implausible.discard(s.channel)
                 out.append(s)
                 continue
+            ch = self._floats[s.channel]
             if s.channel not in self._implausible:
                 self._implausible.add(s.channel)
                 log.warning("implausible_value", extra={
