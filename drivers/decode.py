@@ -109,10 +109,16 @@ def _build_plan(profile: Profile, channels: tuple[str, ...] | None) -> _DecodePl
     first_status = len(keys)
     keys += status_keys
     plans = [dataclasses.replace(c, status_index=first_status + c.status_index) for c in plans]
-    get = operator.itemgetter(*keys)
-    fetch = get if len(keys) > 1 else lambda image: (get(image),)  # one key: no tuple
+    if len(keys) == 1:  # itemgetter of one key gives the word itself, not a tuple
+        fetch = _one_word(keys[0])
+    else:  # itemgetter of no key fails: no channel asked for and no status word
+        fetch = operator.itemgetter(*keys) if keys else lambda image: ()
     return _DecodePlan(specs, fetch, struct.Struct(f">{len(keys)}H").pack, first_status,
                        tuple(plans), dev)
+
+
+def _one_word(key: tuple[int, int]) -> Callable[[RegisterImage], tuple[int, ...]]:
+    return lambda image: (image[key],)
 
 
 # Plans by id(profile) (a Profile holds dicts, so it is not hashable), then by channel tuple.

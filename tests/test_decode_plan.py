@@ -128,6 +128,20 @@ def test_every_word_present_takes_the_fast_path_and_agrees(name: str) -> None:
         assert _key(decode_samples(profile, image, 1.5, channels)) == _key(got)
 
 
+def test_no_channels_asked_gives_no_samples() -> None:
+    for profile in (PROFILES["ph_probe"], PROFILES["hach_sc"], _one_channel_profile("big", 1.0)):
+        assert decode_samples(profile, {}, 0.0, []) == []
+
+
+def test_a_profile_of_one_word() -> None:
+    profile = parse_profile({"name": "t", "defaults": {"function": 4, "dtype": "int16"},
+                             "channels": {"X": {"address": 7, "range": [-5.0, 5.0],
+                                                "scale": 0.5}}}, "<test>")
+    assert _key(decode_samples(profile, {(4, 7): 0xFFFE}, 2.0)) == \
+        _key([Sample("X", 2.0, -1.0, Status.MEASURING)])
+    assert decode_samples(profile, {}, 2.0)[0].status is Status.OFFLINE
+
+
 def test_unknown_channel_is_still_a_key_error() -> None:
     with pytest.raises(KeyError, match="no channel 'nope'"):
         decode_samples(PROFILES["liquiline"], {}, 0.0, ["pH", "nope"])
