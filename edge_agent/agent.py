@@ -26,7 +26,6 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict
-from pathlib import Path
 from typing import Any
 
 from buffer import Store
@@ -511,15 +510,8 @@ class Agent:
 
 def run(cfg: StationConfig, notifier: Notifier | None = None) -> int:
     """Run the agent until SIGTERM; the exit code."""
-    agent_box: list[Agent] = []
 
     async def main() -> int:
-        agent = Agent(cfg, notifier=notifier)
-        agent_box.append(agent)
-        return await agent.run()
+        return await Agent(cfg, notifier=notifier).run()
 
     return asyncio.run(main())
-
-
-def state_path(cfg: StationConfig) -> Path:
-    return cfg.agent.state_dir / OUTBOX_NAME
