@@ -30,7 +30,7 @@ from drivers import modbus
 from drivers.profile import builtin_profile
 from drivers.transport import RtuTransport, SerialSettings, TcpTransport, Transport
 from edge_agent.poller import Bus, Device, Poller, PollPolicy
-from protocol.model import Sample
+from protocol.model import Sample, Status
 
 UNIT = 1
 PROFILE = builtin_profile("liquiline")  # one FC04 block of 9 words
@@ -105,7 +105,7 @@ def poller_round(transport: Transport, seconds: float) -> tuple[int, float, int]
     def sink(device: str, samples: list[Sample]) -> None:
         with lock:
             polls[0] += 1
-            offline[0] += sum(s.status.name == "OFFLINE" for s in samples)
+            offline[0] += sum(s.status is Status.OFFLINE for s in samples)
 
     device = Device("liq", PROFILE, UNIT, None, interval=1e-6)
     poller = Poller([Bus(transport, (device,))], sink, time.time, PollPolicy(timeout=2.0))

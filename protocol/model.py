@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from enum import IntEnum, IntFlag
+from typing import NamedTuple
 
 
 class Status(IntEnum):
@@ -42,9 +43,13 @@ class RecordFlag(IntFlag):
     LATE_DROPPED = 64  # samples arrived after the grace period and were dropped
 
 
-@dataclass(frozen=True, slots=True)
-class Sample:
-    """One decoded reading of one channel."""
+class Sample(NamedTuple):
+    """One decoded reading of one channel.
+
+    A NamedTuple rather than a frozen dataclass: it is built for every channel of every poll,
+    and a frozen dataclass's ``__init__`` costs twice as much (it sets each field through
+    ``object.__setattr__``). Immutable and compared field by field all the same.
+    """
 
     channel: str
     t: float
