@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from centre.store import StoredRecord
-from protocol.model import Status
+from protocol.model import RecordFlag, Status
 
 COLUMNS = (
     "start", "end", "channel", "mean", "min", "max", "std", "n_valid", "n_expected",
@@ -76,9 +76,47 @@ def render_csv(records: Sequence[StoredRecord], tz: ZoneInfo) -> str:
     return out.getvalue()
 
 
+def _short(x: float) -> str:
+    """At most 3 decimals, trailing zeros dropped: what an operator reads, not what is stored."""
+    if math.isnan(x):
+        return "-"
+    text = f"{x:.3f}".rstrip("0").rstrip(".")
+    return "0" if text == "-0" else text
+
+
+def _flag_names(flags: int) -> str:
+    names = [f.name.lower() for f in RecordFlag if f and f.name and flags & f]
+    return ",".join(names) if names else "-"
+
+
+TEXT_COLUMNS = (
+    "start", "end", "channel", "mean", "min", "max", "n/exp", "valid", "status", "unit",
+    "seq", "received", "flags",
+)  # fmt: skip
+
+
+def text_row(r: StoredRecord, tz: ZoneInfo) -> list[str]:
+    rec = r.record
+    start = dt.datetime.fromtimestamp(rec.start, tz)
+    end = dt.datetime.fromtimestamp(rec.end, tz)
+    received = dt.datetime.fromtimestamp(r.received, tz)
+    return [
+        start.strftime("%Y-%m-%d %H:%M:%S"),
+        end.strftime("%H:%M:%S" if end.date() == start.date() else "%Y-%m-%d %H:%M:%S"),
+        rec.channel, _short(rec.mean), _short(rec.min), _short(rec.max),
+        f"{rec.n_valid}/{rec.n_expected}", "yes" if rec.valid else "no",
+        Status(rec.status).name.lower(), rec.unit, str(r.seq),
+        received.strftime("%H:%M:%S" if received.date() == end.date() else "%Y-%m-%d %H:%M"),
+        _flag_names(int(rec.flags)),
+    ]  # fmt: skip
+
+
 def render_text(records: Sequence[StoredRecord], tz: ZoneInfo) -> str:
-    rows = [list(COLUMNS), *(row(r, tz) for r in records)]
-    widths = [max(len(r[i]) for r in rows) for i in range(len(COLUMNS))]
-    return "".join(
+    """A table for people: local times, values rounded for reading (CSV keeps full precision)."""
+    offset = dt.datetime.now(tz).strftime("%z")
+    head = f"# {len(records)} records; times in {tz.key} (UTC{offset[:3]}:{offset[3:]})\n"
+    rows = [list(TEXT_COLUMNS), *(text_row(r, tz) for r in records)]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(TEXT_COLUMNS))]
+    return head + "".join(
         "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() + "\n" for r in rows
     )

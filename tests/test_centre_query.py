@@ -47,10 +47,13 @@ def test_query_prints_the_range_in_the_station_zone(
     )
     assert code == 0
     lines = out.splitlines()
-    assert lines[0].split()[:3] == ["start", "end", "channel"]
-    assert len(lines) == 1 + 10  # two windows x five channels
-    assert all(line.startswith("2026-09-21T21:2") for line in lines[1:])
-    assert "+07:00" in lines[1]
+    assert lines[0] == "# 10 records; times in Asia/Ho_Chi_Minh (UTC+07:00)"
+    assert lines[1].split()[:4] == ["start", "end", "channel", "mean"]
+    assert len(lines) == 2 + 10  # two windows x five channels
+    assert all(line.startswith("2026-09-21 21:2") for line in lines[2:])
+    offline = [line.split() for line in lines if " offline " in line]
+    assert len(offline) == 1  # a window with no valid sample shows no invented number
+    assert offline[0][3:8] == ["-", "-", "-", "0/30", "no"]
 
 
 def test_query_csv_export_round_trips_values(
