@@ -53,7 +53,7 @@ def test_query_prints_the_range_in_the_station_zone(
     assert all(line.startswith("2026-09-21 21:2") for line in lines[2:])
     offline = [line.split() for line in lines if " offline " in line]
     assert len(offline) == 1  # a window with no valid sample shows no invented number
-    assert offline[0][3:8] == ["-", "-", "-", "0/30", "no"]
+    assert offline[0][3:9] == ["Flow", "-", "-", "-", "0/30", "no"]
 
 
 def test_query_csv_export_round_trips_values(
