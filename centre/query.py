@@ -14,7 +14,7 @@ import math
 from collections.abc import Sequence
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from centre.store import StoredRecord
+from centre.store import StationSummary, StoredRecord
 from protocol.model import RecordFlag, Status
 
 COLUMNS = (
@@ -120,3 +120,30 @@ def render_text(records: Sequence[StoredRecord], tz: ZoneInfo) -> str:
     return head + "".join(
         "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() + "\n" for r in rows
     )
+
+
+def render_stations(summaries: Sequence[StationSummary], now: float, tz: ZoneInfo) -> str:
+    """Per station: records held, seq state, last arrival and its age, security events."""
+    rows = [["station", "records", "last seq", "all held to", "missing", "last received",
+             "age", "security"]]
+    for s in summaries:
+        last = "-" if s.last_received is None else dt.datetime.fromtimestamp(
+            s.last_received, tz).strftime("%Y-%m-%d %H:%M:%S")
+        age = "-" if s.last_received is None else _age(now - s.last_received)
+        rows.append([s.station, str(s.records), str(s.last_seq), str(s.contiguous),
+                     str(s.last_seq - s.contiguous), last, age, str(s.security_events)])
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return "".join(
+        "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() + "\n" for r in rows
+    )
+
+
+def _age(seconds: float) -> str:
+    seconds = max(0.0, seconds)
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 172800:
+        return f"{seconds / 3600:.0f} h"
+    return f"{seconds / 86400:.0f} d"

@@ -26,6 +26,15 @@ def register(actions: argparse._SubParsersAction[Any]) -> None:
     p.add_argument("--zone", help="time zone for input and output (default Asia/Ho_Chi_Minh)")
     p.set_defaults(func=_query)
 
+    p = actions.add_parser("stations", help="per station: records held, gaps, last arrival, "
+                           "security events")
+    where = p.add_mutually_exclusive_group(required=True)
+    where.add_argument("--config", type=Path, help="receiver TOML file (for its store and zone)")
+    where.add_argument("--store", type=Path, help="the centre's record store (SQLite file)")
+    p.add_argument("--events", type=int, default=10, metavar="N",
+                   help="also list the N latest security events (default 10, 0 for none)")
+    p.set_defaults(func=_stations)
+
 
 def _fail(exc: Exception) -> int:
     print(f"quantrac centre: error: {exc}", file=sys.stderr)
@@ -92,4 +101,31 @@ def _query(args: argparse.Namespace) -> int:
         records = store.records(args.station, t0, t1)
     render = query.render_csv if args.format == "csv" else query.render_text
     sys.stdout.write(render(records, tz))
+    return 0
+
+
+def _stations(args: argparse.Namespace) -> int:
+    import time
+
+    from centre import query
+    from centre.serve_config import DEFAULT_ZONE, ConfigError, load
+    from centre.store import CentreStore
+
+    try:
+        zone_name = DEFAULT_ZONE
+        if args.config is not None:
+            cfg = load(args.config)
+            store_path, zone_name = cfg.store, cfg.zone
+        else:
+            store_path = args.store
+        tz = query.zone(zone_name)
+        if not store_path.exists():
+            raise ConfigError(f"{store_path}: no such record store")
+    except (ConfigError, ValueError) as exc:
+        return _fail(exc)
+    with CentreStore(store_path) as store:
+        sys.stdout.write(query.render_stations(store.summaries(), time.time(), tz))
+        events = store.security_events()[-args.events:] if args.events > 0 else []
+    for t, station, reason, detail in events:
+        print(f"security  {query.iso(t, tz)}  {station}  {reason}  {detail}")
     return 0

@@ -50,6 +50,18 @@ _INSERT = (
     f"VALUES ({', '.join('?' * (len(RECORD_COLUMNS) + 4))})"
 )
 
+@dataclass(frozen=True, slots=True)
+class StationSummary:
+    """Records held, highest seq, seqs all held up to, last arrival, security events."""
+
+    station: str
+    records: int
+    last_seq: int
+    contiguous: int
+    last_received: float | None
+    security_events: int
+
+
 _SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS records (
     station TEXT NOT NULL,
@@ -351,6 +363,21 @@ class CentreStore:
                 "SELECT count(*) FROM records WHERE station = ?", (station,)
             ).fetchone()[0]
         )
+
+    def summaries(self) -> list[StationSummary]:
+        """One line per station the centre has heard from: what a centre operator checks first."""
+        rows = self.conn.execute(
+            "SELECT s.station, s.contiguous, s.top, "
+            "(SELECT count(*) FROM records r WHERE r.station = s.station), "
+            "(SELECT max(received) FROM records r WHERE r.station = s.station), "
+            "(SELECT count(*) FROM security_events e WHERE e.station = s.station) "
+            "FROM stations s ORDER BY s.station"
+        ).fetchall()
+        return [
+            StationSummary(str(st), int(n), int(top), int(contiguous),
+                           None if last is None else float(last), int(events))
+            for st, contiguous, top, n, last, events in rows
+        ]
 
     def current_values(self, station: str) -> dict[str, tuple[int, int, float]]:
         """Per channel the newest record's ``(seq, start, mean)``."""

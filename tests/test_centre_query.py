@@ -111,3 +111,24 @@ def test_config_file_is_checked_naming_file_key_and_value(tmp_path: Path) -> Non
     cfg.write_text('centre_dir = "c"\nstorage = "x"\n')
     with pytest.raises(ConfigError, match="key storage"):
         load(cfg)
+
+
+def test_stations_summary_shows_gaps_and_security_events(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "records.sqlite"
+    records = make_records(10)
+    with CentreStore(path) as store:
+        store.ingest("HCM-Q2", list(enumerate(records[:5], start=1)), b"a" * 32, 1)
+        store.ingest("HCM-Q2", list(enumerate(records[7:], start=8)), b"b" * 32, 2)
+        store.security_event("HCM-Q2", "bad_signature", "packet 3 of 3")
+    code = main(["centre", "stations", "--store", str(path)])
+    out = capsys.readouterr().out.splitlines()
+    assert code == 0
+    assert out[0].split()[:2] == ["station", "records"]
+    fields = out[1].split()
+    # 8 records held, highest seq 10, everything up to 5 held, 5 seqs not (yet) contiguous
+    assert fields[:5] == ["HCM-Q2", "8", "10", "5", "5"]
+    assert fields[-1] == "1"
+    assert out[2].startswith("security  ")
+    assert out[2].endswith("HCM-Q2  bad_signature  packet 3 of 3")
