@@ -305,6 +305,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         procs.stop_all()
 
+    _say("the centre: stations, gaps and security events")
+    print(_run(_quantrac("centre", "stations", "--config", work / "centre.toml"),
+               "centre stations").rstrip())
     _say(f"what the centre stored and verified for {STATION_ID}")
     table = _run(_quantrac("centre", "query", "--config", work / "centre.toml", "--station",
                            STATION_ID), "centre query")
