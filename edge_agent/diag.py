@@ -12,7 +12,7 @@ import struct
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from drivers.codec import decode_value
+from drivers.codec import decode_value, word_count
 from drivers.decode import decode_samples
 from drivers.modbus import ModbusError, ModbusExceptionResponse
 from drivers.planner import ReadBlock, plan_reads
@@ -65,12 +65,25 @@ def pair_table(address: int, words: Sequence[int]) -> list[str]:
     return lines
 
 
-def typed_value(words: Sequence[int], dtype: str, byte_order: str, word_order: str) -> str:
-    """The value of ``words`` as one ``dtype``; names the shortfall if too few were read."""
-    try:
-        return _fmt(decode_value(list(words), dtype, byte_order, word_order))
-    except (ValueError, struct.error) as exc:
-        return f"cannot decode: {exc}"
+def typed_values(address: int, words: Sequence[int], dtype: str, byte_order: str,
+                 word_order: str) -> list[str]:
+    """Each consecutive ``dtype`` value in ``words``, one line per value with its registers;
+    words left over (a count that is not a multiple of the type's size) are named."""
+    size = word_count(dtype)
+    lines = []
+    whole = len(words) - len(words) % size
+    for i in range(0, whole, size):
+        regs = f"{address + i}" if size == 1 else f"{address + i}-{address + i + size - 1}"
+        try:
+            value = _fmt(decode_value(list(words[i:i + size]), dtype, byte_order, word_order))
+        except (ValueError, struct.error) as exc:
+            value = f"cannot decode: {exc}"
+        lines.append(f"  registers {regs:>11}  {value}")
+    if whole < len(words):
+        left = len(words) - whole
+        lines.append(f"  register {address + whole}: {left} word(s) left over "
+                     f"({dtype} takes {size})")
+    return lines
 
 
 # --------------------------------------------------------------------------- scan

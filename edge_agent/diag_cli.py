@@ -133,7 +133,7 @@ def _agent_socket(args: argparse.Namespace) -> Path | None:
 
 def _read(args: argparse.Namespace) -> int:
     from drivers.modbus import ModbusError
-    from edge_agent.diag import pair_table, typed_value, word_table
+    from edge_agent.diag import pair_table, typed_values, word_table
 
     failed = (f"unit {args.unit} function {args.function:02d} register {args.register} "
               f"count {args.count}")
@@ -172,9 +172,10 @@ def _read(args: argparse.Namespace) -> int:
     for line in word_table(args.register, words):
         print(line)
     if args.type:
-        value = typed_value(words, args.type, args.byte_order, args.word_order)
-        print(f"{args.type} byte order {args.byte_order} word order {args.word_order}: "
-              f"{value}")
+        print(f"{args.type}, byte order {args.byte_order}, word order {args.word_order}:")
+        for line in typed_values(args.register, words, args.type, args.byte_order,
+                                 args.word_order):
+            print(line)
     else:
         for line in pair_table(args.register, words):
             print(line)

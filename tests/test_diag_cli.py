@@ -79,9 +79,17 @@ def test_read_shows_words_and_both_word_orders(
     code, out = _run(capsys, "diag", "read", *_bus(sim, mode), "--unit", "2", "--register",
                      "0", "--count", "2", "--type", "float32", "--word-order", "little")
     assert code == 0
-    value = float(out.splitlines()[-1].split(":")[-1])
+    value = float(out.splitlines()[-1].split()[-1])
     expected = decode_value(words, "float32", "big", "little")
     assert struct.pack(">f", value) == struct.pack(">f", expected)
+
+    # Several values at once: one line each with its registers, a stray word named.
+    code, out = _run(capsys, "diag", "read", *_bus(sim, mode), "--unit", "2", "--register",
+                     "0", "--count", "5", "--type", "float32", "--word-order", "little")
+    assert code == 0
+    lines = out.splitlines()
+    assert [line.split()[1] for line in lines[-3:-1]] == ["0-1", "2-3"]
+    assert lines[-1] == "  register 4: 1 word(s) left over (float32 takes 2)"
 
 
 def test_read_reports_a_silent_unit(sim: RunningStation,
