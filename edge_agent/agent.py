@@ -51,10 +51,12 @@ OUTBOX_NAME = "outbox.sqlite"
 class UplinkRunner:
     """The MQTT uplink on its own thread; never lets an exception end the thread."""
 
-    def __init__(self, cfg: StationConfig, store: Store, clock: Clock) -> None:
+    def __init__(self, cfg: StationConfig, store: Store, clock: Clock,
+                 clock_trusted: Callable[[], bool] = lambda: True) -> None:
         self.cfg = cfg
         self.store = store
         self.clock = clock
+        self.clock_trusted = clock_trusted
         self.state = "starting"
         self.detail = ""
         self.uplink: Any = None
@@ -84,7 +86,8 @@ class UplinkRunner:
             ident, window=m.window, ack_timeout=m.ack_timeout_s,
             max_packets_per_s=m.max_packets_per_s, backoff_cap=m.backoff_cap_s)
         gate = self.cfg.agent.state_dir / (OUTBOX_NAME + ".uplink")
-        self.uplink = MqttUplink(settings, self.store, gate, self.clock)
+        self.uplink = MqttUplink(settings, self.store, gate, self.clock,
+                                 clock_trusted=self.clock_trusted)
         self.state, self.detail = "connecting", f"{ident.broker_host}:{ident.broker_port}"
         self._thread = threading.Thread(target=self._run, name="uplink", daemon=True)
         self._thread.start()
@@ -211,7 +214,7 @@ class Agent:
             loop.add_signal_handler(sig, fn)
         self._start_poller(loop)
         if cfg.mqtt is not None:
-            self.uplink = UplinkRunner(cfg, self.store, self.clock)
+            self.uplink = UplinkRunner(cfg, self.store, self.clock, self._clock_trusted)
             self.uplink.start()
         log.info("agent_started", extra={
             "station": cfg.station.id, "config": str(cfg.source), "pid": os.getpid(),
@@ -424,7 +427,7 @@ class Agent:
                 self.uplink = None
             if new.mqtt is not None:
                 assert self.store is not None
-                self.uplink = UplinkRunner(new, self.store, self.clock)
+                self.uplink = UplinkRunner(new, self.store, self.clock, self._clock_trusted)
                 self.uplink.start()
         log.info("config_reloaded", extra={"config": str(new.source),
                                            "windows_restarted": rebuilt,
@@ -443,6 +446,10 @@ class Agent:
         if self.store_problem:
             text += f", STORE: {self.store_problem[:40]}"
         return text
+
+    def _clock_trusted(self) -> bool:
+        """Whether command age may be checked against this clock (the uplink thread asks)."""
+        return self.synced is True
 
     def status(self) -> dict[str, Any]:
         assert self.store is not None

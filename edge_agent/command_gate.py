@@ -39,6 +39,7 @@ class CommandGate:
         clock: Callable[[], float],
         window: int = 1024,
         persist_every: float = 1.0,
+        clock_trusted: Callable[[], bool] = lambda: True,
     ) -> None:
         self.centre_verify = centre_verify
         self.station_id = station_id
@@ -46,6 +47,8 @@ class CommandGate:
         self.clock = clock
         self.window = window
         self.persist_every = persist_every
+        self.clock_trusted = clock_trusted
+        self._age_checked = True
         self.high = self._load()
         self._floor = self.high  # after a restart nothing at or below the saved mark
         self._seen: set[int] = set()
@@ -73,7 +76,7 @@ class CommandGate:
             self.centre_verify,
             self.station_id,
             last_counter=floor,
-            now_ms=int(self.clock() * 1000),
+            now_ms=self._now_ms(),
         )
         if cmd.counter in self._seen:
             raise EnvelopeError(REPLAY, f"command counter {cmd.counter} already obeyed")
@@ -83,6 +86,23 @@ class CommandGate:
             self._seen = {c for c in self._seen if c > self.high - self.window}
         self.save(force=False)
         return cmd
+
+    def _now_ms(self) -> int | None:
+        """The station's time for the age check, or None while its clock is not trusted.
+
+        A gateway without an RTC and without NTP (blocked on many plant networks) can be hours
+        off; checking command age against that clock would refuse every ack, and the outbox
+        would never drain. The counter window still refuses any replay, so only the age check
+        is suspended, and that is logged when it changes.
+        """
+        trusted = self.clock_trusted()
+        if trusted != self._age_checked:
+            self._age_checked = trusted
+            (log.info if trusted else log.warning)(
+                "command_age_check", extra={"checked": trusted,
+                                            "reason": "clock synchronised" if trusted
+                                            else "clock not synchronised: counter only"})
+        return int(self.clock() * 1000) if trusted else None
 
     def save(self, force: bool = True) -> None:
         """Persist the high-water mark (rate-limited unless ``force``)."""

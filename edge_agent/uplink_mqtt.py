@@ -139,12 +139,14 @@ class MqttUplink:
         state_path: Path,
         clock: Clock = time.time,
         rand: Callable[[], float] = random.random,
+        clock_trusted: Callable[[], bool] = lambda: True,
     ) -> None:
         self.s = settings
         self.outbox = outbox
         self.clock = clock
         self.gate = CommandGate(
-            settings.centre_signing_public, settings.station_id, state_path, clock
+            settings.centre_signing_public, settings.station_id, state_path, clock,
+            clock_trusted=clock_trusted,
         )
         self.backoff = Backoff(settings.backoff_base, settings.backoff_cap, rand)
         self.inflight = InFlight()

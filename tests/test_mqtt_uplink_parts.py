@@ -90,3 +90,28 @@ def test_gate_high_water_survives_a_restart(tmp_path: Path) -> None:
     assert reason(again, c.cmd(7)) == "replay"
     assert reason(again, c.cmd(6)) == "replay"
     assert again.open(c.cmd(8)).counter == 8
+
+
+def test_command_age_is_not_checked_against_an_untrusted_clock(tmp_path: Path) -> None:
+    """A gateway whose clock is hours off (no RTC, NTP blocked) must still obey fresh acks;
+    the counter window keeps refusing replays either way."""
+    from protocol.envelope import STALE_COMMAND
+
+    centre = Ed25519PrivateKey.generate()
+    centre_now = 1_800_000_000.0
+    station_now = centre_now - 6 * 3600  # six hours behind
+    trusted = [True]
+    gate = CommandGate(centre.public_key(), "ST-1", tmp_path / "gate.json",
+                       lambda: station_now, clock_trusted=lambda: trusted[0])
+
+    def command(counter: int) -> bytes:
+        body = ranges_body([(1, 1)])
+        return sign_command(Command("ack", "ST-1", counter, int(centre_now * 1000), body), centre)
+
+    with pytest.raises(EnvelopeError) as err:
+        gate.open(command(1))
+    assert err.value.reason == STALE_COMMAND  # trusted clock: "from the future", refused
+    trusted[0] = False
+    assert gate.open(command(2)).counter == 2  # untrusted clock: counter only
+    with pytest.raises(EnvelopeError):
+        gate.open(command(2))  # a replay is still refused
