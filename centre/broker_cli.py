@@ -51,4 +51,6 @@ def _broker_config(args: argparse.Namespace) -> int:
     print(f"receiver cert {setup.receiver_cert}")
     print(f"receiver key  {setup.receiver_key}")
     print(f"start with:   mosquitto -c {setup.conf}")
+    print(f"revocation:   after `quantrac centre revoke`, copy {centre_dir / 'crl.pem'} to "
+          f"{setup.crl} and restart mosquitto (it reads the CRL at start)")
     return 0
