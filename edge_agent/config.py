@@ -54,6 +54,18 @@ symbol, the averaging windows and validity rules, stack-gas normalisation and th
     window = 8
     ack_timeout_s = 60.0
 
+    [uplink.circular10]             # optional: the legacy Circular 10 files by FTP/FTPS
+    host = "ftp.centre.example"     # needs [station] province, facility and name
+    port = 21
+    user = "station1"
+    password_file = "ftp.secret"    # or password = "..."; relative to this file
+    directory = "/incoming"
+    tls = true                      # FTPS (explicit, AUTH TLS); false for a plain-FTP centre
+    ca_file = "centre-ca.pem"       # optional: the CA of the centre's certificate
+    interval_minutes = 5.0
+    window = 300                    # which averaging window feeds the files
+    retention_days = 60             # sent files kept in the spool
+
 Every mistake is collected, not just the first: :class:`ConfigError` carries one
 :class:`Problem` per mistake, each naming the file, the key path, the value and what was
 expected, so an installer fixes a config in one pass.
@@ -74,6 +86,7 @@ from drivers.profile import Profile, ProfileError, resolve_profile
 from drivers.transport import SerialSettings
 from edge_agent.averaging.normalise import MOLAR_MASS_G_PER_MOL, Normalisation
 from edge_agent.averaging.rules import RULES, ValidityRule
+from edge_agent.circular10 import NAME_PART
 from edge_agent.poller import Device, PollPolicy
 from edge_agent.poller_config import BusConfig, PollConfig
 from edge_agent.poller_config import ConfigError as PollConfigError
@@ -189,6 +202,7 @@ class StationConfig:
     averaging: AveragingSettings
     normalise: tuple[NormaliseSettings, ...] = ()
     mqtt: MqttSettings | None = None
+    circular10: Circular10Settings | None = None
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     def channel_of(self, device: str, channel: str) -> ChannelMap | None:
@@ -307,9 +321,11 @@ def parse_config(doc: Mapping[str, Any], source: str | Path, *,
         if (n := _normalise(r, t, f"normalise[{i}]", symbols, units)) is not None
     )
     mqtt = _uplinks(r, doc.get("uplink", {}))
+    c10 = _circular10(r, doc.get("uplink", {}), source, station, averaging)
     if r.problems:
         raise ConfigError(r.problems)
-    return StationConfig(source, station, agent, poll, channels, averaging, normalise, mqtt, doc)
+    return StationConfig(source, station, agent, poll, channels, averaging, normalise, mqtt,
+                         c10, doc)
 
 
 def _station(r: _Reader, doc: Mapping[str, Any], required: bool) -> StationInfo:
@@ -622,7 +638,7 @@ def _normalise(r: _Reader, value: Any, where: str, symbols: set[str],
 
 
 def _uplinks(r: _Reader, value: Any) -> MqttSettings | None:
-    t = r.table(value, "uplink", {"mqtt"})
+    t = r.table(value, "uplink", {"mqtt", "circular10"})
     if "mqtt" not in t:
         return None
     m = r.table(t["mqtt"], "uplink.mqtt", {"window", "ack_timeout_s", "max_packets_per_s",
@@ -635,5 +651,94 @@ def _uplinks(r: _Reader, value: Any) -> MqttSettings | None:
         max_packets_per_s=r.get(m, "max_packets_per_s", "uplink.mqtt", "number", 0.0,
                                 check=lambda v: v >= 0, expected="packets per second >= 0"),
         backoff_cap_s=r.get(m, "backoff_cap_s", "uplink.mqtt", "number", 60.0,
+                            check=lambda v: v > 0, expected="a positive number of seconds"),
+    )
+
+
+# --------------------------------------------------------------------------- uplink.circular10
+
+
+@dataclass(frozen=True, slots=True)
+class Circular10Settings:
+    """``[uplink.circular10]``: where and how the legacy uplink pushes its files."""
+
+    host: str
+    port: int = 21
+    user: str = "anonymous"
+    password: str = field(default="", repr=False)
+    directory: str = ""  # "" : the login directory
+    tls: bool = True
+    ca_file: Path | None = None
+    interval_minutes: float = 5.0
+    window: int = 300
+    retention_days: float = 60.0
+    timeout_s: float = 30.0
+    backoff_cap_s: float = 300.0
+
+
+_C10 = "uplink.circular10"
+
+
+def _circular10(r: _Reader, value: Any, source: Path, station: StationInfo,
+                averaging: AveragingSettings) -> Circular10Settings | None:
+    if not isinstance(value, Mapping) or "circular10" not in value:
+        return None
+    t = r.table(value["circular10"], _C10, {
+        "host", "port", "user", "password", "password_file", "directory", "tls", "ca_file",
+        "interval_minutes", "window", "retention_days", "timeout_s", "backoff_cap_s"})
+    for key in ("province", "facility", "name"):
+        part = getattr(station, key)
+        if not NAME_PART.fullmatch(part):
+            r.fail(f"station.{key}", part if part else _MISSING,
+                   "1 to 64 ASCII letters, digits or '-' (the Circular 10 file name "
+                   "Province_Facility_Station_YYYYMMDDhhmmss.txt, for [uplink.circular10])")
+    base = source.resolve().parent
+    host = r.get(t, "host", _C10, "str", check=lambda v: bool(v.strip()),
+                 expected="the centre's FTP host name or address")
+    password = ""
+    if "password" in t and "password_file" in t:
+        r.fail(f"{_C10}.password", "<hidden>", "either password or password_file, not both")
+    elif "password" in t:
+        if not isinstance(t["password"], str):
+            r.fail(f"{_C10}.password", "<hidden>", "a string")  # never echo a secret
+        else:
+            password = t["password"]
+    elif "password_file" in t:
+        name = r.get(t, "password_file", _C10, "str")
+        if name is not None:
+            try:
+                password = (base / name).read_text(encoding="utf-8").splitlines()[0]
+            except (OSError, UnicodeDecodeError, IndexError) as exc:
+                why = getattr(exc, "strerror", None) or "empty or not UTF-8 text"
+                r.fail(f"{_C10}.password_file", name,
+                       f"a readable file whose first line is the password ({why})")
+    ca = r.get(t, "ca_file", _C10, "str", None)
+    if ca is not None and not (base / ca).is_file():
+        r.fail(f"{_C10}.ca_file", ca, "a PEM file of the CA that signed the centre's certificate")
+    window = r.get(t, "window", _C10, "int", 300,
+                   check=lambda v: v in averaging.windows,
+                   expected="the width of an averaging window (averaging.windows: "
+                            f"{', '.join(map(str, averaging.windows))})")
+    return Circular10Settings(
+        host=host or "",
+        port=r.get(t, "port", _C10, "int", 21, check=lambda v: 1 <= v <= 65535,
+                   expected="a TCP port in 1..65535"),
+        user=r.get(t, "user", _C10, "str", "anonymous", check=bool,
+                   expected="a user name"),
+        password=password,
+        directory=r.get(t, "directory", _C10, "str", "",
+                        check=lambda v: not any(c in v for c in "\r\n\0"),
+                        expected="a directory path on the server"),
+        tls=r.get(t, "tls", _C10, "bool", True),
+        ca_file=None if ca is None else base / ca,
+        interval_minutes=r.get(t, "interval_minutes", _C10, "number", 5.0,
+                               check=lambda v: 0 < v <= 60,
+                               expected="minutes in (0, 60] (the circular wants 5)"),
+        window=window if window is not None else 300,
+        retention_days=r.get(t, "retention_days", _C10, "number", 60.0,
+                             check=lambda v: v >= 1, expected="at least 1 day"),
+        timeout_s=r.get(t, "timeout_s", _C10, "number", 30.0, check=lambda v: 0 < v <= 600,
+                        expected="seconds in (0, 600]"),
+        backoff_cap_s=r.get(t, "backoff_cap_s", _C10, "number", 300.0,
                             check=lambda v: v > 0, expected="a positive number of seconds"),
     )
