@@ -1,0 +1,241 @@
+"""The legacy uplink against a real FTP server (pyftpdlib) on loopback: files delivered within a
+deadline, a dead link spools them and delivers each once, oldest first, never a half file under
+its final name; a restart sends nothing twice."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from buffer import Store
+from edge_agent import circular10
+from edge_agent.config import StationConfig, load_config
+from edge_agent.uplink_ftp import Circular10Runner, Circular10Uplink, FtpSettings
+from protocol.model import Record, RecordFlag, Status
+from tests.ftp_server import PASSWORD, USER, FtpServer
+
+W = 300
+DEADLINE_S = 20.0
+
+
+def wait_for(cond: Callable[[], bool], what: str, deadline_s: float = DEADLINE_S) -> None:
+    end = time.monotonic() + deadline_s
+    while not cond():
+        if time.monotonic() > end:
+            raise AssertionError(f"not within {deadline_s} s: {what}")
+        time.sleep(0.02)
+
+
+class Clock:
+    """Real time plus an offset the test moves forward (to reach the next cycle at once)."""
+
+    def __init__(self) -> None:
+        self.offset = 0.0
+
+    def __call__(self) -> float:
+        return time.time() + self.offset
+
+
+def config(tmp_path: Path, port: int) -> StationConfig:
+    (tmp_path / "ftp.secret").write_text(PASSWORD + "\n")
+    path = tmp_path / "station.toml"
+    path.write_text(f"""\
+[station]
+id = "HCM-WW-0001"
+province = "HCM"
+facility = "ACME"
+name = "Outfall1"
+[agent]
+state_dir = "state"
+[[bus]]
+name = "lan"
+host = "127.0.0.1"
+tcp_port = 1502
+[[device]]
+name = "liquiline"
+bus = "lan"
+profile = "liquiline"
+unit = 1
+interval = 10.0
+channels = ["pH", "Temp"]
+[uplink.circular10]
+host = "127.0.0.1"
+port = {port}
+user = "{USER}"
+password_file = "ftp.secret"
+directory = "/incoming"
+tls = false
+""")
+    return load_config(path)
+
+
+def window(start: int, ph: float = 7.2) -> list[Record]:
+    return [
+        Record("pH", start, start + W, ph, ph, ph, 0.0, 30, 30, True, Status.MEASURING, "pH"),
+        Record("Temp", start, start + W, float("nan"), float("nan"), float("nan"), float("nan"),
+               0, 30, False, Status.OFFLINE, "degC", RecordFlag.NONE),
+    ]
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> Iterator[tuple[FtpServer, StationConfig, Store, Clock]]:
+    home = tmp_path / "ftp"
+    (home / "incoming").mkdir(parents=True)
+    server = FtpServer(home)
+    server.start()
+    cfg = config(tmp_path, server.port)
+    clock = Clock()
+    store = Store(tmp_path / "outbox.sqlite", clock)
+    try:
+        yield server, cfg, store, clock
+    finally:
+        store.close()
+        server.stop()
+
+
+def closed_starts(clock: Clock, n: int) -> list[int]:
+    """Starts of the last ``n`` windows already closed (end + grace + settle passed)."""
+    last = int((clock() - 40) // W) * W - W
+    return [last - i * W for i in reversed(range(n))]
+
+
+def on_server(server: FtpServer) -> list[str]:
+    return sorted(p.name for p in (server.home / "incoming").iterdir())
+
+
+def name_of(start: int) -> str:
+    return circular10.file_name("HCM", "ACME", "Outfall1",
+                                circular10.local(start, ZoneInfo("Asia/Ho_Chi_Minh")))
+
+
+def runner(cfg: StationConfig, store: Store, clock: Clock) -> Circular10Runner:
+    return Circular10Runner(cfg, store, clock, poll_s=0.02, backoff_base_s=0.05,
+                            backoff_cap_s=0.2, timeout_s=5.0)
+
+
+def test_the_uplink_uploads_the_closed_windows(world: tuple[FtpServer, StationConfig, Store,
+                                                              Clock]) -> None:
+    server, cfg, store, clock = world
+    starts = closed_starts(clock, 2)
+    for s in starts:
+        store.append(window(s))
+    run = runner(cfg, store, clock)
+    run.start()
+    try:
+        wait_for(lambda: on_server(server) == [name_of(s) for s in starts], "both files on server")
+    finally:
+        run.stop()
+    tz = ZoneInfo("Asia/Ho_Chi_Minh")
+    for s in starts:
+        got = (server.home / "incoming" / name_of(s)).read_bytes()
+        assert got == circular10.render(window(s), tz)
+        when = circular10.local(s, tz).strftime("%Y%m%d%H%M%S")
+        assert got.decode() == f"pH\t7.2\tpH\t{when}\t00\nTemp\t\tdegC\t{when}\t02\n"
+    assert server.journal.stored == [name_of(s) + ".part" for s in starts]
+    assert run.uplink.stats.files_sent == 2 and run.uplink.stats.pending == 0
+    assert run.status()["state"] == "stopped"
+
+
+def test_link_down_spools_then_delivers_each_file_once_oldest_first(
+        world: tuple[FtpServer, StationConfig, Store, Clock]) -> None:
+    server, cfg, store, clock = world
+    first = closed_starts(clock, 1)
+    store.append(window(first[0]))
+    run = runner(cfg, store, clock)
+    run.start()
+    try:
+        wait_for(lambda: on_server(server) == [name_of(first[0])], "the first file delivered")
+        server.stop()  # the link dies
+        clock.offset += 3 * W  # three more windows close while it is down
+        later = [first[0] + i * W for i in (1, 2, 3)]
+        store.append([r for s in later for r in window(s, ph=7.0 + s % 7)])
+        up = run.uplink
+        wait_for(lambda: up.stats.pending == 3 and up.stats.upload_failures >= 2,
+                 "three files spooled, retried on the dead link")
+        assert on_server(server) == [name_of(first[0])]
+        pending = up.spool.pending_keys()
+        assert [up.spool.remote_name(k) for k in pending] == [name_of(s) for s in later]
+        server.start()  # the link is back (same port, same directory)
+        wait_for(lambda: up.stats.pending == 0, "the spool drained")
+    finally:
+        run.stop()
+    expected = [name_of(s) for s in [*first, *later]]
+    assert on_server(server) == expected  # nothing half-written under any name
+    # each file stored once under its temp name, then renamed: oldest first, never twice
+    assert server.journal.stored == [n + ".part" for n in expected]
+    assert server.journal.renamed == [(n + ".part", n) for n in expected]
+    tz = ZoneInfo("Asia/Ho_Chi_Minh")
+    for s in later:
+        assert (server.home / "incoming" / name_of(s)).read_bytes() == \
+            circular10.render(window(s, ph=7.0 + s % 7), tz)
+
+
+def test_a_restart_sends_nothing_twice(world: tuple[FtpServer, StationConfig, Store,
+                                                     Clock]) -> None:
+    server, cfg, store, clock = world
+    starts = closed_starts(clock, 3)
+    for s in starts:
+        store.append(window(s))
+    spool = cfg.agent.state_dir / "circular10"
+    settings = FtpSettings.from_config(cfg, timeout_s=5.0)
+    up = Circular10Uplink(settings, store, spool, clock)
+    up.step()
+    assert on_server(server) == [name_of(s) for s in starts]
+    assert len(server.journal.renamed) == 3
+    # a restart, twice: the same records are in the store, the spool says they went
+    for _ in range(2):
+        again = Circular10Uplink(settings, store, spool, clock)
+        again.step()
+        assert again.stats.files_made == 0 and again.stats.files_sent == 0
+    # a crash after the server's rename but before the local move: found there, not resent
+    key = up.spool.key(starts[-1], name_of(starts[-1]))
+    (spool / "sent" / key).rename(spool / "pending" / key)
+    again = Circular10Uplink(settings, store, spool, clock)
+    again.step()
+    assert again.stats.files_found_on_server == 1 and again.stats.files_sent == 0
+    assert again.spool.pending_keys() == []
+    assert len(server.journal.renamed) == 3 and len(server.journal.stored) == 3
+    # a new window after the restart: exactly one new file
+    clock.offset += W
+    store.append(window(starts[-1] + W))
+    again.render_due(clock())
+    again.send_pending()
+    assert on_server(server) == [name_of(s) for s in [*starts, starts[-1] + W]]
+    assert len(server.journal.stored) == 4
+
+
+def test_sent_files_are_pruned_after_the_retention(
+        world: tuple[FtpServer, StationConfig, Store, Clock]) -> None:
+    _server, cfg, store, clock = world
+    starts = closed_starts(clock, 2)
+    for s in starts:
+        store.append(window(s))
+    settings = FtpSettings.from_config(cfg, timeout_s=5.0, retention_s=2 * 86400.0)
+    spool = cfg.agent.state_dir / "circular10"
+    up = Circular10Uplink(settings, store, spool, clock)
+    up.step()
+    assert len(list((spool / "sent").iterdir())) == 2
+    clock.offset += 2 * 86400.0 + 2 * W  # both windows are now older than the retention
+    again = Circular10Uplink(settings, store, spool, clock)
+    again.step()
+    assert list((spool / "sent").iterdir()) == [] and again.stats.pruned == 2
+    assert again.stats.files_made == 0  # the cursor file still says they were made
+
+
+def test_wrong_password_keeps_the_files_and_never_logs_the_password(
+        world: tuple[FtpServer, StationConfig, Store, Clock],
+        caplog: pytest.LogCaptureFixture) -> None:
+    server, cfg, store, clock = world
+    store.append(window(closed_starts(clock, 1)[0]))
+    settings = FtpSettings.from_config(cfg, timeout_s=5.0, password="wrong-" + PASSWORD)
+    up = Circular10Uplink(settings, store, cfg.agent.state_dir / "circular10", clock)
+    with caplog.at_level("DEBUG", logger="quantrac"):
+        up.step()
+    assert up.stats.pending == 1 and up.stats.upload_failures == 1 and up.link_up is False
+    assert on_server(server) == []
+    text = "\n".join(f"{r.getMessage()} {r.__dict__}" for r in caplog.records)
+    assert "circular10_upload_failed" in text and PASSWORD not in text
