@@ -26,7 +26,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from buffer import Store
 from buffer.db import StoreFullError
@@ -39,6 +39,9 @@ from edge_agent.pipeline import Pipeline
 from edge_agent.poller import Poller, queue_sink
 from edge_agent.sdnotify import Notifier
 from protocol.model import Record, Sample
+
+if TYPE_CHECKING:
+    from edge_agent.uplink_ftp import Circular10Runner
 
 log = logging.getLogger("quantrac.edge_agent.agent")
 
@@ -134,6 +137,7 @@ class Agent:
         self.store: Store | None = None
         self.poller: Poller | None = None
         self.uplink: UplinkRunner | None = None
+        self.legacy: Circular10Runner | None = None  # [uplink.circular10], if configured
         self.control: ControlServer | None = None
         self.queue: asyncio.Queue[tuple[str, list[Sample]]] = asyncio.Queue()
         self.watch = ClockWatch(cfg.agent.clock_jump_tolerance_s)
@@ -216,6 +220,7 @@ class Agent:
         if cfg.mqtt is not None:
             self.uplink = UplinkRunner(cfg, self.store, self.clock, self._clock_trusted)
             self.uplink.start()
+        self._start_legacy(cfg)
         log.info("agent_started", extra={
             "station": cfg.station.id, "config": str(cfg.source), "pid": os.getpid(),
             "devices": len(cfg.poll.devices), "channels": len(cfg.channels),
@@ -258,6 +263,7 @@ class Agent:
         self._flush_samples()
         if self.uplink is not None:
             await asyncio.to_thread(self.uplink.stop)
+        await self._stop_legacy()
         if self.control is not None:
             await self.control.close()
         assert self.store is not None
@@ -429,9 +435,34 @@ class Agent:
                 assert self.store is not None
                 self.uplink = UplinkRunner(new, self.store, self.clock, self._clock_trusted)
                 self.uplink.start()
+        if (new.circular10, new.station) != (old.circular10, old.station) \
+                or new.averaging.grace_s != old.averaging.grace_s:
+            await self._stop_legacy()
+            self._start_legacy(new)
         log.info("config_reloaded", extra={"config": str(new.source),
                                            "windows_restarted": rebuilt,
                                            "devices": len(new.poll.devices)})
+
+    # ------------------------------------------------------------------ legacy uplink
+
+    def _start_legacy(self, cfg: StationConfig) -> None:
+        """The Circular 10 files by FTP/FTPS, on a thread of their own ([uplink.circular10])."""
+        if cfg.circular10 is None:
+            return
+        from edge_agent.uplink_ftp import Circular10Runner
+
+        assert self.store is not None
+        try:
+            self.legacy = Circular10Runner(cfg, self.store, self.clock)
+        except OSError as exc:  # the spool cannot be made: the rest of the agent runs on
+            log.error("uplink_circular10_unavailable", extra={"reason": str(exc)})
+            return
+        self.legacy.start()
+
+    async def _stop_legacy(self) -> None:
+        if self.legacy is not None:
+            await asyncio.to_thread(self.legacy.stop)
+            self.legacy = None
 
     # ------------------------------------------------------------------ status
 
@@ -470,6 +501,7 @@ class Agent:
                        "problem": self.store_problem},
             "uplink": self.uplink.status() if self.uplink else {"state": "none",
                                                                   "detail": "no uplink"},
+            **({"uplink_circular10": self.legacy.status()} if self.legacy else {}),
             "clock": {"synchronised": self.synced, "jumps": len(jumps),
                       "last_jump": asdict(jumps[-1]) if jumps else None},
         }

@@ -77,7 +77,10 @@ def _check(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
           f"{', '.join(f'{w} s' for w in cfg.averaging.windows)}"
           + (f", roll-ups {', '.join(f'{r.width} s' for r in cfg.averaging.rollups)}"
              if cfg.averaging.rollups else "")
-          + (", uplink mqtt" if cfg.mqtt else ", no uplink"), file=out)
+          + (", uplink mqtt" if cfg.mqtt else ", no uplink")
+          + (f", circular10 {'ftps' if cfg.circular10.tls else 'ftp'}://{cfg.circular10.host}:"
+             f"{cfg.circular10.port} every {cfg.circular10.interval_minutes:g} min"
+             if cfg.circular10 else ""), file=out)
     return 0
 
 

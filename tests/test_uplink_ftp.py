@@ -5,7 +5,7 @@ its final name; a restart sends nothing twice."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -17,17 +17,10 @@ from edge_agent.config import StationConfig, load_config
 from edge_agent.uplink_ftp import Circular10Runner, Circular10Uplink, FtpSettings
 from protocol.model import Record, RecordFlag, Status
 from tests.ftp_server import PASSWORD, USER, FtpServer
+from tests.mqtt_world import wait_for
 
 W = 300
 DEADLINE_S = 20.0
-
-
-def wait_for(cond: Callable[[], bool], what: str, deadline_s: float = DEADLINE_S) -> None:
-    end = time.monotonic() + deadline_s
-    while not cond():
-        if time.monotonic() > end:
-            raise AssertionError(f"not within {deadline_s} s: {what}")
-        time.sleep(0.02)
 
 
 class Clock:
@@ -126,7 +119,8 @@ def test_the_uplink_uploads_the_closed_windows(world: tuple[FtpServer, StationCo
     run = runner(cfg, store, clock)
     run.start()
     try:
-        wait_for(lambda: on_server(server) == [name_of(s) for s in starts], "both files on server")
+        wait_for(lambda: on_server(server) == [name_of(s) for s in starts], DEADLINE_S,
+                 "both files on the server")
     finally:
         run.stop()
     tz = ZoneInfo("Asia/Ho_Chi_Minh")
@@ -148,19 +142,20 @@ def test_link_down_spools_then_delivers_each_file_once_oldest_first(
     run = runner(cfg, store, clock)
     run.start()
     try:
-        wait_for(lambda: on_server(server) == [name_of(first[0])], "the first file delivered")
+        wait_for(lambda: on_server(server) == [name_of(first[0])], DEADLINE_S,
+                 "the first file delivered")
         server.stop()  # the link dies
         clock.offset += 3 * W  # three more windows close while it is down
         later = [first[0] + i * W for i in (1, 2, 3)]
         store.append([r for s in later for r in window(s, ph=7.0 + s % 7)])
         up = run.uplink
-        wait_for(lambda: up.stats.pending == 3 and up.stats.upload_failures >= 2,
+        wait_for(lambda: up.stats.pending == 3 and up.stats.upload_failures >= 2, DEADLINE_S,
                  "three files spooled, retried on the dead link")
         assert on_server(server) == [name_of(first[0])]
         pending = up.spool.pending_keys()
         assert [up.spool.remote_name(k) for k in pending] == [name_of(s) for s in later]
         server.start()  # the link is back (same port, same directory)
-        wait_for(lambda: up.stats.pending == 0, "the spool drained")
+        wait_for(lambda: up.stats.pending == 0, DEADLINE_S, "the spool drained")
     finally:
         run.stop()
     expected = [name_of(s) for s in [*first, *later]]

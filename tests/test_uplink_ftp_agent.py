@@ -1,0 +1,80 @@
+"""The agent with ``[uplink.circular10]``: `quantrac run` against the simulated station pushes
+one Circular 10 file per closed window to a real FTP server, each the rendering of the records
+in its own outbox; `quantrac config check` names the uplink; `quantrac status` shows it."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from buffer.rows import RECORD_COLUMNS, row_record
+from edge_agent import circular10
+from edge_agent.control import request
+from tests.agent_world import WIDTH, StationWorld, station_world
+from tests.ftp_server import PASSWORD, USER, FtpServer
+from tests.mqtt_world import wait_for
+
+pytestmark = pytest.mark.slow
+
+
+def files(home: Path) -> list[Path]:
+    return sorted((home / "in").glob("HCM_Test_Outfall1_*.txt"))
+
+
+@pytest.fixture
+def sw(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[StationWorld]:
+    yield from station_world(tmp_path, monkeypatch, uplink=False)
+
+
+def test_the_agent_pushes_a_file_per_window(sw: StationWorld, tmp_path: Path) -> None:
+    home = tmp_path / "ftp"
+    (home / "in").mkdir(parents=True)
+    server = FtpServer(home)
+    server.start()
+    try:
+        (tmp_path / "ftp.secret").write_text(PASSWORD + "\n")
+        sw.config.write_text(sw.config.read_text() + f"""
+[uplink.circular10]
+host = "127.0.0.1"
+port = {server.port}
+user = "{USER}"
+password_file = "{tmp_path / 'ftp.secret'}"
+directory = "in"
+tls = false
+interval_minutes = {WIDTH / 60}
+window = {WIDTH}
+""")
+        check = subprocess.run([sys.executable, "-m", "edge_agent.cli", "config", "check",
+                                str(sw.config)], capture_output=True, text=True, timeout=60)
+        assert check.returncode == 0, check.stdout
+        assert f"circular10 ftp://127.0.0.1:{server.port} every {WIDTH / 60:g} min" in \
+            check.stdout
+        agent = sw.start_agent()
+        wait_for(lambda: len(files(home)) >= 2, 60, f"two files\n{sw.log()[-3000:]}", poll=0.2)
+        status = request(sw.socket, {"op": "status"})["status"]["uplink_circular10"]
+        assert status["state"] == "connected" and status["stats"]["files_sent"] >= 2
+        assert PASSWORD not in sw.log()
+        assert sw.stop_agent(agent) == 0
+    finally:
+        server.stop()
+    assert not list((home / "in").glob("*.part"))
+    tz = ZoneInfo("Asia/Ho_Chi_Minh")
+    cols = ", ".join(RECORD_COLUMNS)
+    with sw.outbox() as store:
+        for path in files(home)[:2]:
+            when = path.stem.rsplit("_", 1)[1]
+            lines = path.read_text(encoding="utf-8").splitlines()
+            assert {ln.split("\t")[3] for ln in lines} == {when}
+            rows = [row_record(r) for r in store.query(
+                f'SELECT {cols} FROM records WHERE "end" - start = ? ORDER BY seq', (WIDTH,))]
+            window = [r for r in rows
+                      if circular10.local(r.start, tz).strftime("%Y%m%d%H%M%S") == when]
+            assert window
+            assert path.read_bytes() == circular10.render(window, tz)
+            assert [ln.split("\t")[0] for ln in lines] == \
+                ["pH", "Temp", "TSS", "COD", "NH4", "TN", "TP", "Flow"]
