@@ -9,7 +9,8 @@ Two jobs on one thread (:class:`Circular10Runner`), never on the agent's event l
    rename: a crash leaves no half file). Records of one window are committed in one
    transaction by the agent, so a window is never rendered with half its channels.
 2. **Send.** Whenever ``pending/`` holds files and the back-off allows: one connection
-   (FTP, or FTPS with ``AUTH TLS`` and a protected data channel; passive mode), the files
+   (FTP, or FTPS with ``AUTH TLS`` and a protected data channel that resumes the control
+   connection's TLS session, see :class:`SessionReuseFTP_TLS`; passive mode), the files
    oldest first, each stored under ``NAME.part`` then renamed to ``NAME`` so the centre never
    reads a half file, then moved locally to ``sent/``. A dead link backs off exponentially
    (capped) and keeps the files for later.
@@ -37,6 +38,7 @@ import ftplib
 import logging
 import os
 import random
+import socket
 import ssl
 import threading
 import time
@@ -59,6 +61,29 @@ SETTLE_S = 2.0  # after end + grace: the agent's tick has stored the window's re
 FIRST_LOOKBACK_S = 3600.0
 SPOOL_NAME = "circular10"
 _LINK_ERRORS = (OSError, EOFError, ftplib.Error)  # ssl.SSLError and timeouts are OSErrors
+
+
+class SessionReuseFTP_TLS(ftplib.FTP_TLS):
+    """``FTP_TLS`` whose data connections resume the control connection's TLS session.
+
+    Why: the stdlib's ``FTP_TLS`` opens a fresh TLS session on every data connection, and
+    servers that guard against data-connection theft refuse that (vsftpd's default
+    ``require_ssl_reuse=YES``: "522 SSL connection failed: session reuse required"; many
+    FileZilla servers likewise), so the transfer fails although login worked. Offering the
+    control connection's session proves the data connection comes from the same client.
+    A server that does not care simply does a full handshake instead.
+    """
+
+    def ntransfercmd(self, cmd: str, rest: int | str | None = None
+                     ) -> tuple[socket.socket, int | None]:
+        # FTP.ntransfercmd, not FTP_TLS's (which would wrap without the session)
+        conn, size = ftplib.FTP.ntransfercmd(self, cmd, rest)
+        if self._prot_p:  # type: ignore[attr-defined]
+            control = self.sock
+            session = control.session if isinstance(control, ssl.SSLSocket) else None
+            conn = self.context.wrap_socket(conn, server_hostname=self.host,
+                                            session=session)
+        return conn, size
 
 
 @dataclass(frozen=True)
@@ -269,7 +294,7 @@ class Circular10Uplink:
         if s.tls:
             context = ssl.create_default_context(
                 cafile=str(s.ca_file) if s.ca_file is not None else None)
-            ftp = ftplib.FTP_TLS(context=context, timeout=s.timeout_s, encoding="utf-8")
+            ftp = SessionReuseFTP_TLS(context=context, timeout=s.timeout_s, encoding="utf-8")
         else:
             ftp = ftplib.FTP(timeout=s.timeout_s, encoding="utf-8")
         try:
@@ -344,11 +369,16 @@ class Circular10Uplink:
         self._next_attempt = self.clock() + delay
         self.stats.upload_failures += 1
         self.stats.last_error = f"{type(exc).__name__}: {exc}"
+        fields: dict[str, Any] = {
+            "server": f"{self.s.host}:{self.s.port}", "error": self.stats.last_error,
+            "pending": waiting, "retry_in_s": round(delay, 2)}
+        if isinstance(exc, ssl.SSLCertVerificationError):  # not a flaky link: say what to fix
+            trusted = self.s.ca_file or "the system's CA store"
+            fields["reason"] = (f"the server's certificate is not trusted: it does not verify "
+                                f"against {trusted}; set ca_file to the CA that signed it")
         # a warning when the link goes down; the retries after it at info level
         (log.warning if self.link_up is not False else log.info)(
-            "circular10_upload_failed", extra={
-                "server": f"{self.s.host}:{self.s.port}", "error": self.stats.last_error,
-                "pending": waiting, "retry_in_s": round(delay, 2)})
+            "circular10_upload_failed", extra=fields)
         self.link_up = False
 
     # --- loop ------------------------------------------------------------------------------
