@@ -79,4 +79,18 @@ def render(st: Mapping[str, Any], now: float) -> list[str]:
     extra = (f", {stats.get('records_acked', 0)} acked, {stats.get('disconnects', 0)} "
              f"disconnects" if stats else "")
     lines.append(f"uplink  {u.get('state')} {u.get('detail') or ''}{extra}"[:WIDTH])
+    if "uplink_circular10" in st:  # only when [uplink.circular10] is configured
+        lines.append(_circular10_line(st["uplink_circular10"]))
     return [line.rstrip() for line in lines]
+
+
+def _circular10_line(c: Mapping[str, Any]) -> str:
+    """The legacy FTP uplink in one line: state, files sent and waiting, server, and the last
+    error while it is failing (the reason a technician needs: password, certificate)."""
+    stats = c.get("stats") or {}
+    # counts first: a long server URL or error is what the 80 columns cut
+    line = (f"circ10  {c.get('state')}, {stats.get('files_sent', 0)} sent, "
+            f"{stats.get('pending', 0)} pending, {c.get('detail') or '?'}")
+    if stats.get("last_error"):
+        line += f"; {stats['last_error']}"
+    return line[:WIDTH]

@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from buffer.rows import RECORD_COLUMNS, row_record
-from edge_agent import circular10
+from edge_agent import circular10, status_view
 from edge_agent.control import request
 from tests.agent_world import WIDTH, StationWorld, station_world
 from tests.ftp_server import PASSWORD, USER, FtpServer
@@ -58,6 +58,12 @@ window = {WIDTH}
         wait_for(lambda: len(files(home)) >= 2, 60, f"two files\n{sw.log()[-3000:]}", poll=0.2)
         status = request(sw.socket, {"op": "status"})["status"]["uplink_circular10"]
         assert status["state"] == "connected" and status["stats"]["files_sent"] >= 2
+        text = subprocess.run([sys.executable, "-m", "edge_agent.cli", "status", "--socket",
+                               str(sw.socket)], capture_output=True, text=True, timeout=60)
+        assert text.returncode == 0, text.stderr
+        [line] = [ln for ln in text.stdout.splitlines() if ln.startswith("circ10  ")]
+        assert line.startswith("circ10  connected, ") and len(line) <= 80
+        assert line.endswith(f" pending, ftp://127.0.0.1:{server.port}/in")
         assert PASSWORD not in sw.log()
         assert sw.stop_agent(agent) == 0
     finally:
@@ -78,3 +84,17 @@ window = {WIDTH}
             assert path.read_bytes() == circular10.render(window, tz)
             assert [ln.split("\t")[0] for ln in lines] == \
                 ["pH", "Temp", "TSS", "COD", "NH4", "TN", "TP", "Flow"]
+
+
+def test_the_status_view_shows_the_legacy_uplink_in_one_line() -> None:
+    base = {"started": 1000.0, "uplink": {"state": "connected", "detail": "mqtts://c:8883"}}
+    assert not [ln for ln in status_view.render(base, 1010.0) if ln.startswith("circ10")]
+    failing = {**base, "uplink_circular10": {
+        "state": "retrying", "detail": "ftps://ftp.centre.example.vn:21/incoming/station-one",
+        "stats": {"files_sent": 12, "pending": 3, "last_error":
+                  "SSLCertVerificationError: [SSL: CERTIFICATE_VERIFY_FAILED] certificate "
+                  "verify failed: unable to get local issuer certificate (_ssl.c:1006)"}}}
+    lines = status_view.render(failing, 1010.0)
+    assert lines[-1] == ("circ10  retrying, 12 sent, 3 pending, ftps://ftp.centre.example.vn:21/"
+                         "incoming/station-one; SSLCertVerificationError: [SSL: CERTIFIC"[:80])
+    assert all(len(ln) <= 80 for ln in lines)
