@@ -357,6 +357,30 @@ class Store:
         return [(int(row[0]), row_record(row[1:])) for row in rows]
 
     @_locked
+    def windows(self, width_s: int, start_from: float = -math.inf,
+                end_until: float = math.inf) -> list[tuple[int, Record]]:
+        """Records of one window width still held, with ``start >= start_from`` and
+        ``end <= end_until``, by start then seq (what a restart or a file uplink re-reads)."""
+        lo = -(1 << 62) if start_from == -math.inf else start_from
+        hi = 1 << 62 if end_until == math.inf else end_until
+        rows = self.conn.execute(
+            f'{_SELECT} WHERE "end" - start = ? AND start >= ? AND "end" <= ? '
+            "ORDER BY start, seq", (width_s, lo, hi)
+        ).fetchall()
+        return [(int(row[0]), row_record(row[1:])) for row in rows]
+
+    @_locked
+    def last_window_ends(self, width_s: int) -> dict[str, int]:
+        """Per channel, the end of the newest stored window of ``width_s`` seconds."""
+        return {
+            str(channel): int(end)
+            for channel, end in self.conn.execute(
+                'SELECT channel, max("end") FROM records WHERE "end" - start = ? '
+                "GROUP BY channel", (width_s,)
+            )
+        }
+
+    @_locked
     def status(self) -> OutboxStatus:
         """Counts and the oldest undelivered record, for ``quantrac status``."""
         q = self.conn.execute

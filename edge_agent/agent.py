@@ -30,7 +30,6 @@ from typing import TYPE_CHECKING, Any
 
 from buffer import Store
 from buffer.db import StoreFullError
-from buffer.rows import RECORD_COLUMNS, row_record
 from edge_agent.averaging import configure_cache, utc_offset_for
 from edge_agent.clock import ClockWatch, kernel_clock_synchronised
 from edge_agent.config import ConfigError, StationConfig, load_config
@@ -173,10 +172,8 @@ class Agent:
         emitted window of each width and channel (see Pipeline.resume)."""
         emitted: dict[tuple[int, str], int] = {}
         for width in pipeline.widths:
-            for channel, end in store.query(
-                    'SELECT channel, max("end") FROM records WHERE "end" - start = ? '
-                    'GROUP BY channel', (width,)):
-                emitted[(width, str(channel))] = int(end)
+            for channel, end in store.last_window_ends(width).items():
+                emitted[(width, channel)] = end
         horizon = self.clock() - max(pipeline.widths) - 3600
         first = min(emitted.values(), default=None)
         if first is None:
@@ -184,11 +181,8 @@ class Agent:
         since = max(float(first), horizon)
         samples = store.samples_between(since, self.clock() + 1)
         children: list[Record] = []
-        cols = ", ".join(RECORD_COLUMNS)
         for child in sorted({r.child_width_s for _, r in pipeline.rollups}):
-            rows = store.query(f'SELECT {cols} FROM records WHERE "end" - start = ? '
-                               f"AND start >= ? ORDER BY seq", (child, since - 86400))
-            children += [row_record(row) for row in rows]
+            children += [rec for _, rec in store.windows(child, start_from=since - 86400)]
         pipeline.resume(emitted, samples, children)
         log.info("resumed", extra={"samples": len(samples), "child_records": len(children),
                                    "since": since})

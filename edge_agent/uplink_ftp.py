@@ -36,6 +36,7 @@ from __future__ import annotations
 import contextlib
 import ftplib
 import logging
+import math
 import os
 import random
 import socket
@@ -49,10 +50,10 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from buffer import Store
-from buffer.rows import RECORD_COLUMNS, row_record
 from edge_agent import circular10
 from edge_agent.backoff import Backoff
 from protocol.model import Record
+from provisioning.securefs import sync_dir, write_replace
 
 log = logging.getLogger("quantrac.edge_agent.uplink_ftp")
 
@@ -140,25 +141,6 @@ class FtpStats:
     last_error: str = ""
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    """Write, fsync, rename, fsync the directory: the file is whole or absent after a crash."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    _fsync_dir(path.parent)
-
-
 class Spool:
     """The on-disk state of the uplink (layout in the module docstring)."""
 
@@ -206,16 +188,16 @@ class Spool:
         key = self.key(start, name)
         if (self.pending / key).exists() or (self.sent / key).exists():
             return False
-        _write_atomic(self.pending / key, data)
+        write_replace(self.pending / key, data)
         return True
 
     def set_cursor(self, start: int) -> None:
-        _write_atomic(self.root / "cursor", f"{start}\n".encode())
+        write_replace(self.root / "cursor", f"{start}\n".encode())
 
     def mark_sent(self, key: str) -> None:
         os.replace(self.pending / key, self.sent / key)
-        _fsync_dir(self.sent)
-        _fsync_dir(self.pending)
+        sync_dir(self.sent)
+        sync_dir(self.pending)
 
     def prune(self, before_start: float) -> int:
         """Delete sent files whose window started before ``before_start``."""
@@ -254,15 +236,12 @@ class Circular10Uplink:
         return (k + 1) * self.s.interval_s + self._lag
 
     def _closed_windows(self, after: float, now: float) -> Iterator[tuple[int, list[Record]]]:
-        cols = ", ".join(RECORD_COLUMNS)
-        rows = self.store.query(
-            f'SELECT seq, {cols} FROM records WHERE "end" - start = ? AND start > ? '
-            f'AND "end" <= ? ORDER BY start, seq',
-            (self.s.window_s, after, now - self._lag))
+        # starts are whole seconds: start > after  <=>  start >= floor(after) + 1
+        held = self.store.windows(self.s.window_s, start_from=math.floor(after) + 1,
+                                  end_until=now - self._lag)
         window: dict[str, Record] = {}
         current: int | None = None
-        for row in rows:
-            rec = row_record(row[1:])
+        for _, rec in held:
             if current is not None and rec.start != current:
                 yield current, list(window.values())
                 window = {}

@@ -75,14 +75,14 @@ def write_new(path: Path, data: bytes, mode: int = 0o600) -> None:
         raise ProvisioningError(f"{path}: already exists; refusing to overwrite it") from None
     finally:
         tmp.unlink()
-    _sync_dir(path.parent)
+    sync_dir(path.parent)
 
 
 def write_replace(path: Path, data: bytes, mode: int = 0o600) -> None:
     """Atomically replace a non-secret file (metadata, certificates, the bundle)."""
     tmp = _write_temp(path, data, mode)
     os.replace(tmp, path)
-    _sync_dir(path.parent)
+    sync_dir(path.parent)
 
 
 def _write_temp(path: Path, data: bytes, mode: int) -> Path:
@@ -99,7 +99,8 @@ def _write_temp(path: Path, data: bytes, mode: int) -> Path:
     return tmp
 
 
-def _sync_dir(path: Path) -> None:
+def sync_dir(path: Path) -> None:
+    """fsync a directory, so a rename or a new link in it survives a power cut."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)

@@ -268,3 +268,20 @@ def test_one_store_shared_by_an_appending_and_a_draining_thread(tmp_path: Path) 
             t.join(timeout=60)
         assert not any(t.is_alive() for t in threads)
         assert delivered == list(range(1, 501))
+
+
+def test_windows_of_one_width_by_time_and_the_newest_per_channel(tmp_path: Path) -> None:
+    hourly = Record("COD", int(T0), int(T0) + 3600, 51.0, 40.0, 60.0, 1.0, 12, 12, True,
+                    Status.MEASURING, "mg/L")
+    with Store(tmp_path / "outbox.sqlite", Clock()) as store:
+        seqs = store.append([rec(2), rec(0), rec(0, "TSS"), hourly, rec(1)])
+        five = store.windows(300)
+        assert [r.start - int(T0) for _, r in five] == [0, 0, 300, 600]  # by start, then seq
+        assert [s for s, _ in five][:2] == [seqs[1], seqs[2]]
+        assert [r.start for _, r in store.windows(300, start_from=T0 + 1)] == [
+            int(T0) + 300, int(T0) + 600]
+        assert [r.end for _, r in store.windows(300, end_until=T0 + 600)] == [
+            int(T0) + 300, int(T0) + 300, int(T0) + 600]
+        assert [r for _, r in store.windows(3600)] == [hourly]
+        assert store.last_window_ends(300) == {"COD": int(T0) + 900, "TSS": int(T0) + 300}
+        assert store.last_window_ends(60) == {}

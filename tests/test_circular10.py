@@ -79,7 +79,7 @@ def test_a_tab_or_line_break_in_a_unit_is_refused() -> None:
 
 # --------------------------------------------------------------------------- config
 
-BASE = """\
+STATION = """\
 [station]
 id = "HCM-WW-0001"
 province = "HCM"
@@ -98,6 +98,10 @@ profile = "liquiline"
 unit = 1
 interval = 10.0
 channels = ["pH", "Temp"]
+"""
+"""A station with the identity a Circular 10 file name needs; the uplink tests share it."""
+
+BASE = STATION + """\
 [averaging]
 windows = [60, 300]
 [uplink.circular10]

@@ -18,6 +18,7 @@ from edge_agent.uplink_ftp import Circular10Runner, Circular10Uplink, FtpSetting
 from protocol.model import Record, RecordFlag, Status
 from tests.ftp_server import PASSWORD, USER, FtpServer
 from tests.mqtt_world import wait_for
+from tests.test_circular10 import STATION
 
 W = 300
 DEADLINE_S = 20.0
@@ -36,25 +37,7 @@ class Clock:
 def config(tmp_path: Path, port: int) -> StationConfig:
     (tmp_path / "ftp.secret").write_text(PASSWORD + "\n")
     path = tmp_path / "station.toml"
-    path.write_text(f"""\
-[station]
-id = "HCM-WW-0001"
-province = "HCM"
-facility = "ACME"
-name = "Outfall1"
-[agent]
-state_dir = "state"
-[[bus]]
-name = "lan"
-host = "127.0.0.1"
-tcp_port = 1502
-[[device]]
-name = "liquiline"
-bus = "lan"
-profile = "liquiline"
-unit = 1
-interval = 10.0
-channels = ["pH", "Temp"]
+    path.write_text(STATION + f"""\
 [uplink.circular10]
 host = "127.0.0.1"
 port = {port}
