@@ -2,7 +2,8 @@
 SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
-DEB_PACKAGES := mosquitto socat mbpoll openssl
+# Debian packages: one list of "program package" lines, checked program by program.
+DEB_LIST := .ci/debian-packages
 
 .PHONY: setup deb test lint bench demo clean
 
@@ -14,14 +15,17 @@ $(VENV)/.installed: pyproject.toml
 
 setup: deb $(VENV)/.installed
 
-# Debian packages the tests and the demo run for real (broker, pty pairs, a peer Modbus master).
+# Debian packages the tests, benchmarks and demo run for real (broker, pty pairs, peer tools):
+# every program in $(DEB_LIST) must be on PATH; the packages of the missing ones are installed.
 deb:
-	@missing=""; for p in mosquitto socat mbpoll openssl; do command -v $$p >/dev/null || missing="$$missing $$p"; done; \
+	@missing=$$(grep -v '^[[:space:]]*\(#\|$$\)' $(DEB_LIST) | while read -r prog pkg _; do \
+	  command -v "$$prog" >/dev/null || echo "$$pkg"; done | sort -u | tr '\n' ' '); \
 	if [ -z "$$missing" ]; then exit 0; fi; \
 	if [ "$$(id -u)" = 0 ]; then \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(DEB_PACKAGES); \
+	  echo "installing Debian packages: $$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	else \
-	  echo "missing:$$missing -- run: sudo apt-get install -y $(DEB_PACKAGES)"; exit 1; \
+	  echo "missing programs; run: sudo apt-get install -y $$missing"; exit 1; \
 	fi
 
 test: setup
