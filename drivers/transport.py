@@ -24,6 +24,7 @@ wall-clock time of a sample is the poller's business, read when this call return
 from __future__ import annotations
 
 import contextlib
+import logging
 import socket
 import threading
 import time
@@ -34,6 +35,8 @@ import serial
 
 from drivers import modbus
 from drivers.modbus import FrameError, ModbusError
+
+log = logging.getLogger("quantrac.drivers.transport")
 
 PARITIES = {"N": serial.PARITY_NONE, "E": serial.PARITY_EVEN, "O": serial.PARITY_ODD}
 
@@ -200,16 +203,32 @@ class TcpTransport:
 
     A timeout keeps the connection: a late answer is recognised by its transaction id and
     skipped. A header that does not parse means the byte stream has lost its framing, and
-    only then is the connection dropped (and reopened on the next transaction).
+    the connection is dropped (and reopened on the next transaction).
+
+    A connection can also die without a word: a device or gateway whose Modbus task hangs
+    on that one socket while its listener still accepts and serves new ones, a NAT or
+    firewall that forgot the flow, a peer rebooted behind a switch (no RST ever arrives).
+    Writes still succeed, nothing comes back, and a master that keeps the socket keeps the
+    device offline for good. So ``silent_limit`` timeouts in a row on one connection, with
+    no frame at all received in between (not even a late answer), drop it, logged as
+    ``tcp_connection_dropped``; the next transaction connects afresh. Any frame received
+    resets the count, so a gateway with one dead unit behind it, whose other units answer,
+    keeps its connection; a lone silent unit costs a reconnect every ``silent_limit``
+    timeouts, which is cheap next to the timeouts themselves.
     """
 
-    def __init__(self, host: str, port: int, *, connect_timeout: float = 2.0) -> None:
+    def __init__(self, host: str, port: int, *, connect_timeout: float = 2.0,
+                 silent_limit: int = 3) -> None:
+        if silent_limit < 1:
+            raise ValueError(f"silent_limit {silent_limit} is not at least 1")
         self.host = host
         self.port = port
         self.connect_timeout = connect_timeout
+        self.silent_limit = silent_limit
         self._sock: socket.socket | None = None
         self._rx = bytearray()
         self._tid = 0
+        self._silent = 0  # timeouts in a row on this connection with no frame received
         self._lock = threading.Lock()
 
     @property
@@ -226,6 +245,7 @@ class TcpTransport:
                 self._sock.close()
             self._sock = None
         self._rx.clear()
+        self._silent = 0
 
     def _connect(self) -> socket.socket:
         if self._sock is None:
@@ -253,6 +273,15 @@ class TcpTransport:
                     if int.from_bytes(adu[:2], "big") == tid:
                         return modbus.parse_tcp_read_response(adu, tid, unit, function, count)
                     # a late answer to an earlier, timed-out request: skip it
+            except TransportTimeout:
+                self._silent += 1
+                if self._silent >= self.silent_limit:
+                    log.warning("tcp_connection_dropped", extra={
+                        "endpoint": self.name, "unit": unit, "timeouts": self._silent,
+                        "reason": "no frame received on this connection for "
+                                  f"{self._silent} transactions in a row; reconnecting"})
+                    self._drop()
+                raise
             except OSError as exc:
                 self._drop()
                 raise LinkError(f"{self.name}: {exc}") from exc
@@ -271,6 +300,7 @@ class TcpTransport:
                 if len(self._rx) >= total:
                     adu = bytes(self._rx[:total])
                     del self._rx[:total]
+                    self._silent = 0  # the connection carries frames: it is alive
                     return adu
             left = deadline - time.monotonic()
             if left <= 0:

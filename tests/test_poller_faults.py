@@ -11,14 +11,17 @@ counts of completed polls over a window the test measures itself.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
 
 import pytest
 
+from drivers import modbus
 from drivers.profile import builtin_profile
 from drivers.transport import RtuTransport, SerialSettings, TcpTransport
 from edge_agent.poller import Bus, Device, Poller, PollPolicy
@@ -179,3 +182,109 @@ def test_multidrop_silent_unit_costs_only_its_share_of_the_bus(sim: RunningStati
     assert health["silent"].last_error is not None and "timeout" in health["silent"].last_error
     served, answered = sim.requests(SILENT)
     assert answered == 0 and served >= 2
+
+
+class HangingConnectionServer:
+    """A Modbus TCP server whose first connection goes silent while new ones are served.
+
+    What a device or gateway does when its Modbus task hangs on one socket but its listener
+    lives on (or when a NAT forgets the flow): the first connection answers ``answered``
+    requests, then reads and drops every later one without a word, and never closes. Every
+    later connection is served in full. The answers come from the simulator's own slave
+    (``SimStation.handle_tcp``), so they are what a real analyser would send.
+    """
+
+    def __init__(self, sim: RunningStation, answered: int) -> None:
+        self.sim = sim
+        self.answered = answered
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.port: int = self.server.getsockname()[1]
+        self.lock = threading.Lock()
+        self.connections = 0
+        self.swallowed = 0  # requests read and left unanswered on the hung connection
+        self._conns: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.server.accept()
+            except OSError:
+                return
+            with self.lock:
+                self.connections += 1
+                first = self.connections == 1
+                self._conns.append(conn)
+            threading.Thread(target=self._serve, args=(conn, first), daemon=True).start()
+
+    def _serve(self, conn: socket.socket, first: bool) -> None:
+        buf = b""
+        answers = 0
+        while True:
+            try:
+                chunk = conn.recv(4096)
+            except OSError:
+                return
+            if not chunk:
+                return
+            buf += chunk
+            while len(buf) >= modbus.MBAP_LENGTH:
+                total = modbus.tcp_frame_length(buf[:modbus.MBAP_LENGTH])
+                if len(buf) < total:
+                    break
+                adu, buf = buf[:total], buf[total:]
+                if first and answers >= self.answered:
+                    with self.lock:
+                        self.swallowed += 1
+                    continue  # hung: the request is read, nothing ever comes back
+                reply = self.sim.station.handle_tcp(adu)
+                answers += 1
+                if reply is not None:
+                    try:
+                        conn.sendall(reply.data)
+                    except OSError:
+                        return
+
+    def close(self) -> None:
+        self.server.close()
+        with self.lock:
+            for conn in self._conns:
+                with contextlib.suppress(OSError):
+                    conn.close()
+
+
+def test_tcp_connection_that_goes_silent_is_dropped_and_the_device_recovers(
+    sim: RunningStation, caplog: pytest.LogCaptureFixture
+) -> None:
+    """S6: the first connection stops answering while new connections would be served.
+
+    Before the fix the transport kept the hung socket for good and the device stayed OFFLINE
+    forever; now repeated timeouts on one connection drop it, and the next poll reconnects.
+    """
+    caplog.set_level(logging.INFO, logger="quantrac")
+    rogue = HangingConnectionServer(sim, answered=3)
+    _, bystander = _devices()
+    got = Collector()
+    try:
+        with Poller([Bus(TcpTransport("127.0.0.1", rogue.port), (bystander,))], got,
+                    time.time, POLICY):
+            wait_for(lambda: any(_bad(p) for p in got.polls("bystander")),
+                     "the hung connection to show as offline samples")
+            went_bad = len(got.polls("bystander"))
+            wait_for(lambda: any(not _bad(p) for p in got.polls("bystander")[went_bad:]),
+                     "good samples again over a new connection")
+    finally:
+        rogue.close()
+    polls = got.polls("bystander")
+    assert not any(_bad(p) for p in polls[:3])  # the three answers on the first connection
+    bad = [p for p in polls if _bad(p)]
+    assert all(s.status is Status.OFFLINE for p in bad for s in p)
+    assert rogue.connections >= 2 and rogue.swallowed >= 1
+    dropped = [r for r in caplog.records if r.getMessage() == "tcp_connection_dropped"]
+    assert dropped and dropped[0].levelno == logging.WARNING
+    assert getattr(dropped[0], "endpoint", None) == f"127.0.0.1:{rogue.port}"
+    assert getattr(dropped[0], "timeouts", 0) >= 1
+    recovered = [r for r in caplog.records if r.getMessage() == "device_recovered"]
+    assert recovered and getattr(recovered[0], "device", None) == "bystander"
+    # the recovery came after the drop, not from the hung socket answering again
+    assert caplog.records.index(dropped[0]) < caplog.records.index(recovered[0])

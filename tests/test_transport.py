@@ -250,3 +250,27 @@ def test_tcp_refused_is_a_link_error() -> None:
     s.close()
     with pytest.raises(LinkError, match="cannot connect"):
         TcpTransport("127.0.0.1", port).read_registers(1, 3, 0, 1, 0.2)
+
+
+def test_tcp_repeated_silence_drops_the_connection_but_answers_keep_it(
+    tcp_slave: TcpSlave,
+) -> None:
+    """Timeouts in a row with no frame received drop the connection (it may be hung); a
+    gateway whose other units answer in between keeps its connection however often one
+    unit behind it is silent."""
+    tcp_slave.behave[6] = lambda tid, r: None  # a dead unit behind the gateway
+    t = TcpTransport("127.0.0.1", tcp_slave.port, silent_limit=3)
+    try:
+        for _ in range(4):  # silence interleaved with answers: the connection is alive
+            for _ in range(2):
+                with pytest.raises(TransportTimeout):
+                    t.read_registers(6, 3, 0, 2, 0.02)
+            assert t.read_registers(1, 3, 0, 1, 0.5) == [0x100]
+        assert tcp_slave.connections == 1
+        for _ in range(3):  # three in a row with nothing received: dropped
+            with pytest.raises(TransportTimeout):
+                t.read_registers(6, 3, 0, 2, 0.02)
+        assert t.read_registers(1, 3, 0, 1, 0.5) == [0x100]
+        assert tcp_slave.connections == 2
+    finally:
+        t.close()
