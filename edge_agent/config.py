@@ -90,6 +90,8 @@ from edge_agent.circular10 import NAME_PART
 from edge_agent.poller import Device, PollPolicy
 from edge_agent.poller_config import BusConfig, PollConfig
 from edge_agent.poller_config import ConfigError as PollConfigError
+from protocol.payload import unit_problem
+from provisioning.signed import STATION_ID_RULE, is_station_id
 
 CIRCULAR10_SYMBOLS = (
     "Flow", "Temp", "Color", "pH", "TSS", "COD", "NH4", "TP", "TN", "TOC", "Cl", "RH", "P", "NO",
@@ -121,7 +123,16 @@ class Problem:
     def __str__(self) -> str:
         if self.value is _MISSING:
             return f"{self.file}: {self.key}: missing; expected {self.expected}"
-        return f"{self.file}: {self.key} = {self.value!r}: expected {self.expected}"
+        return f"{self.file}: {self.key} = {_shown(self.value)}: expected {self.expected}"
+
+
+def _shown(value: Any, limit: int = 120) -> str:
+    """The value as Python writes it (repr: ESC, CR, LF appear as ``\\x1b``, ``\\r``,
+    ``\\n``, so a message is one line and cannot drive the terminal), a long string cut."""
+    text = repr(value)
+    if isinstance(value, str) and len(text) > limit:
+        return f"{text[: limit - 20]}... ({len(value)} characters)"
+    return text
 
 
 class ConfigError(PollConfigError):
@@ -286,10 +297,22 @@ def load_config(path: str | Path, *, station_required: bool = True) -> StationCo
     """
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        data = path.read_bytes()
     except OSError as exc:
         raise ConfigError([Problem(str(path), "<file>", str(path),
                                    f"a readable file ({exc.strerror})")]) from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        # TOML is UTF-8. A file saved by a Windows editor as Latin-1/Windows-1252 (a
+        # Vietnamese name such as "Trạm" in a legacy code page) fails here: say where.
+        line = data.count(b"\n", 0, exc.start) + 1
+        column = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
+        raise ConfigError([Problem(
+            str(path), f"byte {exc.start} (line {line}, column {column})",
+            data[exc.start:exc.end],
+            "UTF-8 text (the file is in another encoding, such as Latin-1 or Windows-1252; "
+            "save it as UTF-8)")]) from None
     try:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -334,8 +357,10 @@ def _station(r: _Reader, doc: Mapping[str, Any], required: bool) -> StationInfo:
             r.fail("station", _MISSING, "a [station] table with at least id")
         return StationInfo(id="")
     t = r.table(doc["station"], "station", {"id", "province", "facility", "name", "timezone"})
-    sid = r.get(t, "id", "station", "str", check=lambda v: 1 <= len(v) <= 64,
-                expected="a station id of 1 to 64 characters") or ""
+    # The rule `quantrac provision` applies: an id it would refuse can never be enrolled, so
+    # `config check` must not call it ok.
+    sid = r.get(t, "id", "station", "str", check=is_station_id,
+                expected=f"a station id: {STATION_ID_RULE}") or ""
     zone = r.get(t, "timezone", "station", "str", "Asia/Ho_Chi_Minh")
     try:
         ZoneInfo(zone)
@@ -506,8 +531,10 @@ def _channels(r: _Reader, doc: Mapping[str, Any],
     """Each polled channel's Circular 10 symbol and unit; a symbol is reported by one device."""
     out: list[ChannelMap] = []
     taken: dict[str, str] = {}
-    raw_devices = {d.get("name"): (i, d) for i, d in enumerate(doc.get("device", []))
-                   if isinstance(d, Mapping)}
+    # only named devices reach here; a name of the wrong type (``name = ["flow"]``) was already
+    # reported by _poll, and cannot be a dict key
+    raw_devices = {d["name"]: (i, d) for i, d in enumerate(doc.get("device", []))
+                   if isinstance(d, Mapping) and isinstance(d.get("name"), str)}
     for device in sorted(devices, key=lambda d: raw_devices[d.name][0]):
         i, raw = raw_devices[device.name]
         spec = raw.get("channels")
@@ -519,8 +546,19 @@ def _channels(r: _Reader, doc: Mapping[str, Any],
                 symbol = r.get(t, "symbol", where, "str", ch)
                 unit = r.get(t, "unit", where, "str", unit)
                 key = f"{where}.symbol" if "symbol" in t else where
+                unit_key = f"{where}.unit" if "unit" in t else ""
             else:
                 key = f"device[{i}].channels"
+                unit_key = ""
+            why = unit_problem(unit) if isinstance(unit, str) else None
+            if why is not None:
+                if unit_key:
+                    r.fail(unit_key, unit, f"a unit label of {why}")
+                else:  # the profile's own label: name the profile, and how to override it
+                    r.fail(f"device[{i}].profile", device.profile.name,
+                           f"a profile whose channel {ch!r} has a unit label of {why}; "
+                           f"its unit is {_shown(unit)}; set [device.channels.{ch}] unit")
+                continue
             if not is_symbol(symbol):
                 r.fail(key, symbol, "a Circular 10 symbol (" + ", ".join(CIRCULAR10_SYMBOLS) +
                        "), or one with a _tag for a second point (Temp_inlet); map the "
@@ -604,6 +642,10 @@ def _normalise(r: _Reader, value: Any, where: str, symbols: set[str],
                                "temp_c", "pressure_mmhg"})
     n_before = len(r.problems)
     chans = r.get(t, "channels", where, "list") or []
+    for ch in chans:
+        if not isinstance(ch, str):
+            r.fail(f"{where}.channels", ch, "channel symbols (strings)")
+    chans = [ch for ch in chans if isinstance(ch, str)]
     for ch in chans:
         if ch not in symbols:
             r.fail(f"{where}.channels", ch, "a reported channel symbol "

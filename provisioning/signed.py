@@ -243,11 +243,19 @@ class Reader:
         return t.timestamp()
 
 
+#: The station id rule in words, for every message that refuses one.
+STATION_ID_RULE = "letters, digits, '.', '_' or '-' (at most 32, starting with a letter or digit)"
+
+
+def is_station_id(value: object) -> bool:
+    """Whether ``value`` can be a station id: an MQTT topic level (no ``/``, ``+``, ``#``), a
+    certificate CN and a file-name part, in ASCII. The one rule: provisioning, the bundle and
+    the station config (``config check``) all ask this."""
+    return isinstance(value, str) and _STATION_ID.fullmatch(value) is not None
+
+
 def check_station_id(value: str, source: str) -> str:
     """Refuse a station id that could not be a topic level and a certificate CN."""
-    if not _STATION_ID.fullmatch(value):
-        raise ProvisioningError(
-            f"{source}: station id {shown(value)}: use letters, digits, '.', '_' or '-' "
-            "(at most 32, starting with a letter or digit)"
-        )
+    if not is_station_id(value):
+        raise ProvisioningError(f"{source}: station id {shown(value)}: use {STATION_ID_RULE}")
     return value

@@ -3,6 +3,7 @@ a file reported at once; the example configs pass."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -54,7 +55,8 @@ o2_ref = 6.0
 # (what is changed in GOOD, the exact message `config check` prints for it)
 BROKEN = [
     ('id = "HCM-WW-0001"\n', 'name = "x"\n',
-     "{f}: station.id: missing; expected a station id of 1 to 64 characters"),
+     "{f}: station.id: missing; expected a station id: letters, digits, '.', '_' or '-' "
+     "(at most 32, starting with a letter or digit)"),
     ('baud = 9600\n', 'baud = 9601\n',
      "{f}: bus[0].baud = 9601: expected a standard baud rate (1200..115200)"),
     ('host = "127.0.0.1"\n', '',
@@ -163,3 +165,101 @@ def test_good_config_and_the_examples_pass(tmp_path: Path) -> None:
         result = check(ROOT / "examples" / example)
         assert result.returncode == 0, result.stdout
         assert ": ok: station " in result.stdout
+
+
+# --------------------------------------------------------------------------- issue 10: C4, S9
+
+STATION_ID_RULE = ("a station id: letters, digits, '.', '_' or '-' (at most 32, starting with a "
+                   "letter or digit)")
+
+
+@pytest.mark.parametrize("sid", ["HCM/WW#+", "A" * 60, "HCMĐ-01", "HCM\x1b[2J", "-HCM"],
+                         ids=["topic-chars", "60-chars", "non-ascii", "esc", "leading-dash"])
+def test_config_check_refuses_the_station_ids_provisioning_refuses(tmp_path: Path,
+                                                                    sid: str) -> None:
+    from provisioning.errors import ProvisioningError
+    from provisioning.signed import check_station_id
+
+    with pytest.raises(ProvisioningError):
+        check_station_id(sid, "--station-id")  # the provisioning rule refuses it ...
+    path = tmp_path / "station.toml"
+    path.write_text(GOOD.replace('"HCM-WW-0001"', json.dumps(sid), 1), encoding="utf-8")
+    with pytest.raises(ConfigError) as info:  # ... and so does config check, the same way
+        load_config(path)
+    assert [str(p) for p in info.value.problems] == [
+        f"{path}: station.id = {sid!r}: expected {STATION_ID_RULE}"]
+
+
+def unit_config(unit: str) -> str:
+    return GOOD.replace('channels = ["pH", "Temp"]',
+                        "[device.channels.pH]\n[device.channels.Temp]\n"
+                        f"unit = {json.dumps(unit)}", 1)
+
+
+def test_a_unit_with_esc_cr_lf_is_refused_naming_file_key_and_escaped_value(
+        tmp_path: Path) -> None:
+    path = tmp_path / "station.toml"
+    path.write_text(unit_config("deg\x1b[31mC\r\n"), encoding="utf-8")
+    result = check(path)
+    assert result.returncode == 1
+    assert result.stdout.splitlines() == [
+        f"{path}: device[0].channels.Temp.unit = 'deg\\x1b[31mC\\r\\n': expected a unit label "
+        "of printable characters only (it holds \\x1b: a control character would garble a "
+        "console or split a Circular 10 line)",
+        "1 problem(s) found"]
+    assert "\x1b" not in result.stdout  # escaped, never sent to the terminal as it is
+
+
+def test_a_300_character_unit_is_refused_and_the_message_stays_short(tmp_path: Path) -> None:
+    path = tmp_path / "station.toml"
+    path.write_text(unit_config("mg/L " * 60), encoding="utf-8")
+    result = check(path)
+    assert result.returncode == 1, result.stdout
+    first = result.stdout.splitlines()[0]
+    assert first.startswith(f"{path}: device[0].channels.Temp.unit = 'mg/L mg/L ")
+    assert first.endswith("... (300 characters): expected a unit label of at most 32 "
+                          "characters (this one has 300)")
+    assert len(first) - len(str(path)) < 250  # not the 300 characters and more
+
+
+def test_a_device_name_that_is_an_array_is_a_config_error_not_a_crash(tmp_path: Path) -> None:
+    path = tmp_path / "station.toml"
+    path.write_text(GOOD.replace('name = "liquiline"', 'name = ["flow"]', 1))
+    result = check(path)
+    assert result.returncode == 1, result.stderr
+    assert result.stdout.splitlines() == [
+        f"{path}: device[0].name = ['flow']: expected a string", "1 problem(s) found"]
+
+
+@pytest.mark.parametrize("bad", ['["flow"]', "{a = 1}", '[["x"]]', "[{a = 1}]"])
+def test_every_key_of_the_wrong_type_is_a_config_error_naming_it(tmp_path: Path,
+                                                                 bad: str) -> None:
+    """Each ``key = value`` line of GOOD in turn given a value of another type: always a
+    ConfigError naming that key, never a TypeError from deep inside."""
+    lines = GOOD.splitlines()
+    path = tmp_path / "station.toml"
+    for i, line in enumerate(lines):
+        key, sep, _ = line.partition(" = ")
+        if not sep:
+            continue
+        path.write_text("\n".join([*lines[:i], f"{key} = {bad}", *lines[i + 1:]]) + "\n")
+        try:
+            load_config(path)
+        except ConfigError as exc:
+            assert all(str(p).startswith(f"{path}: ") for p in exc.problems)
+        # any other exception fails the test, naming the line
+        except Exception as exc:  # pragma: no cover - the failure report
+            raise AssertionError(f"line {i + 1} {key} = {bad}: {exc!r}") from exc
+
+
+def test_a_latin1_config_names_the_byte_line_and_column(tmp_path: Path) -> None:
+    path = tmp_path / "station.toml"
+    text = GOOD.replace('id = "HCM-WW-0001"\n', 'id = "HCM-WW-0001"\nname = "Trám"\n', 1)
+    path.write_bytes(text.encode("latin-1"))
+    offset = text.encode("latin-1").index(b"\xe1")
+    result = check(path)
+    assert result.returncode == 1, result.stderr
+    assert result.stdout.splitlines() == [
+        f"{path}: byte {offset} (line 3, column 11) = b'\\xe1': expected UTF-8 text (the file "
+        "is in another encoding, such as Latin-1 or Windows-1252; save it as UTF-8)",
+        "1 problem(s) found"]
