@@ -3,6 +3,13 @@
 Times on the command line and in the output are in the station's zone (default
 Asia/Ho_Chi_Minh, UTC+7), as operators read them; the store keeps UTC epoch seconds.
 ``received`` beside ``start`` shows a backfilled record for what it is.
+
+What a station chose (units; channel names; station ids and details in security events) is
+shown to people, so it is never printed raw: in the text tables every control character is
+escaped (ESC, BEL and CR would act on the operator's terminal, ``protocol.safe_text``), and in
+CSV a text cell that a spreadsheet would take for a formula (``=HYPERLINK(...)``,
+``-2+3+cmd|'/Ccalc'!A0``) gets a leading ``'``. Only the station's text cells get that
+prefix; the numbers are ours (``repr`` of a float), so a negative mean stays a number.
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from centre.store import StationSummary, StoredRecord
 from protocol.model import RecordFlag, Status
+from protocol.safe_text import csv_cell, escape_controls
 
 COLUMNS = (
     "start", "end", "channel", "mean", "min", "max", "std", "n_valid", "n_expected",
@@ -61,9 +69,9 @@ def _num(x: float) -> str:
 def row(r: StoredRecord, tz: ZoneInfo) -> list[str]:
     rec = r.record
     return [
-        iso(rec.start, tz), iso(rec.end, tz), rec.channel, _num(rec.mean), _num(rec.min),
-        _num(rec.max), _num(rec.std), str(rec.n_valid), str(rec.n_expected),
-        "1" if rec.valid else "0", Status(rec.status).name.lower(), rec.unit,
+        iso(rec.start, tz), iso(rec.end, tz), csv_cell(rec.channel), _num(rec.mean),
+        _num(rec.min), _num(rec.max), _num(rec.std), str(rec.n_valid), str(rec.n_expected),
+        "1" if rec.valid else "0", Status(rec.status).name.lower(), csv_cell(rec.unit),
         str(int(rec.flags)), str(r.seq), iso(r.received, tz),
     ]  # fmt: skip
 
@@ -115,7 +123,7 @@ def render_text(records: Sequence[StoredRecord], tz: ZoneInfo) -> str:
     """A table for people: local times, values rounded for reading (CSV keeps full precision)."""
     offset = dt.datetime.now(tz).strftime("%z")
     head = f"# {len(records)} records; times in {tz.key} (UTC{offset[:3]}:{offset[3:]})\n"
-    rows = [list(TEXT_COLUMNS), *(text_row(r, tz) for r in records)]
+    rows = [list(TEXT_COLUMNS), *([escape_controls(c) for c in text_row(r, tz)] for r in records)]
     widths = [max(len(r[i]) for r in rows) for i in range(len(TEXT_COLUMNS))]
     return head + "".join(
         "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() + "\n" for r in rows
@@ -130,8 +138,9 @@ def render_stations(summaries: Sequence[StationSummary], now: float, tz: ZoneInf
         last = "-" if s.last_received is None else dt.datetime.fromtimestamp(
             s.last_received, tz).strftime("%Y-%m-%d %H:%M:%S")
         age = "-" if s.last_received is None else _age(now - s.last_received)
-        rows.append([s.station, str(s.records), str(s.last_seq), str(s.contiguous),
-                     str(s.last_seq - s.contiguous), last, age, str(s.security_events)])
+        rows.append([escape_controls(s.station), str(s.records), str(s.last_seq),
+                     str(s.contiguous), str(s.last_seq - s.contiguous), last, age,
+                     str(s.security_events)])
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     return "".join(
         "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() + "\n" for r in rows

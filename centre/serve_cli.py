@@ -110,6 +110,7 @@ def _stations(args: argparse.Namespace) -> int:
     from centre import query
     from centre.serve_config import DEFAULT_ZONE, ConfigError, load
     from centre.store import CentreStore
+    from protocol.safe_text import escape_controls
 
     try:
         zone_name = DEFAULT_ZONE
@@ -127,5 +128,6 @@ def _stations(args: argparse.Namespace) -> int:
         sys.stdout.write(query.render_stations(store.summaries(), time.time(), tz))
         events = store.security_events()[-args.events:] if args.events > 0 else []
     for t, station, reason, detail in events:
-        print(f"security  {query.iso(t, tz)}  {station}  {reason}  {detail}")
+        shown = "  ".join(escape_controls(x) for x in (station, reason, detail))
+        print(f"security  {query.iso(t, tz)}  {shown}")
     return 0

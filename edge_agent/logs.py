@@ -8,6 +8,11 @@ fields as ``extra``::
 This module renders such records as ``level=warning logger=quantrac.drivers event=poll_failed
 device=ph1 unit=3 reason=timeout``. Fields whose name looks secret are masked so that a key can
 never reach a log by accident.
+
+Values are often chosen by someone else (a station's state message, a unit, a topic). Every
+value goes through ``_quote``, which escapes CR, LF, ESC and every other control character
+(``protocol.safe_text``): one record is always exactly one line, so a station can neither
+forge a log line of ours nor send escape sequences to the terminal reading the journal.
 """
 
 from __future__ import annotations
@@ -16,6 +21,8 @@ import logging
 import sys
 from typing import Any, TextIO
 
+from protocol.safe_text import escape_controls
+
 _STANDARD_ATTRS = frozenset(
     vars(logging.LogRecord("x", logging.INFO, "x", 0, "x", None, None)).keys()
 ) | {"message", "asctime", "taskName"}
@@ -23,9 +30,12 @@ _SECRET_WORDS = ("secret", "private", "password", "passphrase", "token")
 
 
 def _quote(value: Any) -> str:
+    """One logfmt value, quoted when it holds a space, ``"``, ``=`` or anything non-printable;
+    inside the quotes ``\\`` and ``"`` are escaped, then every control character is written
+    as an escape (``\\r``, ``\\x1b``), so the value can never end the line."""
     text = str(value)
-    if text == "" or any(c in text for c in ' "=\n\t'):
-        text = '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+    if text == "" or any(c in text for c in ' "=') or not text.isprintable():
+        text = '"' + escape_controls(text.replace("\\", "\\\\").replace('"', '\\"')) + '"'
     return text
 
 
