@@ -103,6 +103,42 @@ def safe_unit(unit: str) -> str:
     return shown
 
 
+#: The longest unit label a station sends as it is (``mg/Nm3``, ``m3/h``, ``°C`` are a few
+#: characters; Circular 10 files carry ASCII units). Far below the wire's 255 bytes, so a label
+#: pasted by mistake (a sentence, a path) is refused at ``config check`` instead of being sent.
+MAX_UNIT_CHARS = 32
+
+
+def unit_problem(unit: str) -> str | None:
+    """What is wrong with ``unit`` as a label the station sends, or None if nothing.
+
+    The one rule for unit labels: the station config refuses what fails it, and the uplink
+    sends a stored record whose unit fails it in the form :func:`safe_unit` gives. A label
+    is printed in ``quantrac status`` on a serial console, written into TAB-separated,
+    one-line-per-parameter Circular 10 files and shown at the centre, so a control character
+    (ESC starts a terminal escape sequence; CR, LF and TAB split a file's lines and fields)
+    is never acceptable, whatever the byte length.
+    """
+    if len(unit) > MAX_UNIT_CHARS:
+        return f"at most {MAX_UNIT_CHARS} characters (this one has {len(unit)})"
+    if not unit.isprintable():
+        bad = next(c for c in unit if not c.isprintable())
+        return (f"printable characters only (it holds {ascii(bad)[1:-1]}: a control character "
+                "would garble a console or split a Circular 10 line)")
+    return None
+
+
+def safe_unit(unit: str) -> str:
+    """A form of ``unit`` that passes :func:`unit_problem`: every non-printable character
+    written as a visible ASCII escape (``\\x1b``, ``\\r``), then cut to ``MAX_UNIT_CHARS``
+    characters ending in ``...`` if longer. Printable text (``°C``) is kept as it is, so the
+    centre can still read what the label was meant to say."""
+    shown = "".join(c if c.isprintable() else ascii(c)[1:-1] for c in unit)
+    if len(shown) > MAX_UNIT_CHARS:
+        shown = shown[: MAX_UNIT_CHARS - 3] + "..."
+    return shown
+
+
 def payload_size(n_records: int, channels: Sequence[bytes], units: Sequence[bytes]) -> int:
     """Exact encoded size for ``n_records`` records using these channel and unit tables."""
     return (
