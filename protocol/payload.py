@@ -31,11 +31,6 @@ FIXED_SIZE = 4
 MAX_RECORDS = 0xFFFF
 MAX_TABLE = 0xFF
 MAX_NAME = 0xFF
-#: The largest integer the centre can store (SQLite INTEGER is a signed 64-bit). A u64 on the
-#: wire above it (a seq, a window end, a header's ``created``) is refused as MALFORMED at
-#: decode, before anything reaches a database: one station must not be able to send a number
-#: the store cannot hold and so make it raise for every packet after (issue 10, C1).
-I64_MAX = (1 << 63) - 1
 
 _STATUSES: dict[int, Status] = {int(s): s for s in Status}
 _ALL_FLAGS = 0
@@ -65,42 +60,6 @@ def unit_bytes(unit: str) -> bytes:
     if len(raw) > MAX_NAME:
         raise ValueError(f"unit {unit!r}: longer than 255 bytes in UTF-8")
     return raw
-
-
-#: The longest unit label a station sends as it is (``mg/Nm3``, ``m3/h``, ``°C`` are a few
-#: characters; Circular 10 files carry ASCII units). Far below the wire's 255 bytes, so a label
-#: pasted by mistake (a sentence, a path) is refused at ``config check`` instead of being sent.
-MAX_UNIT_CHARS = 32
-
-
-def unit_problem(unit: str) -> str | None:
-    """What is wrong with ``unit`` as a label the station sends, or None if nothing.
-
-    The one rule for unit labels: the station config refuses what fails it, and the uplink
-    sends a stored record whose unit fails it in the form :func:`safe_unit` gives. A label
-    is printed in ``quantrac status`` on a serial console, written into TAB-separated,
-    one-line-per-parameter Circular 10 files and shown at the centre, so a control character
-    (ESC starts a terminal escape sequence; CR, LF and TAB split a file's lines and fields)
-    is never acceptable, whatever the byte length.
-    """
-    if len(unit) > MAX_UNIT_CHARS:
-        return f"at most {MAX_UNIT_CHARS} characters (this one has {len(unit)})"
-    if not unit.isprintable():
-        bad = next(c for c in unit if not c.isprintable())
-        return (f"printable characters only (it holds {ascii(bad)[1:-1]}: a control character "
-                "would garble a console or split a Circular 10 line)")
-    return None
-
-
-def safe_unit(unit: str) -> str:
-    """A form of ``unit`` that passes :func:`unit_problem`: every non-printable character
-    written as a visible ASCII escape (``\\x1b``, ``\\r``), then cut to ``MAX_UNIT_CHARS``
-    characters ending in ``...`` if longer. Printable text (``°C``) is kept as it is, so the
-    centre can still read what the label was meant to say."""
-    shown = "".join(c if c.isprintable() else ascii(c)[1:-1] for c in unit)
-    if len(shown) > MAX_UNIT_CHARS:
-        shown = shown[: MAX_UNIT_CHARS - 3] + "..."
-    return shown
 
 
 #: The longest unit label a station sends as it is (``mg/Nm3``, ``m3/h``, ``°C`` are a few
@@ -259,16 +218,12 @@ def decode_records(payload: bytes) -> list[tuple[int, Record]]:
         at = pos + i * RECORD_SIZE
         if seq <= previous:
             raise _fail(at, f"seq {seq} not greater than the previous {previous}")
-        if seq > I64_MAX:
-            raise _fail(at, f"seq {seq} above 2**63-1, the largest the centre stores")
         if ci >= n_channels:
             raise _fail(at + 8, f"channel index {ci} outside a table of {n_channels}")
         if ui >= n_units:
             raise _fail(at + 9, f"unit index {ui} outside a table of {n_units}")
         if duration == 0:
             raise _fail(at + 18, "window length 0")
-        if start + duration > I64_MAX:
-            raise _fail(at + 18, f"window end {start} + {duration} above 2**63-1")
         if valid > 1:
             raise _fail(at + 62, f"valid byte {valid} is not 0 or 1")
         st = statuses.get(status)
