@@ -9,7 +9,6 @@ anything and prints every problem it finds, one per line.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -107,8 +106,10 @@ def _status(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
         print(f"quantrac status: {answer.get('error')}", file=sys.stderr)
         return 1
     if args.json:
-        json.dump(answer["status"], out, indent=2, sort_keys=True, default=str)
-        out.write("\n")
+        # strict JSON even from an agent that still sends NaN: null is "no value"
+        from edge_agent.control import dumps
+
+        out.write(dumps(answer["status"], indent=2, sort_keys=True) + "\n")
     else:
         from edge_agent.status_view import render
 

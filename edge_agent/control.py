@@ -13,6 +13,11 @@ transaction), so ``quantrac diag`` never fights the running agent for a serial p
 
 The server side is asyncio (it lives on the agent's event loop); ``request`` is the blocking
 client the CLI uses.
+
+Answers are strict JSON (RFC 8259): Python's ``json`` writes a NaN float as ``NaN``, which no
+other JSON parser accepts (jq, a monitoring script), and an offline channel's last value *is*
+NaN. So every non-finite float is sent as ``null`` (:func:`json_safe`), meaning "no value",
+as the status display shows it.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import math
 import os
 import socket
 from collections.abc import Awaitable, Callable
@@ -31,6 +37,23 @@ log = logging.getLogger("quantrac.edge_agent.control")
 
 Handler = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
 MAX_REQUEST = 64 * 1024
+
+
+def json_safe(value: Any) -> Any:
+    """``value`` with every NaN or infinite float (in dicts, lists, tuples) replaced by None,
+    so ``json.dumps(..., allow_nan=False)`` can write it."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(v) for v in value]
+    return value
+
+
+def dumps(value: Any, **kwargs: Any) -> str:
+    """Strict JSON of ``value`` (non-finite floats as null; other objects as ``str``)."""
+    return json.dumps(json_safe(value), allow_nan=False, default=str, **kwargs)
 
 
 class ControlError(RuntimeError):
@@ -81,7 +104,7 @@ class ControlServer:
                 except Exception as exc:  # a bug in one request must not stop the server
                     log.exception("control_request_failed")
                     answer = {"ok": False, "error": f"internal error: {exc}"}
-                writer.write(json.dumps(answer, default=str).encode() + b"\n")
+                writer.write(dumps(answer).encode() + b"\n")
                 await writer.drain()
         except (ConnectionError, asyncio.LimitOverrunError, ValueError):
             pass
