@@ -16,6 +16,10 @@ Rules (DESIGN §5, §9):
 * A device that keeps failing is backed off: its interval doubles per consecutive failed
   poll up to ``backoff_max``; one good poll restores it. Retries are spent only on a device
   that was healthy, so a dead unit costs one timeout per (backed-off) poll and no more.
+* A failing device is also *probed* in the bus's idle time, at most once per its interval,
+  and only when a whole probe (its timeout) fits before the next poll due on that bus: a unit
+  that comes back is seen within about one interval when the bus has slack, and the units
+  that answer never wait for it (see :class:`BusWorker`).
 * ``poll_failed`` is logged (warning) when a device's failure reason changes, not on every
   poll; ``device_recovered`` (info) when it answers again.
 * A float that no analyser of that channel would send (far outside the channel's usual range,
@@ -185,6 +189,11 @@ class DevicePoller:
                             self._last_error, self._last_error_at, self._failures,
                             self._polls_ok, self._polls_failed)
 
+    @property
+    def failing(self) -> bool:
+        """True from a failed poll until the next good one."""
+        return self._failing is not None
+
     def next_delay(self) -> float:
         """Seconds until the next poll: the interval, stretched while the device fails."""
         n = self._failures
@@ -306,12 +315,32 @@ class Bus:
 
 
 class BusWorker:
-    """Polls the devices of one bus in due-time order, one transaction at a time."""
+    """Polls the devices of one bus in due-time order, one transaction at a time.
+
+    Two schedules share the bus. The *due* schedule is every device's interval, stretched by
+    the back-off while it fails (:meth:`DevicePoller.next_delay`); it bounds what a dead unit
+    costs a busy bus: one timeout per backed-off poll. Alone, though, it makes recovery as
+    slow as the back-off is long: with ``backoff_max`` at 60 s an analyser that answers again
+    waited up to a minute to be asked, and that minute of its data was lost per fault,
+    where peer gateways poll it again within a second or so.
+
+    So a failing device is also *probed* when the bus is idle: no poll is due, the device's
+    probe slot has come (one interval after its last attempt, so never more often than its
+    interval asks), and the whole probe fits before the earliest poll due on the bus. What a
+    probe costs is the longer of the timeout and the device's last poll as measured here (a
+    silent unit's poll is its timeout plus the turnaround pause), so a probe that gets no
+    answer still ends before an answering unit is due: it takes only time nobody wanted. A
+    probe is an ordinary poll (samples, health, logs); if it fails, the device keeps its
+    backed-off due time; if it answers, the device is back on its interval. On a bus without
+    slack (the answering units' polls leave no gap as long as a timeout) nothing is probed,
+    and the back-off alone decides, as before.
+    """
 
     def __init__(self, bus: Bus, sink: Sink, clock: Clock, policy: PollPolicy = PollPolicy(),
                  monotonic: Clock = time.monotonic) -> None:
         self.transport = bus.transport
         self.sink = sink
+        self.policy = policy
         self.monotonic = monotonic
         self.pollers = [DevicePoller(d, bus.transport.name, clock, policy) for d in bus.devices]
         self._stop = threading.Event()
@@ -329,23 +358,52 @@ class BusWorker:
             self._thread.join(join_timeout)
 
     def run(self) -> None:
-        due = dict.fromkeys(range(len(self.pollers)), self.monotonic())
+        start = self.monotonic()
+        due = dict.fromkeys(range(len(self.pollers)), start)
+        probe_at = dict.fromkeys(due, start)  # a failing device's earliest next probe
+        cost = dict.fromkeys(due, 0.0)  # how long each device's last poll took
         while not self._stop.is_set():
             i = min(due, key=due.__getitem__)
             now = self.monotonic()
+            probe = False
             if due[i] > now:
-                self._stop.wait(due[i] - now)
-                continue
+                j = self._probe_candidate(now, due, probe_at, cost)
+                if j is None:
+                    later = [probe_at[k] for k, p in enumerate(self.pollers)
+                             if p.failing and now < probe_at[k] < due[i]]
+                    self._stop.wait(min(later, default=due[i]) - now)
+                    continue
+                i, probe = j, True
             poller = self.pollers[i]
+            began = now
             try:
                 samples = poller.poll(self.transport)
                 self.sink(poller.device.name, samples)
             except Exception:  # a bug must not silently kill the bus: log, keep polling
                 log.exception("poller_error", extra={"device": poller.device.name})
             now = self.monotonic()
-            # keep the cadence, but never burst to catch up after a stall
-            due[i] = max(due[i] + poller.next_delay(), now)
+            cost[i] = now - began
+            probe_at[i] = began + poller.device.interval
+            if not probe:
+                # keep the cadence, but never burst to catch up after a stall
+                due[i] = max(due[i] + poller.next_delay(), now)
+            elif not poller.failing:  # the probe found it back: its interval again
+                due[i] = max(began + poller.device.interval, now)
         self.transport.close()
+
+    def _probe_candidate(self, now: float, due: dict[int, float], probe_at: dict[int, float],
+                         cost: dict[int, float]) -> int | None:
+        """The failing device to probe now, if its probe fits the bus's idle time."""
+        best: int | None = None
+        for j, p in enumerate(self.pollers):
+            if not p.failing or probe_at[j] > now:
+                continue
+            need = max(cost[j], self.policy.timeout)
+            if now + need > min((t for k, t in due.items() if k != j), default=math.inf):
+                continue
+            if best is None or probe_at[j] < probe_at[best]:
+                best = j
+        return best
 
 
 class Poller:

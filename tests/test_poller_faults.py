@@ -288,3 +288,68 @@ def test_tcp_connection_that_goes_silent_is_dropped_and_the_device_recovers(
     assert recovered and getattr(recovered[0], "device", None) == "bystander"
     # the recovery came after the drop, not from the hung socket answering again
     assert caplog.records.index(dropped[0]) < caplog.records.index(recovered[0])
+
+
+class OrderCollector(Collector):
+    """A Collector that also keeps one list of (device, good) for every poll, in order."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.order: list[tuple[str, bool]] = []
+
+    def __call__(self, device: str, samples: list[Sample]) -> None:
+        with self.lock:
+            self.by_device.setdefault(device, []).append(samples)
+            self.order.append((device, not _bad(samples)))
+
+    def since(self, mark: int) -> list[tuple[str, bool]]:
+        with self.lock:
+            return self.order[mark:]
+
+
+def test_returning_unit_is_probed_in_idle_time_and_seen_within_two_cycles(
+    sim: RunningStation,
+) -> None:
+    """S11: a silent unit on a bus with slack is probed in the idle time, so when it answers
+    again it is polled within two poll cycles of the bus, not after its back-off (60 s by
+    default: up to a minute of data lost per fault); the answering units lose no polls.
+
+    Counted in polls, not seconds: the fault is cleared right after one of the silent unit's
+    failed polls, when its back-off (0.2 s x 2**failures) already spans eight cycles or more;
+    the test counts how many polls unit ``a`` completes before the silent unit's first good
+    one.
+    """
+    assert sim.pty_path is not None
+    sim.set_fault(SILENT, "no_answer")
+    interval = 0.2
+    devices = (Device("a", builtin_profile("hach_sc"), VICTIM, None, interval),
+               Device("b", builtin_profile("ph_probe"), BYSTANDER, None, interval),
+               Device("silent", builtin_profile("cems"), SILENT, None, interval))
+    policy = PollPolicy(timeout=0.1, retries=1)  # backoff_max: the 60 s default
+    got = OrderCollector()
+    poller = Poller([Bus(RtuTransport(SerialSettings(sim.pty_path, 19200)), devices)], got,
+                    time.time, policy)
+    with poller:
+        wait_for(lambda: len(got.polls("a")) >= 1, "the first poll of a")
+        start, before = time.monotonic(), {d: len(got.polls(d)) for d in ("a", "b")}
+        wait_for(lambda: len(got.polls("silent")) >= 3, "three failed polls of the silent unit")
+        tried = len(got.polls("silent"))
+        wait_for(lambda: len(got.polls("silent")) > tried, "one more failed poll")
+        sim.set_fault(SILENT, "no_answer", on=False)  # it answers again from now on
+        window = time.monotonic() - start
+        after = {d: len(got.polls(d)) for d in ("a", "b")}
+        mark = len(got.since(0))
+        wait_for(lambda: ("silent", True) in got.since(mark)
+                 or sum(d == "a" for d, _ in got.since(mark)) >= 12,
+                 "a good poll of the returned unit, or twelve cycles of the bus")
+        order = got.since(mark)
+    assert all(_bad(p) for p in got.polls("silent")[:tried + 1])
+    assert ("silent", True) in order, f"not polled again within 12 cycles: {order}"
+    first_good = order.index(("silent", True))
+    cycles = sum(d == "a" for d, _ in order[:first_good])
+    assert cycles <= 2, f"the returned unit waited {cycles} cycles of the bus: {order}"
+    # the answering units kept their rate while the silent unit was probed (as multidrop)
+    nominal = window / interval
+    for d in ("a", "b"):
+        assert after[d] - before[d] >= 0.6 * nominal, (d, after[d] - before[d], nominal)
+        assert not any(_bad(p) for p in got.polls(d))
