@@ -32,6 +32,11 @@ from provisioning.errors import ProvisioningError, shown
 log = logging.getLogger("quantrac.provisioning.signed")
 
 CONTEXT = b"quantrac-edge signed document v1\x00"
+#: The deepest nesting a document may have. The real ones go four levels deep (the bundle's
+#: ``body.centre.packet_key``); Python's json parser recurses once per level and a hostile or
+#: damaged file of ``[[[[...`` would end in RecursionError ("maximum recursion depth exceeded",
+#: no file, no offset), so deeper nesting is refused before parsing, naming the byte.
+MAX_DEPTH = 16
 TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 _STATION_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,31}")  # a subset of the envelope's
 
@@ -102,6 +107,12 @@ def parse_document(data: bytes, source: str, expected_format: str) -> Document:
             f"{source}: byte {exc.start}: not ASCII ({data[exc.start]:#04x}); "
             "the file is damaged"
         ) from None
+    too_deep = _too_deep(text, MAX_DEPTH)
+    if too_deep is not None:
+        raise ProvisioningError(
+            f"{source}: byte {too_deep}: nested more than {MAX_DEPTH} levels deep, which no "
+            "quantrac document is; the file is damaged or not a quantrac file"
+        )
     try:
         doc = json.loads(
             text,
@@ -135,6 +146,32 @@ def parse_document(data: bytes, source: str, expected_format: str) -> Document:
             raise ProvisioningError(f"{source}: field signatures[{i}]: key id repeated")
         signatures[kid] = sig.b64("value", 64)
     return Document(source, body, signatures)
+
+
+def _too_deep(text: str, limit: int) -> int | None:
+    """The offset of the first ``[`` or ``{`` that opens level ``limit + 1``, outside strings;
+    None if the text never nests that deep. A linear scan, no recursion."""
+    if text.count("[") + text.count("{") <= limit:  # the usual case: cannot be that deep
+        return None
+    depth = 0
+    in_string = escaped = False
+    for pos, c in enumerate(text):
+        if in_string:
+            if escaped:
+                escaped = False
+            elif c == "\\":
+                escaped = True
+            elif c == '"':
+                in_string = False
+        elif c == '"':
+            in_string = True
+        elif c in "[{":
+            depth += 1
+            if depth > limit:
+                return pos
+        elif c in "]}":
+            depth -= 1
+    return None
 
 
 def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
