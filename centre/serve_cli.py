@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import signal
+import sqlite3
 import sys
 from pathlib import Path
 from typing import Any
@@ -80,7 +81,7 @@ def _serve(args: argparse.Namespace) -> int:
 def _query(args: argparse.Namespace) -> int:
     from centre import query
     from centre.serve_config import DEFAULT_ZONE, ConfigError, load
-    from centre.store import CentreStore
+    from centre.store import CentreStore, NotACentreStoreError
 
     try:
         zone_name = args.zone
@@ -97,8 +98,13 @@ def _query(args: argparse.Namespace) -> int:
             raise ConfigError(f"{store_path}: no such record store")
     except (ConfigError, ValueError) as exc:
         return _fail(exc)
-    with CentreStore(store_path) as store:
-        records = store.records(args.station, t0, t1)
+    try:  # read-only: a read command never creates, migrates or moves aside the file
+        with CentreStore(store_path, read_only=True) as store:
+            records = store.records(args.station, t0, t1)
+    except NotACentreStoreError as exc:
+        return _fail(exc)
+    except sqlite3.Error as exc:
+        return _fail(ValueError(f"{store_path}: cannot read the record store: {exc}"))
     render = query.render_csv if args.format == "csv" else query.render_text
     sys.stdout.write(render(records, tz))
     return 0
@@ -109,7 +115,7 @@ def _stations(args: argparse.Namespace) -> int:
 
     from centre import query
     from centre.serve_config import DEFAULT_ZONE, ConfigError, load
-    from centre.store import CentreStore
+    from centre.store import CentreStore, NotACentreStoreError
     from protocol.safe_text import escape_controls
 
     try:
@@ -124,9 +130,15 @@ def _stations(args: argparse.Namespace) -> int:
             raise ConfigError(f"{store_path}: no such record store")
     except (ConfigError, ValueError) as exc:
         return _fail(exc)
-    with CentreStore(store_path) as store:
-        sys.stdout.write(query.render_stations(store.summaries(), time.time(), tz))
-        events = store.security_events()[-args.events:] if args.events > 0 else []
+    try:  # read-only: a read command never creates, migrates or moves aside the file
+        with CentreStore(store_path, read_only=True) as store:
+            summaries = store.summaries()
+            events = store.security_events()[-args.events:] if args.events > 0 else []
+    except NotACentreStoreError as exc:
+        return _fail(exc)
+    except sqlite3.Error as exc:
+        return _fail(ValueError(f"{store_path}: cannot read the record store: {exc}"))
+    sys.stdout.write(query.render_stations(summaries, time.time(), tz))
     for t, station, reason, detail in events:
         shown = "  ".join(escape_controls(x) for x in (station, reason, detail))
         print(f"security  {query.iso(t, tz)}  {shown}")

@@ -33,6 +33,7 @@ from __future__ import annotations
 import math
 import sqlite3
 import time
+import urllib.parse
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -135,14 +136,79 @@ class StoredRecord:
     packet_created_ms: int
 
 
-class CentreStore:
-    """One SQLite file of records; one connection, used from one thread."""
+#: What makes a file a centre record store (``read_only`` checks for all of them).
+_TABLES = ("records", "current_values", "packets", "stations", "security_events")
 
-    def __init__(self, path: Path | str, clock: Clock = time.time) -> None:
+#: Command counters of a station's first row in a store start at the centre's clock in
+#: microseconds since the epoch. Why: the counter lives in this store, and when the store is
+#: reset (moved aside as corrupt, or lost) its ``stations`` rows go with it. Counting again
+#: from 1 would give acks the station has already seen numbers for, and its anti-replay
+#: window refuses them (``command_rejected reason=replay``) until the new count passes the
+#: old one: the outbox stops draining. Starting from the clock instead, a reset store issues
+#: counters above everything issued before, as long as the old store issued fewer than one
+#: command per microsecond since its own first row (acks come per packet: thousands of
+#: times fewer) and the centre's clock has not gone back (it runs NTP). Only the first row
+#: takes the floor; after it the counter goes up by one per command, so commands of several
+#: receivers that reach the station a little out of order stay inside its window (a floor
+#: taken at every command would jump by the microseconds in between and push them out).
+#: The station still refuses any counter it has seen or that is below its window: a replay
+#: stays a replay. u64 holds microseconds for 580 000 years.
+COUNTER_FLOOR_PER_S = 1_000_000
+
+
+class NotACentreStoreError(Exception):
+    """The file given as the record store is not one, or cannot be read (names the file)."""
+
+
+def _open_read_only(path: Path) -> sqlite3.Connection:
+    """``path`` opened with SQLite's ``mode=ro``: for the read commands (``centre query``,
+    ``centre stations``), which must never create, migrate or move aside a file that an
+    operator merely pointed them at (a typo, another tool's database, a store in use)."""
+    if not path.is_file():
+        raise NotACentreStoreError(f"{path}: no such record store")
+    uri = "file:" + urllib.parse.quote(str(path.absolute())) + "?mode=ro"
+    try:
+        conn = sqlite3.connect(uri, uri=True, isolation_level=None, timeout=10.0)
+    except sqlite3.Error as exc:
+        raise NotACentreStoreError(f"{path}: cannot open the record store: {exc}") from None
+    try:
+        found = {
+            str(r[0]) for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+        }
+    except sqlite3.Error as exc:
+        conn.close()
+        raise NotACentreStoreError(
+            f"{path}: not a centre record store (SQLite says: {exc})"
+        ) from None
+    missing = [t for t in _TABLES if t not in found]
+    if missing:
+        conn.close()
+        raise NotACentreStoreError(
+            f"{path}: not a centre record store (no table {', '.join(missing)})"
+        )
+    return conn
+
+
+class CentreStore:
+    """One SQLite file of records; one connection, used from one thread.
+
+    ``read_only``: open an existing store for reading only (``_open_read_only``); raises
+    ``NotACentreStoreError`` naming the file if it is not one. Otherwise the file is checked,
+    moved aside if corrupt and created or completed (``open_checked`` and the schema).
+    """
+
+    def __init__(
+        self, path: Path | str, clock: Clock = time.time, *, read_only: bool = False
+    ) -> None:
         self.path = Path(path)
         self.clock = clock
+        self.conn: sqlite3.Connection
+        self.moved_aside: Path | None = None
+        if read_only:
+            self.conn = _open_read_only(self.path)
+            return
         opened = open_checked(self.path, clock)
-        self.conn: sqlite3.Connection = opened.db.conn
+        self.conn = opened.db.conn
         self.moved_aside = opened.moved_aside
         with transaction(self.conn):
             for statement in _SCHEMA.split(";"):
@@ -209,8 +275,8 @@ class CentreStore:
             # its first packet is a gap too (its first packet may be the one that got lost).
             self.conn.execute(
                 "INSERT OR IGNORE INTO stations (station, counter, contiguous, top) "
-                "VALUES (?, 0, 0, 0)",
-                (station,),
+                "VALUES (?, ?, 0, 0)",
+                (station, self._counter_floor()),
             )
             counter = int(
                 self.conn.execute(
@@ -251,12 +317,17 @@ class CentreStore:
                 (station,),
             ).fetchone()
             if row is None:
+                first = self._counter_floor() + 1
                 self.conn.execute(
-                    "INSERT INTO stations (station, counter, contiguous, top) VALUES (?, 1, 0, 0)",
-                    (station,),
+                    "INSERT INTO stations (station, counter, contiguous, top) VALUES (?, ?, 0, 0)",
+                    (station, first),
                 )
-                return 1
+                return first
         return int(row[0])
+
+    def _counter_floor(self) -> int:
+        """Where a station's command counter starts in this store (``COUNTER_FLOOR_PER_S``)."""
+        return int(self.clock() * COUNTER_FLOOR_PER_S)
 
     # --- gaps ------------------------------------------------------------------------------
     def stations_behind(self) -> list[str]:

@@ -76,8 +76,11 @@ def test_stations_are_separate_and_counters_increase(store: CentreStore) -> None
     c1 = store.ingest("S1", pairs(1, 10), digest("a"), 1).counter
     c2 = store.ingest("S2", pairs(1, 10), digest("b"), 1).counter
     c3 = store.ingest("S1", pairs(11, 10), digest("c"), 1).counter
-    assert c1 < c3 and c2 == 1
-    assert store.next_counter("S1") > c3
+    # a station's first counter in a store starts at the store's clock in microseconds
+    # (COUNTER_FLOOR_PER_S), then goes up by one per command
+    assert c1 == c2 == 1_800_000_000_000_001 and c3 == c1 + 1
+    assert store.next_counter("S1") == c3 + 1
+    assert store.next_counter("S3") == 1_800_000_000_000_001  # first command, no ack yet
 
 
 def test_a_backfilled_record_never_overwrites_a_newer_current_value(store: CentreStore) -> None:
