@@ -370,13 +370,16 @@ class Store:
         return [(int(row[0]), row_record(row[1:])) for row in rows]
 
     @_locked
-    def last_window_ends(self, width_s: int) -> dict[str, int]:
-        """Per channel, the end of the newest stored window of ``width_s`` seconds."""
+    def last_window_ends(self, width_s: int, started_by: float = math.inf) -> dict[str, int]:
+        """Per channel, the end of the newest stored window of ``width_s`` seconds among those
+        with ``start <= started_by`` (a restart passes its clock: windows starting later were
+        made by a clock that ran ahead, and must not fence off the time up to them)."""
+        hi = 1 << 62 if started_by == math.inf else started_by
         return {
             str(channel): int(end)
             for channel, end in self.conn.execute(
-                'SELECT channel, max("end") FROM records WHERE "end" - start = ? '
-                "GROUP BY channel", (width_s,)
+                'SELECT channel, max("end") FROM records WHERE "end" - start = ? AND start <= ? '
+                "GROUP BY channel", (width_s, hi)
             )
         }
 

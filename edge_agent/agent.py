@@ -19,12 +19,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import os
 import signal
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
@@ -48,6 +49,47 @@ Clock = Callable[[], float]
 TICK_S = 1.0
 MAX_HELD_RECORDS = 500_000  # records kept in memory while the disk is full (~ weeks)
 OUTBOX_NAME = "outbox.sqlite"
+
+
+def stored_after(store: Store, widths: Iterable[int], t: float) -> list[Record]:
+    """The stored records, of the pipeline's widths, whose window ends after ``t``: the windows
+    a clock set back to ``t`` reaches again (Pipeline.jump must not make them twice)."""
+    out: list[Record] = []
+    for width in widths:
+        out += [r for _, r in store.windows(width, start_from=math.floor(t) - width + 1)
+                if r.end > t]
+    return out
+
+
+def resume_from_store(store: Store, pipeline: Pipeline, now: float) -> None:
+    """Re-feed what a crash left unfinished: raw samples and child records since the last
+    emitted window of each width and channel (see Pipeline.resume).
+
+    Only windows that started by ``now`` fence off time. A stored window starting after ``now``
+    was made by a clock that ran ahead (set back since, or an RTC that was fast): fencing up to
+    its end would make the agent drop every record until the clock got there, a hole the centre
+    cannot see. Such windows go to the pipeline as ``ahead`` instead: the time up to them is
+    measured as usual and only they are never made a second valid time."""
+    emitted: dict[tuple[int, str], int] = {}
+    ahead: list[Record] = []
+    for width in pipeline.widths:
+        for channel, end in store.last_window_ends(width, started_by=now).items():
+            emitted[(width, channel)] = end
+        ahead += [r for _, r in store.windows(width, start_from=math.floor(now) + 1)
+                  if r.start > now]
+    horizon = now - max(pipeline.widths) - 3600
+    first = min(emitted.values(), default=None)
+    since = horizon if first is None else max(float(first), horizon)
+    samples = store.samples_between(since, now + 1) if first is not None else []
+    children: list[Record] = []
+    if first is not None:
+        for child in sorted({r.child_width_s for _, r in pipeline.rollups}):
+            children += [rec for _, rec in store.windows(child, start_from=since - 86400)]
+    if first is None and not ahead:
+        return
+    pipeline.resume(emitted, samples, children, ahead=ahead, now=now)
+    log.info("resumed", extra={"samples": len(samples), "child_records": len(children),
+                               "since": since, "windows_ahead": len(ahead)})
 
 
 class UplinkRunner:
@@ -168,24 +210,7 @@ class Agent:
         return store
 
     def _resume(self, store: Store, pipeline: Pipeline) -> None:
-        """Re-feed what a crash left unfinished: raw samples and child records since the last
-        emitted window of each width and channel (see Pipeline.resume)."""
-        emitted: dict[tuple[int, str], int] = {}
-        for width in pipeline.widths:
-            for channel, end in store.last_window_ends(width).items():
-                emitted[(width, channel)] = end
-        horizon = self.clock() - max(pipeline.widths) - 3600
-        first = min(emitted.values(), default=None)
-        if first is None:
-            return
-        since = max(float(first), horizon)
-        samples = store.samples_between(since, self.clock() + 1)
-        children: list[Record] = []
-        for child in sorted({r.child_width_s for _, r in pipeline.rollups}):
-            children += [rec for _, rec in store.windows(child, start_from=since - 86400)]
-        pipeline.resume(emitted, samples, children)
-        log.info("resumed", extra={"samples": len(samples), "child_records": len(children),
-                                   "since": since})
+        resume_from_store(store, pipeline, self.clock())
 
     def _start_poller(self, loop: asyncio.AbstractEventLoop) -> None:
         self.poller = Poller(self.cfg.poll.build(), queue_sink(loop, self.queue), self.clock,
@@ -292,7 +317,9 @@ class Agent:
         jump = self.watch.observe(self.monotonic(), self.clock())
         if jump is not None:
             self._flush_samples()  # samples of the old time line go to the store first
-            self.held += self.pipeline.jump(jump)
+            stored = [*self.held, *stored_after(self.store, self.pipeline.widths, jump.at_wall)] \
+                if self.store is not None else list(self.held)
+            self.held += self.pipeline.jump(jump, stored)
             self._flush_records()
 
     # ------------------------------------------------------------------ ticks

@@ -20,6 +20,31 @@ Clock rules:
 Resuming after a crash: ``resume(last_end, samples, children)`` re-feeds what the store kept
 (raw samples, child records) for windows not yet emitted, and fences off windows that were,
 so a restart neither loses a window nor makes one twice.
+
+One record per window, never a silent hole. A record is legal evidence for one window
+``(channel, width, start)``; the rule is:
+
+* The first record stored for a window is the one that counts. Once the clock is behind a
+  window that is already stored (a backward step, a forward step and back, an RTC that was
+  fast when the records were made and is right after a restart), the real measurements that
+  fall into that window again still make a record, so nothing measured vanishes, but it is
+  marked ``valid=False`` and ``CLOCK_JUMP`` (logged ``window_already_stored``): the centre
+  holds the measurement and its counts and never counts the window twice. Such a record is
+  not fed to the roll-ups (its window is in them already); a roll-up overlapping one carries
+  ``CLOCK_JUMP``.
+* The windows in between, which nothing stored yet, are produced as usual. Refusing to make
+  records until the clock passes the newest stored window would drop real measuring without a
+  trace (an hour fast RTC would lose an hour).
+* The pipeline cannot read the store, so it is told which windows exist: ``resume(...,
+  ahead=...)`` takes the stored windows that start after ``now`` (proof the clock was ahead
+  of the one now running: the first record after the restart carries ``CLOCK_JUMP``), and
+  ``jump(jump, stored)`` takes the stored (or not yet stored) records that end after the new
+  clock reading; the windows ``jump`` closes itself count as well.
+* Across a restart the continuity point of a channel and width is the end of the newest stored
+  window that started by the restart's clock (``emitted_up_to``); the raw samples kept since
+  are re-fed. Raw samples carry no time line, so when a restart cuts a step back short, the
+  windows before that point keep their one valid record and the second time line's samples
+  in them are not made into a (second, invalid) record again; every window after it is.
 """
 
 from __future__ import annotations
@@ -36,6 +61,7 @@ from edge_agent.averaging import (
     StreamingRollup,
     normalise_record,
 )
+from edge_agent.averaging.windows import floor_start
 from edge_agent.clock import ClockJump
 from edge_agent.config import StationConfig
 from protocol.model import Record, RecordFlag, Sample
@@ -68,7 +94,11 @@ class Pipeline:
         self._unsynced: list[list[float]] = []  # [from, to] (to = inf while still unsynced)
         self._jump_marks: list[float] = []  # wall times where a fresh time line began
         self._fence: dict[tuple[int, str], float] = {}  # (width, channel) -> emitted up to
+        # (width, channel) -> starts of windows stored already that the clock may reach again
+        self._taken: dict[tuple[int, str], set[int]] = {}
+        self._flag_next: set[tuple[int, str]] = set()  # first record after resume: CLOCK_JUMP
         self._dropped_future = 0
+        self._clashes = 0
         self._build()
 
     # ---------------------------------------------------------------- windows
@@ -131,15 +161,20 @@ class Pipeline:
         elif synced is True and open_span is not None:
             open_span[1] = now
 
-    def jump(self, jump: ClockJump) -> list[Record]:
-        """The wall clock jumped: close everything at the old time, start afresh at the new."""
+    def jump(self, jump: ClockJump, stored: Iterable[Record] = ()) -> list[Record]:
+        """The wall clock jumped: close everything at the old time, start afresh at the new.
+
+        ``stored``: the records already stored (or held for the store) whose window ends after
+        ``jump.at_wall``; with the windows closed here they are the windows the new time line
+        must not make a second valid record of."""
         before = jump.at_wall - jump.offset  # what the clock would say without the jump
         log.warning("clock_jump", extra={"offset_s": round(jump.offset, 3), "at": jump.at_wall,
                                          "direction": "backward" if jump.backwards
                                          else "forward"})
         out = self._close_all(before, RecordFlag.CLOCK_JUMP)
         self._build()
-        self._fence.clear()
+        self._fence.clear()  # the windows it fenced off that the clock can reach are in stored
+        self._take([*stored, *out], after=jump.at_wall)
         self._jump_marks.append(jump.at_wall)
         # the unsynced spans were measured in the old time line; keep only an open one
         self._unsynced = [[jump.at_wall, math.inf]] if self._unsynced and \
@@ -147,10 +182,24 @@ class Pipeline:
         return out
 
     def resume(self, emitted_up_to: Mapping[tuple[int, str], int], samples: Sequence[Sample],
-               children: Sequence[Record]) -> None:
+               children: Sequence[Record], *, ahead: Sequence[Record] = (),
+               now: float | None = None) -> None:
         """After a restart: windows up to ``emitted_up_to[(width, symbol)]`` were stored; re-feed
-        the raw samples and child records kept since then, fence off the rest."""
+        the raw samples and child records kept since then, fence off the rest.
+
+        ``ahead``: stored records whose window starts after ``now`` (left out of
+        ``emitted_up_to``): the clock that made them was ahead of this one. Their windows are
+        taken (a record made of them again is marked invalid, CLOCK_JUMP); every other window
+        is produced as usual, and the first record of each channel and width after the restart
+        carries CLOCK_JUMP: the clock went back across it, which the centre must see."""
         self._fence = {k: float(v) for k, v in emitted_up_to.items()}
+        if ahead:
+            self._take(ahead, after=-math.inf)
+            newest = max(r.end for r in ahead)
+            log.warning("clock_behind_stored_records", extra={
+                "now": now, "newest_stored_end": newest, "windows": len(ahead),
+                "ahead_s": None if now is None else round(newest - now, 3)})
+            self._flag_next = {(w, c) for w in self.widths for c in self.units}
         for s in sorted(samples, key=lambda s: s.t):
             if s.channel not in self.units:
                 continue
@@ -192,9 +241,13 @@ class Pipeline:
     def _to_rollups(self, records: Sequence[Record], resume: bool = False) -> None:
         """Feed closed records to the roll-ups built on their width (parents close later).
 
-        Children are fed already normalised, so a parent is never normalised twice."""
+        Children are fed already normalised, so a parent is never normalised twice. A record
+        of a window stored already (a second one, or one from a clock that ran ahead) is not
+        fed: the roll-up has, or had, the first one."""
         for rec in records:
             width = rec.end - rec.start
+            if self._is_taken(rec):
+                continue
             for child, rollup in self.rollups:
                 if child != width:
                     continue
@@ -216,8 +269,40 @@ class Pipeline:
                                                          for r in kept}
         out = []
         for r in kept:
-            out.append(self._flag(self._normalise(r, by_window) if normalise else r, extra))
+            r = self._flag(self._normalise(r, by_window) if normalise else r, extra)
+            out.append(self._clash(r) if self._is_taken(r) else r)
         return out
+
+    # ---------------------------------------------------------------- windows stored already
+
+    def _take(self, records: Iterable[Record], after: float) -> None:
+        """Note the windows of ``records`` that end after ``after`` as stored already."""
+        for r in records:
+            if r.end > after:
+                self._taken.setdefault((r.end - r.start, r.channel), set()).add(r.start)
+
+    def _is_taken(self, r: Record) -> bool:
+        return bool(self._taken) and r.start in self._taken.get((r.end - r.start, r.channel),
+                                                                ())
+
+    def _overlaps_taken(self, r: Record) -> bool:
+        """A window stored already, of this channel and no wider than ``r``, overlaps it."""
+        width = r.end - r.start
+        for (w, channel), starts in self._taken.items():
+            if channel != r.channel or w > width or not starts:
+                continue
+            first = floor_start(r.start, w, self.utc_offset_s)
+            if any(s in starts for s in range(first, r.end, w)):
+                return True
+        return False
+
+    def _clash(self, r: Record) -> Record:
+        """A second record of a stored window: kept as evidence, never counted again."""
+        self._clashes += 1
+        log.warning("window_already_stored", extra={
+            "channel": r.channel, "start": r.start, "end": r.end, "n_valid": r.n_valid,
+            "was_valid": r.valid, "clashes": self._clashes})
+        return replace(r, valid=False, flags=r.flags | RecordFlag.CLOCK_JUMP)
 
     def _normalise(self, r: Record, by_window: Mapping[tuple[int, int, str], Record]) -> Record:
         for n in self.cfg.normalise:
@@ -241,9 +326,18 @@ class Pipeline:
             flags |= RecordFlag.CLOCK_UNSYNCED
         if any(r.start <= m < r.end for m in self._jump_marks):
             flags |= RecordFlag.CLOCK_JUMP
+        if self._taken and self._overlaps_taken(r):
+            flags |= RecordFlag.CLOCK_JUMP
+        if self._flag_next and (r.end - r.start, r.channel) in self._flag_next:
+            self._flag_next.discard((r.end - r.start, r.channel))
+            flags |= RecordFlag.CLOCK_JUMP
         return r if flags == r.flags else replace(r, flags=flags)
 
     def forget_before(self, t: float) -> None:
         """Drop clock history older than ``t`` (no open window reaches back that far)."""
         self._unsynced = [s for s in self._unsynced if s[1] >= t]
         self._jump_marks = [m for m in self._jump_marks if m >= t]
+        for (width, channel), starts in list(self._taken.items()):
+            starts.difference_update([s for s in starts if s + width < t])
+            if not starts:
+                del self._taken[(width, channel)]
