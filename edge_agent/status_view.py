@@ -79,6 +79,8 @@ def render(st: Mapping[str, Any], now: float) -> list[str]:
     extra = (f", {stats.get('records_acked', 0)} acked, {stats.get('disconnects', 0)} "
              f"disconnects" if stats else "")
     lines.append(f"uplink  {u.get('state')} {u.get('detail') or ''}{extra}"[:WIDTH])
+    if stats.get("problem"):  # e.g. records sent with an escaped unit label
+        lines.append(f"! uplink {stats['problem']}"[:WIDTH])
     if "uplink_circular10" in st:  # only when [uplink.circular10] is configured
         lines.append(_circular10_line(st["uplink_circular10"]))
     return [line.rstrip() for line in lines]

@@ -14,6 +14,13 @@ what waited too long. Paho callbacks run inside ``step()``, on that same thread.
 * A fresh paho client per connection: paho would otherwise re-publish the very same bytes
   after a reconnect, and the centre treats a byte-identical packet that is not a broker
   redelivery as a replay. What was in flight is requeued and sealed anew instead.
+* Nothing stored may be undeliverable. A record whose unit label breaks the label rule
+  (``protocol.payload.unit_problem``: a control character, more than 32 characters; stored
+  before ``config check`` refused such labels, or by a profile) would make the encoder refuse
+  its whole batch, and with it every record behind it, for ever, oldest first. Such a record
+  is sent with the label in the form ``safe_unit`` gives (controls escaped, cut to 32
+  characters) and flagged ``UNIT_ESCAPED``, so the centre stores it and knows; the uplink
+  logs it and says so in ``stats.problem`` (shown by ``quantrac status``).
 """
 
 from __future__ import annotations
@@ -25,7 +32,7 @@ import random
 import ssl
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
@@ -50,7 +57,8 @@ from protocol.envelope import (
     parse_ranges,
     seal,
 )
-from protocol.payload import RECORD_SIZE
+from protocol.model import Record, RecordFlag
+from protocol.payload import RECORD_SIZE, safe_unit, unit_problem
 
 log = logging.getLogger("quantrac.edge_agent.uplink_mqtt")
 
@@ -127,6 +135,8 @@ class UplinkStats:
     resend_requests: int = 0
     commands_rejected: int = 0
     requeued: int = 0
+    units_escaped: int = 0  # records sent with their unit label escaped (UNIT_ESCAPED)
+    problem: str | None = None  # what needs a person's attention; None when all is well
 
 
 class MqttUplink:
@@ -306,6 +316,7 @@ class MqttUplink:
             self._outbox_empty = not records
             if not records:
                 return
+            records = self._sendable(records)
             now = self.clock()
             for batch in batch_records(records, s.max_packet, len(s.station_id)):
                 header = Header(
@@ -334,6 +345,37 @@ class MqttUplink:
                     self._next_send = max(self._next_send, now) + 1.0 / s.max_packets_per_s
                 self.stats.packets_sent += 1
                 self.stats.records_sent += len(batch)
+
+    def _sendable(self, records: list[tuple[int, Record]]) -> list[tuple[int, Record]]:
+        """The records as they can go: a unit label that breaks the rule is escaped and the
+        record flagged, so one bad label never holds back the batch (see the module doc)."""
+        verdicts: dict[str, str | None] = {}
+        escaped: dict[str, list[int]] = {}  # bad label -> seqs, for one log line per label
+        out: list[tuple[int, Record]] = []
+        for seq, rec in records:
+            unit = rec.unit
+            if unit not in verdicts:
+                verdicts[unit] = unit_problem(unit)
+            if verdicts[unit] is None:
+                out.append((seq, rec))
+                continue
+            out.append((seq, replace(rec, unit=safe_unit(unit),
+                                     flags=rec.flags | RecordFlag.UNIT_ESCAPED)))
+            escaped.setdefault(unit, []).append(seq)
+        for unit, seqs in escaped.items():
+            why, sent_as = verdicts[unit], safe_unit(unit)
+            self.stats.units_escaped += len(seqs)
+            # the count first: `quantrac status` shows this within 80 columns
+            self.stats.problem = (f"{self.stats.units_escaped} record(s) sent with unit "
+                                  f"escaped, as {sent_as!r}: {why}; fix the unit label in the "
+                                  "station config")
+            log.warning(
+                "record_unit_escaped",
+                extra={"first": seqs[0], "last": seqs[-1], "records": len(seqs),
+                       "unit": ascii(unit[:64]), "unit_chars": len(unit), "problem": why,
+                       "sent_as": sent_as},
+            )
+        return out
 
     def _expire(self) -> None:
         oldest = self.inflight.oldest_sent_at()

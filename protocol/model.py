@@ -41,6 +41,7 @@ class RecordFlag(IntFlag):
     PARTIAL = 16  # closed early (shutdown), covers less than its window
     CLOCK_UNSYNCED = 32  # the station clock was not synchronised while measuring
     LATE_DROPPED = 64  # samples arrived after the grace period and were dropped
+    UNIT_ESCAPED = 128  # the stored unit label broke the label rule: sent escaped/shortened
 
 
 class Sample(NamedTuple):
