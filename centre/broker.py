@@ -5,17 +5,30 @@ and by the tests: a station (certificate CN = station id, turned into the MQTT u
 ``use_identity_as_username``) writes only its own ``up``/``state`` and reads only its own
 ``down``; the centre's receivers read every ``up``/``state`` and write every ``down``.
 
-The receivers' certificate CN, :data:`RECEIVER_CN`, contains a ``:``, which no station id may
-contain (``provisioning.signed``), so no enrolled station can ever be given the centre's rights.
-Rendering is pure (text out); writing files and issuing certificates happen in
-:func:`write_broker_dir`.
+The receivers' certificate CNs (``centre:<name>``, :data:`RECEIVER_CN` for the default one)
+contain a ``:``, which no station id may contain (``provisioning.signed``), so no enrolled
+station can ever be given the centre's rights. Rendering is pure (text out); writing files and
+issuing certificates happen in :func:`write_broker_dir`.
+
+**The MQTT client id is the certificate too** (``use_username_as_clientid``): the broker
+replaces whatever client id a client sends by its username, the CN. Without it, a client id
+is a free string, and MQTT gives a client id one session: station A's certificate connecting
+as ``HCM-OTHER-02`` made Mosquitto close B's connection ("already connected, closing old
+connection") and take over B's persistent session, as often as A liked. With it, a
+certificate can only ever replace its own earlier connection. The price: two clients with one
+certificate now take turns, so **every receiver has its own certificate** (``centre:receiver``,
+``centre:receiver-2``, ...; ``--receiver NAME`` of ``broker-config``), each listed in the ACL.
+They still split the load through one ``$share`` group, and each keeps its own session (the
+acks it has in flight) across reconnects. The ``client_id`` in a receiver's config is then
+only what it asks for; the broker's name for it is its CN.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,19 +38,36 @@ from provisioning.securefs import ensure_private_dir, write_new, write_replace
 
 log = logging.getLogger("quantrac.centre.broker")
 
+#: the default receiver's name, and its certificate CN
+RECEIVER_NAME = "receiver"
 RECEIVER_CN = "centre:receiver"
+_RECEIVER_NAME = re.compile(r"[A-Za-z0-9_-]{1,32}")
 
-ACL = f"""\
+
+def receiver_cn(name: str) -> str:
+    """The certificate CN (= MQTT username = client id) of the receiver called ``name``."""
+    if not _RECEIVER_NAME.fullmatch(name):
+        raise ValueError(f"receiver name {name!r}: 1-32 of A-Z a-z 0-9 _ -")
+    return f"centre:{name}"
+
+
+def render_acl(receiver_cns: Sequence[str] = (RECEIVER_CN,)) -> str:
+    """The ACL: the station patterns, then the same rights for each receiver identity."""
+    text = """\
 # quantrac-edge: a station may write only its own up/state and read only its own down.
 pattern write quantrac/v1/%u/up
 pattern write quantrac/v1/%u/state
 pattern read quantrac/v1/%u/down
-
-user {RECEIVER_CN}
-topic read quantrac/v1/+/up
-topic read quantrac/v1/+/state
-topic write quantrac/v1/+/down
 """
+    for cn in receiver_cns:
+        text += (
+            f"\nuser {cn}\ntopic read quantrac/v1/+/up\ntopic read quantrac/v1/+/state\n"
+            "topic write quantrac/v1/+/down\n"
+        )
+    return text
+
+
+ACL = render_acl()
 
 
 @dataclass(frozen=True)
@@ -57,6 +87,8 @@ class BrokerSetup:
     receiver_cert: Path
     data_dir: Path
     log_file: Path
+    #: every receiver identity: ``(name, cert, key)``; the first is receiver_cert/receiver_key
+    receivers: tuple[tuple[str, Path, Path], ...] = ()
 
 
 def render_config(setup: BrokerSetup, *, user: str | None = None) -> str:
@@ -83,6 +115,8 @@ def render_config(setup: BrokerSetup, *, user: str | None = None) -> str:
         f"crlfile {setup.crl}",
         "require_certificate true",
         "use_identity_as_username true",
+        # the client id is the CN too: no certificate can close another's session
+        "use_username_as_clientid true",
     ]
     if user is not None:
         lines.insert(1, f"user {user}")
@@ -99,26 +133,34 @@ def write_broker_dir(
     user: str | None = None,
     days: int = 730,
     clock: Callable[[], float] = time.time,
+    receivers: Sequence[str] = (RECEIVER_NAME,),
 ) -> BrokerSetup:
-    """Issue the broker's server certificate and the receivers' client certificate, write ACL
-    and config. Existing keys are never replaced (a second run refuses, naming the file)."""
+    """Issue the broker's server certificate and one client certificate per receiver
+    (``<name>.crt``/``<name>.key``, CN ``centre:<name>``), write ACL and config. Existing keys
+    are never replaced (a second run refuses, naming the file)."""
+    names = list(dict.fromkeys(receivers))
+    if not names:
+        raise ValueError("at least one receiver")
+    cns = [receiver_cn(n) for n in names]  # ValueError naming a bad one, before any file
     ensure_private_dir(directory, "broker dir")
     files = issue_broker_cert(centre, hostnames or [host], directory, days=days, clock=clock)
+    identities = tuple((n, directory / f"{n}.crt", directory / f"{n}.key") for n in names)
     setup = BrokerSetup(
         directory=directory, host=host, port=port, conf=directory / "mosquitto.conf",
         acl=directory / "acl", server_key=files.key, server_cert=files.cert, ca=files.ca,
-        crl=files.crl, receiver_key=directory / "receiver.key",
-        receiver_cert=directory / "receiver.crt", data_dir=directory / "data",
-        log_file=directory / "mosquitto.log",
+        crl=files.crl, receiver_key=identities[0][2],
+        receiver_cert=identities[0][1], data_dir=directory / "data",
+        log_file=directory / "mosquitto.log", receivers=identities,
     )
-    key = certs.new_tls_key()
-    cert = certs.issue_client_cert(
-        centre.ca_key, centre.ca_pem, key.public_key(), RECEIVER_CN, clock(), days
-    )
-    write_new(setup.receiver_key, certs.tls_key_pem(key))
-    write_replace(setup.receiver_cert, cert.public_bytes(certs.PEM), mode=0o644)
+    for (_, cert_path, key_path), cn in zip(identities, cns, strict=True):
+        key = certs.new_tls_key()
+        cert = certs.issue_client_cert(
+            centre.ca_key, centre.ca_pem, key.public_key(), cn, clock(), days
+        )
+        write_new(key_path, certs.tls_key_pem(key))
+        write_replace(cert_path, cert.public_bytes(certs.PEM), mode=0o644)
     setup.data_dir.mkdir(mode=0o700, exist_ok=True)
-    write_replace(setup.acl, ACL.encode(), mode=0o644)
+    write_replace(setup.acl, render_acl(cns).encode(), mode=0o644)
     write_replace(setup.conf, render_config(setup, user=user).encode(), mode=0o644)
     log.info("broker_config_written", extra={"dir": str(directory), "port": port})
     return setup

@@ -23,6 +23,10 @@ def register(actions: argparse._SubParsersAction[Any]) -> None:
     p.add_argument("--hostname", action="append", default=None,
                    help="name or IP stations connect to (repeatable; default the listen host)")
     p.add_argument("--valid-days", type=int, default=730)
+    p.add_argument("--receiver", action="append", default=None, metavar="NAME",
+                   help="a receiver identity (repeatable; default one, 'receiver'): each "
+                   "receiver process needs its own certificate, since the broker makes the "
+                   "certificate's CN the MQTT client id")
     p.set_defaults(func=_broker_config)
 
 
@@ -43,13 +47,14 @@ def _broker_config(args: argparse.Namespace) -> int:
         setup = write_broker_dir(
             authority.load(centre_dir), args.out_dir, host, int(port_text),
             hostnames=args.hostname, user=user, days=args.valid_days,
+            receivers=args.receiver or ("receiver",),
         )
-    except (ProvisioningError, OSError) as exc:
+    except (ProvisioningError, OSError, ValueError) as exc:
         print(f"quantrac centre: error: {exc}", file=sys.stderr)
         return 1
     print(f"config        {setup.conf}")
-    print(f"receiver cert {setup.receiver_cert}")
-    print(f"receiver key  {setup.receiver_key}")
+    for name, cert, key in setup.receivers:
+        print(f"receiver      {name}: cert {cert}, key {key}")
     print(f"start with:   mosquitto -c {setup.conf}")
     print(f"revocation:   after `quantrac centre revoke`, copy {centre_dir / 'crl.pem'} to "
           f"{setup.crl} and restart mosquitto (it reads the CRL at start)")

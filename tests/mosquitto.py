@@ -25,10 +25,14 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from centre.broker import ACL, RECEIVER_CN, BrokerSetup, render_config
+from centre.broker import RECEIVER_NAME, BrokerSetup, receiver_cn, render_acl, render_config
 from provisioning import certs
 
 DAYS = 2
+#: The receiver identities every test broker knows (in its ACL). Each receiver process needs
+#: its own: the broker makes a certificate's CN the MQTT client id, so two receivers sharing
+#: one certificate would close each other's connection.
+RECEIVER_NAMES = (RECEIVER_NAME, "receiver-1", "receiver-2", "receiver-3")
 
 
 @dataclass(frozen=True)
@@ -82,7 +86,9 @@ class Mosquitto:
             ca_key, ca_pem, server_key, [self.host, "localhost"], now, DAYS
         )
         self._issued = 0
-        self.receiver = self.client_cert(RECEIVER_CN)
+        self.receivers = {n: self.client_cert(receiver_cn(n)) for n in RECEIVER_NAMES}
+        self.receiver = self.receivers[RECEIVER_NAME]
+        acl = render_acl([receiver_cn(n) for n in RECEIVER_NAMES])
         data_dir = root / "data"
         data_dir.mkdir(exist_ok=True)
         self.setup = BrokerSetup(
@@ -90,7 +96,7 @@ class Mosquitto:
             host=self.host,
             port=self.port,
             conf=root / "mosquitto.conf",
-            acl=_write(root / "acl", ACL.encode()),
+            acl=_write(root / "acl", acl.encode()),
             server_key=_write(root / "server.key", certs.tls_key_pem(server_key), 0o600),
             server_cert=_write(root / "server.crt", server_pem),
             ca=self.ca_path,
@@ -99,6 +105,7 @@ class Mosquitto:
             receiver_cert=self.receiver.cert,
             data_dir=data_dir,
             log_file=root / "mosquitto.log",
+            receivers=tuple((n, c.cert, c.key) for n, c in self.receivers.items()),
         )
         self.log_path = self.setup.log_file
         self._proc: subprocess.Popen[bytes] | None = None

@@ -138,14 +138,20 @@ class World:
     def centre_config(
         self, name: str = "centre.toml", client_id: str = "receiver-1", **receiver: object
     ) -> Path:
+        """A receiver config using the broker's receiver identity ``client_id`` (one of
+        ``tests.mosquitto.RECEIVER_NAMES``): each receiver process needs its own certificate,
+        the broker makes its CN the MQTT client id."""
+        if client_id not in self.broker.receivers:
+            raise KeyError(f"client_id {client_id!r}: not one of {sorted(self.broker.receivers)}")
+        cert = self.broker.receivers[client_id]
         lines = [
             f'centre_dir = "{self.centre_dir}"',
             f'store = "{self.store_path}"',
             "[broker]",
             f'host = "{self.broker.host}"',
             f"port = {self.broker.port}",
-            f'cert = "{self.receiver_cert.cert}"',
-            f'key = "{self.receiver_cert.key}"',
+            f'cert = "{cert.cert}"',
+            f'key = "{cert.key}"',
             f'client_id = "{client_id}"',
             "[receiver]",
             'group = "test"',
