@@ -2,11 +2,20 @@
 
 SQLite stores a NaN REAL as NULL, so a window with no valid sample (mean NaN) comes back as
 None; ``row_record`` turns it back into NaN so the record round-trips exactly.
+
+``record_digest`` is a record's own checksum. SQLite's ``quick_check``/``integrity_check``
+check the b-tree structure, not the values in it: one flipped bit in a stored double (137.9
+becoming 275.8) passes both. The digest covers the sequence number and every field, in a
+canonical byte form computed from the ``Record`` (so the value written and the value read
+back through ``row_record`` hash alike: NaN has one form, -0.0 is 0.0 because SQLite may store
+an integral REAL as an integer), and is checked whenever a record is read for sending.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
+import struct
 from typing import Any
 
 from protocol.model import Record, RecordFlag, Status
@@ -64,3 +73,32 @@ def row_record(row: tuple[Any, ...] | list[Any]) -> Record:
         unit=row[11],
         flags=RecordFlag(row[12]),
     )
+
+
+_DIGEST_PERSON = b"quantrac-rec-v1"  # domain separation: these bytes hash nothing else
+_NAN = b"n"
+
+
+def _canon_real(value: float) -> bytes:
+    if math.isnan(value):
+        return _NAN
+    return b"d" + struct.pack(">d", value if value != 0.0 else 0.0)
+
+
+def _canon_text(value: str) -> bytes:
+    raw = value.encode("utf-8")
+    return b"s" + struct.pack(">I", len(raw)) + raw
+
+
+def record_digest(seq: int, rec: Record) -> bytes:
+    """16-byte BLAKE2b of ``seq`` and every field of ``rec`` in canonical form."""
+    h = hashlib.blake2b(digest_size=16, person=_DIGEST_PERSON)
+    h.update(struct.pack(">q", seq))
+    h.update(_canon_text(rec.channel))
+    h.update(struct.pack(">qq", int(rec.start), int(rec.end)))
+    for value in (rec.mean, rec.min, rec.max, rec.std):
+        h.update(_canon_real(float(value)))
+    h.update(struct.pack(">qqBqq", int(rec.n_valid), int(rec.n_expected), 1 if rec.valid else 0,
+                         int(rec.status), int(rec.flags)))
+    h.update(_canon_text(rec.unit))
+    return h.digest()
