@@ -246,7 +246,10 @@ class Circular10Uplink:
                 yield current, list(window.values())
                 window = {}
             current = rec.start
-            window[rec.channel] = rec  # a channel twice in a window: the newer record
+            # a channel twice in a window: the first record stored counts. A later one is
+            # what a clock step back made of a window already stored: marked invalid
+            # (CLOCK_JUMP) by the pipeline, it must not turn the file's line into "02"
+            window.setdefault(rec.channel, rec)
         if current is not None:
             yield current, list(window.values())
 

@@ -217,3 +217,24 @@ def test_wrong_password_keeps_the_files_and_never_logs_the_password(
     assert on_server(server) == []
     text = "\n".join(f"{r.getMessage()} {r.__dict__}" for r in caplog.records)
     assert "circular10_upload_failed" in text and PASSWORD not in text
+
+
+def test_a_window_stored_twice_is_rendered_from_its_first_record(
+        world: tuple[FtpServer, StationConfig, Store, Clock]) -> None:
+    # After a clock step back the outbox holds a second record of a stored window: invalid,
+    # CLOCK_JUMP (edge_agent.pipeline). The legal file reports the first one, which counts;
+    # the second would turn a valid window into "02 instrument fault".
+    server, cfg, store, clock = world
+    (s,) = closed_starts(clock, 1)
+    store.append(window(s))
+    again = Record("pH", s, s + W, 3.0, 3.0, 3.0, 0.0, 30, 30, False, Status.MEASURING, "pH",
+                   RecordFlag.CLOCK_JUMP)
+    store.append([again])
+    run = runner(cfg, store, clock)
+    run.start()
+    try:
+        wait_for(lambda: on_server(server) == [name_of(s)], DEADLINE_S, "the file on the server")
+    finally:
+        run.stop()
+    got = (server.home / "incoming" / name_of(s)).read_bytes()
+    assert got == circular10.render(window(s), ZoneInfo("Asia/Ho_Chi_Minh"))
