@@ -333,7 +333,11 @@ class BusWorker:
     probe is an ordinary poll (samples, health, logs); if it fails, the device keeps its
     backed-off due time; if it answers, the device is back on its interval. On a bus without
     slack (the answering units' polls leave no gap as long as a timeout) nothing is probed,
-    and the back-off alone decides, as before.
+    and the back-off alone decides, as before. A bus with one device (a TCP endpoint of its
+    own) always has slack, so its failing device is tried once per interval: that costs no
+    other device anything. Right after a healthy device's first failure its measured poll
+    includes the retry (two timeouts), so probing starts once a backed-off poll has shown
+    what one failed attempt costs.
     """
 
     def __init__(self, bus: Bus, sink: Sink, clock: Clock, policy: PollPolicy = PollPolicy(),
