@@ -135,16 +135,67 @@ class Receiver:
         self._dialled = False
 
     # --- the core --------------------------------------------------------------------------
-    def security_event(self, station: str, reason: str, detail: str) -> None:
+    def security_event(
+        self, station: str, reason: str, detail: str, evidence: str | None = None
+    ) -> None:
+        """Log and store one refusal; ``evidence`` (stored, not logged) follows the detail."""
         self.stats.rejected += 1
         self.stats.reasons[reason] = self.stats.reasons.get(reason, 0) + 1
         log.warning(
             "security_event", extra={"reason": reason, "station": station, "detail": detail}
         )
-        self.store.security_event(station, reason, detail)
+        self.store.security_event(station, reason, detail if evidence is None else
+                                  f"{detail}\n{evidence}")  # fmt: skip
+
+    def _implausible(
+        self, station: str, span: str, opened: Opened, refused: list[tuple[int, str]]
+    ) -> None:
+        """One event per packet for its refused records, each named by seq and field.
+
+        The store keeps every refused record as received (the event's evidence), because the
+        ack below lets the station prune it: what the centre refused is still at the centre.
+        """
+        shown = "; ".join(f"seq {seq}: {why}" for seq, why in refused[:5])
+        more = f"; and {len(refused) - 5} more" if len(refused) > 5 else ""
+        bad = {seq for seq, _ in refused}
+        evidence = "\n".join(repr((seq, rec)) for seq, rec in opened.records if seq in bad)
+        self.security_event(
+            station, "implausible",
+            f"{span}: {len(refused)} of {len(opened.records)} records refused: {shown}{more}",
+            evidence,
+        )  # fmt: skip
 
     def handle_packet(self, topic: str, payload: bytes, redelivery: bool = False) -> str:
-        """Verify, de-duplicate, store and acknowledge one packet; return the outcome."""
+        """Verify, de-duplicate, store and acknowledge one packet; return the outcome.
+
+        Nothing escapes for one packet. Every refusal is decided explicitly below (the
+        envelope's ``EnvelopeError`` reasons, ``bad_topic``, ``station_mismatch``,
+        ``seq_conflict``, ``replay``, ``implausible``); an exception anyway is a bug or a
+        failing disk, logged as ``packet_failed`` and recorded as an ``internal_error`` event,
+        and the receiver goes on with the next packet. Had it escaped, paho would stop the
+        process before its PUBACK, the broker would hand the same packet to the restarted
+        receiver (persistent session), and one station's packet would stop the province.
+        The packet is not acknowledged, so its station sends it again after its ack timeout.
+        """
+        try:
+            return self._handle_packet(topic, payload, redelivery)
+        except Exception as exc:  # defence in depth, see the docstring
+            station = station_of(topic) or "?"
+            detail = f"{type(exc).__name__}: {str(exc)[:300]}"
+            log.error(
+                "packet_failed",
+                extra={"station": station, "error": detail, "bytes": len(payload)},
+            )
+            try:
+                self.security_event(station, "internal_error", detail)
+            except Exception as again:  # the store may be what fails
+                log.error(
+                    "security_event_not_stored",
+                    extra={"station": station, "error": f"{type(again).__name__}: {again}"},
+                )
+            return "internal_error"
+
+    def _handle_packet(self, topic: str, payload: bytes, redelivery: bool) -> str:
         self.stats.packets += 1
         station = station_of(topic)
         if station is None:
@@ -173,6 +224,8 @@ class Receiver:
         digest = hashlib.sha256(payload).digest()
         result = self.store.ingest(station, opened.records, digest, header.created, redelivery)
         span = f"seq {header.first_seq}..{header.last_seq}"
+        if result.refused:
+            self._implausible(station, span, opened, result.refused)
         if result.outcome == CONFLICT:
             shown = ",".join(str(s) for s in result.conflicts[:10])
             self.security_event(

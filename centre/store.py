@@ -22,6 +22,14 @@ De-duplication rule (what ``ingest`` decides for a verified packet, on ``(statio
   numbers (restored from an old backup) or a forgery with a stolen key. Security event,
   nothing of the packet is stored, no ack.
 
+Before that rule, each record is checked by ``record_problem`` (min <= mean <= max, n_valid
+<= n_expected, finite values when valid, std >= 0, a window of at most 31 days between 2000
+and 2100). A record that fails is refused, not stored, and listed in ``Ingest.refused``; the
+rest of its packet goes on through the rule, and a packet with nothing plausible left is
+**implausible**. The receiver records each refusal as a security event and still acknowledges
+the refused seqs: sending the same record again can only be refused again, and an unacked
+record would come back every ack timeout, forever (docs/protocol.md, "Refusals and acks").
+
 Besides the records: per station the command counter (one sequence shared by all receivers,
 so the station's anti-replay window sees one increasing series), the contiguous high-water
 mark (every seq at or below it is held) for gap detection, the newest "current value" per
@@ -112,6 +120,60 @@ RESENT = "resent"
 REDELIVERED = "redelivered"
 REPLAYED = "replay"
 CONFLICT = "conflict"
+IMPLAUSIBLE = "implausible"
+
+#: Record windows the centre accepts: from 2000-01-01 to 2100-01-01 UTC. No station streamed
+#: data before 2000, and 2100 is far inside what every consumer handles (``datetime`` ends at
+#: year 9999: a year-10000 record, once stored, made ``centre query`` fail for the station).
+WINDOW_MIN = 946_684_800
+WINDOW_MAX = 4_102_444_800
+#: The longest window: the agent's longest aggregate is a (local) day; 31 days leaves room for
+#: a monthly roll-up. A 4e9-second "window" is a corrupt length, not an average.
+MAX_WINDOW_S = 31 * 86_400
+#: How far a mean may stray outside [min, max] by float rounding (sum / n of equal values
+#: can land one ulp past them); relative to the larger of |min| and |max|.
+_MEAN_SLACK = 1e-9
+
+
+def record_problem(rec: Record) -> str | None:
+    """Why ``rec`` cannot be a true average of measurements (naming the field), or None.
+
+    The payload decoder checks syntax and what the store can represent; this checks what the
+    numbers say. A record that fails is refused, not stored: it cannot be right, and a wrong
+    value in the centre's store is worse than a missing one (it is the legal record). NaN is
+    "no value" and allowed in an invalid record (an offline window is all NaN); a valid record
+    has finite values. Infinity is never a mean, extreme or deviation of real samples.
+    """
+    if not WINDOW_MIN <= rec.start < WINDOW_MAX:
+        return f"start {rec.start} outside 2000-01-01..2100-01-01 UTC ({WINDOW_MIN}..{WINDOW_MAX})"
+    length = rec.end - rec.start
+    if not 0 < length <= MAX_WINDOW_S:
+        return f"window length {length} s not in 1..{MAX_WINDOW_S}"
+    if rec.end > WINDOW_MAX:
+        return f"end {rec.end} after 2100-01-01 UTC ({WINDOW_MAX})"
+    if rec.n_valid > rec.n_expected:
+        return f"n_valid {rec.n_valid} above n_expected {rec.n_expected}"
+    values = (("mean", rec.mean), ("min", rec.min), ("max", rec.max), ("std", rec.std))
+    for name, value in values:
+        if math.isinf(value):
+            return f"{name} {value} is infinite"
+        if rec.valid and math.isnan(value):
+            return f"valid record with {name} NaN"
+    if rec.valid and rec.n_valid == 0:
+        return "valid record with n_valid 0"
+    if rec.n_valid == 0 and not math.isnan(rec.mean):
+        return f"mean {rec.mean} of no valid sample (n_valid 0)"
+    if rec.std < 0:
+        return f"std {rec.std} negative"
+    lo, mean, hi = rec.min, rec.mean, rec.max
+    if lo > hi:
+        return f"min {lo} above max {hi}"
+    slack = _MEAN_SLACK * max(abs(lo), abs(hi)) if not (math.isnan(lo) or math.isnan(hi)) else 0
+    if mean < lo - slack:
+        return f"mean {mean} below min {lo}"
+    if mean > hi + slack:
+        return f"mean {mean} above max {hi}"
+    return None
 
 
 @dataclass(frozen=True)
@@ -123,6 +185,8 @@ class Ingest:
     known: int = 0
     counter: int = 0
     conflicts: list[int] = field(default_factory=list)
+    #: ``(seq, problem)`` of each record refused by ``record_problem`` (not stored)
+    refused: list[tuple[int, str]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -237,6 +301,19 @@ class CentreStore:
         if not records:
             raise ValueError("a packet carries at least one record")
         first, last = records[0][0], records[-1][0]
+        refused: list[tuple[int, str]] = []
+        plausible: list[tuple[int, Record]] = []
+        for seq, rec in records:
+            problem = record_problem(rec)
+            if problem is None:
+                plausible.append((seq, rec))
+            else:
+                refused.append((seq, problem))
+        if refused:
+            # One record that cannot be true does not take its packet-mates with it: they are
+            # stored, it is refused (IMPLAUSIBLE when nothing is left). Its seq still counts
+            # as dealt with for the contiguous mark below and is acknowledged by the receiver.
+            records = plausible
         now = self.clock()
         with transaction(self.conn):
             held = {
@@ -250,15 +327,17 @@ class CentreStore:
                 seq for seq, rec in records if seq in held and not same_record(held[seq], rec)
             ]
             if conflicts:
-                return Ingest(CONFLICT, known=len(held), conflicts=conflicts)
+                return Ingest(CONFLICT, known=len(held), conflicts=conflicts, refused=refused)
             fresh = [(seq, rec) for seq, rec in records if seq not in held]
             if not fresh:
                 seen = self.conn.execute(
                     "SELECT 1 FROM packets WHERE digest = ?", (digest,)
                 ).fetchone()
                 if seen is not None and not redelivery:
-                    return Ingest(REPLAYED, known=len(held))
-                outcome = REDELIVERED if seen is not None else RESENT
+                    return Ingest(REPLAYED, known=len(held), refused=refused)
+                outcome = (
+                    REDELIVERED if seen is not None else RESENT if records else IMPLAUSIBLE
+                )
             else:
                 outcome = STORED
                 self.conn.executemany(
@@ -286,7 +365,9 @@ class CentreStore:
                     (last, first, last, station),
                 ).fetchone()[0]
             )
-        return Ingest(outcome, new=len(fresh), known=len(held), counter=counter)
+        return Ingest(
+            outcome, new=len(fresh), known=len(held), counter=counter, refused=refused
+        )
 
     def _update_current(self, station: str, fresh: Sequence[tuple[int, Record]]) -> None:
         newest: dict[str, tuple[int, Record]] = {}

@@ -53,6 +53,7 @@ from protocol.errors import (
 from protocol.model import Record
 from protocol.payload import (
     FIXED_SIZE,
+    I64_MAX,
     MAX_RECORDS,
     MAX_TABLE,
     RECORD_SIZE,
@@ -222,6 +223,13 @@ def parse_header(packet: bytes) -> tuple[Header, int]:
     last = int.from_bytes(packet[28:36], "big")
     if first > last:
         raise EnvelopeError(MALFORMED, f"byte 20: first_seq {first} > last_seq {last}")
+    created = int.from_bytes(packet[36:44], "big")
+    # u64 on the wire, but the centre stores them as SQLite INTEGER (signed 64-bit): refuse
+    # here, before anything is decrypted or stored, what it could not hold.
+    for offset, name, value in ((20, "first_seq", first), (28, "last_seq", last),
+                                (36, "created", created)):  # fmt: skip
+        if value > I64_MAX:
+            raise EnvelopeError(MALFORMED, f"byte {offset}: {name} {value} above 2**63-1")
     sealed_len = int.from_bytes(packet[44:48], "big")
     length = packet[48]
     end = HEADER_FIXED + length
@@ -249,7 +257,7 @@ def parse_header(packet: bytes) -> tuple[Header, int]:
         centre_key_id=bytes(packet[12:20]),
         first_seq=first,
         last_seq=last,
-        created=int.from_bytes(packet[36:44], "big"),
+        created=created,
     )
     return header, end
 

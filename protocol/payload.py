@@ -31,6 +31,11 @@ FIXED_SIZE = 4
 MAX_RECORDS = 0xFFFF
 MAX_TABLE = 0xFF
 MAX_NAME = 0xFF
+#: The largest integer the centre can store (SQLite INTEGER is a signed 64-bit). A u64 on the
+#: wire above it (a seq, a window end, a header's ``created``) is refused as MALFORMED at
+#: decode, before anything reaches a database: one station must not be able to send a number
+#: the store cannot hold and so make it raise for every packet after (issue 10, C1).
+I64_MAX = (1 << 63) - 1
 
 _STATUSES: dict[int, Status] = {int(s): s for s in Status}
 _ALL_FLAGS = 0
@@ -218,12 +223,16 @@ def decode_records(payload: bytes) -> list[tuple[int, Record]]:
         at = pos + i * RECORD_SIZE
         if seq <= previous:
             raise _fail(at, f"seq {seq} not greater than the previous {previous}")
+        if seq > I64_MAX:
+            raise _fail(at, f"seq {seq} above 2**63-1, the largest the centre stores")
         if ci >= n_channels:
             raise _fail(at + 8, f"channel index {ci} outside a table of {n_channels}")
         if ui >= n_units:
             raise _fail(at + 9, f"unit index {ui} outside a table of {n_units}")
         if duration == 0:
             raise _fail(at + 18, "window length 0")
+        if start + duration > I64_MAX:
+            raise _fail(at + 18, f"window end {start} + {duration} above 2**63-1")
         if valid > 1:
             raise _fail(at + 62, f"valid byte {valid} is not 0 or 1")
         st = statuses.get(status)

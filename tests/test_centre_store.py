@@ -84,16 +84,19 @@ def test_stations_are_separate_and_counters_increase(store: CentreStore) -> None
 
 
 def test_a_backfilled_record_never_overwrites_a_newer_current_value(store: CentreStore) -> None:
+    t0 = 1_790_000_100  # windows in 2026: the store refuses windows before 2000
+
     def rec(start: int, mean: float) -> Record:
         return Record(
-            "pH", start, start + 300, mean, mean, mean, 0.0, 30, 30, True, Status.MEASURING, ""
-        )
+            "pH", t0 + start, t0 + start + 300, mean, mean, mean, 0.0, 30, 30, True,
+            Status.MEASURING, "",
+        )  # fmt: skip
 
     store.ingest("S1", [(10, rec(3000, 7.5))], digest("live"), 1)
     store.ingest("S1", [(3, rec(900, 6.0))], digest("late"), 2)  # backfill arrives later
-    assert store.current_values("S1")["pH"] == (10, 3000, 7.5)
+    assert store.current_values("S1")["pH"] == (10, t0 + 3000, 7.5)
     store.ingest("S1", [(11, rec(3300, 7.7))], digest("next"), 3)
-    assert store.current_values("S1")["pH"] == (11, 3300, 7.7)
+    assert store.current_values("S1")["pH"] == (11, t0 + 3300, 7.7)
 
 
 def test_holes_are_found_and_the_contiguous_mark_advances(store: CentreStore) -> None:
