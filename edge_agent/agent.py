@@ -11,7 +11,13 @@ retries (``StoreFullError``), a clock jump closes the windows and flags them. Ea
 once when it starts and once when it ends, and shown by ``quantrac status``.
 
 Signals: SIGTERM/SIGINT stop polling, close the open windows as PARTIAL records, flush, close
-the database and exit 0. SIGHUP reloads the config, or keeps the old one and logs why.
+the database and exit 0. Closed records the disk has no room for at that moment are written
+into the outbox's preallocated reserve file (``Store.spill``: no new block is needed, so a full
+disk cannot refuse it), logged at error level (``records_spilled_at_stop``), and committed, in
+order and before anything new, at the next start (``spilled_records_committed``); only what
+does not fit the reserve is lost, and ``records_lost_at_stop`` says how many. A database at the
+outbox path that is not an outbox is refused (``agent_refused`` naming the file, exit 1).
+SIGHUP reloads the config, or keeps the old one and logs why.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 
 from buffer import Store
 from buffer.db import StoreFullError
+from buffer.store import ForeignDatabaseError
 from edge_agent.averaging import configure_cache, utc_offset_for
 from edge_agent.clock import ClockWatch, kernel_clock_synchronised
 from edge_agent.config import ConfigError, StationConfig, load_config
@@ -49,6 +56,8 @@ Clock = Callable[[], float]
 TICK_S = 1.0
 MAX_HELD_RECORDS = 500_000  # records kept in memory while the disk is full (~ weeks)
 OUTBOX_NAME = "outbox.sqlite"
+#: the outbox's reserve for a stop on a full disk: ~16 000 spilled records (JSON lines)
+RESERVE_BYTES = 2 * 1024 * 1024
 
 
 def stored_after(store: Store, widths: Iterable[int], t: float) -> list[Record]:
@@ -184,6 +193,7 @@ class Agent:
         self.watch = ClockWatch(cfg.agent.clock_jump_tolerance_s)
         self.synced: bool | None = None
         self.held: list[Record] = []  # closed records the disk had no room for yet
+        self.spill_pending = False  # held starts with records of the reserve, not yet stored
         self.raw: list[Sample] = []
         self.store_problem: str | None = None
         self.reported: set[str] = set()
@@ -207,7 +217,55 @@ class Agent:
                       sample_retention_s=a.sample_retention_days * 86400.0)
         if store.moved_aside is not None:
             log.error("outbox_corrupt_moved_aside", extra={"moved_to": str(store.moved_aside)})
+        store.ensure_reserve(RESERVE_BYTES)
+        self._restore_spill(store)
         return store
+
+    def _restore_spill(self, store: Store) -> None:
+        """Commit what the last stop spilled into the reserve, before anything new (and before
+        the resume reads which windows exist). A crash between that commit and the clearing
+        of the reserve is why windows already stored are skipped, not stored twice."""
+        everything = store.spilled()
+        if not everything:
+            return
+        spilled = [r for r in everything if not store.query(
+            'SELECT 1 FROM records WHERE channel=? AND start=? AND "end"=?',
+            (r.channel, r.start, r.end))]
+        try:
+            seqs = store.append(spilled)
+            store.clear_spill()
+        except (StoreFullError, sqlite3.Error) as exc:  # still full: held, flushed later
+            self.held = spilled + self.held
+            self.spill_pending = True
+            log.error("spilled_records_not_committed", extra={
+                "records": len(spilled), "file": str(store.reserve_path), "reason": str(exc)})
+            return
+        log.warning("spilled_records_committed", extra={
+            "records": len(spilled), "file": str(store.reserve_path),
+            "seqs": f"{seqs[0]}-{seqs[-1]}" if seqs else "-"})
+
+    def _spill_held(self) -> int:
+        """At stop: what the disk would not take goes into the reserve; how many fit."""
+        if not self.held or self.store is None:
+            return 0
+        held = self.held
+        try:
+            n = self.store.spill(held)
+        except OSError as exc:
+            n = 0
+            log.error("spill_failed", extra={"file": str(self.store.reserve_path),
+                                             "reason": str(exc)})
+        if n:
+            log.error("records_spilled_at_stop", extra={
+                "records": n, "file": str(self.store.reserve_path),
+                "windows": f"{held[0].start}..{held[n - 1].end}",
+                "reason": self.store_problem or "not stored",
+                "next": "committed in order at the next start"})
+        if n < len(held):
+            log.error("records_lost_at_stop", extra={
+                "records": len(held) - n, "windows": f"{held[n].start}..{held[-1].end}",
+                "reason": "the disk is full and the reserve holds no more"})
+        return n
 
     def _resume(self, store: Store, pipeline: Pipeline) -> None:
         resume_from_store(store, pipeline, self.clock())
@@ -223,7 +281,13 @@ class Agent:
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
         cfg = self.cfg
-        self.store = self._open_store()
+        try:
+            self.store = self._open_store()
+        except (ForeignDatabaseError, sqlite3.Error, RuntimeError) as exc:
+            reason = str(exc) if str(cfg.agent.state_dir) in str(exc) else \
+                f"{cfg.agent.state_dir / OUTBOX_NAME}: {exc}"
+            log.error("agent_refused", extra={"reason": reason})
+            return 1
         self.control = ControlServer(cfg.agent.control_socket, self._handle)
         try:
             await self.control.start()
@@ -279,6 +343,7 @@ class Agent:
         closed = self.pipeline.close(now)
         self.held += closed
         self._flush_records()
+        spilled = self._spill_held()
         self._flush_samples()
         if self.uplink is not None:
             await asyncio.to_thread(self.uplink.stop)
@@ -288,9 +353,10 @@ class Agent:
         assert self.store is not None
         status = self.store.status()
         self.store.close()
-        log.info("agent_stopped", extra={"partial_records": len(closed),
-                                         "records_not_stored": len(self.held),
-                                         "unacked": status.unacked, "last_seq": status.last_seq})
+        (log.error if self.held else log.info)("agent_stopped", extra={
+            "partial_records": len(closed), "records_not_stored": len(self.held),
+            "records_spilled": spilled, "records_lost": len(self.held) - spilled,
+            "unacked": status.unacked, "last_seq": status.last_seq})
 
     # ------------------------------------------------------------------ samples
 
@@ -387,6 +453,12 @@ class Agent:
             self._store_trouble(f"database error: {exc}")
             return
         self.held = []
+        if self.spill_pending:  # the records of the reserve are in the outbox now
+            self.spill_pending = False
+            try:
+                self.store.clear_spill()
+            except OSError as exc:
+                log.error("spill_not_cleared", extra={"reason": str(exc)})
         if self.store_problem is not None:
             log.info("store_recovered", extra={"was": self.store_problem})
             self.store_problem = None
@@ -519,7 +591,9 @@ class Agent:
             "channels": [asdict(s) for s in sorted(self.pipeline.last.values(),
                                                    key=lambda s: s.symbol)],
             "outbox": {**asdict(out), "held_in_memory": len(self.held),
-                       "problem": self.store_problem},
+                       "problem": "; ".join(
+                           [p for p in (self.store_problem, *self.store.problems()) if p])
+                       or None},
             "uplink": self.uplink.status() if self.uplink else {"state": "none",
                                                                   "detail": "no uplink"},
             **({"uplink_circular10": self.legacy.status()} if self.legacy else {}),

@@ -70,6 +70,13 @@ def _check(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
         print(exc, file=out)
         print(f"{len(exc.problems)} problem(s) found", file=out)
         return 1
+    from edge_agent.config import retention_capacity
+
+    problem, capacity = retention_capacity(cfg)
+    if problem is not None:
+        print(problem, file=out)
+        print("1 problem(s) found", file=out)
+        return 1
     devices = len(cfg.poll.devices)
     print(f"{args.file}: ok: station {cfg.station.id}, {len(cfg.poll.buses)} bus(es), "
           f"{devices} device(s), {len(cfg.channels)} channel(s), windows "
@@ -79,7 +86,8 @@ def _check(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
           + (", uplink mqtt" if cfg.mqtt else ", no uplink")
           + (f", circular10 {'ftps' if cfg.circular10.tls else 'ftp'}://{cfg.circular10.host}:"
              f"{cfg.circular10.port} every {cfg.circular10.interval_minutes:g} min"
-             if cfg.circular10 else ""), file=out)
+             if cfg.circular10 else "")
+          + f"; state dir: {capacity}", file=out)
     return 0
 
 

@@ -784,3 +784,54 @@ def _circular10(r: _Reader, value: Any, source: Path, station: StationInfo,
         backoff_cap_s=r.get(t, "backoff_cap_s", _C10, "number", 300.0,
                             check=lambda v: v > 0, expected="a positive number of seconds"),
     )
+
+
+# --------------------------------------------------------------------------- capacity
+
+
+def records_per_day(cfg: StationConfig) -> float:
+    """Records the station makes a day: one per channel per window, and per roll-up."""
+    widths = [*cfg.averaging.windows, *(r.width for r in cfg.averaging.rollups)]
+    return len(cfg.channels) * sum(DAY_S / w for w in widths)
+
+
+def retention_capacity(cfg: StationConfig) -> tuple[Problem | None, str]:
+    """Whether ``agent.state_dir``'s filesystem can hold ``record_retention_days`` (at least the
+    legal 60) of this station's records, plus the outbox's reserve; and a one-line summary.
+
+    On a full disk the outbox gives up acknowledged records *inside* the retention only to keep
+    unacknowledged ones, and that breaks the station's own 60-day storage duty; this is where
+    an installer learns it before it happens. The need is records/day x days x
+    ``buffer.store.BYTES_PER_RECORD`` (measured on a real file) + the reserve; the room is the
+    filesystem's free space plus what the outbox already occupies. A state dir not made yet
+    is judged by its nearest existing parent. Raw samples are not counted: they are the first
+    thing a full disk gives up.
+    """
+    import shutil
+
+    from buffer.store import BYTES_PER_RECORD
+    from edge_agent.agent import OUTBOX_NAME, RESERVE_BYTES
+
+    a = cfg.agent
+    days = a.record_retention_days
+    need = records_per_day(cfg) * days * BYTES_PER_RECORD + RESERVE_BYTES
+    where = a.state_dir
+    while not where.exists() and where != where.parent:
+        where = where.parent
+    try:
+        free = shutil.disk_usage(where).free
+    except OSError as exc:
+        return Problem(str(cfg.source), "agent.state_dir", str(a.state_dir),
+                       f"a directory whose filesystem can be checked ({exc.strerror})"), ""
+    held = sum(p.stat().st_size for p in a.state_dir.glob(OUTBOX_NAME + "*") if p.is_file()) \
+        if a.state_dir.exists() else 0
+    room = free + held
+    mb = 1024 * 1024
+    summary = (f"{days:g} days of records need {need / mb:.1f} MB "
+               f"({records_per_day(cfg):.0f} records/day), {room / mb:.1f} MB available")
+    if room < need:
+        return Problem(
+            str(cfg.source), "agent.state_dir", str(a.state_dir),
+            f"a filesystem that holds {days:g} days of this station's records, the station's "
+            f"own storage duty (Decree 08/2022/NĐ-CP art. 97): {summary} on {where}"), summary
+    return None, summary
