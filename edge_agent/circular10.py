@@ -31,6 +31,7 @@ from collections.abc import Sequence
 from datetime import tzinfo
 
 from protocol.model import Record, Status
+from protocol.payload import safe_unit, unit_problem
 
 TIME_FORMAT = "%Y%m%d%H%M%S"
 NAME_PART = re.compile(r"[A-Za-z0-9-]{1,64}")
@@ -74,13 +75,20 @@ def status_code(rec: Record) -> str:
 
 
 def line(rec: Record, tz: tzinfo) -> str:
-    """One record as one line, without the line end. ValueError for a symbol or unit that
-    would break the line (empty symbol, a tab or line break in either)."""
-    if not rec.channel or any(c in rec.channel + rec.unit for c in _FORBIDDEN):
-        raise ValueError(f"Circular 10 line: symbol {rec.channel!r} / unit {rec.unit!r}: "
-                         "the symbol must not be empty and neither may hold a tab or line "
-                         "break")
-    return "\t".join((rec.channel, value_text(rec.mean), rec.unit,
+    """One record as one line, without the line end. ValueError for a symbol that would break
+    the line (empty, or a tab or line break in it: the config admits only Circular 10
+    symbols, so a stored record cannot have one).
+
+    A unit that breaks the label rule (a control character, too long: the config refuses
+    those now, but an outbox can hold records made before) is written in its safe form
+    (:func:`protocol.payload.safe_unit`: controls as visible escapes, cut) rather than
+    refused: a refusal would stop every later file of the legal channel behind this one, and
+    a raw CR, LF or TAB would split the line into fields a receiver misreads."""
+    if not rec.channel or any(c in rec.channel for c in _FORBIDDEN):
+        raise ValueError(f"Circular 10 line: symbol {rec.channel!r}: must not be empty nor "
+                         "hold a tab or line break")
+    unit = rec.unit if unit_problem(rec.unit) is None else safe_unit(rec.unit)
+    return "\t".join((rec.channel, value_text(rec.mean), unit,
                       local(rec.start, tz).strftime(TIME_FORMAT), status_code(rec)))
 
 

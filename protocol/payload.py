@@ -20,6 +20,7 @@ from collections.abc import Sequence
 
 from protocol.errors import MALFORMED, UNSUPPORTED_VERSION, EnvelopeError
 from protocol.model import Record, RecordFlag, Status
+from protocol.safe_text import escape_controls
 
 PAYLOAD_VERSION = 1
 #: seq, channel index, unit index, start, duration, mean, min, max, std, n_valid, n_expected,
@@ -97,7 +98,7 @@ def safe_unit(unit: str) -> str:
     written as a visible ASCII escape (``\\x1b``, ``\\r``), then cut to ``MAX_UNIT_CHARS``
     characters ending in ``...`` if longer. Printable text (``°C``) is kept as it is, so the
     centre can still read what the label was meant to say."""
-    shown = "".join(c if c.isprintable() else ascii(c)[1:-1] for c in unit)
+    shown = escape_controls(unit)
     if len(shown) > MAX_UNIT_CHARS:
         shown = shown[: MAX_UNIT_CHARS - 3] + "..."
     return shown
