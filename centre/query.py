@@ -58,8 +58,24 @@ def parse_time(text: str, tz: ZoneInfo, what: str) -> float:
     return when.timestamp()
 
 
+def local_time(t: float, tz: ZoneInfo) -> dt.datetime | None:
+    """``t`` in ``tz``, or None where a datetime cannot hold it (before year 1, after 9999).
+
+    The receiver refuses such records now, but a store written before it did may hold one,
+    and one row must not make a whole station's history unreadable."""
+    try:
+        return dt.datetime.fromtimestamp(t, tz)
+    except (OverflowError, OSError, ValueError):
+        return None
+
+
+def _epoch(t: float) -> str:
+    return f"@{t:.0f}" if math.isfinite(t) else f"@{t}"
+
+
 def iso(t: float, tz: ZoneInfo) -> str:
-    return dt.datetime.fromtimestamp(t, tz).isoformat(timespec="seconds")
+    when = local_time(t, tz)
+    return _epoch(t) if when is None else when.isoformat(timespec="seconds")
 
 
 def _num(x: float) -> str:
@@ -105,17 +121,26 @@ TEXT_COLUMNS = (
 
 def text_row(r: StoredRecord, tz: ZoneInfo) -> list[str]:
     rec = r.record
-    start = dt.datetime.fromtimestamp(rec.start, tz)
-    end = dt.datetime.fromtimestamp(rec.end, tz)
-    received = dt.datetime.fromtimestamp(r.received, tz)
+    start, end, received = (local_time(t, tz) for t in (rec.start, rec.end, r.received))
+    if start is None or end is None or received is None:  # a row from before the range check
+        return [iso(rec.start, tz), iso(rec.end, tz), *text_row_values(r), iso(r.received, tz),
+                _flag_names(int(rec.flags))]
     return [
         start.strftime("%Y-%m-%d %H:%M:%S"),
         end.strftime("%H:%M:%S" if end.date() == start.date() else "%Y-%m-%d %H:%M:%S"),
+        *text_row_values(r),
+        received.strftime("%H:%M:%S" if received.date() == end.date() else "%Y-%m-%d %H:%M"),
+        _flag_names(int(rec.flags)),
+    ]
+
+
+def text_row_values(r: StoredRecord) -> list[str]:
+    """The columns of a text row between its times: channel to seq."""
+    rec = r.record
+    return [
         rec.channel, _short(rec.mean), _short(rec.min), _short(rec.max),
         f"{rec.n_valid}/{rec.n_expected}", "yes" if rec.valid else "no",
         Status(rec.status).name.lower(), rec.unit, str(r.seq),
-        received.strftime("%H:%M:%S" if received.date() == end.date() else "%Y-%m-%d %H:%M"),
-        _flag_names(int(rec.flags)),
     ]  # fmt: skip
 
 
@@ -135,8 +160,9 @@ def render_stations(summaries: Sequence[StationSummary], now: float, tz: ZoneInf
     rows = [["station", "records", "last seq", "all held to", "missing", "last received",
              "age", "security"]]
     for s in summaries:
-        last = "-" if s.last_received is None else dt.datetime.fromtimestamp(
-            s.last_received, tz).strftime("%Y-%m-%d %H:%M:%S")
+        when = None if s.last_received is None else local_time(s.last_received, tz)
+        last = ("-" if s.last_received is None else _epoch(s.last_received) if when is None
+                else when.strftime("%Y-%m-%d %H:%M:%S"))
         age = "-" if s.last_received is None else _age(now - s.last_received)
         rows.append([escape_controls(s.station), str(s.records), str(s.last_seq),
                      str(s.contiguous), str(s.last_seq - s.contiguous), last, age,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -132,3 +133,20 @@ def test_stations_summary_shows_gaps_and_security_events(
     assert fields[-1] == "1"
     assert out[2].startswith("security  ")
     assert out[2].endswith("HCM-Q2  bad_signature  packet 3 of 3")
+
+
+@pytest.mark.parametrize("fmt", [[], ["--format", "csv"]])
+def test_a_row_stored_before_the_range_check_does_not_hide_the_station(
+    store_path: Path, capsys: pytest.CaptureFixture[str], fmt: list[str]
+) -> None:
+    """A store written before the receiver refused years past 9999 may hold such a row; the
+    query shows it as a raw epoch and every other record as usual."""
+    far = 253_402_300_800 + 86_400  # 10000-01-02 UTC, past what a datetime holds
+    with sqlite3.connect(store_path) as db:
+        db.execute("UPDATE records SET start = ?, end = ? WHERE station = 'HCM-Q1' AND seq = 1",
+                   (far, far + 300))
+    code, out, err = run(capsys, "--store", str(store_path), "--station", "HCM-Q1", *fmt)
+    assert code == 0, err
+    assert len(out.splitlines()) == (1 if fmt else 2) + 100  # heading(s), then every record
+    assert f"@{far}" in out and f"@{far + 300}" in out
+    assert main(["centre", "stations", "--store", str(store_path)]) == 0
