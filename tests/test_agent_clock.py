@@ -14,6 +14,7 @@ import pytest
 
 from buffer import Store
 from edge_agent.agent import Agent
+from edge_agent.averaging.cache import kernels
 from edge_agent.config import load_config
 from hw_sim import running_station
 from hw_sim.config import parse_station
@@ -42,8 +43,10 @@ async def until(cond: Callable[[], bool], timeout: float, what: str) -> None:
 def test_running_agent_stepped_back_counts_no_window_twice(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     state = tmp_path / "state"
-    # the numba kernels may be loaded already by other tests in this process: let the agent's
-    # configure_cache accept its own directory
+    # The kernels are process-wide: load them now, in the test session's cache, so that the
+    # agent's configure_cache (accepting its own directory through the environment) cannot
+    # make them load from this test's state dir and leave later tests with that cache.
+    kernels()
     monkeypatch.setenv("NUMBA_CACHE_DIR", str(state / "numba-cache"))
     with running_station(parse_station(SIM, "clock-test"), tcp_port=0) as sim:
         path = tmp_path / "station.toml"
