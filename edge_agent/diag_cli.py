@@ -217,8 +217,14 @@ def _watch(args: argparse.Namespace) -> int:
             for s in samples:
                 latest[(device, s.channel)] = s
 
-    # the table shows every failure; log lines would scribble over it
-    logging.getLogger("quantrac.edge_agent.poller").setLevel(logging.ERROR)
+    # the table shows every failure; log lines would scribble over it. Quietened for the watch
+    # only: the levels are put back after, so a caller in the same process (a test, a console
+    # that runs watch then something else) still gets its log lines.
+    quiet = [logging.getLogger(n) for n in ("quantrac.edge_agent.poller",
+                                            "quantrac.drivers.transport")]
+    levels = [q.level for q in quiet]
+    for q in quiet:
+        q.setLevel(logging.ERROR)
     poller = Poller(config.build(), sink, time.time, config.policy)
     out = sys.stdout
     tty = out.isatty()
@@ -242,4 +248,6 @@ def _watch(args: argparse.Namespace) -> int:
         pass
     finally:
         poller.stop()
+        for q, level in zip(quiet, levels, strict=True):
+            q.setLevel(level)
     return 0

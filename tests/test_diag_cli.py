@@ -6,6 +6,7 @@ everything printed must fit an 80-column console.
 
 from __future__ import annotations
 
+import logging
 import struct
 from collections.abc import Iterator
 from pathlib import Path
@@ -128,6 +129,11 @@ def test_watch_once_and_live(sim: RunningStation, capsys: pytest.CaptureFixture[
     frames = out.count("quantrac diag watch")
     assert frames >= 2
     assert "! ghost unit 8: timeout" in out
+    # quiet for the watch only: the loggers' own levels are put back after it (here the
+    # CLI's --log-level ERROR set the root's; a test's caplog.set_level on "quantrac" would
+    # not reach a child left at ERROR)
+    for name in ("quantrac.edge_agent.poller", "quantrac.drivers.transport"):
+        assert logging.getLogger(name).level == logging.NOTSET, name
 
 
 def test_scan_stopped_early_keeps_what_it_found(sim: RunningStation) -> None:
