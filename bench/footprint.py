@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-QUANTRAC = [sys.executable, "-m", "edge_agent.cli"]
+QUANTRAC = [sys.executable, "-m", "edge_agent.daemon.cli"]
 TICK = os.sysconf("SC_CLK_TCK")
 
 # unit, profile, transport, channels (profile name -> reported symbol): 30 channels in all
@@ -135,8 +135,9 @@ def main() -> int:
             log = (work / "agent.log").read_text()
             # baseline: an interpreter that imported what the agent imports, doing nothing
             idle = subprocess.Popen([sys.executable, "-c",
-                                     "import edge_agent.agent, edge_agent.averaging.kernels, "
-                                     "edge_agent.uplink_mqtt, time; print(1, flush=True); "
+                                     "import edge_agent.daemon.agent, "
+                                     "edge_agent.averaging.kernels, "
+                                     "edge_agent.uplinks.mqtt.uplink, time; print(1, flush=True); "
                                      "time.sleep(60)"],
                                     stdout=subprocess.PIPE, text=True,
                                     env={**os.environ,

@@ -10,7 +10,7 @@
    fault, switched on its control socket) for a few seconds and then answers again: the time
    from its return to its first good poll, next to the poll interval, and what share of their
    nominal polls the answering units kept meanwhile. A silent unit is probed in the bus's
-   idle time (``edge_agent.poller.BusWorker``), so a return is seen within two poll intervals
+   idle time (``edge_agent.poll.poller.BusWorker``), so a return is seen within two poll intervals
    when the bus has slack. Target: the worst of the returns under two intervals. (Before the
    probe, the wait was the back-off: up to ``poll.backoff_max``, 60 s by default.)
 
@@ -39,7 +39,7 @@ from pymodbus.client import ModbusTcpClient
 from drivers import modbus
 from drivers.profile import builtin_profile
 from drivers.transport import RtuTransport, SerialSettings, TcpTransport, Transport
-from edge_agent.poller import Bus, Device, Poller, PollPolicy
+from edge_agent.poll.poller import Bus, Device, Poller, PollPolicy
 from hw_sim.server import send_control
 from protocol.model import Sample, Status
 
@@ -72,7 +72,7 @@ def start_sim(tmp: Path, *extra: str,
                       f'name = "bench"\n[[device]]\nname = "liq"\nprofile = "liquiline"\n'
                       f'unit = {UNIT}\ntransports = ["tcp", "rtu"]\n')
     proc = subprocess.Popen(
-        [sys.executable, "-m", "edge_agent.cli", "--log-level", "WARNING", "sim", "station",
+        [sys.executable, "-m", "edge_agent.daemon.cli", "--log-level", "WARNING", "sim", "station",
          "--config", str(config), *extra],
         stdout=subprocess.PIPE, text=True)
     assert proc.stdout is not None

@@ -141,7 +141,7 @@ class StationWorld:
                     env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
         log = (self.root / log_name).open("ab")
         proc = subprocess.Popen(
-            [sys.executable, "-m", "edge_agent.cli", "run", "--config", str(self.config)],
+            [sys.executable, "-m", "edge_agent.daemon.cli", "run", "--config", str(self.config)],
             stdout=log, stderr=subprocess.STDOUT,
             env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})})
         log.close()

@@ -4,7 +4,7 @@ Everything real: the centre's keys and CA from ``centre.authority``; stations pr
 through files (``identity.init`` -> ``authority.enrol`` -> ``identity.import_bundle``); a
 Mosquitto broker whose certificates come from the centre's CA; outboxes are ``buffer.Store``
 files; the centre receiver and the uplinks run as real processes (``quantrac centre serve``,
-``python -m edge_agent.uplink_run``) so tests can kill them.
+``python -m edge_agent.uplinks.mqtt.run``) so tests can kill them.
 """
 
 from __future__ import annotations
@@ -179,7 +179,8 @@ class World:
         self, config: Path | None = None, log_name: str = "centre.log"
     ) -> subprocess.Popen[bytes]:
         config = config or self.centre_config()
-        argv = [sys.executable, "-m", "edge_agent.cli", "centre", "serve", "--config", str(config)]
+        argv = [sys.executable, "-m", "edge_agent.daemon.cli", "centre", "serve", "--config",
+                str(config)]
         proc = self._spawn(argv, log_name)
         wait_for(
             lambda: "receiver_connected" in self.log(log_name) or proc.poll() is not None,
@@ -195,7 +196,7 @@ class World:
         argv = [
             sys.executable,
             "-m",
-            "edge_agent.uplink_run",
+            "edge_agent.uplinks.mqtt.run",
             "--state-dir",
             str(station.state_dir),
             "--outbox",

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 from buffer import Store
-from edge_agent.agent import Agent
 from edge_agent.averaging.cache import kernels
-from edge_agent.config import load_config
+from edge_agent.config.reader import load_config
+from edge_agent.daemon.agent import Agent
 from hw_sim import running_station
 from hw_sim.config import parse_station
 from protocol.model import RecordFlag

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 
 from buffer import Store
-from edge_agent.agent import Agent
-from edge_agent.clock import ClockWatch
-from edge_agent.config import StationConfig, parse_config
-from edge_agent.pipeline import Pipeline
+from edge_agent.config.reader import StationConfig, parse_config
+from edge_agent.core.clock import ClockWatch
+from edge_agent.core.pipeline import Pipeline
+from edge_agent.daemon.agent import Agent
 from protocol.model import Record, RecordFlag, Sample, Status
 
 T0 = 1_790_000_000 - 1_790_000_000 % 3600  # an hour boundary

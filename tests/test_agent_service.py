@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from edge_agent.control import request
+from edge_agent.daemon.control import request
 from tests.agent_world import StationWorld, station_world
 from tests.mqtt_world import wait_for
 
@@ -29,8 +29,8 @@ def sw(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[StationWorld
 
 
 def quantrac(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "edge_agent.cli", *args], capture_output=True,
-                          text=True, timeout=60)
+    return subprocess.run([sys.executable, "-m", "edge_agent.daemon.cli", *args],
+                          capture_output=True, text=True, timeout=60)
 
 
 def test_notify_socket_gets_ready_watchdog_status_and_stopping(sw: StationWorld,
@@ -107,7 +107,7 @@ def test_diag_read_goes_through_the_running_agent(sw: StationWorld) -> None:
                    "--word-order", "little")
     assert cli.returncode == 0, cli.stdout + cli.stderr
     assert cli.stdout.startswith("(read by the running agent on bus rs485)")
-    auto = subprocess.run([sys.executable, "-m", "edge_agent.cli", "diag", "read", "--bus",
+    auto = subprocess.run([sys.executable, "-m", "edge_agent.daemon.cli", "diag", "read", "--bus",
                            "rs485", "--unit", "2", "--register", "0", "--count", "2"],
                           capture_output=True, text=True, timeout=60,
                           env={**os.environ, "QUANTRAC_STATE_DIR": str(sw.state_dir)})

@@ -30,8 +30,8 @@ def sw(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[StationWorld
 
 
 def quantrac(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "edge_agent.cli", *args], capture_output=True,
-                          text=True, timeout=120)
+    return subprocess.run([sys.executable, "-m", "edge_agent.daemon.cli", *args],
+                          capture_output=True, text=True, timeout=120)
 
 
 def records(path: Path) -> list[tuple[int, str, int, int, int]]:

@@ -50,7 +50,7 @@ def test_generated_broker_lets_a_station_write_only_its_own_topic(tmp_path: Path
     _station(tmp_path, centre, "ST-B")
     broker_dir = tmp_path / "broker"
     out = subprocess.run(
-        [sys.executable, "-m", "edge_agent.cli", "centre", "broker-config", "--dir",
+        [sys.executable, "-m", "edge_agent.daemon.cli", "centre", "broker-config", "--dir",
          str(tmp_path / "centre"), "--out-dir", str(broker_dir), "--listen", f"127.0.0.1:{port}"],
         capture_output=True, text=True, timeout=60,
     )

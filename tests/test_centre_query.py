@@ -12,7 +12,7 @@ import pytest
 
 from centre.serve_config import ConfigError, load
 from centre.store import CentreStore
-from edge_agent.cli import main
+from edge_agent.daemon.cli import main
 from tests.mqtt_world import make_records
 
 

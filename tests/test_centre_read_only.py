@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from centre import authority
-from edge_agent.cli import main
+from edge_agent.daemon.cli import main
 
 NOTES = b'[site]\nname = "Nghi Son"\n# not a database\n'
 

@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 
 from centre.store import CentreStore
-from edge_agent import logs
-from edge_agent.cli import main
+from edge_agent.daemon import logs
+from edge_agent.daemon.cli import main
 from tests.mqtt_world import World, make_records, publish_as, wait_for, world_at
 
 HOSTILE_UNIT = "mg/L\x1b[2J\x1b]0;owned\x07\rFAKE"

@@ -10,8 +10,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from edge_agent import circular10
-from edge_agent.config import ConfigError, load_config
+from edge_agent.config.reader import ConfigError, load_config
+from edge_agent.uplinks.circular10 import render as circular10
 from protocol.model import Record, RecordFlag, Status
 
 HCM = ZoneInfo("Asia/Ho_Chi_Minh")

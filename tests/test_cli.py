@@ -6,7 +6,7 @@ import sys
 
 def test_help_lists_every_subcommand() -> None:
     out = subprocess.run(
-        [sys.executable, "-m", "edge_agent.cli", "--help"],
+        [sys.executable, "-m", "edge_agent.daemon.cli", "--help"],
         capture_output=True, text=True, check=True,
     ).stdout
     for name in ("sim", "diag", "provision", "centre"):
@@ -17,7 +17,7 @@ def test_logfmt_masks_secrets_and_quotes() -> None:
     import io
     import logging
 
-    from edge_agent import logs
+    from edge_agent.daemon import logs
 
     buf = io.StringIO()
     logs.configure("INFO", stream=buf, timestamps=False)

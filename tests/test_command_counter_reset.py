@@ -14,7 +14,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from centre.store import CentreStore
-from edge_agent.command_gate import CommandGate
+from edge_agent.uplinks.mqtt.command_gate import CommandGate
 from protocol.envelope import REPLAY, Command, EnvelopeError, ranges_body, sign_command
 from tests.mqtt_world import make_records
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from edge_agent.config import ConfigError, load_config
+from edge_agent.config.reader import ConfigError, load_config
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -84,8 +84,8 @@ BROKEN = [
 
 
 def check(path: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "edge_agent.cli", "config", "check", str(path)],
-                          capture_output=True, text=True, timeout=60)
+    return subprocess.run([sys.executable, "-m", "edge_agent.daemon.cli", "config", "check",
+                           str(path)], capture_output=True, text=True, timeout=60)
 
 
 @pytest.mark.parametrize(("old", "new", "message"), BROKEN,

@@ -6,10 +6,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+DEMO = Path(__file__).resolve().parent.parent / "examples" / "demo.py"
+
 
 def test_demo_ends_with_the_centres_table_of_verified_records(tmp_path: Path) -> None:
     out = subprocess.run(
-        [sys.executable, "-m", "edge_agent.demo", "--seconds", "25", "--work", str(tmp_path)],
+        [sys.executable, str(DEMO), "--seconds", "25", "--work", str(tmp_path)],
         capture_output=True, text=True, timeout=240,
     )
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]

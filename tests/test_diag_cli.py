@@ -1,6 +1,6 @@
 """`quantrac diag scan | read | watch` against the simulated station, over the pty and TCP.
 
-Run in-process through the CLI's own entry point (``edge_agent.cli.main``), output captured;
+Run in-process through the CLI's own entry point (``edge_agent.daemon.cli.main``), output captured;
 everything printed must fit an 80-column console.
 """
 
@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from drivers.codec import decode_value
-from edge_agent.cli import main
+from edge_agent.daemon.cli import main
 from hw_sim import RunningStation, parse_station, running_station
 
 T0 = 1_780_000_000.0
@@ -140,7 +140,7 @@ def test_scan_stopped_early_keeps_what_it_found(sim: RunningStation) -> None:
     """Ctrl-C (a KeyboardInterrupt, here raised from the progress callback) ends the scan."""
     from drivers.profile import builtin_profile, builtin_profile_names
     from drivers.transport import TcpTransport
-    from edge_agent.diag import scan, scan_report
+    from edge_agent.console.diag import scan, scan_report
 
     def progress(done: int, total: int, found: int) -> None:
         if done == 6:

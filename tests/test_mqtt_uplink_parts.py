@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from edge_agent.backoff import Backoff
-from edge_agent.command_gate import CommandGate
-from edge_agent.inflight import InFlight
+from edge_agent.uplinks.mqtt.command_gate import CommandGate
+from edge_agent.uplinks.mqtt.inflight import InFlight
+from protocol.backoff import Backoff
 from protocol.envelope import Command, EnvelopeError, ranges_body, sign_command
 
 

@@ -27,7 +27,7 @@ def quantrac(*args: str | Path, cwd: Path | None = None) -> subprocess.Completed
     """Run the real console entry point with DEBUG logging; never raises on failure."""
     env = dict(os.environ, QUANTRAC_LOG_LEVEL="DEBUG")
     return subprocess.run(
-        [sys.executable, "-m", "edge_agent.cli", "--log-level", "DEBUG", *map(str, args)],
+        [sys.executable, "-m", "edge_agent.daemon.cli", "--log-level", "DEBUG", *map(str, args)],
         capture_output=True, text=True, env=env, cwd=cwd, timeout=60,
     )
 

@@ -6,7 +6,7 @@ import os
 import socket
 from pathlib import Path
 
-from edge_agent.sdnotify import Notifier
+from edge_agent.daemon.sdnotify import Notifier
 
 
 def test_ready_and_watchdog_reach_the_notify_socket(tmp_path: Path) -> None:

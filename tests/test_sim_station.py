@@ -24,7 +24,7 @@ from hw_sim.slave import SimStation
 from protocol.model import Status
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "hw_sim" / "examples"
-QUANTRAC = [sys.executable, "-m", "edge_agent.cli"]
+QUANTRAC = [sys.executable, "-m", "edge_agent.daemon.cli"]
 
 
 class Clock:

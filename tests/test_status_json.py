@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from edge_agent.control import request
+from edge_agent.daemon.control import request
 from tests.agent_world import StationWorld, fault, station_world
 from tests.mqtt_world import wait_for
 
@@ -59,7 +59,7 @@ def test_status_json_of_an_offline_channel_is_strict_json_with_null(sw: StationW
     with fault(sw.sim, 2, "no_answer"):  # the Hach controller (COD, NH4) goes silent
         wait_for(lambda: cod_value(sw) is None, 60, "COD's value to be no value (offline)")
         out = subprocess.run(
-            [sys.executable, "-m", "edge_agent.cli", "status", "--socket", str(sw.socket),
+            [sys.executable, "-m", "edge_agent.daemon.cli", "status", "--socket", str(sw.socket),
              "--json"], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     status = strict_loads(out.stdout)  # refuses NaN / Infinity

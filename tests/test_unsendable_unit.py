@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from buffer import Store
-from edge_agent.control import request
+from edge_agent.daemon.control import request
 from protocol.model import RecordFlag
 from protocol.payload import safe_unit, same_record, unit_problem
 from tests.agent_world import SID, StationWorld, station_world
@@ -57,7 +57,7 @@ def test_records_with_a_bad_stored_unit_are_delivered_flagged_and_block_nothing(
     stats = status["uplink"]["stats"]
     assert stats["units_escaped"] >= 12  # more if a packet was resent after an ack timeout
     assert f"{stats['units_escaped']} record(s) sent with unit escaped" in stats["problem"]
-    text = subprocess.run([sys.executable, "-m", "edge_agent.cli", "status", "--socket",
+    text = subprocess.run([sys.executable, "-m", "edge_agent.daemon.cli", "status", "--socket",
                            str(sw.socket)], capture_output=True, text=True, timeout=60)
     assert any(line.startswith("! uplink ") and "record(s) sent with unit escaped" in line
                for line in text.stdout.splitlines()), text.stdout

@@ -12,9 +12,9 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from buffer import Store
-from edge_agent import circular10
-from edge_agent.config import StationConfig, load_config
-from edge_agent.uplink_ftp import Circular10Runner, Circular10Uplink, FtpSettings
+from edge_agent.config.reader import StationConfig, load_config
+from edge_agent.uplinks.circular10 import render as circular10
+from edge_agent.uplinks.circular10.ftp import Circular10Runner, Circular10Uplink, FtpSettings
 from protocol.model import Record, RecordFlag, Status
 from tests.ftp_server import PASSWORD, USER, FtpServer
 from tests.mqtt_world import wait_for
@@ -222,7 +222,7 @@ def test_wrong_password_keeps_the_files_and_never_logs_the_password(
 def test_a_window_stored_twice_is_rendered_from_its_first_record(
         world: tuple[FtpServer, StationConfig, Store, Clock]) -> None:
     # After a clock step back the outbox holds a second record of a stored window: invalid,
-    # CLOCK_JUMP (edge_agent.pipeline). The legal file reports the first one, which counts;
+    # CLOCK_JUMP (edge_agent.core.pipeline). The legal file reports the first one, which counts;
     # the second would turn a valid window into "02 instrument fault".
     server, cfg, store, clock = world
     (s,) = closed_starts(clock, 1)

@@ -13,8 +13,9 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from buffer.rows import RECORD_COLUMNS, row_record
-from edge_agent import circular10, status_view
-from edge_agent.control import request
+from edge_agent.console import status_view
+from edge_agent.daemon.control import request
+from edge_agent.uplinks.circular10 import render as circular10
 from tests.agent_world import WIDTH, StationWorld, station_world
 from tests.ftp_server import PASSWORD, USER, FtpServer
 from tests.mqtt_world import wait_for
@@ -49,7 +50,7 @@ tls = false
 interval_minutes = {WIDTH / 60}
 window = {WIDTH}
 """)
-        check = subprocess.run([sys.executable, "-m", "edge_agent.cli", "config", "check",
+        check = subprocess.run([sys.executable, "-m", "edge_agent.daemon.cli", "config", "check",
                                 str(sw.config)], capture_output=True, text=True, timeout=60)
         assert check.returncode == 0, check.stdout
         assert f"circular10 ftp://127.0.0.1:{server.port} every {WIDTH / 60:g} min" in \
@@ -58,7 +59,7 @@ window = {WIDTH}
         wait_for(lambda: len(files(home)) >= 2, 60, f"two files\n{sw.log()[-3000:]}", poll=0.2)
         status = request(sw.socket, {"op": "status"})["status"]["uplink_circular10"]
         assert status["state"] == "connected" and status["stats"]["files_sent"] >= 2
-        text = subprocess.run([sys.executable, "-m", "edge_agent.cli", "status", "--socket",
+        text = subprocess.run([sys.executable, "-m", "edge_agent.daemon.cli", "status", "--socket",
                                str(sw.socket)], capture_output=True, text=True, timeout=60)
         assert text.returncode == 0, text.stderr
         [line] = [ln for ln in text.stdout.splitlines() if ln.startswith("circ10  ")]

@@ -16,9 +16,9 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from buffer import Store
-from edge_agent import circular10
-from edge_agent.config import StationConfig, load_config
-from edge_agent.uplink_ftp import Circular10Uplink, FtpSettings
+from edge_agent.config.reader import StationConfig, load_config
+from edge_agent.uplinks.circular10 import render as circular10
+from edge_agent.uplinks.circular10.ftp import Circular10Uplink, FtpSettings
 from tests.ftp_server import PASSWORD, USER, FtpServer, TlsFiles, make_tls
 from tests.test_uplink_ftp import Clock, closed_starts, config, name_of, on_server, window
 

@@ -1,4 +1,5 @@
-"""Run the MQTT uplink on its own: ``python -m edge_agent.uplink_run --state-dir DIR --outbox DB``.
+"""Run the MQTT uplink on its own:
+``python -m edge_agent.uplinks.mqtt.run --state-dir DIR --outbox DB``.
 
 Drains a station's outbox to the centre with the provisioned identity, until SIGTERM (or, with
 ``--until-drained``, until every record is acknowledged). The agent daemon runs the same
@@ -15,11 +16,11 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from edge_agent import logs
+from edge_agent.daemon import logs
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m edge_agent.uplink_run")
+    parser = argparse.ArgumentParser(prog="python -m edge_agent.uplinks.mqtt.run")
     parser.add_argument("--state-dir", type=Path, required=True, help="provisioned state dir")
     parser.add_argument("--outbox", type=Path, required=True, help="the outbox SQLite file")
     parser.add_argument(
@@ -57,7 +58,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logs.configure(args.log_level)
 
     from buffer import Store
-    from edge_agent.uplink_mqtt import MqttUplink, UplinkSettings
+    from edge_agent.uplinks.mqtt.uplink import MqttUplink, UplinkSettings
     from provisioning import identity
     from provisioning.errors import ProvisioningError
 

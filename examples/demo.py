@@ -33,7 +33,7 @@ SIM_CONFIG = ROOT / "hw_sim" / "examples" / "wastewater.toml"
 
 
 def _quantrac(*args: str | Path) -> list[str]:
-    return [sys.executable, "-m", "edge_agent.cli", *map(str, args)]
+    return [sys.executable, "-m", "edge_agent.daemon.cli", *map(str, args)]
 
 
 def _free_port() -> int:

@@ -28,7 +28,7 @@ reads it today)::
     interval = 10.0             # seconds between polls (default 10)
     channels = ["pH", "Temp"]   # optional: default every channel of the profile
 
-Parsing lives in :mod:`edge_agent.config` (the full station config, which extends this
+Parsing lives in :mod:`edge_agent.config.reader` (the full station config, which extends this
 shape); every mistake is reported there, all at once, as a ``ConfigError`` (a subclass of the
 one here) naming the file, the key path, the value and what was expected.
 """
@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from drivers.transport import RtuTransport, SerialSettings, TcpTransport, Transport
-from edge_agent.poller import Bus, Device, PollPolicy
+from edge_agent.poll.poller import Bus, Device, PollPolicy
 
 
 class ConfigError(ValueError):
@@ -81,15 +81,15 @@ class PollConfig:
 
 def load_poll_config(path: str | Path) -> PollConfig:
     """The [poll], [[bus]] and [[device]] of a config file (a full station config, or only
-    those tables). The one loader is :func:`edge_agent.config.load_config`; this is its
+    those tables). The one loader is :func:`edge_agent.config.reader.load_config`; this is its
     poll-only view, so ``diag watch`` reads the agent's own config the same way the agent does.
     """
-    from edge_agent.config import load_config
+    from edge_agent.config.reader import load_config
 
     return load_config(path, station_required=False).poll
 
 
 def parse_poll_config(doc: Mapping[str, Any], source: str | Path) -> PollConfig:
-    from edge_agent.config import parse_config
+    from edge_agent.config.reader import parse_config
 
     return parse_config(doc, Path(source), station_required=False).poll

@@ -2,7 +2,7 @@
 
 It names each polled channel by its Circular 10 symbol, averages it into every configured
 window, rolls closed records up (hourly, daily), normalises stack gases, and flags what the
-clock did. No thread, socket, file or clock here: the daemon (:mod:`edge_agent.agent`) passes
+clock did. No thread, socket, file or clock here: the daemon (:mod:`edge_agent.daemon.agent`) passes
 ``now`` and the clock observations in, and stores what comes out.
 
 Clock rules:
@@ -62,8 +62,8 @@ from edge_agent.averaging import (
     normalise_record,
 )
 from edge_agent.averaging.windows import floor_start
-from edge_agent.clock import ClockJump
-from edge_agent.config import StationConfig
+from edge_agent.config.reader import StationConfig
+from edge_agent.core.clock import ClockJump
 from protocol.model import Record, RecordFlag, Sample
 
 log = logging.getLogger("quantrac.edge_agent.pipeline")

@@ -15,7 +15,7 @@ import sys
 from collections.abc import Callable, Sequence
 from importlib.metadata import entry_points
 
-from edge_agent import logs
+from edge_agent.daemon import logs
 
 Register = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], None]
 

@@ -1,6 +1,6 @@
 """The station config: one TOML file says everything the agent does (DESIGN §2, §5).
 
-It extends the ``[poll]``/``[[bus]]``/``[[device]]`` shape of :mod:`edge_agent.poller_config`
+It extends the ``[poll]``/``[[bus]]``/``[[device]]`` shape of :mod:`edge_agent.poll.build`
 (whose dataclasses it returns, so ``diag watch`` and the agent poll the same way) with the
 station's identity, its state directory, which channels are reported under which Circular 10
 symbol, the averaging windows and validity rules, stack-gas normalisation and the uplinks::
@@ -20,7 +20,7 @@ symbol, the averaging windows and validity rules, stack-gas normalisation and th
     sample_flush_s = 5.0            # raw samples are written in batches (SD cards wear out)
     clock_jump_tolerance_s = 2.0    # wall vs monotonic disagreement that counts as a jump
 
-    [poll] / [[bus]]                # as in edge_agent.poller_config
+    [poll] / [[bus]]                # as in edge_agent.poll.build
 
     [[device]]
     name = "hach"
@@ -86,10 +86,10 @@ from drivers.profile import Profile, ProfileError, resolve_profile
 from drivers.transport import SerialSettings
 from edge_agent.averaging.normalise import MOLAR_MASS_G_PER_MOL, Normalisation
 from edge_agent.averaging.rules import RULES, ValidityRule
-from edge_agent.circular10 import NAME_PART
-from edge_agent.poller import Device, PollPolicy
-from edge_agent.poller_config import BusConfig, PollConfig
-from edge_agent.poller_config import ConfigError as PollConfigError
+from edge_agent.poll.build import BusConfig, PollConfig
+from edge_agent.poll.build import ConfigError as PollConfigError
+from edge_agent.poll.poller import Device, PollPolicy
+from edge_agent.uplinks.circular10.render import NAME_PART
 from protocol.payload import unit_problem
 from provisioning.signed import STATION_ID_RULE, is_station_id
 
@@ -810,7 +810,7 @@ def retention_capacity(cfg: StationConfig) -> tuple[Problem | None, str]:
     import shutil
 
     from buffer.store import BYTES_PER_RECORD
-    from edge_agent.agent import OUTBOX_NAME, RESERVE_BYTES
+    from edge_agent.daemon.agent import OUTBOX_NAME, RESERVE_BYTES
 
     a = cfg.agent
     days = a.record_retention_days

@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 from typing import Any, TextIO
 
-from edge_agent.agent_cli import DEFAULT_CONFIG
+from edge_agent.daemon.agent_cli import DEFAULT_CONFIG
 
 
 def register(sub: argparse._SubParsersAction[Any]) -> None:
@@ -34,8 +34,8 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
 def _recover(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
     from buffer import Store
     from buffer.store import ForeignDatabaseError
-    from edge_agent.agent import OUTBOX_NAME
-    from edge_agent.config import ConfigError, load_config
+    from edge_agent.config.reader import ConfigError, load_config
+    from edge_agent.daemon.agent import OUTBOX_NAME
 
     try:
         cfg = load_config(args.config, station_required=False)

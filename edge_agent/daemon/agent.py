@@ -1,6 +1,6 @@
 """The edge agent daemon: pollers -> averaging -> outbox -> uplink, on one asyncio loop.
 
-Threads move bytes (one per bus, see :mod:`edge_agent.poller`; one for the MQTT uplink); the
+Threads move bytes (one per bus, see :mod:`edge_agent.poll.poller`; one for the MQTT uplink); the
 event loop owns the pipeline, the store writes, the clock checks, the control socket and the
 systemd notifications. A watchdog ping is sent from the loop itself, so a loop that hangs stops
 pinging and systemd restarts the service.
@@ -39,16 +39,16 @@ from buffer import Store
 from buffer.db import StoreFullError
 from buffer.store import ForeignDatabaseError
 from edge_agent.averaging import configure_cache, utc_offset_for
-from edge_agent.clock import ClockWatch, kernel_clock_synchronised
-from edge_agent.config import ConfigError, StationConfig, load_config
-from edge_agent.control import ControlError, ControlServer
-from edge_agent.pipeline import Pipeline
-from edge_agent.poller import Poller, queue_sink
-from edge_agent.sdnotify import Notifier
+from edge_agent.config.reader import ConfigError, StationConfig, load_config
+from edge_agent.core.clock import ClockWatch, kernel_clock_synchronised
+from edge_agent.core.pipeline import Pipeline
+from edge_agent.daemon.control import ControlError, ControlServer
+from edge_agent.daemon.sdnotify import Notifier
+from edge_agent.poll.poller import Poller, queue_sink
 from protocol.model import Record, Sample
 
 if TYPE_CHECKING:
-    from edge_agent.uplink_ftp import Circular10Runner
+    from edge_agent.uplinks.circular10.ftp import Circular10Runner
 
 log = logging.getLogger("quantrac.edge_agent.agent")
 
@@ -117,7 +117,7 @@ class UplinkRunner:
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
-        from edge_agent.uplink_mqtt import MqttUplink, UplinkSettings
+        from edge_agent.uplinks.mqtt.uplink import MqttUplink, UplinkSettings
         from provisioning import identity
         from provisioning.errors import ProvisioningError
 
@@ -542,7 +542,7 @@ class Agent:
         """The Circular 10 files by FTP/FTPS, on a thread of their own ([uplink.circular10])."""
         if cfg.circular10 is None:
             return
-        from edge_agent.uplink_ftp import Circular10Runner
+        from edge_agent.uplinks.circular10.ftp import Circular10Runner
 
         assert self.store is not None
         try:

@@ -5,8 +5,8 @@ Two jobs on one thread (:class:`Circular10Runner`), never on the agent's event l
 1. **Render.** At every cycle (``interval_minutes``, aligned to the wall clock and run
    ``grace_s + SETTLE_S`` after a window end, when the pipeline has stored that window's
    records) every window of width ``window`` that closed since the last file becomes one file
-   (:mod:`edge_agent.circular10`), written to the spool's ``pending/`` (temp file, fsync,
-   rename: a crash leaves no half file). Records of one window are committed in one
+   (:mod:`edge_agent.uplinks.circular10.render`), written to the spool's ``pending/`` (temp
+   file, fsync, rename: a crash leaves no half file). Records of one window are committed in one
    transaction by the agent, so a window is never rendered with half its channels.
 2. **Send.** Whenever ``pending/`` holds files and the back-off allows: one connection
    (FTP, or FTPS with ``AUTH TLS`` and a protected data channel that resumes the control
@@ -50,8 +50,8 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from buffer import Store
-from edge_agent import circular10
-from edge_agent.backoff import Backoff
+from edge_agent.uplinks.circular10 import render as circular10
+from protocol.backoff import Backoff
 from protocol.model import Record
 from provisioning.securefs import sync_dir, write_replace
 
@@ -112,7 +112,7 @@ class FtpSettings:
 
     @classmethod
     def from_config(cls, cfg: Any, **overrides: Any) -> FtpSettings:
-        """From a :class:`edge_agent.config.StationConfig` with ``circular10`` set."""
+        """From a :class:`edge_agent.config.reader.StationConfig` with ``circular10`` set."""
         c = cfg.circular10
         values: dict[str, Any] = {
             "host": c.host, "port": c.port, "user": c.user, "password": c.password,

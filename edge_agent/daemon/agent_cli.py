@@ -45,8 +45,8 @@ def register_config(sub: argparse._SubParsersAction[Any]) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from edge_agent import logs
-    from edge_agent.config import ConfigError, load_config
+    from edge_agent.config.reader import ConfigError, load_config
+    from edge_agent.daemon import logs
 
     logs.configure(args.log_level, stream=sys.stdout,
                    timestamps=not os.environ.get("JOURNAL_STREAM"))
@@ -56,13 +56,13 @@ def _run(args: argparse.Namespace) -> int:
         print(f"quantrac run: {len(exc.problems)} problem(s) in the config:", file=sys.stderr)
         print(exc, file=sys.stderr)
         return 2
-    from edge_agent.agent import run
+    from edge_agent.daemon.agent import run
 
     return run(cfg)
 
 
 def _check(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
-    from edge_agent.config import ConfigError, load_config
+    from edge_agent.config.reader import ConfigError, load_config
 
     try:
         cfg = load_config(args.file)
@@ -70,7 +70,7 @@ def _check(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
         print(exc, file=out)
         print(f"{len(exc.problems)} problem(s) found", file=out)
         return 1
-    from edge_agent.config import retention_capacity
+    from edge_agent.config.reader import retention_capacity
 
     problem, capacity = retention_capacity(cfg)
     if problem is not None:
@@ -94,15 +94,15 @@ def _check(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
 def _socket_of(args: argparse.Namespace) -> Path:
     if args.socket is not None:
         return Path(args.socket)
-    from edge_agent.config import load_config
+    from edge_agent.config.reader import load_config
 
     config = args.config or DEFAULT_CONFIG
     return load_config(config, station_required=False).agent.control_socket
 
 
 def _status(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
-    from edge_agent.config import ConfigError
-    from edge_agent.control import ControlError, request
+    from edge_agent.config.reader import ConfigError
+    from edge_agent.daemon.control import ControlError, request
 
     try:
         path = _socket_of(args)
@@ -115,11 +115,11 @@ def _status(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
         return 1
     if args.json:
         # strict JSON even from an agent that still sends NaN: null is "no value"
-        from edge_agent.control import dumps
+        from edge_agent.daemon.control import dumps
 
         out.write(dumps(answer["status"], indent=2, sort_keys=True) + "\n")
     else:
-        from edge_agent.status_view import render
+        from edge_agent.console.status_view import render
 
         for line in render(answer["status"], time.time()):
             print(line, file=out)

@@ -1,6 +1,6 @@
 """`quantrac diag`: technician diagnostics on a Modbus bus (scan, read, watch).
 
-Plain text for an 80x24 serial console. The logic is in :mod:`edge_agent.diag`; this module
+Plain text for an 80x24 serial console. The logic is in :mod:`edge_agent.console.diag`; this module
 parses arguments, opens the bus and prints.
 """
 
@@ -97,7 +97,7 @@ def _transport(args: argparse.Namespace) -> Any:
 
 def _scan(args: argparse.Namespace) -> int:
     from drivers.profile import builtin_profile, builtin_profile_names
-    from edge_agent.diag import scan, scan_report
+    from edge_agent.console.diag import scan, scan_report
 
     transport = _transport(args)
     timeout = args.timeout or (0.1 if args.port else 0.2)
@@ -123,7 +123,7 @@ def _scan(args: argparse.Namespace) -> int:
 
 def _agent_socket(args: argparse.Namespace) -> Path | None:
     """The running agent's control socket, if the read should go through it."""
-    from edge_agent.control import agent_running
+    from edge_agent.daemon.control import agent_running
 
     if args.agent:
         return Path(args.agent)
@@ -133,13 +133,13 @@ def _agent_socket(args: argparse.Namespace) -> Path | None:
 
 def _read(args: argparse.Namespace) -> int:
     from drivers.modbus import ModbusError
-    from edge_agent.diag import pair_table, typed_values, word_table
+    from edge_agent.console.diag import pair_table, typed_values, word_table
 
     failed = (f"unit {args.unit} function {args.function:02d} register {args.register} "
               f"count {args.count}")
     sock = _agent_socket(args)
     if sock is not None:  # the agent owns the port: ask it instead of fighting for it
-        from edge_agent.control import ControlError, request
+        from edge_agent.daemon.control import ControlError, request
 
         bus = args.bus or args.port or (f"{args.host}:{args.tcp_port}" if args.host else None)
         if bus is None:
@@ -183,9 +183,9 @@ def _read(args: argparse.Namespace) -> int:
 
 
 def _watch(args: argparse.Namespace) -> int:
-    from edge_agent.diag import Row, watch_table
-    from edge_agent.poller import DevicePoller, Poller
-    from edge_agent.poller_config import load_poll_config
+    from edge_agent.console.diag import Row, watch_table
+    from edge_agent.poll.build import load_poll_config
+    from edge_agent.poll.poller import DevicePoller, Poller
     from protocol.model import Sample
 
     config = load_poll_config(args.config)

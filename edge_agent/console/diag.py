@@ -1,8 +1,8 @@
 """The logic of ``quantrac diag``: scan a bus, interpret raw words, render the watch table.
 
 Pure where it can be (formatting and profile guessing take words and samples, return text),
-so the CLI in :mod:`edge_agent.diag_cli` is only argument parsing and I/O. Everything printed
-fits an 80-column terminal: a technician on a serial console has nothing wider.
+so the CLI in :mod:`edge_agent.console.diag_cli` is only argument parsing and I/O. Everything
+printed fits an 80-column terminal: a technician on a serial console has nothing wider.
 """
 
 from __future__ import annotations

@@ -43,9 +43,9 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
 from paho.mqtt.enums import CallbackAPIVersion
 
 from buffer import Store
-from edge_agent.backoff import Backoff
-from edge_agent.command_gate import CommandGate
-from edge_agent.inflight import InFlight
+from edge_agent.uplinks.mqtt.command_gate import CommandGate
+from edge_agent.uplinks.mqtt.inflight import InFlight
+from protocol.backoff import Backoff
 from protocol.envelope import (
     MAX_PACKET,
     SUITE_ED25519_X25519_SHA256_CHACHA20POLY1305,
