@@ -39,7 +39,8 @@ from pymodbus.client import ModbusTcpClient
 from drivers import modbus
 from drivers.profile import builtin_profile
 from drivers.transport import RtuTransport, SerialSettings, TcpTransport, Transport
-from edge_agent.poll.poller import Bus, Device, Poller, PollPolicy
+from edge_agent.config.model import Device, PollPolicy
+from edge_agent.poll.poller import Bus, Poller
 from hw_sim.server import send_control
 from protocol.model import Sample, Status
 

@@ -28,16 +28,18 @@ import logging
 import socket
 import threading
 import time
-from dataclasses import dataclass
 from typing import Protocol
 
 import serial
 
 from drivers import modbus
 from drivers.modbus import FrameError, ModbusError
+from drivers.serial_settings import SerialSettings
 
 log = logging.getLogger("quantrac.drivers.transport")
 
+# SerialSettings (plain data, in drivers.serial_settings so that a config need not import
+# pyserial) is imported here too: ``from drivers.transport import SerialSettings`` works.
 PARITIES = {"N": serial.PARITY_NONE, "E": serial.PARITY_EVEN, "O": serial.PARITY_ODD}
 
 
@@ -61,24 +63,6 @@ class Transport(Protocol):
         ...
 
     def close(self) -> None: ...
-
-
-@dataclass(frozen=True, slots=True)
-class SerialSettings:
-    """How to open the line. ``parity`` is N, E or O; Modbus RTU is 8 data bits."""
-
-    port: str
-    baud: int = 9600
-    parity: str = "N"
-    stopbits: int = 1
-
-    def __post_init__(self) -> None:
-        if self.parity not in PARITIES:
-            raise ValueError(f"parity {self.parity!r} is not one of N, E, O")
-        if self.stopbits not in (1, 2):
-            raise ValueError(f"stop bits {self.stopbits} is not 1 or 2")
-        if self.baud <= 0:
-            raise ValueError(f"baud rate {self.baud} is not positive")
 
 
 class RtuTransport:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from edge_agent.daemon.control import request
+from edge_agent.console.control_client import request
 from protocol.model import RecordFlag, Status
 from tests.agent_world import (
     SID,

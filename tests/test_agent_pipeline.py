@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from buffer import Store
-from edge_agent.config.reader import StationConfig, parse_config
+from edge_agent.config.model import StationConfig
+from edge_agent.config.reader import parse_config
 from edge_agent.core.clock import ClockWatch
 from edge_agent.core.pipeline import Pipeline
 from edge_agent.daemon.agent import Agent

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from edge_agent.daemon.control import request
+from edge_agent.console.control_client import request
 from tests.agent_world import StationWorld, station_world
 from tests.mqtt_world import wait_for
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from edge_agent.core.clock import ClockWatch, kernel_clock_synchronised
+from edge_agent.core.clock import ClockWatch
+from edge_agent.daemon.clock_sync import kernel_clock_synchronised
 
 
 def test_steady_clock_reports_nothing() -> None:

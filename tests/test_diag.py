@@ -12,9 +12,9 @@ import pytest
 from drivers.codec import encode_value
 from drivers.decode import encode_image
 from drivers.profile import builtin_profile
+from edge_agent.config.reader import ConfigError, load_poll_config
 from edge_agent.console.diag import Row, guess_profile, pair_table, watch_table, word_table
 from edge_agent.console.diag_cli import _units
-from edge_agent.poll.build import ConfigError, load_poll_config
 from protocol.model import Sample, Status
 
 

@@ -17,7 +17,8 @@ import pytest
 
 from drivers.profile import builtin_profile
 from drivers.transport import RtuTransport, SerialSettings, TcpTransport, Transport
-from edge_agent.poll.poller import Device, DevicePoller
+from edge_agent.config.model import Device
+from edge_agent.poll.poller import DevicePoller
 from hw_sim import RunningStation, parse_station, running_station
 
 T0 = 1_780_000_000.0

@@ -15,7 +15,8 @@ import pytest
 
 from drivers.profile import builtin_profile, builtin_profile_names
 from drivers.transport import RtuTransport, SerialSettings, TcpTransport, Transport
-from edge_agent.poll.poller import Bus, Device, DevicePoller, Poller, PollPolicy, queue_sink
+from edge_agent.config.model import Device, PollPolicy
+from edge_agent.poll.poller import Bus, DevicePoller, Poller, queue_sink
 from hw_sim import RunningStation, parse_station, running_station
 from protocol.model import Sample, Status
 

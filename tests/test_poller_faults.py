@@ -24,7 +24,8 @@ import pytest
 from drivers import modbus
 from drivers.profile import builtin_profile
 from drivers.transport import RtuTransport, SerialSettings, TcpTransport
-from edge_agent.poll.poller import Bus, Device, Poller, PollPolicy
+from edge_agent.config.model import Device, PollPolicy
+from edge_agent.poll.poller import Bus, Poller
 from hw_sim import FAULTS, RunningStation, parse_station, running_station
 from protocol.model import Sample, Status
 

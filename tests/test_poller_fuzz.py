@@ -20,7 +20,8 @@ from hypothesis import strategies as st
 from drivers import modbus
 from drivers.profile import builtin_profile
 from drivers.transport import RtuTransport, SerialSettings, TcpTransport, Transport
-from edge_agent.poll.poller import Device, DevicePoller, PollPolicy
+from edge_agent.config.model import Device, PollPolicy
+from edge_agent.poll.poller import DevicePoller
 from protocol.model import Status
 
 PROFILE = builtin_profile("hach_sc")

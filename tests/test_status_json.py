@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from edge_agent.daemon.control import request
+from edge_agent.console.control_client import request
 from tests.agent_world import StationWorld, fault, station_world
 from tests.mqtt_world import wait_for
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from buffer import Store
-from edge_agent.daemon.control import request
+from edge_agent.console.control_client import request
 from protocol.model import RecordFlag
 from protocol.payload import safe_unit, same_record, unit_problem
 from tests.agent_world import SID, StationWorld, station_world

@@ -12,7 +12,8 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from buffer import Store
-from edge_agent.config.reader import StationConfig, load_config
+from edge_agent.config.model import StationConfig
+from edge_agent.config.reader import load_config
 from edge_agent.uplinks.circular10 import render as circular10
 from edge_agent.uplinks.circular10.ftp import Circular10Runner, Circular10Uplink, FtpSettings
 from protocol.model import Record, RecordFlag, Status

@@ -14,7 +14,7 @@ import pytest
 
 from buffer.rows import RECORD_COLUMNS, row_record
 from edge_agent.console import status_view
-from edge_agent.daemon.control import request
+from edge_agent.console.control_client import request
 from edge_agent.uplinks.circular10 import render as circular10
 from tests.agent_world import WIDTH, StationWorld, station_world
 from tests.ftp_server import PASSWORD, USER, FtpServer

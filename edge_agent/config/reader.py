@@ -1,9 +1,12 @@
-"""The station config: one TOML file says everything the agent does (DESIGN §2, §5).
+"""Reading the station config: one TOML file says everything the agent does (DESIGN §2, §5).
 
-It extends the ``[poll]``/``[[bus]]``/``[[device]]`` shape of :mod:`edge_agent.poll.build`
-(whose dataclasses it returns, so ``diag watch`` and the agent poll the same way) with the
-station's identity, its state directory, which channels are reported under which Circular 10
-symbol, the averaging windows and validity rules, stack-gas normalisation and the uplinks::
+TOML in, the plain data of :mod:`edge_agent.config.model` out. Reading a file is the only I/O
+here (and the profile files a device names); nothing is opened, polled or started, so the
+agent, ``config check``, ``diag watch`` and a test all read a config the same way. What to
+poll (``[poll]``, ``[[bus]]``, ``[[device]]``; :func:`load_poll_config` is that view alone,
+for ``diag watch``), the station's identity, its state directory, which channels are reported
+under which Circular 10 symbol, the averaging windows and validity rules, stack-gas
+normalisation and the uplinks::
 
     [station]
     id = "HCM-WW-0001"              # must match the provisioned identity (quantrac provision)
@@ -20,7 +23,22 @@ symbol, the averaging windows and validity rules, stack-gas normalisation and th
     sample_flush_s = 5.0            # raw samples are written in batches (SD cards wear out)
     clock_jump_tolerance_s = 2.0    # wall vs monotonic disagreement that counts as a jump
 
-    [poll] / [[bus]]                # as in edge_agent.poll.build
+    [poll]                          # optional: defaults for every device
+    timeout = 1.0                   # seconds per transaction
+    retries = 1
+    backoff_max = 60.0
+
+    [[bus]]
+    name = "rs485-1"
+    port = "/dev/ttyUSB0"           # a serial line: port, baud, parity (N/E/O), stopbits
+    baud = 9600
+    parity = "N"
+    turnaround = 0.005              # optional pause between frames (default: 3.5 characters)
+
+    [[bus]]
+    name = "plc"
+    host = "192.168.1.10"           # or Modbus TCP: host, tcp_port (default 502)
+    tcp_port = 502
 
     [[device]]
     name = "hach"
@@ -28,7 +46,8 @@ symbol, the averaging windows and validity rules, stack-gas normalisation and th
     profile = "hach_sc"
     unit = 2
     interval = 10.0
-    channels = ["COD", "NH4"]       # reported under the same name (a Circular 10 symbol) ...
+    channels = ["COD", "NH4"]       # default: the profile's Circular 10 channels (diag: all);
+                                    # reported under the same name (a Circular 10 symbol) ...
                                     # a second point of one parameter: symbol = "Temp_inlet"
     # [device.channels.Temp]        # ... or a table: profile channel -> symbol and unit label
     # symbol = "Temp"
@@ -74,40 +93,39 @@ expected, so an installer fixes a config in one pass.
 from __future__ import annotations
 
 import math
-import re
 import tomllib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from drivers.profile import Profile, ProfileError, resolve_profile
-from drivers.transport import SerialSettings
+from drivers.serial_settings import SerialSettings
 from edge_agent.averaging.normalise import MOLAR_MASS_G_PER_MOL, Normalisation
 from edge_agent.averaging.rules import RULES, ValidityRule
-from edge_agent.poll.build import BusConfig, PollConfig
-from edge_agent.poll.build import ConfigError as PollConfigError
-from edge_agent.poll.poller import Device, PollPolicy
-from edge_agent.uplinks.circular10.render import NAME_PART
+from edge_agent.config.model import (
+    CIRCULAR10_SYMBOLS,
+    DAY_S,
+    NAME_PART,
+    AgentSettings,
+    AveragingSettings,
+    BusConfig,
+    ChannelMap,
+    Circular10Settings,
+    Device,
+    MqttSettings,
+    NormaliseSettings,
+    PollConfig,
+    PollPolicy,
+    Rollup,
+    StationConfig,
+    StationInfo,
+    is_symbol,
+)
 from protocol.payload import unit_problem
 from provisioning.signed import STATION_ID_RULE, is_station_id
 
-CIRCULAR10_SYMBOLS = (
-    "Flow", "Temp", "Color", "pH", "TSS", "COD", "NH4", "TP", "TN", "TOC", "Cl", "RH", "P", "NO",
-    "NO2", "NOx", "CO", "SO2", "O2", "H2S", "NH3", "PM", "O3", "PM10", "PM2,5",
-)  # fmt: skip
-"""Parameter symbols of Circular 10/2021/TT-BTNMT (DESIGN §4): what the centre files under."""
-
-DAY_S = 86_400
-_TAG = re.compile(r"[A-Za-z0-9]{1,16}")
-
-
-def is_symbol(name: str) -> bool:
-    """A Circular 10 symbol, or one tagged for a second measuring point of the same parameter
-    (``Temp_inlet``, ``Flow_2``): the centre files it under the symbol before the ``_``."""
-    base, sep, tag = name.partition("_")
-    return base in CIRCULAR10_SYMBOLS and (not sep or bool(_TAG.fullmatch(tag)))
 _MISSING = object()
 
 
@@ -135,92 +153,12 @@ def _shown(value: Any, limit: int = 120) -> str:
     return text
 
 
-class ConfigError(PollConfigError):
+class ConfigError(ValueError):
     """A config that cannot be used; ``problems`` lists every mistake found, one per line."""
 
     def __init__(self, problems: list[Problem]) -> None:
         self.problems = problems
         super().__init__("\n".join(str(p) for p in problems))
-
-
-@dataclass(frozen=True, slots=True)
-class StationInfo:
-    id: str
-    province: str = ""
-    facility: str = ""
-    name: str = ""
-    timezone: str = "Asia/Ho_Chi_Minh"
-
-
-@dataclass(frozen=True, slots=True)
-class AgentSettings:
-    state_dir: Path
-    control_socket: Path
-    record_retention_days: float = 60.0
-    sample_retention_days: float = 7.0
-    sample_flush_s: float = 5.0
-    clock_jump_tolerance_s: float = 2.0
-
-
-@dataclass(frozen=True, slots=True)
-class ChannelMap:
-    """A profile channel of a device, reported as ``symbol`` in ``unit``."""
-
-    device: str
-    channel: str  # the profile's channel name
-    symbol: str
-    unit: str
-    period_s: float  # the device's poll interval: the averaging's expected sample period
-
-
-@dataclass(frozen=True, slots=True)
-class Rollup:
-    width: int
-    child: int
-    rule: ValidityRule
-
-
-@dataclass(frozen=True, slots=True)
-class AveragingSettings:
-    windows: tuple[int, ...] = (300,)
-    rule: ValidityRule = RULES["coverage_75"]
-    grace_s: float = 30.0
-    rollups: tuple[Rollup, ...] = ()
-
-
-@dataclass(frozen=True, slots=True)
-class NormaliseSettings:
-    channels: tuple[str, ...]
-    o2_channel: str | None
-    how: Normalisation
-
-
-@dataclass(frozen=True, slots=True)
-class MqttSettings:
-    window: int = 8
-    ack_timeout_s: float = 60.0
-    max_packets_per_s: float = 0.0
-    backoff_cap_s: float = 60.0
-
-
-@dataclass(frozen=True, slots=True)
-class StationConfig:
-    source: Path
-    station: StationInfo
-    agent: AgentSettings
-    poll: PollConfig
-    channels: tuple[ChannelMap, ...]
-    averaging: AveragingSettings
-    normalise: tuple[NormaliseSettings, ...] = ()
-    mqtt: MqttSettings | None = None
-    circular10: Circular10Settings | None = None
-    raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
-
-    def channel_of(self, device: str, channel: str) -> ChannelMap | None:
-        for c in self.channels:
-            if c.device == device and c.channel == channel:
-                return c
-        return None
 
 
 # --------------------------------------------------------------------------- reading
@@ -700,23 +638,6 @@ def _uplinks(r: _Reader, value: Any) -> MqttSettings | None:
 # --------------------------------------------------------------------------- uplink.circular10
 
 
-@dataclass(frozen=True, slots=True)
-class Circular10Settings:
-    """``[uplink.circular10]``: where and how the legacy uplink pushes its files."""
-
-    host: str
-    port: int = 21
-    user: str = "anonymous"
-    password: str = field(default="", repr=False)
-    directory: str = ""  # "" : the login directory
-    tls: bool = True
-    ca_file: Path | None = None
-    interval_minutes: float = 5.0
-    window: int = 300
-    retention_days: float = 60.0
-    timeout_s: float = 30.0
-    backoff_cap_s: float = 300.0
-
 
 _C10 = "uplink.circular10"
 
@@ -786,52 +707,16 @@ def _circular10(r: _Reader, value: Any, source: Path, station: StationInfo,
     )
 
 
-# --------------------------------------------------------------------------- capacity
+# --------------------------------------------------------------------------- the poll-only view
 
 
-def records_per_day(cfg: StationConfig) -> float:
-    """Records the station makes a day: one per channel per window, and per roll-up."""
-    widths = [*cfg.averaging.windows, *(r.width for r in cfg.averaging.rollups)]
-    return len(cfg.channels) * sum(DAY_S / w for w in widths)
-
-
-def retention_capacity(cfg: StationConfig) -> tuple[Problem | None, str]:
-    """Whether ``agent.state_dir``'s filesystem can hold ``record_retention_days`` (at least the
-    legal 60) of this station's records, plus the outbox's reserve; and a one-line summary.
-
-    On a full disk the outbox gives up acknowledged records *inside* the retention only to keep
-    unacknowledged ones, and that breaks the station's own 60-day storage duty; this is where
-    an installer learns it before it happens. The need is records/day x days x
-    ``buffer.store.BYTES_PER_RECORD`` (measured on a real file) + the reserve; the room is the
-    filesystem's free space plus what the outbox already occupies. A state dir not made yet
-    is judged by its nearest existing parent. Raw samples are not counted: they are the first
-    thing a full disk gives up.
+def load_poll_config(path: str | Path) -> PollConfig:
+    """The [poll], [[bus]] and [[device]] of a config file (a full station config, or only
+    those tables). The one loader is :func:`load_config`; this is its poll-only view, so
+    ``diag watch`` reads the agent's own config the same way the agent does.
     """
-    import shutil
+    return load_config(path, station_required=False).poll
 
-    from buffer.store import BYTES_PER_RECORD
-    from edge_agent.daemon.agent import OUTBOX_NAME, RESERVE_BYTES
 
-    a = cfg.agent
-    days = a.record_retention_days
-    need = records_per_day(cfg) * days * BYTES_PER_RECORD + RESERVE_BYTES
-    where = a.state_dir
-    while not where.exists() and where != where.parent:
-        where = where.parent
-    try:
-        free = shutil.disk_usage(where).free
-    except OSError as exc:
-        return Problem(str(cfg.source), "agent.state_dir", str(a.state_dir),
-                       f"a directory whose filesystem can be checked ({exc.strerror})"), ""
-    held = sum(p.stat().st_size for p in a.state_dir.glob(OUTBOX_NAME + "*") if p.is_file()) \
-        if a.state_dir.exists() else 0
-    room = free + held
-    mb = 1024 * 1024
-    summary = (f"{days:g} days of records need {need / mb:.1f} MB "
-               f"({records_per_day(cfg):.0f} records/day), {room / mb:.1f} MB available")
-    if room < need:
-        return Problem(
-            str(cfg.source), "agent.state_dir", str(a.state_dir),
-            f"a filesystem that holds {days:g} days of this station's records, the station's "
-            f"own storage duty (Decree 08/2022/NĐ-CP art. 97): {summary} on {where}"), summary
-    return None, summary
+def parse_poll_config(doc: Mapping[str, Any], source: str | Path) -> PollConfig:
+    return parse_config(doc, Path(source), station_required=False).poll

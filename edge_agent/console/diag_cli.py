@@ -86,7 +86,8 @@ def _units(text: str) -> list[int]:
 
 
 def _transport(args: argparse.Namespace) -> Any:
-    from drivers.transport import RtuTransport, SerialSettings, TcpTransport
+    from drivers.serial_settings import SerialSettings
+    from drivers.transport import RtuTransport, TcpTransport
 
     if bool(args.port) == bool(args.host):
         raise SystemExit("quantrac diag: give exactly one of --port (serial) or --host (TCP)")
@@ -123,7 +124,7 @@ def _scan(args: argparse.Namespace) -> int:
 
 def _agent_socket(args: argparse.Namespace) -> Path | None:
     """The running agent's control socket, if the read should go through it."""
-    from edge_agent.daemon.control import agent_running
+    from edge_agent.console.control_client import agent_running
 
     if args.agent:
         return Path(args.agent)
@@ -139,7 +140,7 @@ def _read(args: argparse.Namespace) -> int:
               f"count {args.count}")
     sock = _agent_socket(args)
     if sock is not None:  # the agent owns the port: ask it instead of fighting for it
-        from edge_agent.daemon.control import ControlError, request
+        from edge_agent.console.control_client import ControlError, request
 
         bus = args.bus or args.port or (f"{args.host}:{args.tcp_port}" if args.host else None)
         if bus is None:
@@ -183,8 +184,9 @@ def _read(args: argparse.Namespace) -> int:
 
 
 def _watch(args: argparse.Namespace) -> int:
+    from edge_agent.config.reader import load_poll_config
     from edge_agent.console.diag import Row, watch_table
-    from edge_agent.poll.build import load_poll_config
+    from edge_agent.poll.build import build_buses
     from edge_agent.poll.poller import DevicePoller, Poller
     from protocol.model import Sample
 
@@ -200,7 +202,7 @@ def _watch(args: argparse.Namespace) -> int:
         return watch_table(rows, time.time())
 
     if args.once:
-        for bus in config.build():
+        for bus in build_buses(config):
             for device in bus.devices:
                 one = DevicePoller(device, bus.transport.name, time.time, config.policy)
                 for s in one.poll(bus.transport):
@@ -225,7 +227,7 @@ def _watch(args: argparse.Namespace) -> int:
     levels = [q.level for q in quiet]
     for q in quiet:
         q.setLevel(logging.ERROR)
-    poller = Poller(config.build(), sink, time.time, config.policy)
+    poller = Poller(build_buses(config), sink, time.time, config.policy)
     out = sys.stdout
     tty = out.isatty()
     end = None if args.duration is None else time.monotonic() + args.duration

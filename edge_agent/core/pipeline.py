@@ -62,7 +62,7 @@ from edge_agent.averaging import (
     normalise_record,
 )
 from edge_agent.averaging.windows import floor_start
-from edge_agent.config.reader import StationConfig
+from edge_agent.config.model import StationConfig
 from edge_agent.core.clock import ClockJump
 from protocol.model import Record, RecordFlag, Sample
 

@@ -39,11 +39,15 @@ from buffer import Store
 from buffer.db import StoreFullError
 from buffer.store import ForeignDatabaseError
 from edge_agent.averaging import configure_cache, utc_offset_for
-from edge_agent.config.reader import ConfigError, StationConfig, load_config
-from edge_agent.core.clock import ClockWatch, kernel_clock_synchronised
+from edge_agent.config.model import StationConfig
+from edge_agent.config.reader import ConfigError, load_config
+from edge_agent.console.control_client import ControlError
+from edge_agent.core.clock import ClockWatch
 from edge_agent.core.pipeline import Pipeline
-from edge_agent.daemon.control import ControlError, ControlServer
+from edge_agent.daemon.clock_sync import kernel_clock_synchronised
+from edge_agent.daemon.control import ControlServer
 from edge_agent.daemon.sdnotify import Notifier
+from edge_agent.poll.build import build_buses
 from edge_agent.poll.poller import Poller, queue_sink
 from protocol.model import Record, Sample
 
@@ -271,7 +275,7 @@ class Agent:
         resume_from_store(store, pipeline, self.clock())
 
     def _start_poller(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.poller = Poller(self.cfg.poll.build(), queue_sink(loop, self.queue), self.clock,
+        self.poller = Poller(build_buses(self.cfg.poll), queue_sink(loop, self.queue), self.clock,
                              self.cfg.poll.policy, self.monotonic)
         self.poller.start()
         self.reported = set()

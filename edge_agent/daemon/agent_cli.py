@@ -70,7 +70,7 @@ def _check(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
         print(exc, file=out)
         print(f"{len(exc.problems)} problem(s) found", file=out)
         return 1
-    from edge_agent.config.reader import retention_capacity
+    from edge_agent.daemon.capacity import retention_capacity
 
     problem, capacity = retention_capacity(cfg)
     if problem is not None:
@@ -102,7 +102,7 @@ def _socket_of(args: argparse.Namespace) -> Path:
 
 def _status(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
     from edge_agent.config.reader import ConfigError
-    from edge_agent.daemon.control import ControlError, request
+    from edge_agent.console.control_client import ControlError, request
 
     try:
         path = _socket_of(args)
@@ -115,7 +115,7 @@ def _status(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
         return 1
     if args.json:
         # strict JSON even from an agent that still sends NaN: null is "no value"
-        from edge_agent.daemon.control import dumps
+        from edge_agent.console.control_client import dumps
 
         out.write(dumps(answer["status"], indent=2, sort_keys=True) + "\n")
     else:

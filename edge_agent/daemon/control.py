@@ -11,8 +11,10 @@ the service user, its group and root can ask. Requests::
 ``read`` runs on the agent's own bus between its transactions (the transports serialise every
 transaction), so ``quantrac diag`` never fights the running agent for a serial port.
 
-The server side is asyncio (it lives on the agent's event loop); ``request`` is the blocking
-client the CLI uses.
+The server side is asyncio (it lives on the agent's event loop) and is this module; the
+blocking client the CLI uses (``request``, ``agent_running``) and the wire rules both sides
+share (strict JSON, ``ControlError``) are :mod:`edge_agent.console.control_client`: the
+technician's tools talk to the daemon without importing it.
 
 Answers are strict JSON (RFC 8259): Python's ``json`` writes a NaN float as ``NaN``, which no
 other JSON parser accepts (jq, a monitoring script), and an offline channel's last value *is*
@@ -26,46 +28,17 @@ import asyncio
 import contextlib
 import json
 import logging
-import math
 import os
-import socket
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
+
+from edge_agent.console.control_client import ControlError, agent_running, dumps
 
 log = logging.getLogger("quantrac.edge_agent.control")
 
 Handler = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
 MAX_REQUEST = 64 * 1024
-
-
-def json_safe(value: Any) -> Any:
-    """``value`` with every NaN or infinite float (in dicts, lists, tuples) replaced by None,
-    so ``json.dumps(..., allow_nan=False)`` can write it."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: json_safe(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [json_safe(v) for v in value]
-    return value
-
-
-def dumps(value: Any, **kwargs: Any) -> str:
-    """Strict JSON of ``value`` (non-finite floats as null; other objects as ``str``)."""
-    return json.dumps(json_safe(value), allow_nan=False, default=str, **kwargs)
-
-
-class ControlError(RuntimeError):
-    """The agent could not be asked (no socket, not running, refused)."""
-
-
-def agent_running(path: Path, timeout: float = 1.0) -> bool:
-    """True if an agent answers on ``path`` (a stale socket file answers nothing)."""
-    try:
-        return bool(request(path, {"op": "ping"}, timeout).get("ok"))
-    except ControlError:
-        return False
 
 
 class ControlServer:
@@ -120,31 +93,3 @@ class ControlServer:
             self._server = None
         with contextlib.suppress(FileNotFoundError):
             self.path.unlink()
-
-
-def request(path: Path | str, msg: dict[str, Any], timeout: float = 10.0) -> dict[str, Any]:
-    """One request/answer with a running agent; ControlError when it cannot be asked."""
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-        sock.settimeout(timeout)
-        try:
-            sock.connect(str(path))
-            sock.sendall(json.dumps(msg).encode() + b"\n")
-            data = b""
-            while not data.endswith(b"\n"):
-                chunk = sock.recv(65536)
-                if not chunk:
-                    break
-                data += chunk
-        except FileNotFoundError:
-            raise ControlError(f"{path}: no control socket (is the agent running?)") from None
-        except PermissionError:
-            raise ControlError(f"{path}: permission denied (run as the quantrac user or "
-                               "root)") from None
-        except (ConnectionRefusedError, TimeoutError) as exc:
-            raise ControlError(f"{path}: the agent does not answer ({exc})") from None
-        except OSError as exc:
-            raise ControlError(f"{path}: {exc}") from None
-    if not data:
-        raise ControlError(f"{path}: the agent closed the connection without answering")
-    answer: dict[str, Any] = json.loads(data)
-    return answer

@@ -42,8 +42,9 @@ from dataclasses import dataclass
 from drivers.decode import decode_samples
 from drivers.modbus import FrameError, ModbusError, ModbusExceptionResponse
 from drivers.planner import ReadBlock, plan_reads
-from drivers.profile import ChannelSpec, Profile, profile_registers
+from drivers.profile import ChannelSpec, profile_registers
 from drivers.transport import LinkError, Transport, TransportTimeout
+from edge_agent.config.model import Device, PollPolicy
 from protocol.model import Sample, Status
 
 log = logging.getLogger("quantrac.edge_agent.poller")
@@ -51,40 +52,6 @@ log = logging.getLogger("quantrac.edge_agent.poller")
 Clock = Callable[[], float]
 Sink = Callable[[str, list[Sample]], None]
 
-
-@dataclass(frozen=True, slots=True)
-class Device:
-    """One analyser on a bus: which profile, which unit id, which channels, how often."""
-
-    name: str
-    profile: Profile
-    unit: int
-    channels: tuple[str, ...] | None = None  # None: every channel of the profile
-    interval: float = 10.0
-
-    def __post_init__(self) -> None:
-        if not 1 <= self.unit <= 247:
-            raise ValueError(f"device {self.name}: unit id {self.unit} is outside 1..247")
-        if not self.interval > 0:
-            raise ValueError(f"device {self.name}: interval {self.interval} is not positive")
-        for ch in self.channels or ():
-            if ch not in self.profile.channel_names:
-                raise ValueError(f"device {self.name}: profile {self.profile.name} has no "
-                                 f"channel {ch!r}")
-
-    @property
-    def channel_names(self) -> list[str]:
-        return list(self.channels) if self.channels is not None else self.profile.channel_names
-
-
-@dataclass(frozen=True, slots=True)
-class PollPolicy:
-    """Per-transaction timeout, retries for a healthy device, back-off for a failing one."""
-
-    timeout: float = 1.0
-    retries: int = 1
-    backoff_factor: float = 2.0
-    backoff_max: float = 60.0
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,18 +26,14 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-import re
 from collections.abc import Sequence
 from datetime import tzinfo
 
+from edge_agent.config.model import NAME_PART
 from protocol.model import Record, Status
 from protocol.payload import safe_unit, unit_problem
 
 TIME_FORMAT = "%Y%m%d%H%M%S"
-NAME_PART = re.compile(r"[A-Za-z0-9-]{1,64}")
-"""What a province, facility or station name may be: ``_`` separates them in the file name,
-and anything outside ASCII letters, digits and ``-`` is at the mercy of the FTP server."""
-
 _FORBIDDEN = ("\t", "\r", "\n")
 
 

@@ -1,0 +1,77 @@
+"""The client side of the agent's control socket, and the wire rules both sides share.
+
+One JSON request per line, one JSON answer per line, on a Unix stream socket in the state
+directory (the server, and the list of requests, is :mod:`edge_agent.daemon.control`). The
+technician's tools (``quantrac status``, ``diag read`` through a running agent) use
+:func:`request`; they import this module, never the daemon.
+
+Answers are strict JSON (RFC 8259): Python's ``json`` writes a NaN float as ``NaN``, which no
+other JSON parser accepts (jq, a monitoring script), and an offline channel's last value *is*
+NaN. So every non-finite float is sent as ``null`` (:func:`json_safe`), meaning "no value",
+as the status display shows it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import socket
+from pathlib import Path
+from typing import Any
+
+
+def json_safe(value: Any) -> Any:
+    """``value`` with every NaN or infinite float (in dicts, lists, tuples) replaced by None,
+    so ``json.dumps(..., allow_nan=False)`` can write it."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(v) for v in value]
+    return value
+
+
+def dumps(value: Any, **kwargs: Any) -> str:
+    """Strict JSON of ``value`` (non-finite floats as null; other objects as ``str``)."""
+    return json.dumps(json_safe(value), allow_nan=False, default=str, **kwargs)
+
+
+class ControlError(RuntimeError):
+    """The agent could not be asked (no socket, not running, refused)."""
+
+
+def agent_running(path: Path, timeout: float = 1.0) -> bool:
+    """True if an agent answers on ``path`` (a stale socket file answers nothing)."""
+    try:
+        return bool(request(path, {"op": "ping"}, timeout).get("ok"))
+    except ControlError:
+        return False
+
+
+def request(path: Path | str, msg: dict[str, Any], timeout: float = 10.0) -> dict[str, Any]:
+    """One request/answer with a running agent; ControlError when it cannot be asked."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(timeout)
+        try:
+            sock.connect(str(path))
+            sock.sendall(json.dumps(msg).encode() + b"\n")
+            data = b""
+            while not data.endswith(b"\n"):
+                chunk = sock.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+        except FileNotFoundError:
+            raise ControlError(f"{path}: no control socket (is the agent running?)") from None
+        except PermissionError:
+            raise ControlError(f"{path}: permission denied (run as the quantrac user or "
+                               "root)") from None
+        except (ConnectionRefusedError, TimeoutError) as exc:
+            raise ControlError(f"{path}: the agent does not answer ({exc})") from None
+        except OSError as exc:
+            raise ControlError(f"{path}: {exc}") from None
+    if not data:
+        raise ControlError(f"{path}: the agent closed the connection without answering")
+    answer: dict[str, Any] = json.loads(data)
+    return answer
