@@ -35,6 +35,7 @@ lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
 	$(VENV)/bin/mypy examples/demo.py  # not a package (not installed), checked the same way
+	$(VENV)/bin/lint-imports  # the arrows of docs/architecture.md ([tool.importlinter])
 
 bench: setup
 	@set -e; for b in bench/*.py; do echo "== $$b"; $(PY) $$b; done
