@@ -1,1 +1,7 @@
-"""(room docstring: written in the layout commit)"""
+"""The legacy uplink of Circular 10/2021/TT-BTNMT: one text file per window, pushed by FTP/FTPS.
+
+* :mod:`~edge_agent.uplinks.circular10.render`: records -> file name and bytes (sans-IO).
+* :mod:`~edge_agent.uplinks.circular10.ftp`: the spool on disk and the FTP/FTPS sender.
+
+Config key ``[uplink.circular10]``; status key ``circular10``; logs ``circular10_*``.
+"""
