@@ -30,6 +30,7 @@ import struct
 import binascii
 
 REC = 20
+Rec = tuple  # (seq, time, boot, channel, flags, value); typed as a plain tuple for MicroPython
 _FMT = "<IIHBBI"
 _BODY = 16
 
@@ -40,7 +41,7 @@ def pack(seq: int, t: int, boot: int, ch: int, flags: int, value: int) -> bytes:
     return body + struct.pack("<I", binascii.crc32(body) & 0xFFFFFFFF)
 
 
-def unpack(buf: bytes | memoryview, off: int = 0) -> tuple | None:
+def unpack(buf: bytes | bytearray | memoryview, off: int = 0) -> Rec | None:
     """(seq, time, boot, channel, flags, value) or None when the CRC does not check."""
     body = bytes(buf[off:off + _BODY])
     crc = struct.unpack("<I", bytes(buf[off + _BODY:off + REC]))[0]

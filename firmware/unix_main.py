@@ -40,12 +40,14 @@ def _args(argv: list) -> dict:
 def main() -> None:
     a = _args(sys.argv[1:])
     bdev = FileBlockDev(a["--flash"], int(a["--flash-kb"]) * 1024 // 4096)
+    # The stubs declare VfsLfs2 a subclass of their AbstractBlockDev (it is not; a block device
+    # is any object with readblocks/writeblocks/ioctl), hence the ignores.
     try:
-        fs = vfs.VfsLfs2(bdev)
+        fs = vfs.VfsLfs2(bdev)  # type: ignore[abstract, arg-type]
     except OSError:
         print("flash %s: no filesystem, formatting" % a["--flash"])
-        vfs.VfsLfs2.mkfs(bdev)
-        fs = vfs.VfsLfs2(bdev)
+        vfs.VfsLfs2.mkfs(bdev)  # type: ignore[arg-type]
+        fs = vfs.VfsLfs2(bdev)  # type: ignore[abstract, arg-type]
     vfs.mount(fs, UnixHal.ROOT)
     if "--config" in a:
         with open(a["--config"], "rb") as src:

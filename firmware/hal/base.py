@@ -10,14 +10,23 @@ other end of the pty keeps real time.
 import time
 
 
+def ms() -> int:
+    """time.ticks_ms() as the plain int it is (the stubs type ticks as opaque classes)."""
+    return time.ticks_ms()  # type: ignore[return-value]
+
+
+def us() -> int:
+    return time.ticks_us()  # type: ignore[return-value]
+
+
 class Hal:
     ROOT = ""  # where the flash filesystem is mounted ("" = the root on the MCU ports)
 
     def ticks_ms(self) -> int:
-        return time.ticks_ms()
+        return ms()
 
     def line_us(self) -> int:
-        return time.ticks_us()
+        return us()
 
     def uart_open(self, baud: int, parity: str) -> None:
         raise NotImplementedError

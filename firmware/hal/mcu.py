@@ -15,7 +15,7 @@ import time
 import inputs
 import machine
 
-from hal.base import Hal
+from hal.base import Hal, us
 
 
 class McuHal(Hal):
@@ -23,9 +23,9 @@ class McuHal(Hal):
     TX = 0
     RX = 1
     DE = 2
-    ADC_PINS: tuple = ()
-    PULSE_PINS: tuple = ()
-    DIGITAL_PINS: tuple = ()
+    ADC_PINS: tuple[int, ...] = ()
+    PULSE_PINS: tuple[int, ...] = ()
+    DIGITAL_PINS: tuple[int, ...] = ()
     RELAY_PIN = 0
 
     def __init__(self) -> None:
@@ -35,7 +35,7 @@ class McuHal(Hal):
         self.di_pins = [machine.Pin(p, machine.Pin.IN, machine.Pin.PULL_UP)
                         for p in self.DIGITAL_PINS]
         self.relay_pin = machine.Pin(self.RELAY_PIN, machine.Pin.OUT, value=0)
-        self.counters: list = []
+        self.counters: list[tuple[machine.Pin, inputs.Debounce]] = []
         self.wdt: machine.WDT | None = None
         self.buf = bytearray(256)
 
@@ -61,10 +61,10 @@ class McuHal(Hal):
         u.flush()
         self.de.value(0)
 
-    def wait_us(self, us: int) -> None:
+    def wait_us(self, n: int) -> None:
         u = self.uart
-        end = time.ticks_add(time.ticks_us(), us)
-        while time.ticks_diff(end, time.ticks_us()) > 0:
+        end = us() + n
+        while time.ticks_diff(end, us()) > 0:
             if u is not None and u.any():
                 return
             time.sleep_us(100)
@@ -79,7 +79,7 @@ class McuHal(Hal):
             pin = machine.Pin(self.PULSE_PINS[j], machine.Pin.IN, machine.Pin.PULL_UP)
 
             def irq(p: machine.Pin, d: inputs.Debounce = d) -> None:
-                now = time.ticks_us()
+                now = us()
                 d.edge(now, time.ticks_diff(now, d.last))
 
             pin.irq(trigger=machine.Pin.IRQ_FALLING, handler=irq)

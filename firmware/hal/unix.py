@@ -33,7 +33,11 @@ import termios
 import time
 
 import inputs
-from hal.base import Hal
+
+MYPY = False
+if MYPY:  # typing only (mypy treats MYPY as true); MicroPython has no typing module
+    from typing import Any
+from hal.base import Hal, ms
 
 RESET_EXIT = 75
 BLOCK = 4096
@@ -89,8 +93,8 @@ class UnixHal(Hal):
         self.status_path = status
         self.hb_path = heartbeat
         self.cause = cause
-        self.ctl: dict = {}
-        self._ctl_sig: tuple = ()
+        self.ctl: dict[str, Any] = {}
+        self._ctl_sig: tuple[int, ...] = ()
         self._ctl_at = 0
         self.f = None
         self.poller = select.poll()
@@ -98,20 +102,20 @@ class UnixHal(Hal):
         self.reopen_at = 0
         self.read_ctl(True)
         self.boot_world = self._world()
-        self.base: list = []
-        self.deb: list = []
+        self.base: list[int] = []
+        self.deb: list[inputs.Debounce] = []
         self.edge_us = 0
         self.relay_state = 0
         self.wdt_ms = 0
         self._hb_at = 0
         self._status_at = 0
-        self._status_sig: tuple = ()
+        self._status_sig: tuple[object, ...] = ()
 
     # ------------------------------------------------------------------ control file
     def read_ctl(self, force: bool = False) -> None:
         if not self.ctl_path:
             return
-        now = time.ticks_ms()
+        now = ms()
         if not force and time.ticks_diff(now, self._ctl_at) < 3:
             return
         try:
@@ -135,7 +139,8 @@ class UnixHal(Hal):
         c = self.ctl
         if "sim_ms" not in c:
             return _host_ms()
-        return int(c["sim_ms"] + c.get("speed", 0) * (_host_ms() - c.get("host_ms", 0)))
+        t: int = int(c["sim_ms"] + c.get("speed", 0) * (_host_ms() - c.get("host_ms", 0)))
+        return t
 
     def ticks_ms(self) -> int:
         self.read_ctl()
@@ -151,7 +156,7 @@ class UnixHal(Hal):
             f = open(self.port, "r+b")
         except OSError:
             self.f = None
-            self.reopen_at = time.ticks_add(time.ticks_ms(), 200)
+            self.reopen_at = ms() + 200
             return
         fd = f.fileno()
         termios.setraw(fd)
@@ -171,11 +176,11 @@ class UnixHal(Hal):
                 pass
         self.f = None
         self.poller = select.poll()
-        self.reopen_at = time.ticks_add(time.ticks_ms(), 200)
+        self.reopen_at = ms() + 200
 
     def uart_read(self) -> bytes | None:
         if self.f is None:
-            if time.ticks_diff(time.ticks_ms(), self.reopen_at) >= 0:
+            if time.ticks_diff(ms(), self.reopen_at) >= 0:
                 self._open()
             return None
         try:
@@ -242,15 +247,15 @@ class UnixHal(Hal):
         self.relay_state = 1 if on else 0
 
     # ------------------------------------------------------------------ watchdog, reset
-    def wdt_start(self, ms: int) -> None:
-        self.wdt_ms = ms
-        self._hb_at = time.ticks_add(time.ticks_ms(), -1000)
+    def wdt_start(self, timeout: int) -> None:
+        self.wdt_ms = timeout
+        self._hb_at = ms() - 1000
         self.wdt_feed()
 
     def wdt_feed(self) -> None:
         if not self.hb_path or not self.wdt_ms:
             return
-        now = time.ticks_ms()
+        now = ms()
         if time.ticks_diff(now, self._hb_at) < 100:
             return
         self._hb_at = now
@@ -269,17 +274,17 @@ class UnixHal(Hal):
     def report(self, node: object) -> None:
         if not self.status_path:
             return
-        n = node  # type: ignore[assignment]
-        sig = (n.scans, n.log.head, n.frames, n.relay, n.offset_ms, n.uptime // 100,  # type: ignore[attr-defined]
-               n.totals[0] if n.totals else 0)  # type: ignore[attr-defined]
-        now = time.ticks_ms()
+        n: Any = node
+        sig = (n.scans, n.log.head, n.frames, n.relay, n.offset_ms, n.uptime // 100,
+               n.totals[0] if n.totals else 0)
+        now = ms()
         if sig == self._status_sig and time.ticks_diff(now, self._status_at) < 500:
             return
         if time.ticks_diff(now, self._status_at) < 10:
             return
         self._status_at = now
         self._status_sig = sig
-        st = n.status()  # type: ignore[attr-defined]
+        st = n.status()
         st["relay_out"] = self.relay_state
         st["host_ms"] = _host_ms()
         tmp = self.status_path + ".new"
