@@ -210,6 +210,43 @@ def rtu_exception_response(unit: int, function: int, code: int) -> bytes:
     return _with_crc(bytes((unit,)) + exception_pdu(function, code))
 
 
+WRITE_MULTIPLE = 16
+MAX_WRITE_COUNT = 123  # Modbus limit for FC16
+
+
+def rtu_write_request(unit: int, address: int, words: list[int] | tuple[int, ...]) -> bytes:
+    """The RTU frame of an FC16 (write multiple registers) request."""
+    if not 0 <= unit <= 247:
+        raise ValueError(f"unit id {unit} is outside 0..247")
+    if not 1 <= len(words) <= MAX_WRITE_COUNT:
+        raise ValueError(f"{len(words)} words do not fit one FC16 write")
+    if not 0 <= address <= 0xFFFF - (len(words) - 1):
+        raise ValueError(f"registers {address}..{address + len(words) - 1} run past 65535")
+    body = struct.pack(f">BBHHB{len(words)}H", unit, WRITE_MULTIPLE, address, len(words),
+                       2 * len(words), *words)
+    return _with_crc(body)
+
+
+def rtu_write_response_length(head: bytes) -> int | None:
+    """8 for an FC16 acknowledgement, 5 for an exception, None until 2 bytes are in."""
+    if len(head) < 2:
+        return None
+    return 5 if head[1] == WRITE_MULTIPLE | EXCEPTION_BIT else 8
+
+
+def parse_rtu_write_response(frame: bytes, unit: int, address: int, count: int) -> None:
+    """Check an FC16 acknowledgement; raises FrameError or ModbusExceptionResponse."""
+    _check_crc(frame)
+    if frame[0] != unit:
+        raise FrameError(f"byte 0: unit {frame[0]}, expected {unit}")
+    pdu = frame[1:-2]
+    if pdu[:1] == bytes((WRITE_MULTIPLE | EXCEPTION_BIT,)) and len(pdu) == 2:
+        raise ModbusExceptionResponse(unit, WRITE_MULTIPLE, pdu[1])
+    if pdu != struct.pack(">BHH", WRITE_MULTIPLE, address, count):
+        raise FrameError(f"FC16 acknowledgement {pdu.hex(' ')} does not echo address "
+                         f"{address}, count {count}")
+
+
 def rtu_char_time(baud: int, bits_per_char: int = RTU_BITS_PER_CHAR) -> float:
     """Seconds one character occupies on the line (1.146 ms at 9600 baud)."""
     return bits_per_char / baud

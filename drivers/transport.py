@@ -128,6 +128,34 @@ class RtuTransport:
             finally:
                 self._line_free_at = time.monotonic() + self.turnaround
 
+    def write_registers(self, unit: int, address: int, words: list[int],
+                        timeout: float) -> None:
+        """FC16 write (the field node's clock, history cursor, relay); raises ModbusError."""
+        request = modbus.rtu_write_request(unit, address, words)
+        with self._lock:
+            try:
+                port = self._port()
+                wait = self._line_free_at - time.monotonic()
+                if wait > 0:
+                    time.sleep(wait)
+                if port.in_waiting:
+                    port.reset_input_buffer()
+                port.write(request)
+                frame = self._receive(port, modbus.WRITE_MULTIPLE, 0,
+                                      time.monotonic() + timeout, write=True)
+                if not frame:
+                    raise TransportTimeout(f"unit {unit}: no answer within {timeout:.3f} s")
+                try:
+                    modbus.parse_rtu_write_response(frame, unit, address, len(words))
+                except FrameError:
+                    self._drain(port)
+                    raise
+            except (serial.SerialException, OSError) as exc:
+                self._drop()
+                raise LinkError(f"{self.settings.port}: {exc}") from exc
+            finally:
+                self._line_free_at = time.monotonic() + self.turnaround
+
     def _transact(self, request: bytes, unit: int, function: int, count: int,
                   timeout: float) -> list[int]:
         port = self._port()
@@ -147,11 +175,17 @@ class RtuTransport:
             raise
 
     def _receive(self, port: serial.Serial, function: int, count: int,
-                 deadline: float) -> bytes:
+                 deadline: float, write: bool = False) -> bytes:
         """Bytes of one response: complete, or cut by silence or the deadline."""
         buf = bytearray()
+
+        def length(head: bytes) -> int | None:
+            if write:
+                return modbus.rtu_write_response_length(head)
+            return modbus.rtu_response_length(head, function, count)
+
         while True:
-            expected = modbus.rtu_response_length(bytes(buf[:2]), function, count)
+            expected = length(bytes(buf[:2]))
             need = 2 - len(buf) if expected is None else expected - len(buf)
             if need <= 0:
                 return bytes(buf)
@@ -165,7 +199,7 @@ class RtuTransport:
                 break
             buf += chunk
         if buf:
-            expected = modbus.rtu_response_length(bytes(buf[:2]), function, count)
+            expected = length(bytes(buf[:2]))
             self._drain(port)
             raise FrameError(
                 f"short frame: {len(buf)} of {expected or 'at least 2'} bytes "

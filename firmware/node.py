@@ -336,8 +336,8 @@ class Node(mbrtu.Device):
             "boot": self.boot, "reset_cause": self.reset_cause, "uptime_ms": self.uptime,
             "utc": self.utc_s(), "synced": self.offset_ms is not None, "unit": self.unit,
             "config_error": self.cfg_error,
-            "analog": [[self.a_val[i], self.a_st[i], self.a_ua[i]]
-                       for i in range(self.n_analog)],
+            "analog": [[self.a_val[i] if self.a_val[i] == self.a_val[i] else None,  # NaN
+                        self.a_st[i], self.a_ua[i]] for i in range(self.n_analog)],
             "totals": self.totals[:self.n_pulse], "saved": self.saved_totals[:self.n_pulse],
             "digital": self.di, "relay": self.relay, "scans": self.scans,
             "log": {"head": self.log.head, "oldest": self.log.oldest,

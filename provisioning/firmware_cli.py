@@ -164,6 +164,7 @@ class NodeProcess:
     def start(self, cause: str = "power", wait: bool = True) -> None:
         with contextlib.suppress(FileNotFoundError):
             self.status_path.unlink()
+        self.boot_sim = int(self.ctl.get("sim_ms", 0))
         out = self.out_path.open("ab")
         if self.supervise:
             argv = [sys.executable, "-m", "provisioning.firmware_cli", "run",
@@ -227,14 +228,12 @@ class NodeProcess:
                                f"{self.output()[-2000:]}") from None
         return result
 
-    def advance(self, ms: int, what: str = "the node to catch up") -> dict[str, Any]:
-        """Step the simulated clock by ``ms`` and wait until the node has seen the new time."""
+    def advance(self, ms: int, what: str = "the node to see the new time") -> dict[str, Any]:
+        """Step the frozen simulated clock by ``ms``; wait until the node has acted on it."""
         target = int(self.ctl["sim_ms"]) + ms
         self.set(sim_ms=target)
-        s0 = self.status() or {}
-        boot_uptime = target - (int(self.ctl["sim_ms"]) - ms) + int(s0.get("uptime_ms", 0))
-        return self.wait(lambda s: s["uptime_ms"] >= boot_uptime - 0
-                         and s.get("next_slot", 0) is not None, 20, what)
+        want = target - self.boot_sim
+        return self.wait(lambda s: s["uptime_ms"] >= want, 20, f"{what} (uptime {want} ms)")
 
 
 # --------------------------------------------------------------------------- commands

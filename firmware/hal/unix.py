@@ -208,7 +208,7 @@ class UnixHal(Hal):
             return
         for _, ev in self.poller.poll(max(1, ms)):
             if ev & (select.POLLHUP | select.POLLERR):
-                time.sleep_ms(min(ms, 5))  # far side closed: uart_read reopens
+                self._drop()  # the pty's master went away (trunk cut): reopen in 200 ms
         return
 
     # ------------------------------------------------------------------ inputs
