@@ -112,7 +112,7 @@ class FtpSettings:
 
     @classmethod
     def from_config(cls, cfg: Any, **overrides: Any) -> FtpSettings:
-        """From a :class:`edge_agent.config.reader.StationConfig` with ``circular10`` set."""
+        """From a :class:`edge_agent.config.model.StationConfig` with ``circular10`` set."""
         c = cfg.circular10
         values: dict[str, Any] = {
             "host": c.host, "port": c.port, "user": c.user, "password": c.password,
