@@ -135,7 +135,15 @@ class Log:
         self.segs.append(self.head)
         self.f = open(self._name(self.head), "wb")
         self.cur_n = 0
-        while len(self.segs) > self.max_segs:
+        self._trim()
+
+    def _trim(self) -> None:
+        """Drop the oldest segment while the newer ones alone hold ``capacity`` records.
+
+        Counted in records, not segments: every boot starts a segment, and a node that
+        reboots often must not lose history for it.
+        """
+        while len(self.segs) > 1 and self.head - self.segs[1] >= self.capacity:
             os.remove(self._name(self.segs.pop(0)))
 
     @property
@@ -158,6 +166,8 @@ class Log:
         self.head = seq
         self.cur_n += len(recs)
         self.writes += 1
+        if self.head - self.segs[1 if len(self.segs) > 1 else 0] >= self.capacity:
+            self._trim()
 
     def read(self, seq: int, n: int) -> list:
         """Up to ``n`` good records from ``seq`` on (a record that does not check is skipped).

@@ -98,6 +98,7 @@ class Assembler:
         self.buf = bytearray()
         self.last = 0
         self.over = False
+        self.dropped = 0  # overlong bursts dropped whole
 
     def feed(self, data: bytes, now: int) -> None:
         if not data:
@@ -121,6 +122,7 @@ class Assembler:
         self.buf = bytearray()
         if self.over:
             self.over = False
+            self.dropped += 1
             return None
         return frame
 

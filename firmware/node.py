@@ -344,6 +344,7 @@ class Node(mbrtu.Device):
                     "capacity": self.log.capacity, "skipped": self.log.skipped,
                     "writes": self.log.writes, "error": self.log.error},
             "next_slot": self.next_slot, "frames": self.frames, "answered": self.answered,
+            "dropped": self.asm.dropped,
             "heap_peak": self.heap_peak, "heap_free": self.heap_free,
         }
 

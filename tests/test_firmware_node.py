@@ -250,7 +250,7 @@ def test_history_backfills_a_ten_minute_trunk_cut_with_original_times(node: Node
 def _try_read_node(t: RtuTransport) -> field_node.NodeInfo | None:
     try:
         return field_node.read_node(t, UNIT, 0.3)
-    except Exception:  # noqa: BLE001 - waiting for the line to come back
+    except Exception:
         return None
 
 

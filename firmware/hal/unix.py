@@ -275,7 +275,7 @@ class UnixHal(Hal):
         if not self.status_path:
             return
         n: Any = node
-        sig = (n.scans, n.log.head, n.frames, n.relay, n.offset_ms, n.uptime // 100,
+        sig = (n.scans, n.log.head, n.frames, n.asm.dropped, n.relay, n.offset_ms, n.uptime // 100,
                n.totals[0] if n.totals else 0)
         now = ms()
         if sig == self._status_sig and time.ticks_diff(now, self._status_at) < 500:
