@@ -18,7 +18,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 DEB_LIST = ROOT / ".ci" / "debian-packages"
-SCANNED = [ROOT / "tests", ROOT / "bench", ROOT / "edge_agent" / "demo.py", ROOT / "hw_sim"]
+SCANNED = [ROOT / "tests", ROOT / "bench", ROOT / "examples" / "demo.py", ROOT / "hw_sim"]
 SPAWNERS = {"run", "Popen", "check_output", "check_call", "call", "create_subprocess_exec",
             "execvp", "execv"}
 
