@@ -18,7 +18,8 @@ from drivers.modbus import ModbusError, ModbusExceptionResponse
 from drivers.planner import ReadBlock, plan_reads
 from drivers.profile import Profile, profile_registers
 from drivers.transport import LinkError, Transport, TransportTimeout
-from protocol.model import Sample, Status
+from edge_agent.core.plausibility import plausible_sample
+from protocol.model import Sample
 
 WIDTH = 80
 
@@ -114,19 +115,15 @@ def profile_blocks(profile: Profile) -> list[ReadBlock]:
     return plan_reads(profile_registers(profile), max_count=profile.max_read)
 
 
-def plausible(sample: Sample, lo: float, hi: float) -> bool:
-    """A value within the channel's usual range widened by its width on each side."""
-    if sample.status is Status.OFFLINE or not math.isfinite(sample.value):
-        return False
-    width = hi - lo
-    return lo - width <= sample.value <= hi + width
-
-
 def guess_profile(profile: Profile, image: Mapping[tuple[int, int], int]) -> Guess:
-    """Score ``profile`` against the words a unit returned for the profile's blocks."""
+    """Score ``profile`` against the words a unit returned for the profile's blocks.
+
+    A channel counts when its sample passes the one plausibility rule
+    (:func:`edge_agent.core.plausibility.plausible_sample`, every channel judged, integers
+    too), the rule the poller's live guard applies to floats.
+    """
     samples = decode_samples(profile, image, 0.0)
-    good = sum(plausible(s, profile.channel(s.channel).lo, profile.channel(s.channel).hi)
-               for s in samples)
+    good = sum(plausible_sample(profile.channel(s.channel), s) for s in samples)
     return Guess(profile.name, good, len(samples))
 
 

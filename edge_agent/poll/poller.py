@@ -23,10 +23,9 @@ Rules (DESIGN §5, §9):
 * ``poll_failed`` is logged (warning) when a device's failure reason changes, not on every
   poll; ``device_recovered`` (info) when it answers again.
 * A float that no analyser of that channel would send (far outside the channel's usual range,
-  or a denormal-looking speck like 2.4e-41, the signature of swapped words, DESIGN §9) becomes
-  a FAULT sample with no value and an ``implausible_value`` log line. This is a guard, not a
-  proof: a swapped word order that happens to decode to a plausible number cannot be told
-  from a real reading by any master.
+  or a denormal-looking speck like 2.4e-41, the signature of swapped words) becomes a FAULT
+  sample with no value and an ``implausible_value`` log line. The rule, and why it is only a
+  guard, is :mod:`edge_agent.core.plausibility`; the bounds are worked out once per channel.
 """
 
 from __future__ import annotations
@@ -34,7 +33,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -42,9 +40,12 @@ from dataclasses import dataclass
 from drivers.decode import decode_samples
 from drivers.modbus import FrameError, ModbusError, ModbusExceptionResponse
 from drivers.planner import ReadBlock, plan_reads
-from drivers.profile import ChannelSpec, profile_registers
+from drivers.profile import profile_registers
 from drivers.transport import LinkError, Transport, TransportTimeout
 from edge_agent.config.model import Device, PollPolicy
+from edge_agent.core.plausibility import bounds as plausible_bounds
+from edge_agent.core.plausibility import judged, outside
+from edge_agent.runtime.thread import StepThread
 from protocol.model import Sample, Status
 
 log = logging.getLogger("quantrac.edge_agent.poller")
@@ -67,33 +68,6 @@ class DeviceHealth:
     consecutive_failures: int = 0
     polls_ok: int = 0
     polls_failed: int = 0
-
-
-def implausible(ch: ChannelSpec, value: float) -> bool:
-    """True for a float no analyser of this channel would send (see the module docstring).
-
-    Plausible: within ten range-widths of the channel's usual range, and either exactly 0 or
-    at least a millionth of the range's magnitude. Integers are never judged: a scaled int16
-    cannot be swapped and a totaliser legitimately leaves any range.
-    """
-    bounds = _plausible_bounds(ch)
-    return bounds is not None and _outside(bounds, value)
-
-
-def _plausible_bounds(ch: ChannelSpec) -> tuple[float, float, float] | None:
-    """(lowest, highest, smallest nonzero magnitude) a plausible value of ``ch`` may have;
-    None for integer channels, which are never judged. Worked out once per channel."""
-    if not ch.dtype.startswith("float"):
-        return None
-    width = ch.hi - ch.lo
-    return ch.lo - 10 * width, ch.hi + 10 * width, 1e-6 * max(abs(ch.lo), abs(ch.hi))
-
-
-def _outside(bounds: tuple[float, float, float], value: float) -> bool:
-    if not math.isfinite(value) or value == 0:
-        return False
-    lo, hi, tiny = bounds
-    return not lo <= value <= hi or abs(value) < tiny
 
 
 def _kind(exc: ModbusError) -> str:
@@ -136,9 +110,8 @@ class DevicePoller:
         self._keys = [[(b.function, a) for a in b.registers()] for b in self.blocks]
         # only floats are judged by the implausible-value guard
         self._floats = {ch.name: ch for ch in (profile.channel(n) for n in names)
-                        if ch.dtype.startswith("float")}
-        self._bounds = {name: b for name, ch in self._floats.items()
-                        if (b := _plausible_bounds(ch)) is not None}
+                        if judged(ch)}
+        self._bounds = {name: plausible_bounds(ch) for name, ch in self._floats.items()}
         # health, kept as plain attributes (cheap to update per poll), snapshotted on demand
         self._last_good: float | None = None
         self._last_error: str | None = None
@@ -223,7 +196,7 @@ class DevicePoller:
         out = []
         for s in samples:
             bounds = self._bounds.get(s.channel)
-            if bounds is None or s.status in (Status.OFFLINE, Status.FAULT) or not _outside(
+            if bounds is None or s.status in (Status.OFFLINE, Status.FAULT) or not outside(
                     bounds, s.value):
                 if self._implausible:
                     self._implausible.discard(s.channel)
@@ -314,53 +287,60 @@ class BusWorker:
         self.policy = policy
         self.monotonic = monotonic
         self.pollers = [DevicePoller(d, bus.transport.name, clock, policy) for d in bus.devices]
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        # the schedule (index into pollers -> monotonic time), set afresh by start()
+        self._due: dict[int, float] = {}
+        self._probe_at: dict[int, float] = {}  # a failing device's earliest next probe
+        self._cost: dict[int, float] = {}  # how long each device's last poll took
+        self._thread = StepThread(f"bus {self.transport.name}", self._step, log=log,
+                                  error_event="bus_worker_error", finish=self.transport.close,
+                                  finish_error_event="bus_close_failed")
 
     def start(self) -> None:
-        self._stop.clear()
-        self._thread = threading.Thread(target=self.run, name=f"bus {self.transport.name}",
-                                        daemon=True)
+        start = self.monotonic()
+        self._due = dict.fromkeys(range(len(self.pollers)), start)
+        self._probe_at = dict.fromkeys(self._due, start)
+        self._cost = dict.fromkeys(self._due, 0.0)
         self._thread.start()
 
-    def stop(self, join_timeout: float | None = None) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(join_timeout)
+    def request_stop(self) -> None:
+        """Ask the worker to stop after its current transaction; does not wait."""
+        self._thread.request_stop()
 
-    def run(self) -> None:
-        start = self.monotonic()
-        due = dict.fromkeys(range(len(self.pollers)), start)
-        probe_at = dict.fromkeys(due, start)  # a failing device's earliest next probe
-        cost = dict.fromkeys(due, 0.0)  # how long each device's last poll took
-        while not self._stop.is_set():
-            i = min(due, key=due.__getitem__)
-            now = self.monotonic()
-            probe = False
-            if due[i] > now:
-                j = self._probe_candidate(now, due, probe_at, cost)
-                if j is None:
-                    later = [probe_at[k] for k, p in enumerate(self.pollers)
-                             if p.failing and now < probe_at[k] < due[i]]
-                    self._stop.wait(min(later, default=due[i]) - now)
-                    continue
-                i, probe = j, True
-            poller = self.pollers[i]
-            began = now
-            try:
-                samples = poller.poll(self.transport)
-                self.sink(poller.device.name, samples)
-            except Exception:  # a bug must not silently kill the bus: log, keep polling
-                log.exception("poller_error", extra={"device": poller.device.name})
-            now = self.monotonic()
-            cost[i] = now - began
-            probe_at[i] = began + poller.device.interval
-            if not probe:
-                # keep the cadence, but never burst to catch up after a stall
-                due[i] = max(due[i] + poller.next_delay(), now)
-            elif not poller.failing:  # the probe found it back: its interval again
-                due[i] = max(began + poller.device.interval, now)
-        self.transport.close()
+    def stop(self, join_timeout: float | None = None) -> None:
+        self._thread.stop(join_timeout)
+
+    def _step(self) -> None:
+        """One turn: the poll that is due, or a probe that fits the idle time, or a wait."""
+        due, probe_at, cost = self._due, self._probe_at, self._cost
+        if not due:  # a bus without devices: nothing to do but wait for the stop
+            self._thread.wait(3600.0)
+            return
+        i = min(due, key=due.__getitem__)
+        now = self.monotonic()
+        probe = False
+        if due[i] > now:
+            j = self._probe_candidate(now, due, probe_at, cost)
+            if j is None:
+                later = [probe_at[k] for k, p in enumerate(self.pollers)
+                         if p.failing and now < probe_at[k] < due[i]]
+                self._thread.wait(min(later, default=due[i]) - now)
+                return
+            i, probe = j, True
+        poller = self.pollers[i]
+        began = now
+        try:
+            samples = poller.poll(self.transport)
+            self.sink(poller.device.name, samples)
+        except Exception:  # a bug must not silently kill the bus: log, keep polling
+            log.exception("poller_error", extra={"device": poller.device.name})
+        now = self.monotonic()
+        cost[i] = now - began
+        probe_at[i] = began + poller.device.interval
+        if not probe:
+            # keep the cadence, but never burst to catch up after a stall
+            due[i] = max(due[i] + poller.next_delay(), now)
+        elif not poller.failing:  # the probe found it back: its interval again
+            due[i] = max(began + poller.device.interval, now)
 
     def _probe_candidate(self, now: float, due: dict[int, float], probe_at: dict[int, float],
                          cost: dict[int, float]) -> int | None:
@@ -389,10 +369,14 @@ class Poller:
             w.start()
 
     def stop(self, join_timeout: float | None = None) -> None:
-        for w in self.workers:
-            w._stop.set()
+        for w in self.workers:  # ask all first: the wait is the slowest bus's, not the sum
+            w.request_stop()
         for w in self.workers:
             w.stop(join_timeout)
+
+    def transport(self, name: str) -> Transport | None:
+        """The open transport of the bus called ``name`` (its port, or host:port), if polled."""
+        return next((w.transport for w in self.workers if w.transport.name == name), None)
 
     def health(self) -> list[DeviceHealth]:
         return [p.health for w in self.workers for p in w.pollers]
