@@ -92,10 +92,7 @@ expected, so an installer fixes a config in one pass.
 
 from __future__ import annotations
 
-import math
-import tomllib
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -123,108 +120,14 @@ from edge_agent.config.model import (
     StationInfo,
     is_symbol,
 )
+from protocol.config_file import MISSING as _MISSING
+from protocol.config_file import ConfigError as ConfigError
+from protocol.config_file import Problem as Problem
+from protocol.config_file import Reader as _Reader
+from protocol.config_file import read_toml
+from protocol.config_file import shown as _shown
 from protocol.payload import unit_problem
 from provisioning.signed import STATION_ID_RULE, is_station_id
-
-_MISSING = object()
-
-
-@dataclass(frozen=True, slots=True)
-class Problem:
-    """One mistake: where (file, key path), what was found, what was expected."""
-
-    file: str
-    key: str
-    value: Any
-    expected: str
-
-    def __str__(self) -> str:
-        if self.value is _MISSING:
-            return f"{self.file}: {self.key}: missing; expected {self.expected}"
-        return f"{self.file}: {self.key} = {_shown(self.value)}: expected {self.expected}"
-
-
-def _shown(value: Any, limit: int = 120) -> str:
-    """The value as Python writes it (repr: ESC, CR, LF appear as ``\\x1b``, ``\\r``,
-    ``\\n``, so a message is one line and cannot drive the terminal), a long string cut."""
-    text = repr(value)
-    if isinstance(value, str) and len(text) > limit:
-        return f"{text[: limit - 20]}... ({len(value)} characters)"
-    return text
-
-
-class ConfigError(ValueError):
-    """A config that cannot be used; ``problems`` lists every mistake found, one per line."""
-
-    def __init__(self, problems: list[Problem]) -> None:
-        self.problems = problems
-        super().__init__("\n".join(str(p) for p in problems))
-
-
-# --------------------------------------------------------------------------- reading
-
-
-class _Reader:
-    """Typed access to a parsed TOML document that records problems instead of raising."""
-
-    def __init__(self, source: str) -> None:
-        self.source = source
-        self.problems: list[Problem] = []
-
-    def fail(self, key: str, value: Any, expected: str) -> None:
-        self.problems.append(Problem(self.source, key, value, expected))
-
-    def table(self, value: Any, path: str, allowed: set[str]) -> Mapping[str, Any]:
-        if not isinstance(value, Mapping):
-            self.fail(path, value, "a table")
-            return {}
-        for key in value:
-            if key not in allowed:
-                self.fail(f"{path}.{key}" if path else key, value[key],
-                          f"a known key (one of {', '.join(sorted(allowed))})")
-        return value
-
-    def tables(self, doc: Mapping[str, Any], key: str, path: str) -> list[Any]:
-        value = doc.get(key, [])
-        if not isinstance(value, list):
-            self.fail(path, value, f"an array of tables ([[{path}]])")
-            return []
-        return value
-
-    def get(self, doc: Mapping[str, Any], key: str, path: str, kind: str,
-            default: Any = _MISSING, check: Callable[[Any], bool] | None = None,
-            expected: str | None = None) -> Any:
-        """``doc[key]`` if present and of ``kind`` (str, int, number, bool, list), else default.
-
-        A missing required key or a wrong value is recorded; the default (or None) is returned
-        so parsing carries on and finds the next mistake too.
-        """
-        where = f"{path}.{key}" if path else key
-        if key not in doc:
-            if default is _MISSING:
-                self.fail(where, _MISSING, expected or _KIND_TEXT[kind])
-                return None
-            return default
-        value = doc[key]
-        ok = {
-            "str": isinstance(value, str),
-            "int": isinstance(value, int) and not isinstance(value, bool),
-            "number": isinstance(value, int | float) and not isinstance(value, bool),
-            "bool": isinstance(value, bool),
-            "list": isinstance(value, list),
-        }[kind]
-        if ok and kind == "number":
-            ok = math.isfinite(value)
-        if ok and check is not None:
-            ok = check(value)
-        if not ok:
-            self.fail(where, value, expected or _KIND_TEXT[kind])
-            return None if default is _MISSING else default
-        return float(value) if kind == "number" else value
-
-
-_KIND_TEXT = {"str": "a string", "int": "an integer", "number": "a number",
-              "bool": "true or false", "list": "an array"}
 
 
 def load_config(path: str | Path, *, station_required: bool = True) -> StationConfig:
@@ -234,27 +137,9 @@ def load_config(path: str | Path, *, station_required: bool = True) -> StationCo
     [[bus]] and [[device]] are read, and a device without ``channels`` polls every channel.
     """
     path = Path(path)
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise ConfigError([Problem(str(path), "<file>", str(path),
-                                   f"a readable file ({exc.strerror})")]) from None
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        # TOML is UTF-8. A file saved by a Windows editor as Latin-1/Windows-1252 (a
-        # Vietnamese name such as "Trạm" in a legacy code page) fails here: say where.
-        line = data.count(b"\n", 0, exc.start) + 1
-        column = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
-        raise ConfigError([Problem(
-            str(path), f"byte {exc.start} (line {line}, column {column})",
-            data[exc.start:exc.end],
-            "UTF-8 text (the file is in another encoding, such as Latin-1 or Windows-1252; "
-            "save it as UTF-8)")]) from None
-    try:
-        doc = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError([Problem(str(path), "<toml>", str(exc), "valid TOML")]) from None
+    # TOML is UTF-8: a file saved by a Windows editor as Latin-1/Windows-1252 (a Vietnamese
+    # name such as "Trạm" in a legacy code page) is named by byte, line and column.
+    doc = read_toml(path, ConfigError)
     return parse_config(doc, path, station_required=station_required)
 
 
