@@ -33,7 +33,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -44,6 +43,7 @@ from drivers.planner import ReadBlock, plan_reads
 from drivers.profile import profile_registers
 from drivers.transport import LinkError, Transport, TransportTimeout
 from edge_agent.config.model import Device, PollPolicy
+from edge_agent.runtime.thread import StepThread
 from edge_agent.core.plausibility import bounds as plausible_bounds
 from edge_agent.core.plausibility import judged, outside
 from protocol.model import Sample, Status
@@ -287,53 +287,60 @@ class BusWorker:
         self.policy = policy
         self.monotonic = monotonic
         self.pollers = [DevicePoller(d, bus.transport.name, clock, policy) for d in bus.devices]
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        # the schedule (index into pollers -> monotonic time), set afresh by start()
+        self._due: dict[int, float] = {}
+        self._probe_at: dict[int, float] = {}  # a failing device's earliest next probe
+        self._cost: dict[int, float] = {}  # how long each device's last poll took
+        self._thread = StepThread(f"bus {self.transport.name}", self._step, log=log,
+                                  error_event="bus_worker_error", finish=self.transport.close,
+                                  finish_error_event="bus_close_failed")
 
     def start(self) -> None:
-        self._stop.clear()
-        self._thread = threading.Thread(target=self.run, name=f"bus {self.transport.name}",
-                                        daemon=True)
+        start = self.monotonic()
+        self._due = dict.fromkeys(range(len(self.pollers)), start)
+        self._probe_at = dict.fromkeys(self._due, start)
+        self._cost = dict.fromkeys(self._due, 0.0)
         self._thread.start()
 
-    def stop(self, join_timeout: float | None = None) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(join_timeout)
+    def request_stop(self) -> None:
+        """Ask the worker to stop after its current transaction; does not wait."""
+        self._thread.request_stop()
 
-    def run(self) -> None:
-        start = self.monotonic()
-        due = dict.fromkeys(range(len(self.pollers)), start)
-        probe_at = dict.fromkeys(due, start)  # a failing device's earliest next probe
-        cost = dict.fromkeys(due, 0.0)  # how long each device's last poll took
-        while not self._stop.is_set():
-            i = min(due, key=due.__getitem__)
-            now = self.monotonic()
-            probe = False
-            if due[i] > now:
-                j = self._probe_candidate(now, due, probe_at, cost)
-                if j is None:
-                    later = [probe_at[k] for k, p in enumerate(self.pollers)
-                             if p.failing and now < probe_at[k] < due[i]]
-                    self._stop.wait(min(later, default=due[i]) - now)
-                    continue
-                i, probe = j, True
-            poller = self.pollers[i]
-            began = now
-            try:
-                samples = poller.poll(self.transport)
-                self.sink(poller.device.name, samples)
-            except Exception:  # a bug must not silently kill the bus: log, keep polling
-                log.exception("poller_error", extra={"device": poller.device.name})
-            now = self.monotonic()
-            cost[i] = now - began
-            probe_at[i] = began + poller.device.interval
-            if not probe:
-                # keep the cadence, but never burst to catch up after a stall
-                due[i] = max(due[i] + poller.next_delay(), now)
-            elif not poller.failing:  # the probe found it back: its interval again
-                due[i] = max(began + poller.device.interval, now)
-        self.transport.close()
+    def stop(self, join_timeout: float | None = None) -> None:
+        self._thread.stop(join_timeout)
+
+    def _step(self) -> None:
+        """One turn: the poll that is due, or a probe that fits the idle time, or a wait."""
+        due, probe_at, cost = self._due, self._probe_at, self._cost
+        if not due:  # a bus without devices: nothing to do but wait for the stop
+            self._thread.wait(3600.0)
+            return
+        i = min(due, key=due.__getitem__)
+        now = self.monotonic()
+        probe = False
+        if due[i] > now:
+            j = self._probe_candidate(now, due, probe_at, cost)
+            if j is None:
+                later = [probe_at[k] for k, p in enumerate(self.pollers)
+                         if p.failing and now < probe_at[k] < due[i]]
+                self._thread.wait(min(later, default=due[i]) - now)
+                return
+            i, probe = j, True
+        poller = self.pollers[i]
+        began = now
+        try:
+            samples = poller.poll(self.transport)
+            self.sink(poller.device.name, samples)
+        except Exception:  # a bug must not silently kill the bus: log, keep polling
+            log.exception("poller_error", extra={"device": poller.device.name})
+        now = self.monotonic()
+        cost[i] = now - began
+        probe_at[i] = began + poller.device.interval
+        if not probe:
+            # keep the cadence, but never burst to catch up after a stall
+            due[i] = max(due[i] + poller.next_delay(), now)
+        elif not poller.failing:  # the probe found it back: its interval again
+            due[i] = max(began + poller.device.interval, now)
 
     def _probe_candidate(self, now: float, due: dict[int, float], probe_at: dict[int, float],
                          cost: dict[int, float]) -> int | None:
@@ -362,10 +369,14 @@ class Poller:
             w.start()
 
     def stop(self, join_timeout: float | None = None) -> None:
-        for w in self.workers:
-            w._stop.set()
+        for w in self.workers:  # ask all first: the wait is the slowest bus's, not the sum
+            w.request_stop()
         for w in self.workers:
             w.stop(join_timeout)
+
+    def transport(self, name: str) -> Transport | None:
+        """The open transport of the bus called ``name`` (its port, or host:port), if polled."""
+        return next((w.transport for w in self.workers if w.transport.name == name), None)
 
     def health(self) -> list[DeviceHealth]:
         return [p.health for w in self.workers for p in w.pollers]
