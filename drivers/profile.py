@@ -36,13 +36,13 @@ Every mistake raises :class:`ProfileError` naming the file, the key path and the
 from __future__ import annotations
 
 import math
-import tomllib
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from drivers.codec import DTYPES, ORDERS, word_count
+from protocol.config_file import ConfigError, Reader, read_toml
 from protocol.model import Status
 
 PROFILE_DIR = Path(__file__).with_name("profiles")
@@ -59,19 +59,14 @@ _TOP_KEYS = {"name", "model", "description", "max_read", "defaults", "device_sta
 _DEFAULT_KEYS = {"function", "dtype", "byte_order", "word_order"}
 _CHANNEL_KEYS = {"address", "unit", "range", "scale", "offset", "status", *_DEFAULT_KEYS}
 _STATUS_KEYS = {"function", "address", "mask", "shift", "map", "default"}
-_MISSING = "<missing>"
 
 
-class ProfileError(ValueError):
-    """A profile that cannot be used; names the file, the key path and the offending value."""
+class ProfileError(ConfigError):
+    """A profile that cannot be used; names the file, the key path and the offending value.
 
-    def __init__(self, file: str | Path, key: str, value: object, expected: str) -> None:
-        self.file = str(file)
-        self.key = key
-        self.value = value
-        self.expected = expected
-        shown = value if value == _MISSING else repr(value)
-        super().__init__(f"{self.file}: {key} = {shown}: {expected}")
+    The message and the type checks are :mod:`protocol.config_file`'s, the same as every config
+    file's; a profile stops at the first mistake (later checks need the earlier values).
+    """
 
 
 @dataclass(frozen=True)
@@ -162,24 +157,14 @@ def builtin_profile_names() -> list[str]:
 def builtin_profile(name: str) -> Profile:
     path = PROFILE_DIR / f"{name}.toml"
     if not path.is_file():
-        raise ProfileError(path, "name", name,
-                           f"no such built-in profile; known: {', '.join(builtin_profile_names())}")
+        raise ProfileError.one(path, "name", name,
+                               "a built-in profile (no such built-in profile; known: "
+                               f"{', '.join(builtin_profile_names())})")
     return load_profile(path)
 
 
 def load_profile(path: str | Path) -> Profile:
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ProfileError(path, "<file>", str(path), f"cannot be read ({exc.strerror})") from None
-    except UnicodeDecodeError as exc:
-        raise ProfileError(path, "<file>", f"byte {exc.start}", "is not UTF-8") from None
-    try:
-        doc = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ProfileError(path, "<toml>", str(exc), "is not valid TOML (a duplicate "
-                           "[channels.X] table is reported here)") from None
+    doc = read_toml(path, ProfileError, " (a duplicate [channels.X] table is reported here)")
     return parse_profile(doc, path)
 
 
@@ -189,65 +174,34 @@ def parse_profile(doc: Mapping[str, Any], source: str | Path) -> Profile:
     return p.profile(doc)
 
 
-class _Parser:
+class _Parser(Reader):
     def __init__(self, source: str) -> None:
-        self.source = source
-
-    def fail(self, key: str, value: object, expected: str) -> ProfileError:
-        return ProfileError(self.source, key, value, expected)
-
-    def table(self, doc: Any, key: str, allowed: set[str]) -> Mapping[str, Any]:
-        if not isinstance(doc, Mapping):
-            raise self.fail(key, doc, "expected a table")
-        for k in doc:
-            if k not in allowed:
-                raise self.fail(f"{key}.{k}" if key else k, doc[k],
-                                f"unknown key; expected one of {', '.join(sorted(allowed))}")
-        return doc
-
-    def get(self, doc: Mapping[str, Any], key: str, path: str, kind: type | tuple[type, ...],
-            default: Any = _MISSING) -> Any:
-        if key not in doc:
-            if default is _MISSING:
-                raise self.fail(path, _MISSING, "required key is missing")
-            return default
-        value = doc[key]
-        if isinstance(value, bool) or not isinstance(value, kind):
-            names = kind.__name__ if isinstance(kind, type) else " or ".join(
-                k.__name__ for k in kind)
-            raise self.fail(path, value, f"expected {names}")
-        return value
-
-    def choice(self, doc: Mapping[str, Any], key: str, path: str, options: Collection[Any],
-               default: Any = _MISSING) -> Any:
-        value = self.get(doc, key, path, (str, int), default)
-        if value not in options:
-            raise self.fail(path, value, f"expected one of {', '.join(map(str, options))}")
-        return value
+        super().__init__(source, ProfileError, collect=False)
 
     def profile(self, doc: Mapping[str, Any]) -> Profile:
         doc = self.table(doc, "", _TOP_KEYS)
-        name = self.get(doc, "name", "name", str)
-        model = self.get(doc, "model", "model", str, name)
-        description = self.get(doc, "description", "description", str, "")
-        max_read = self.get(doc, "max_read", "max_read", int, MAX_READ)
+        name = self.get(doc, "name", "", "str")
+        model = self.get(doc, "model", "", "str", name)
+        description = self.get(doc, "description", "", "str", "")
+        max_read = self.get(doc, "max_read", "", "int", MAX_READ)
         if not 1 <= max_read <= MAX_READ:
-            raise self.fail("max_read", max_read, f"expected a count in 1..{MAX_READ}")
+            raise self.error("max_read", max_read, f"a count in 1..{MAX_READ}")
         defaults = self.table(doc.get("defaults", {}), "defaults", _DEFAULT_KEYS)
-        base_function = self.choice(defaults, "function", "defaults.function", (3, 4), 3)
+        base_function = self.choice(defaults, "function", "defaults", (3, 4), 3)
         device_status = None
         if "device_status" in doc:
             device_status = self.status(doc["device_status"], "device_status", base_function)
-        chans = self.get(doc, "channels", "channels", dict)
+        chans = self.get(doc, "channels", "", "table")
         if not chans:
-            raise self.fail("channels", {}, "a profile needs at least one channel")
+            raise self.error("channels", {}, "at least one channel")
         channels = []
         seen: dict[str, str] = {}
         for ch_name, ch_doc in chans.items():
             folded = ch_name.casefold()
             if folded in seen:
-                raise self.fail(f"channels.{ch_name}", ch_name,
-                                f"duplicate channel (already defined as {seen[folded]!r})")
+                raise self.error(f"channels.{ch_name}", ch_name,
+                                 f"a channel name not defined before (a duplicate of "
+                                 f"{seen[folded]!r})")
             seen[folded] = ch_name
             channels.append(self.channel(ch_name, ch_doc, defaults))
         profile = Profile(name=name, model=model or description, channels=tuple(channels),
@@ -258,25 +212,23 @@ class _Parser:
     def channel(self, name: str, doc: Any, defaults: Mapping[str, Any]) -> ChannelSpec:
         path = f"channels.{name}"
         if not name.replace("_", "").replace(",", "").isalnum():
-            raise self.fail(path, name, "channel names are letters, digits, '_' or ','")
+            raise self.error(path, name, "a channel name of letters, digits, '_' or ','")
         doc = self.table(doc, path, _CHANNEL_KEYS)
         merged = {**defaults, **doc}
-        function = self.choice(merged, "function", f"{path}.function", (3, 4), 3)
-        dtype = self.choice(merged, "dtype", f"{path}.dtype", DTYPES)
-        byte_order = self.choice(merged, "byte_order", f"{path}.byte_order", ORDERS, "big")
-        word_order = self.choice(merged, "word_order", f"{path}.word_order", ORDERS, "big")
-        address = self.address(merged, f"{path}.address", word_count(dtype))
-        scale = float(self.get(doc, "scale", f"{path}.scale", (int, float), 1.0))
-        if scale == 0 or not math.isfinite(scale):
-            raise self.fail(f"{path}.scale", scale, "expected a finite, non-zero number")
-        offset = float(self.get(doc, "offset", f"{path}.offset", (int, float), 0.0))
-        if not math.isfinite(offset):
-            raise self.fail(f"{path}.offset", offset, "expected a finite number")
-        unit = self.get(doc, "unit", f"{path}.unit", str, "")
-        rng = self.get(doc, "range", f"{path}.range", list)
+        function = self.choice(merged, "function", path, (3, 4), 3)
+        dtype = self.choice(merged, "dtype", path, DTYPES)
+        byte_order = self.choice(merged, "byte_order", path, ORDERS, "big")
+        word_order = self.choice(merged, "word_order", path, ORDERS, "big")
+        address = self.address(merged, path, word_count(dtype))
+        scale: float = self.get(doc, "scale", path, "number", 1.0, check=lambda v: v != 0,
+                                expected="a finite, non-zero number")
+        offset: float = self.get(doc, "offset", path, "number", 0.0,
+                                 expected="a finite number")
+        unit = self.get(doc, "unit", path, "str", "")
+        rng = self.get(doc, "range", path, "list")
         if (len(rng) != 2 or not all(isinstance(x, int | float) and not isinstance(x, bool)
                                      and math.isfinite(x) for x in rng) or not rng[0] < rng[1]):
-            raise self.fail(f"{path}.range", rng, "expected [low, high] with low < high")
+            raise self.error(f"{path}.range", rng, "[low, high] with low < high")
         status = None
         if "status" in doc:
             status = self.status(doc["status"], f"{path}.status", function)
@@ -286,38 +238,38 @@ class _Parser:
                            lo=float(rng[0]), hi=float(rng[1]))
 
     def address(self, doc: Mapping[str, Any], path: str, words: int) -> int:
-        address: int = self.get(doc, "address", path, int)
+        address: int = self.get(doc, "address", path, "int")
         if not 0 <= address <= 0xFFFF - (words - 1):
-            raise self.fail(path, address,
-                            f"expected a register address in 0..{0xFFFF - (words - 1)} "
-                            f"(the value takes {words} word(s))")
+            raise self.error(f"{path}.address", address,
+                             f"a register address in 0..{0xFFFF - (words - 1)} "
+                             f"(the value takes {words} word(s))")
         return address
 
     def status(self, doc: Any, path: str, function: int) -> StatusSpec:
         doc = self.table(doc, path, _STATUS_KEYS)
-        function = self.choice(doc, "function", f"{path}.function", (3, 4), function)
-        address = self.address(doc, f"{path}.address", 1)
-        mask = self.get(doc, "mask", f"{path}.mask", int, 0xFFFF)
+        function = self.choice(doc, "function", path, (3, 4), function)
+        address = self.address(doc, path, 1)
+        mask = self.get(doc, "mask", path, "int", 0xFFFF)
         if not 1 <= mask <= 0xFFFF:
-            raise self.fail(f"{path}.mask", mask, "expected a 16-bit mask, 0x0001..0xFFFF")
-        shift = self.get(doc, "shift", f"{path}.shift", int, 0)
+            raise self.error(f"{path}.mask", mask, "a 16-bit mask, 0x0001..0xFFFF")
+        shift = self.get(doc, "shift", path, "int", 0)
         if not 0 <= shift <= 15 or (mask >> shift) << shift != mask:
-            raise self.fail(f"{path}.shift", shift,
-                            f"expected 0..15 with no mask bit below it (mask {mask:#06x})")
+            raise self.error(f"{path}.shift", shift,
+                             f"0..15 with no mask bit below it (mask {mask:#06x})")
         names = ", ".join(_STATUS_NAMES)
-        default_name = self.choice(doc, "default", f"{path}.default", _STATUS_NAMES, "fault")
-        raw_map = self.get(doc, "map", f"{path}.map", dict)
+        default_name = self.choice(doc, "default", path, _STATUS_NAMES, "fault")
+        raw_map = self.get(doc, "map", path, "table")
         mapping: dict[int, Status] = {}
         for key, value in raw_map.items():
             kpath = f"{path}.map.{key}"
             try:
                 raw = int(key, 0)
             except ValueError:
-                raise self.fail(kpath, key, "expected an integer raw value as key") from None
+                raise self.error(kpath, key, "an integer raw value as key") from None
             if not 0 <= raw <= mask >> shift:
-                raise self.fail(kpath, raw, f"raw value does not fit the mask (0..{mask >> shift})")
+                raise self.error(kpath, raw, f"a raw value that fits the mask (0..{mask >> shift})")
             if value not in _STATUS_NAMES:
-                raise self.fail(kpath, value, f"expected one of {names}")
+                raise self.error(kpath, value, f"one of {names}")
             mapping[raw] = _STATUS_NAMES[value]
         return StatusSpec(function=function, address=address, mask=mask, shift=shift,
                           mapping=mapping, default=_STATUS_NAMES[default_name])
@@ -332,9 +284,9 @@ class _Parser:
         for ch in profile.channels:
             for i, reg in enumerate(ch.registers()):
                 if reg in owner:
-                    raise self.fail(f"channels.{ch.name}.address", ch.address,
-                                    f"register {reg[0]}:{reg[1]} (word {i} of this {ch.dtype}) "
-                                    f"overlaps {owner[reg]}")
+                    raise self.error(f"channels.{ch.name}.address", ch.address,
+                                     f"a register of its own (register {reg[0]}:{reg[1]}, word {i} "
+                                     f"of this {ch.dtype}, overlaps {owner[reg]})")
                 owner[reg] = f"channels.{ch.name}"
         masks: dict[tuple[int, int], tuple[int, str]] = {}
         specs: list[tuple[str, StatusSpec]] = [
@@ -344,12 +296,14 @@ class _Parser:
         for path, spec in specs:
             reg = (spec.function, spec.address)
             if reg in owner:
-                raise self.fail(f"{path}.address", spec.address,
-                                f"status register {reg[0]}:{reg[1]} overlaps {owner[reg]}")
+                raise self.error(f"{path}.address", spec.address,
+                                 f"a register of its own (status register {reg[0]}:{reg[1]} "
+                                 f"overlaps {owner[reg]})")
             used, other = masks.get(reg, (0, ""))
             if used & spec.mask:
-                raise self.fail(f"{path}.mask", spec.mask,
-                                f"bits of register {reg[0]}:{reg[1]} already used by {other}")
+                raise self.error(f"{path}.mask", spec.mask,
+                                 f"bits of register {reg[0]}:{reg[1]} not already used by "
+                                 f"{other}")
             masks[reg] = (used | spec.mask, path)
 
 
