@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import struct
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
@@ -116,9 +117,19 @@ KEY_ID_SIZE = 8
 SIGNATURE_SIZE = 64
 HPKE_ENC_SIZE = 32
 AEAD_TAG_SIZE = 16
-#: magic 2, version 1, suite 1, key id 8, centre key id 8, first 8, last 8, created 8,
-#: sealed length 4, station id length 1
-HEADER_FIXED = 49
+#: The fixed part of the packet header, field by field (docs/protocol.md, "Packet header"),
+#: big-endian. One ``struct.Struct`` packs it in ``Header.to_bytes`` and unpacks it in
+#: ``parse_header``, so the layout is written once; the station id follows it.
+_HEADER_FIELDS = (
+    ("magic", "2s"), ("version", "B"), ("suite", "B"), ("key_id", "8s"),
+    ("centre_key_id", "8s"), ("first_seq", "Q"), ("last_seq", "Q"), ("created", "Q"),
+    ("sealed_len", "I"), ("station_id_len", "B"),
+)  # fmt: skip
+_HEADER = struct.Struct(">" + "".join(code for _, code in _HEADER_FIELDS))
+#: the byte offset of each header field, for errors that name the byte at fault
+_AT = {name: struct.calcsize(">" + "".join(code for _, code in _HEADER_FIELDS[:i]))
+       for i, (name, _) in enumerate(_HEADER_FIELDS)}
+HEADER_FIXED = _HEADER.size  # 49; the station id starts here
 #: bytes a packet adds to its payload besides the header: HPKE enc, signature, AEAD tag
 PACKET_OVERHEAD = HPKE_ENC_SIZE + SIGNATURE_SIZE + AEAD_TAG_SIZE
 _U64 = (1 << 64) - 1
@@ -181,20 +192,9 @@ class Header:
         bound through ``info``) but not a field: it makes a truncated packet MALFORMED.
         """
         sid = self.station_id.encode("ascii")
-        return b"".join(
-            (
-                PACKET_MAGIC,
-                bytes((self.version, self.suite)),
-                self.key_id,
-                self.centre_key_id,
-                self.first_seq.to_bytes(8, "big"),
-                self.last_seq.to_bytes(8, "big"),
-                self.created.to_bytes(8, "big"),
-                sealed_len.to_bytes(4, "big"),
-                bytes((len(sid),)),
-                sid,
-            )
-        )
+        return _HEADER.pack(PACKET_MAGIC, self.version, self.suite, self.key_id,
+                            self.centre_key_id, self.first_seq, self.last_seq, self.created,
+                            sealed_len, len(sid)) + sid
 
 
 @dataclass(frozen=True)
@@ -213,48 +213,48 @@ def parse_header(packet: bytes) -> tuple[Header, int]:
     """
     if len(packet) < HEADER_FIXED + 1:
         raise EnvelopeError(MALFORMED, f"truncated: {len(packet)} bytes, header needs 50+")
-    if packet[0:2] != PACKET_MAGIC:
-        raise EnvelopeError(MALFORMED, f"byte 0: magic {packet[0:2].hex()}, want 5145 ('QE')")
-    if packet[2] != VERSION:
-        raise EnvelopeError(UNSUPPORTED_VERSION, f"byte 2: version {packet[2]}")
-    if packet[3] != SUITE_ED25519_X25519_SHA256_CHACHA20POLY1305:
-        raise EnvelopeError(UNSUPPORTED_SUITE, f"byte 3: suite {packet[3]}")
-    first = int.from_bytes(packet[20:28], "big")
-    last = int.from_bytes(packet[28:36], "big")
+    magic, version, suite, kid, centre_kid, first, last, created, sealed_len, length = (
+        _HEADER.unpack_from(packet))
+    if magic != PACKET_MAGIC:
+        raise EnvelopeError(MALFORMED, f"byte {_AT['magic']}: magic {magic.hex()}, "
+                            "want 5145 ('QE')")
+    if version != VERSION:
+        raise EnvelopeError(UNSUPPORTED_VERSION, f"byte {_AT['version']}: version {version}")
+    if suite != SUITE_ED25519_X25519_SHA256_CHACHA20POLY1305:
+        raise EnvelopeError(UNSUPPORTED_SUITE, f"byte {_AT['suite']}: suite {suite}")
     if first > last:
-        raise EnvelopeError(MALFORMED, f"byte 20: first_seq {first} > last_seq {last}")
-    created = int.from_bytes(packet[36:44], "big")
+        raise EnvelopeError(MALFORMED,
+                            f"byte {_AT['first_seq']}: first_seq {first} > last_seq {last}")
     # u64 on the wire, but the centre stores them as SQLite INTEGER (signed 64-bit): refuse
     # here, before anything is decrypted or stored, what it could not hold.
-    for offset, name, value in ((20, "first_seq", first), (28, "last_seq", last),
-                                (36, "created", created)):  # fmt: skip
+    for name, value in (("first_seq", first), ("last_seq", last), ("created", created)):
         if value > I64_MAX:
-            raise EnvelopeError(MALFORMED, f"byte {offset}: {name} {value} above 2**63-1")
-    sealed_len = int.from_bytes(packet[44:48], "big")
-    length = packet[48]
+            raise EnvelopeError(MALFORMED, f"byte {_AT[name]}: {name} {value} above 2**63-1")
+    at_len, at_sealed = _AT["station_id_len"], _AT["sealed_len"]
     end = HEADER_FIXED + length
     raw_id = bytes(packet[HEADER_FIXED:end])
     if len(raw_id) != length or len(packet) < end:
-        raise EnvelopeError(MALFORMED, f"byte 48: station id of {length} bytes runs past the end")
+        raise EnvelopeError(MALFORMED,
+                            f"byte {at_len}: station id of {length} bytes runs past the end")
     if length == 0 or length > MAX_STATION_ID:
-        raise EnvelopeError(MALFORMED, f"byte 48: station id length {length} not in 1..32")
+        raise EnvelopeError(MALFORMED, f"byte {at_len}: station id length {length} not in 1..32")
     sid = raw_id.decode("ascii", "replace")
     if _station_id_bytes(sid) != raw_id:
-        raise EnvelopeError(MALFORMED, f"byte 49: invalid station id {raw_id!r}")
+        raise EnvelopeError(MALFORMED, f"byte {HEADER_FIXED}: invalid station id {raw_id!r}")
     if len(packet) != end + sealed_len:
         raise EnvelopeError(
             MALFORMED,
-            f"byte 44: header says {sealed_len} sealed bytes follow the {end}-byte header, "
-            f"{len(packet) - end} do (truncated or padded)",
+            f"byte {at_sealed}: header says {sealed_len} sealed bytes follow the {end}-byte "
+            f"header, {len(packet) - end} do (truncated or padded)",
         )
     if sealed_len < PACKET_OVERHEAD + FIXED_SIZE:
-        raise EnvelopeError(MALFORMED, f"byte 44: sealed length {sealed_len} too short")
+        raise EnvelopeError(MALFORMED, f"byte {at_sealed}: sealed length {sealed_len} too short")
     header = Header(
-        version=packet[2],
-        suite=packet[3],
+        version=version,
+        suite=suite,
         station_id=sid,
-        key_id=bytes(packet[4:12]),
-        centre_key_id=bytes(packet[12:20]),
+        key_id=kid,
+        centre_key_id=centre_kid,
         first_seq=first,
         last_seq=last,
         created=created,
