@@ -72,7 +72,7 @@ def test_config_errors_name_key_and_value(patch: dict[str, object], key: str,
 def test_bad_toml_names_the_file(tmp_path: Path) -> None:
     bad = tmp_path / "s.toml"
     bad.write_text("[[device]\n")
-    with pytest.raises(ConfigError, match=r"s\.toml: <toml> = .*not valid TOML"):
+    with pytest.raises(ConfigError, match=r"s\.toml: <toml> = .*expected valid TOML"):
         load_station(bad)
 
 
