@@ -47,12 +47,14 @@ def _serve(args: argparse.Namespace) -> int:
     from centre.receiver import Receiver
     from centre.serve_config import ConfigError, load
     from centre.store import CentreStore
+    from protocol.config_file import MISSING
     from provisioning.errors import ProvisioningError
 
     try:
         cfg = load(args.config)
         if cfg.receiver is None:
-            raise ConfigError(f"{args.config}: table broker: missing; `serve` needs a broker")
+            raise ConfigError.one(args.config, "broker", MISSING, "a [broker] table (`serve` "
+                                  "needs a broker)")
         centre = authority.load(cfg.centre_dir)
     except (ConfigError, ProvisioningError) as exc:
         return _fail(exc)
@@ -95,7 +97,8 @@ def _query(args: argparse.Namespace) -> int:
         t0 = query.parse_time(args.t_from, tz, "--from") if args.t_from else None
         t1 = query.parse_time(args.t_to, tz, "--to") if args.t_to else None
         if not store_path.exists():
-            raise ConfigError(f"{store_path}: no such record store")
+            raise ConfigError.one(store_path, "<file>", str(store_path),
+                                  "a record store (no such record store)")
     except (ConfigError, ValueError) as exc:
         return _fail(exc)
     try:  # read-only: a read command never creates, migrates or moves aside the file
@@ -127,7 +130,8 @@ def _stations(args: argparse.Namespace) -> int:
             store_path = args.store
         tz = query.zone(zone_name)
         if not store_path.exists():
-            raise ConfigError(f"{store_path}: no such record store")
+            raise ConfigError.one(store_path, "<file>", str(store_path),
+                                  "a record store (no such record store)")
     except (ConfigError, ValueError) as exc:
         return _fail(exc)
     try:  # read-only: a read command never creates, migrates or moves aside the file

@@ -23,23 +23,26 @@ Example::
     drop_acks = 0                             # drills only: drop the first N acks
     lose_packets = 0                          # drills only: lose the first N packets
 
-Every error names the file, the key and the value at fault.
+Every error names the file, the key and the value at fault, in the one style of every config
+file (:mod:`protocol.config_file`, which also does the reading and the type checks); the first
+mistake raises.
 """
 
 from __future__ import annotations
 
 import json
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from centre.receiver import ReceiverSettings
+from protocol.config_file import MISSING, Reader, read_toml
+from protocol.config_file import ConfigError as _ConfigBase
 
 DEFAULT_ZONE = "Asia/Ho_Chi_Minh"
 
 
-class ConfigError(ValueError):
+class ConfigError(_ConfigBase):
     """A configuration file that cannot be used; the message names file, key and value."""
 
 
@@ -65,97 +68,68 @@ _RECEIVER = {  # key -> "name", "int" or "number"
 }
 
 
-def _fail(path: Path, key: str, value: Any, why: str) -> ConfigError:
-    return ConfigError(f"{path}: key {key}: {value!r} {why}")
-
-
-def _unknown(path: Path, table: dict[str, Any], allowed: set[str], prefix: str) -> None:
-    for key in table:
-        if key not in allowed:
-            raise _fail(path, prefix + key, table[key], f"is not a known key ({sorted(allowed)})")
-
-
-def _path(path: Path, key: str, value: Any) -> Path:
+def _path(r: Reader, base: Path, key: str, value: Any) -> Path:
     if not isinstance(value, str) or not value:
-        raise _fail(path, key, value, "must be a non-empty path string")
+        raise r.error(key, value, "a non-empty path string")
     p = Path(value)
-    return p if p.is_absolute() else path.parent / p
+    return p if p.is_absolute() else base.parent / p
 
 
 def load(path: Path) -> ServeConfig:
     """Read and check the file; ConfigError on anything wrong."""
-    try:
-        data = tomllib.loads(path.read_text())
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read ({exc.strerror})") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML ({exc})") from None
-    _unknown(path, data, _TOP, "")
-    if "centre_dir" not in data:
-        raise ConfigError(f"{path}: key centre_dir: missing (the `quantrac centre init` dir)")
-    centre_dir = _path(path, "centre_dir", data["centre_dir"])
-    store = _path(path, "store", data.get("store", str(centre_dir / "records.sqlite")))
-    zone = data.get("zone", DEFAULT_ZONE)
-    if not isinstance(zone, str):
-        raise _fail(path, "zone", zone, "must be an IANA zone name such as Asia/Ho_Chi_Minh")
+    data = read_toml(path, ConfigError)
+    r = Reader(path, ConfigError, collect=False)
+    r.table(data, "", _TOP)
+    centre_dir = _path(r, path, "centre_dir", r.get(
+        data, "centre_dir", "", "str", expected="the `quantrac centre init` directory"))
+    store = _path(r, path, "store", data.get("store", str(centre_dir / "records.sqlite")))
+    zone = r.get(data, "zone", "", "str", DEFAULT_ZONE,
+                 expected="an IANA zone name such as Asia/Ho_Chi_Minh")
     tuning: dict[str, Any] = {}
-    receiver = data.get("receiver", {})
-    if not isinstance(receiver, dict):
-        raise _fail(path, "receiver", receiver, "must be a table")
-    _unknown(path, receiver, set(_RECEIVER), "receiver.")
+    receiver = r.table(data.get("receiver", {}), "receiver", _RECEIVER)
     for key, kind in _RECEIVER.items():
         if key not in receiver:
             continue
-        value: Any = receiver[key]
         if kind == "name":
-            if not isinstance(value, str) or not value or any(c in value for c in "/+#"):
-                raise _fail(path, f"receiver.{key}", value, "must be a name without / + #")
+            r.get(receiver, key, "receiver", "str",
+                  check=lambda v: bool(v) and not any(c in v for c in "/+#"),
+                  expected="a name without / + #")
         else:
-            number = (int,) if kind == "int" else (int, float)
-            if isinstance(value, bool) or not isinstance(value, number) or value < 0:
-                raise _fail(path, f"receiver.{key}", value, f"must be a non-negative {kind}")
-        tuning[key] = value
+            r.get(receiver, key, "receiver", kind, check=lambda v: v >= 0,
+                  expected=f"a non-negative {kind}")
+        tuning[key] = receiver[key]  # as written: an int stays an int
     broker = data.get("broker")
     if broker is None:
         return ServeConfig(centre_dir, store, zone, None)
-    if not isinstance(broker, dict):
-        raise _fail(path, "broker", broker, "must be a table")
-    _unknown(path, broker, _BROKER, "broker.")
+    broker = r.table(broker, "broker", _BROKER)
     host, port = broker.get("host"), broker.get("port")
     if host is None or port is None:
         default = _default_broker(centre_dir)
         if default is None:
-            raise ConfigError(
-                f"{path}: key broker.host/broker.port: missing and no broker was given at "
-                "`quantrac centre init`"
-            )
+            raise r.error("broker.host/broker.port", MISSING,
+                          "a broker (none was given at `quantrac centre init`)")
         host = default[0] if host is None else host
         port = default[1] if port is None else port
-    if not isinstance(host, str) or not host:
-        raise _fail(path, "broker.host", host, "must be a host name or address")
-    if not isinstance(port, int) or not 0 < port < 65536:
-        raise _fail(path, "broker.port", port, "must be a port number 1-65535")
+    host = r.get({"host": host}, "host", "broker", "str", check=bool,
+                 expected="a host name or address")
+    port = r.get({"port": port}, "port", "broker", "int", check=lambda v: 0 < v < 65536,
+                 expected="a port number 1-65535")
     for key in ("cert", "key"):
-        if key not in broker:
-            raise ConfigError(
-                f"{path}: key broker.{key}: missing (the receiver's TLS client "
-                "certificate and key, CN = centre)"
-            )
+        r.get(broker, key, "broker", "str",
+              expected="the receiver's TLS client certificate and key, CN = centre")
     extra: dict[str, Any] = dict(tuning)
     if "client_id" in broker:
-        if not isinstance(broker["client_id"], str) or not broker["client_id"]:
-            raise _fail(path, "broker.client_id", broker["client_id"], "must be a string")
-        extra["client_id"] = broker["client_id"]
+        extra["client_id"] = r.get(broker, "client_id", "broker", "str", check=bool,
+                                   expected="a non-empty string")
     if "keepalive" in broker:
-        if not isinstance(broker["keepalive"], int) or broker["keepalive"] < 5:
-            raise _fail(path, "broker.keepalive", broker["keepalive"], "must be seconds >= 5")
-        extra["keepalive"] = broker["keepalive"]
+        extra["keepalive"] = r.get(broker, "keepalive", "broker", "int", check=lambda v: v >= 5,
+                                   expected="seconds >= 5")
     settings = ReceiverSettings(
         host=host,
         port=port,
-        ca_cert=_path(path, "broker.ca", broker.get("ca", str(centre_dir / "ca.crt"))),
-        cert=_path(path, "broker.cert", broker["cert"]),
-        tls_key=_path(path, "broker.key", broker["key"]),
+        ca_cert=_path(r, path, "broker.ca", broker.get("ca", str(centre_dir / "ca.crt"))),
+        cert=_path(r, path, "broker.cert", broker["cert"]),
+        tls_key=_path(r, path, "broker.key", broker["key"]),
         **extra,
     )
     return ServeConfig(centre_dir, store, zone, settings)
