@@ -4,7 +4,12 @@ Reusable by every SQLite store of the project (the station's outbox here, the ce
 store): a store calls ``open_checked`` and gets a connection with the pragmas set, after an
 integrity check that moves a corrupt file aside (never deletes it) and raises the loud
 ``store_corrupt_moved_aside`` event, so that a station keeps logging on a fresh file instead
-of refusing to start (DESIGN §9: "refuses to start when its log is corrupt").
+of refusing to start. A station that refused to start on a corrupt log would stop logging
+altogether, the one outcome worse than losing the corrupt file's tail; the file is kept for
+inspection and the event tells the operator at once.
+
+Plain ``sqlite3``: every statement of the stores is hand-written SQL on the connection, so
+``open_checked`` hands back the connection itself (``CheckedDatabase.conn``).
 """
 
 from __future__ import annotations
@@ -18,8 +23,6 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import sqlite_utils
-
 log = logging.getLogger("quantrac.buffer.db")
 
 Clock = Callable[[], float]
@@ -31,10 +34,10 @@ class StoreFullError(Exception):
 
 
 @dataclass(frozen=True)
-class Opened:
-    """A checked, configured database and, if the old file was corrupt, where it went."""
+class CheckedDatabase:
+    """A checked, configured connection and, if the old file was corrupt, where it went."""
 
-    db: sqlite_utils.Database
+    conn: sqlite3.Connection
     moved_aside: Path | None
     problem: str | None
 
@@ -141,7 +144,7 @@ def open_checked(
     synchronous: str = "FULL",
     max_bytes: int | None = None,
     full_check: bool = False,
-) -> Opened:
+) -> CheckedDatabase:
     """Check ``path``, move it aside if corrupt, open (or create) it with the right pragmas."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -167,4 +170,4 @@ def open_checked(
             extra={"path": str(path), "moved_to": str(moved), "problem": problem},
         )
         conn = connect(path, synchronous=synchronous, max_bytes=max_bytes)
-    return Opened(sqlite_utils.Database(conn), moved, problem)
+    return CheckedDatabase(conn, moved, problem)

@@ -302,8 +302,7 @@ class Store:
                                                          "reason": foreign})
             raise ForeignDatabaseError(foreign)
         opened = open_checked(self.path, clock, max_bytes=max_bytes, full_check=full_check)
-        self.db = opened.db
-        self.conn: sqlite3.Connection = opened.db.conn
+        self.conn: sqlite3.Connection = opened.conn
         self.moved_aside = opened.moved_aside
         self._sync = "FULL"
         migrated = 0

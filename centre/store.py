@@ -276,7 +276,7 @@ class CentreStore:
             self.conn = _open_read_only(self.path)
             return
         opened = open_checked(self.path, clock)
-        self.conn = opened.db.conn
+        self.conn = opened.conn
         self.moved_aside = opened.moved_aside
         with transaction(self.conn):
             for statement in _SCHEMA.split(";"):

@@ -180,9 +180,9 @@ def test_file_that_is_not_a_database_at_all(tmp_path: Path) -> None:
         assert opened.moved_aside is not None
         assert opened.moved_aside.read_bytes().startswith(b"this is not sqlite")
         assert Path(str(opened.moved_aside) + "-wal").read_bytes() == b"junk"
-        assert opened.db.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert opened.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     finally:
-        opened.db.conn.close()
+        opened.conn.close()
     with Store(path, Clock()) as store:  # now a sound file: no second move
         assert store.moved_aside is None
 
