@@ -24,9 +24,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # for tests.mqtt_world
 
-import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
-
+from protocol.mqtt_client import tls_client
+from protocol.topics import Topics
 from tests.mqtt_world import World, make_records, wait_for
 
 TARGET = 30_000.0
@@ -37,15 +36,15 @@ def raw_paho_rate(
 ) -> float:
     """Records/s equivalent of publishing ``packets`` payloads at QoS 1 until all PUBACKed."""
     cert = world.broker.client_cert("BENCH-RAW")
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="bench-raw", protocol=mqtt.MQTTv311)
-    client.tls_set(
-        ca_certs=str(world.broker.ca_path), certfile=str(cert.cert), keyfile=str(cert.key)
+    # the uplink's own client factory and TLS, but a throw-away (clean) session
+    client = tls_client(
+        "bench-raw", ca_cert=world.broker.ca_path, cert=cert.cert, key=cert.key, persistent=False
     )
     client.connect(world.broker.host, world.broker.port)
     client.loop_start()
     try:
         payload = bytes(payload_size)
-        topic = "quantrac/v1/BENCH-RAW/up"  # its own topic: the ACL lets it write there
+        topic = Topics.for_station("BENCH-RAW").up  # its own topic: the ACL lets it write there
         t0 = time.perf_counter()
         infos = [client.publish(topic, payload, qos=1) for _ in range(packets)]
         for info in infos:

@@ -7,8 +7,10 @@ and by the tests: a station (certificate CN = station id, turned into the MQTT u
 
 The receivers' certificate CNs (``centre:<name>``, :data:`RECEIVER_CN` for the default one)
 contain a ``:``, which no station id may contain (``provisioning.signed``), so no enrolled
-station can ever be given the centre's rights. Rendering is pure (text out); writing files and
-issuing certificates happen in :func:`write_broker_dir`.
+station can ever be given the centre's rights. The topic names in the ACL come from
+``protocol.topics`` (a station's own with ``%u`` for its id), the very names the bundle gives
+a station and the receiver subscribes to, so the three cannot drift apart. Rendering is pure
+(text out); writing files and issuing certificates happen in :func:`write_broker_dir`.
 
 **The MQTT client id is the certificate too** (``use_username_as_clientid``): the broker
 replaces whatever client id a client sends by its username, the CN. Without it, a client id
@@ -33,6 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from centre.authority import Centre, issue_broker_cert
+from protocol.topics import ACL_USER, DOWN_FILTER, STATE_FILTER, UP_FILTER, Topics
 from provisioning import certs
 from provisioning.securefs import ensure_private_dir, write_new, write_replace
 
@@ -53,16 +56,15 @@ def receiver_cn(name: str) -> str:
 
 def render_acl(receiver_cns: Sequence[str] = (RECEIVER_CN,)) -> str:
     """The ACL: the station patterns, then the same rights for each receiver identity."""
-    text = """\
-# quantrac-edge: a station may write only its own up/state and read only its own down.
-pattern write quantrac/v1/%u/up
-pattern write quantrac/v1/%u/state
-pattern read quantrac/v1/%u/down
-"""
+    own = Topics.for_station(ACL_USER)  # the station's own names, %u for its id
+    text = (
+        "# quantrac-edge: a station may write only its own up/state and read only its own down.\n"
+        f"pattern write {own.up}\npattern write {own.state}\npattern read {own.down}\n"
+    )
     for cn in receiver_cns:
         text += (
-            f"\nuser {cn}\ntopic read quantrac/v1/+/up\ntopic read quantrac/v1/+/state\n"
-            "topic write quantrac/v1/+/down\n"
+            f"\nuser {cn}\ntopic read {UP_FILTER}\ntopic read {STATE_FILTER}\n"
+            f"topic write {DOWN_FILTER}\n"
         )
     return text
 

@@ -19,14 +19,18 @@ station has pruned or never had those numbers).
 One thread: ``step()`` runs paho's loop (callbacks run inside it) and the gap timer; the
 store's connection never leaves that thread. Paho keeps the client's session across
 ``reconnect()``, so acks still in flight when the link dropped are delivered afterwards.
+
+What the receiver shares with the station instead of writing again: the paho/TLS client
+(``protocol.mqtt_client.tls_client``: the same certificate rules and persistent session as the
+uplink), the topic names (``protocol.topics``, the same that the bundle hands a station and the
+broker's ACL enforces), and the reconnect delays (``protocol.backoff.Backoff``: equal jitter,
+from 0.5 s doubling up to ``reconnect_max_s``, back to the start once connected).
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
-import random
-import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -35,9 +39,9 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from paho.mqtt.enums import CallbackAPIVersion
 
 from centre.store import CONFLICT, REPLAYED, CentreStore
+from protocol.backoff import Backoff
 from protocol.envelope import (
     Command,
     EnvelopeError,
@@ -46,13 +50,13 @@ from protocol.envelope import (
     seq_ranges,
     sign_command,
 )
+from protocol.mqtt_client import tls_client
+from protocol.topics import STATE_FILTER, UP_FILTER, down_topic, shared, station_of
 
 log = logging.getLogger("quantrac.centre.receiver")
 
 Clock = Callable[[], float]
 Opener = Callable[[bytes], Opened]
-UP_FILTER = "quantrac/v1/+/up"
-STATE_FILTER = "quantrac/v1/+/state"
 MAX_RANGES_PER_REQUEST = 256
 
 
@@ -99,14 +103,6 @@ class ReceiverStats:
     reasons: dict[str, int] = field(default_factory=dict)
 
 
-def station_of(topic: str) -> str | None:
-    """The station id in ``quantrac/v1/<id>/up`` (None for anything else)."""
-    parts = topic.split("/")
-    if len(parts) == 4 and parts[0] == "quantrac" and parts[1] == "v1" and parts[2]:
-        return parts[2]
-    return None
-
-
 class Receiver:
     """One receiving process; ``handle_packet`` is the MQTT-free core the callbacks call."""
 
@@ -130,7 +126,10 @@ class Receiver:
         self._next_scan = 0.0
         self._client: mqtt.Client | None = None
         self._connected = False
-        self._delay = 0.5
+        # reconnect_max_s is the longest wait; the config allows 0 ("at once"), Backoff wants
+        # 0 < base <= cap, so the cap has a 1 ms floor and the base is never above the cap
+        cap = max(settings.reconnect_max_s, 0.001)
+        self._backoff = Backoff(min(0.5, cap), cap)
         self._next_attempt = 0.0
         self._dialled = False
 
@@ -266,7 +265,7 @@ class Receiver:
         cmd = Command(kind, station, counter, int(self.clock() * 1000), body)
         data = sign_command(cmd, self.signing_key)
         if self._client is not None:
-            self._client.publish(f"quantrac/v1/{station}/down", data, qos=1)
+            self._client.publish(down_topic(station), data, qos=1)
         if kind == "ack":
             self.stats.acks_sent += 1
         else:
@@ -321,20 +320,9 @@ class Receiver:
     # --- MQTT ------------------------------------------------------------------------------
     def _new_client(self) -> mqtt.Client:
         s = self.s
-        client = mqtt.Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=s.client_id,
-            clean_session=False,
-            protocol=mqtt.MQTTv311,
+        client = tls_client(
+            s.client_id, ca_cert=s.ca_cert, cert=s.cert, key=s.tls_key, max_inflight=100
         )
-        client.tls_set(
-            ca_certs=str(s.ca_cert),
-            certfile=str(s.cert),
-            keyfile=str(s.tls_key),
-            cert_reqs=ssl.CERT_REQUIRED,
-            tls_version=ssl.PROTOCOL_TLS_CLIENT,
-        )
-        client.max_inflight_messages_set(100)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
@@ -346,9 +334,9 @@ class Receiver:
         if reason.is_failure:
             log.error("receiver_refused", extra={"reason": str(reason)})
             return
-        client.subscribe([(f"$share/{self.s.group}/{UP_FILTER}", 1), (STATE_FILTER, 1)])
+        client.subscribe([(shared(self.s.group, UP_FILTER), 1), (STATE_FILTER, 1)])
         self._connected = True
-        self._delay = 0.5
+        self._backoff.reset()
         log.info(
             "receiver_connected",
             extra={
@@ -367,8 +355,7 @@ class Receiver:
         self._schedule_retry()
 
     def _schedule_retry(self) -> None:
-        self._next_attempt = self.clock() + self._delay * (0.5 + random.random() / 2)
-        self._delay = min(self.s.reconnect_max_s, self._delay * 2)
+        self._next_attempt = self.clock() + self._backoff.next_delay()
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
         if msg.topic.endswith("/state"):

@@ -3,6 +3,9 @@
 Verification order matters: first that the bundle is signed by the key whose fingerprint the
 installer typed (nothing else in an unauthenticated file is worth reading), then that it is for
 this station and this key, then that it is current and its certificates fit this device.
+
+The topics a bundle names (and that reading one insists on) are ``protocol.topics.Topics``,
+the same names the centre's receiver and the broker's ACL use.
 """
 
 from __future__ import annotations
@@ -14,26 +17,13 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
 
 from protocol.envelope import key_id
+from protocol.topics import Topics
 from provisioning.certs import check_station_cert
 from provisioning.errors import ProvisioningError, shown
 from provisioning.keys import ed25519_public, fingerprint, raw_public, x25519_public
 from provisioning.signed import Reader, b64, iso, parse_document, sign_document
 
 BUNDLE_FORMAT = "quantrac-bundle/1"
-
-
-@dataclass(frozen=True)
-class Topics:
-    """The station's MQTT topics; the broker ACL lets it use only these."""
-
-    up: str
-    down: str
-    state: str
-
-    @classmethod
-    def for_station(cls, station_id: str) -> Topics:
-        base = f"quantrac/v1/{station_id}"
-        return cls(up=f"{base}/up", down=f"{base}/down", state=f"{base}/state")
 
 
 def parse_broker(text: str, source: str = "--broker") -> tuple[str, int]:

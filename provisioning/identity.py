@@ -29,8 +29,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
 
 from protocol.envelope import key_id
+from protocol.topics import Topics
 from provisioning import certs
-from provisioning.bundle import Bundle, Topics, read_bundle
+from provisioning.bundle import Bundle, read_bundle
 from provisioning.errors import ProvisioningError
 from provisioning.hardware import hardware_serial
 from provisioning.keys import (

@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 from edge_agent.averaging import (
     CFR_60_13_H,
     DEFAULT_UTC_OFFSET_S,
-    ChannelSpec,
     InputError,
+    StreamChannel,
     StreamingAverager,
     StreamingRollup,
     aggregate,
@@ -25,8 +25,8 @@ from edge_agent.averaging import (
 from protocol.model import Record, RecordFlag, Sample, Status
 
 BASE = 1_700_006_400
-SO2 = ChannelSpec("SO2", "ppm", 1.0)
-O2 = ChannelSpec("O2", "%", 10.0)
+SO2 = StreamChannel("SO2", "ppm", 1.0)
+O2 = StreamChannel("O2", "%", 10.0)
 
 
 def feed_seconds(avg: StreamingAverager, channel: str, start: float, stop: float,
@@ -133,7 +133,7 @@ def test_unknown_channel_and_bad_time_are_errors() -> None:
 )
 def test_streaming_agrees_with_batch(raw: list[tuple[float, float, Status]], width: int) -> None:
     raw.sort(key=lambda r: r[0])
-    spec = ChannelSpec("NOx", "ppm", 60.0)
+    spec = StreamChannel("NOx", "ppm", 60.0)
     avg = StreamingAverager([spec], width_s=width, grace_s=5.0, utc_offset_s=DEFAULT_UTC_OFFSET_S)
     avg.advance(BASE)
     streamed: list[Record] = []

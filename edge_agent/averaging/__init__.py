@@ -38,7 +38,7 @@ from edge_agent.averaging.normalise import (
     normalise_values,
 )
 from edge_agent.averaging.rules import CFR_60_13_H, COVERAGE_75, RULES, ValidityRule
-from edge_agent.averaging.streaming import ChannelSpec, StreamingAverager, StreamingRollup
+from edge_agent.averaging.streaming import StreamChannel, StreamingAverager, StreamingRollup
 from edge_agent.averaging.windows import DEFAULT_UTC_OFFSET_S, utc_offset_for
 
 __all__ = [
@@ -48,10 +48,10 @@ __all__ = [
     "MOLAR_MASS_G_PER_MOL",
     "RULES",
     "AveragingError",
-    "ChannelSpec",
     "InputError",
     "Normalisation",
     "O2RangeError",
+    "StreamChannel",
     "StreamingAverager",
     "StreamingRollup",
     "UnknownGasError",

@@ -32,8 +32,12 @@ T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
-class ChannelSpec:
-    """What the averager must know about a channel: its unit and sampling period."""
+class StreamChannel:
+    """What the averager must know about a channel: its unit and sampling period.
+
+    Not :class:`drivers.profile.ChannelSpec`, which is where a channel sits in an analyser's
+    registers; this one is the Circular 10 symbol the pipeline averages under.
+    """
 
     name: str
     unit: str
@@ -128,7 +132,7 @@ class StreamingAverager(_Windowed[Sample]):
 
     def __init__(
         self,
-        channels: Iterable[ChannelSpec],
+        channels: Iterable[StreamChannel],
         *,
         width_s: int,
         grace_s: float = 30.0,

@@ -56,7 +56,7 @@ from dataclasses import dataclass, replace
 
 from edge_agent.averaging import (
     AveragingError,
-    ChannelSpec,
+    StreamChannel,
     StreamingAverager,
     StreamingRollup,
     normalise_record,
@@ -105,7 +105,7 @@ class Pipeline:
 
     def _build(self) -> None:
         avg = self.cfg.averaging
-        specs = [ChannelSpec(c.symbol, c.unit, c.period_s) for c in self.cfg.channels]
+        specs = [StreamChannel(c.symbol, c.unit, c.period_s) for c in self.cfg.channels]
         self.averagers = {
             w: StreamingAverager(specs, width_s=w, grace_s=avg.grace_s, rule=avg.rule,
                                  utc_offset_s=self.utc_offset_s)

@@ -6,8 +6,10 @@ what waited too long. Paho callbacks run inside ``step()``, on that same thread.
 
 * TLS with the provisioned station certificate; the broker is checked against the centre's CA
   (hostname included). Persistent session (clean_session false, client id = station id), QoS 1.
+  The client is ``protocol.mqtt_client.tls_client``, the one the centre's receiver uses too.
 * Topics ``quantrac/v1/<id>/up`` (packets), ``.../down`` (signed commands), ``.../state``
-  (retained ``online`` birth message with versions; the retained last will says ``offline``).
+  (retained ``online`` birth message with versions; the retained last will says ``offline``),
+  as the enrolment bundle names them (``protocol.topics``, the centre's and the ACL's too).
 * A record leaves the outbox only on the centre's signed ack; a broker PUBACK means nothing
   here. Unacked records go back to pending after ``ack_timeout`` and on every reconnect;
   a resend request makes the named records pending again. Oldest first, always.
@@ -29,7 +31,6 @@ import contextlib
 import json
 import logging
 import random
-import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -40,7 +41,6 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
-from paho.mqtt.enums import CallbackAPIVersion
 
 from buffer import Store
 from edge_agent.uplinks.mqtt.command_gate import CommandGate
@@ -58,6 +58,7 @@ from protocol.envelope import (
     seal,
 )
 from protocol.model import Record, RecordFlag
+from protocol.mqtt_client import tls_client
 from protocol.payload import RECORD_SIZE, safe_unit, unit_problem
 
 log = logging.getLogger("quantrac.edge_agent.uplink_mqtt")
@@ -181,21 +182,11 @@ class MqttUplink:
     # --- connection ----------------------------------------------------------------------
     def _new_client(self) -> mqtt.Client:
         s = self.s
-        client = mqtt.Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=s.station_id,
-            clean_session=False,
-            protocol=mqtt.MQTTv311,
-        )
-        client.tls_set(
-            ca_certs=str(s.ca_cert),
-            certfile=str(s.cert),
-            keyfile=str(s.tls_key),
-            cert_reqs=ssl.CERT_REQUIRED,
-            tls_version=ssl.PROTOCOL_TLS_CLIENT,
-        )
+        client = tls_client(
+            s.station_id, ca_cert=s.ca_cert, cert=s.cert, key=s.tls_key,
+            max_inflight=max(20, 2 * s.window),
+        )  # fmt: skip
         client.will_set(s.topic_state, self._state_payload("offline"), qos=1, retain=True)
-        client.max_inflight_messages_set(max(20, 2 * s.window))
         client.connect_timeout = s.connect_timeout
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
