@@ -9,6 +9,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from protocol.cli_error import fail
+
 
 def register(actions: argparse._SubParsersAction[Any]) -> None:
     p = actions.add_parser(
@@ -50,8 +52,7 @@ def _broker_config(args: argparse.Namespace) -> int:
             receivers=args.receiver or ("receiver",),
         )
     except (ProvisioningError, OSError, ValueError) as exc:
-        print(f"quantrac centre: error: {exc}", file=sys.stderr)
-        return 1
+        return fail("centre", exc)
     print(f"config        {setup.conf}")
     for name, cert, key in setup.receivers:
         print(f"receiver      {name}: cert {cert}, key {key}")

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 from typing import Any
+
+from protocol.cli_error import fail
 
 
 def register(actions: argparse._SubParsersAction[Any]) -> None:
@@ -64,11 +65,6 @@ def _dir(args: argparse.Namespace) -> Path:
     return args.dir if args.dir is not None else DEFAULT_CENTRE_DIR
 
 
-def _fail(exc: Exception) -> int:
-    print(f"quantrac centre: error: {exc}", file=sys.stderr)
-    return 1
-
-
 def _init(args: argparse.Namespace) -> int:
     from centre import authority
     from provisioning.errors import ProvisioningError
@@ -76,7 +72,7 @@ def _init(args: argparse.Namespace) -> int:
     try:
         centre = authority.init(_dir(args), args.broker)
     except (ProvisioningError, OSError) as exc:
-        return _fail(exc)
+        return fail("centre", exc)
     print(f"centre keys created in {centre.dir}")
     print(f"fingerprint: {centre.fingerprint}")
     print(f"CA certificate: {centre.dir / 'ca.crt'}; CRL: {centre.crl_path}")
@@ -90,7 +86,7 @@ def _fingerprint(args: argparse.Namespace) -> int:
     try:
         centre = authority.load(_dir(args))
     except (ProvisioningError, OSError) as exc:
-        return _fail(exc)
+        return fail("centre", exc)
     print(centre.fingerprint)
     return 0
 
@@ -114,7 +110,7 @@ def _enrol(args: argparse.Namespace) -> int:
         )
         _write_bundle(args.out, issued.bundle)
     except (ProvisioningError, OSError) as exc:
-        return _fail(exc)
+        return fail("centre", exc)
     print(f"station {issued.station_id} enrolled, key id {issued.key_id.hex()}")
     print(f"bundle written: {args.out} (valid until {iso(issued.expires)})")
     print(f"the installer imports it with --centre-fingerprint {centre.fingerprint}")
@@ -133,7 +129,7 @@ def _rotate(args: argparse.Namespace) -> int:
         )
         _write_bundle(args.out, issued.bundle)
     except (ProvisioningError, OSError) as exc:
-        return _fail(exc)
+        return fail("centre", exc)
     print(f"station {issued.station_id}: new key {issued.key_id.hex()} accepted; the old key "
           "stays valid until a packet signed by the new one arrives")
     print(f"bundle written: {args.out}")
@@ -148,7 +144,7 @@ def _revoke(args: argparse.Namespace) -> int:
         centre = authority.load(_dir(args))
         changed = authority.revoke(centre, args.station_id)
     except (ProvisioningError, OSError) as exc:
-        return _fail(exc)
+        return fail("centre", exc)
     state = "revoked" if changed else "was already revoked"
     print(f"station {args.station_id} {state}; CRL written: {centre.crl_path}")
     return 0
@@ -161,7 +157,7 @@ def _crl(args: argparse.Namespace) -> int:
     try:
         path = authority.write_crl(authority.load(_dir(args)))
     except (ProvisioningError, OSError) as exc:
-        return _fail(exc)
+        return fail("centre", exc)
     print(f"CRL written: {path}")
     return 0
 
@@ -175,7 +171,7 @@ def _broker_cert(args: argparse.Namespace) -> int:
             authority.load(_dir(args)), args.hostnames, args.out_dir, days=args.valid_days
         )
     except (ProvisioningError, OSError) as exc:
-        return _fail(exc)
+        return fail("centre", exc)
     print(f"keyfile {files.key}\ncertfile {files.cert}\ncafile {files.ca}\ncrlfile {files.crl}")
     print("require_certificate true\nuse_identity_as_username true")
     return 0

@@ -9,6 +9,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from protocol.cli_error import fail
+
 
 def register(actions: argparse._SubParsersAction[Any]) -> None:
     """Add ``serve`` and ``query`` to ``quantrac centre``."""
@@ -37,11 +39,6 @@ def register(actions: argparse._SubParsersAction[Any]) -> None:
     p.set_defaults(func=_stations)
 
 
-def _fail(exc: Exception) -> int:
-    print(f"quantrac centre: error: {exc}", file=sys.stderr)
-    return 1
-
-
 def _serve(args: argparse.Namespace) -> int:
     from centre import authority
     from centre.receiver import Receiver
@@ -57,7 +54,7 @@ def _serve(args: argparse.Namespace) -> int:
                                   "needs a broker)")
         centre = authority.load(cfg.centre_dir)
     except (ConfigError, ProvisioningError) as exc:
-        return _fail(exc)
+        return fail("centre", exc)
     registry = centre.registry()
     store = CentreStore(cfg.store)
     packet_key = centre.packet_private
@@ -100,14 +97,14 @@ def _query(args: argparse.Namespace) -> int:
             raise ConfigError.one(store_path, "<file>", str(store_path),
                                   "a record store (no such record store)")
     except (ConfigError, ValueError) as exc:
-        return _fail(exc)
+        return fail("centre", exc)
     try:  # read-only: a read command never creates, migrates or moves aside the file
         with CentreStore(store_path, read_only=True) as store:
             records = store.records(args.station, t0, t1)
     except NotACentreStoreError as exc:
-        return _fail(exc)
+        return fail("centre", exc)
     except sqlite3.Error as exc:
-        return _fail(ValueError(f"{store_path}: cannot read the record store: {exc}"))
+        return fail("centre", ValueError(f"{store_path}: cannot read the record store: {exc}"))
     render = query.render_csv if args.format == "csv" else query.render_text
     sys.stdout.write(render(records, tz))
     return 0
@@ -133,15 +130,15 @@ def _stations(args: argparse.Namespace) -> int:
             raise ConfigError.one(store_path, "<file>", str(store_path),
                                   "a record store (no such record store)")
     except (ConfigError, ValueError) as exc:
-        return _fail(exc)
+        return fail("centre", exc)
     try:  # read-only: a read command never creates, migrates or moves aside the file
         with CentreStore(store_path, read_only=True) as store:
             summaries = store.summaries()
             events = store.security_events()[-args.events:] if args.events > 0 else []
     except NotACentreStoreError as exc:
-        return _fail(exc)
+        return fail("centre", exc)
     except sqlite3.Error as exc:
-        return _fail(ValueError(f"{store_path}: cannot read the record store: {exc}"))
+        return fail("centre", ValueError(f"{store_path}: cannot read the record store: {exc}"))
     sys.stdout.write(query.render_stations(summaries, time.time(), tz))
     for t, station, reason, detail in events:
         shown = "  ".join(escape_controls(x) for x in (station, reason, detail))

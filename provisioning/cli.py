@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 from typing import Any
+
+from protocol.cli_error import fail
 
 
 def register(sub: argparse._SubParsersAction[Any]) -> None:
@@ -54,11 +55,6 @@ def _state_dir(args: argparse.Namespace) -> Path:
     return args.state_dir if args.state_dir is not None else DEFAULT_STATE_DIR
 
 
-def _fail(exc: Exception) -> int:
-    print(f"quantrac provision: error: {exc}", file=sys.stderr)
-    return 1
-
-
 def _write_out(path: Path, data: bytes) -> None:
     """The request goes to a USB stick: public content, written whole or not at all."""
     from provisioning.securefs import write_replace
@@ -74,7 +70,7 @@ def _init(args: argparse.Namespace) -> int:
         result = identity.init(_state_dir(args), args.station_id, force=args.force)
         _write_out(args.out, result.request)
     except (ProvisioningError, OSError) as exc:
-        return _fail(exc)
+        return fail("provision", exc)
     if result.moved_aside is not None:
         print(f"previous identity kept in {result.moved_aside}")
     print(f"station id:      {result.station_id}")
@@ -97,7 +93,7 @@ def _import(args: argparse.Namespace) -> int:
             _state_dir(args), data, str(args.bundle), args.centre_fingerprint
         )
     except (ProvisioningError, OSError) as exc:
-        return _fail(exc)
+        return fail("provision", exc)
     print(f"bundle installed for station {bundle.station_id}")
     print(f"centre fingerprint: {bundle.fingerprint}")
     print(f"broker:             {bundle.broker_host}:{bundle.broker_port}")
@@ -113,7 +109,7 @@ def _show(args: argparse.Namespace) -> int:
     try:
         info = identity.show(_state_dir(args))
     except ProvisioningError as exc:
-        return _fail(exc)
+        return fail("provision", exc)
     if args.json:
         print(json.dumps(info, indent=2))
         return 0
@@ -132,7 +128,7 @@ def _rotate(args: argparse.Namespace) -> int:
         result = identity.rotate(_state_dir(args))
         _write_out(args.out, result.request)
     except (ProvisioningError, OSError) as exc:
-        return _fail(exc)
+        return fail("provision", exc)
     if result.reused:
         print(f"a rotation to key {result.new_key_id.hex()} was already pending; "
               "its request is written again")

@@ -38,6 +38,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from protocol.cli_error import fail
+
 ROOT = Path(__file__).resolve().parent.parent
 FIRMWARE = ROOT / "firmware"
 BIN = Path(sys.executable).parent
@@ -282,14 +284,9 @@ def _add_commands(actions: argparse._SubParsersAction[Any]) -> None:
     p.set_defaults(func=_lint)
 
 
-def _fail(msg: str) -> int:
-    print(f"quantrac firmware: error: {msg}", file=sys.stderr)
-    return 1
-
-
 def _run(args: argparse.Namespace) -> int:
     if not args.config.is_file():
-        return _fail(f"{args.config}: no such config file")
+        return fail("firmware", f"{args.config}: no such config file")
     ctl = args.ctl
     tmp = Path(tempfile.mkdtemp(prefix="quantrac-node-"))
     if ctl is None:
@@ -364,14 +361,14 @@ def _build(args: argparse.Namespace) -> int:
         r = subprocess.run([tool(MPY_CROSS), f"-march={arch}", "-o", str(dst), str(src)],
                            capture_output=True, text=True)
         if r.returncode:
-            return _fail(f"mpy-cross {rel}: {r.stderr.strip()}")
+            return fail("firmware", f"mpy-cross {rel}: {r.stderr.strip()}")
         print(f"{rel} -> {dst}")
     return 0
 
 
 def _flash(args: argparse.Namespace) -> int:
     if not args.build.is_dir():
-        return _fail(f"{args.build}: no build; run `quantrac firmware build` first")
+        return fail("firmware", f"{args.build}: no build; run `quantrac firmware build` first")
     cmd = [tool(MPREMOTE), "connect", args.port, "mkdir", ":hal", "+"]
     r = subprocess.run(cmd[:-1], capture_output=True, text=True)  # exists already is fine
     files = sorted(p for p in args.build.rglob("*") if p.is_file())
@@ -380,13 +377,13 @@ def _flash(args: argparse.Namespace) -> int:
         r = subprocess.run([tool(MPREMOTE), "connect", args.port, "cp", str(f), f":{rel}"],
                            capture_output=True, text=True)
         if r.returncode:
-            return _fail(f"mpremote cp {rel}: {r.stderr.strip() or r.stdout.strip()}")
+            return fail("firmware", f"mpremote cp {rel}: {r.stderr.strip() or r.stdout.strip()}")
         print(f"copied {rel}")
     if args.config is not None:
         r = subprocess.run([tool(MPREMOTE), "connect", args.port, "cp", str(args.config),
                             ":node.json"], capture_output=True, text=True)
         if r.returncode:
-            return _fail(f"mpremote cp node.json: {r.stderr.strip()}")
+            return fail("firmware", f"mpremote cp node.json: {r.stderr.strip()}")
         print("copied node.json")
     subprocess.run([tool(MPREMOTE), "connect", args.port, "reset"], capture_output=True)
     return 0
@@ -406,13 +403,13 @@ def _console(args: argparse.Namespace) -> int:
         r = subprocess.run([tool(MPREMOTE), "connect", args.port, "exec", _CONSOLE_SNIPPET],
                            capture_output=True, text=True)
         if r.returncode:
-            return _fail(f"mpremote: {r.stderr.strip()}")
+            return fail("firmware", f"mpremote: {r.stderr.strip()}")
         print(r.stdout.strip())
         return 0
     try:
         st = json.loads(args.status.read_text())
     except (OSError, ValueError) as exc:
-        return _fail(f"{args.status}: cannot read the node's status ({exc})")
+        return fail("firmware", f"{args.status}: cannot read the node's status ({exc})")
     if args.json:
         print(json.dumps(st, indent=2))
         return 0
@@ -446,7 +443,7 @@ def _lint(args: argparse.Namespace) -> int:
                                 "--target", str(target), req, "micropython-stdlib-stubs"],
                                capture_output=True, text=True)
             if r.returncode:
-                return _fail(f"installing {req}: {r.stderr.strip()}")
+                return fail("firmware", f"installing {req}: {r.stderr.strip()}")
         files = [str(FIRMWARE / f) for f in CORE + hal_files]
         env = {**os.environ, "MYPYPATH": f"{target}:{FIRMWARE}"}
         # Our own config (the project's [tool.mypy] is for the CPython packages): the stubs
