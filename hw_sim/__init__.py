@@ -5,7 +5,7 @@ TCP and over a socat pty; ``sim.set_fault(unit, "crc_error")`` and ``sim.served(
 and inspect it.
 """
 
-from hw_sim.config import ConfigError, DeviceConfig, StationConfig, load_station, parse_station
+from hw_sim.config import ConfigError, DeviceConfig, SimStationConfig, load_station, parse_station
 from hw_sim.faults import FAULTS
 from hw_sim.server import RunningStation, running_station, send_control
 from hw_sim.slave import Served, SimStation
@@ -17,7 +17,7 @@ __all__ = [
     "RunningStation",
     "Served",
     "SimStation",
-    "StationConfig",
+    "SimStationConfig",
     "load_station",
     "parse_station",
     "running_station",

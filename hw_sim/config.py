@@ -85,7 +85,10 @@ class DeviceConfig:
 
 
 @dataclass(frozen=True)
-class StationConfig:
+class SimStationConfig:
+    """The simulated station: its devices (named so, not ``StationConfig``, because
+    ``edge_agent.config.model.StationConfig`` is the gateway's own station config)."""
+
     name: str
     devices: tuple[DeviceConfig, ...]
     source: str = ""
@@ -97,11 +100,11 @@ class StationConfig:
         raise KeyError(f"no simulated device with unit id {unit}")
 
 
-def load_station(path: str | Path) -> StationConfig:
+def load_station(path: str | Path) -> SimStationConfig:
     return parse_station(read_toml(path, ConfigError), str(path))
 
 
-def parse_station(doc: Mapping[str, Any], src: str = "<config>") -> StationConfig:
+def parse_station(doc: Mapping[str, Any], src: str = "<config>") -> SimStationConfig:
     r = Reader(src, ConfigError, collect=False)
     r.table(doc, "", {"name", "device"})
     name = r.get(doc, "name", "", "str", "station")
@@ -118,7 +121,7 @@ def parse_station(doc: Mapping[str, Any], src: str = "<config>") -> StationConfi
         devices.append(dev)
     if not devices:
         raise r.error("device", [], "at least one [[device]]")
-    return StationConfig(name=name, devices=tuple(devices), source=src)
+    return SimStationConfig(name=name, devices=tuple(devices), source=src)
 
 
 def _device(d: Any, path: str, r: Reader) -> DeviceConfig:

@@ -31,7 +31,7 @@ from typing import Any
 import serial
 
 from drivers import modbus
-from hw_sim.config import StationConfig, load_station
+from hw_sim.config import SimStationConfig, load_station
 from hw_sim.slave import Clock, Served, SimStation
 
 log = logging.getLogger("quantrac.hw_sim.server")
@@ -311,7 +311,7 @@ class RunningStation:
 
 
 @contextlib.contextmanager
-def running_station(config: StationConfig | str | Path, *, tcp_port: int | None = 0,
+def running_station(config: SimStationConfig | str | Path, *, tcp_port: int | None = 0,
                     pty: bool = False, baud: int | None = None, clock: Clock = time.time,
                     control: str | Path | None = None,
                     pty_link: str | Path | None = None) -> Iterator[RunningStation]:
@@ -320,7 +320,7 @@ def running_station(config: StationConfig | str | Path, *, tcp_port: int | None 
     ``tcp_port=0`` picks a free loopback port, None serves no TCP; ``pty=True`` creates a socat
     pty pair (``sim.pty_path`` is the end to open); ``baud`` turns on wire-time emulation.
     """
-    if not isinstance(config, StationConfig):
+    if not isinstance(config, SimStationConfig):
         config = load_station(config)
     station = SimStation(config, clock)
     sim = RunningStation(station)

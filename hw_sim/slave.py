@@ -24,7 +24,7 @@ from drivers.decode import DEVICE, decode_samples, encode_image
 from drivers.modbus import FrameError, ReadRequest
 from drivers.profile import ChannelSpec, StatusSpec
 from hw_sim import faults as F
-from hw_sim.config import DeviceConfig, StationConfig
+from hw_sim.config import DeviceConfig, SimStationConfig
 from hw_sim.signals import channel_value
 from protocol.model import Status
 
@@ -99,7 +99,7 @@ class SimStation:
     :meth:`handle_tcp` concurrently with :meth:`set_fault` from a test or the control socket.
     """
 
-    def __init__(self, config: StationConfig, clock: Clock = time.time) -> None:
+    def __init__(self, config: SimStationConfig, clock: Clock = time.time) -> None:
         self.config = config
         self.clock = clock
         self.start = clock()

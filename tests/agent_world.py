@@ -27,7 +27,7 @@ import pytest
 import hw_sim.server
 from buffer import Store
 from hw_sim import RunningStation, running_station
-from hw_sim.config import StationConfig, parse_station
+from hw_sim.config import SimStationConfig, parse_station
 from hw_sim.slave import Served, SimStation
 from protocol.model import Record, RecordFlag, Sample, Status
 from tests.mqtt_world import World, wait_for
@@ -56,7 +56,7 @@ WIDTH = 10
 class RecordingStation(SimStation):
     """The simulator, keeping every data answer it served (what the analyser meant)."""
 
-    def __init__(self, config: StationConfig, clock: Any) -> None:
+    def __init__(self, config: SimStationConfig, clock: Any) -> None:
         super().__init__(config, clock)
         self.history: dict[int, list[Served]] = {d.unit: [] for d in config.devices}
         self._history_lock = threading.Lock()
