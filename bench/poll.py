@@ -5,7 +5,7 @@
    9-word read. Target: our overhead under 10% (ratio pymodbus/ours under 1.10).
 2. pty at 9600 baud with the simulator's wire-time emulation: our measured time per
    transaction vs the least the wire allows (``drivers.modbus.rtu_transaction_wire_time``,
-   DESIGN §9). Target: within 15% (ratio under 1.15).
+   11-bit characters and the 3.5-character gaps). Target: within 15% (ratio under 1.15).
 3. The same pty bus with three units, one of which goes silent (the simulator's ``no_answer``
    fault, switched on its control socket) for a few seconds and then answers again: the time
    from its return to its first good poll, next to the poll interval, and what share of their

@@ -9,7 +9,7 @@ each analyser maker, so both orders are parameters taken from the profile:
 
 Reading a float32 with the wrong word order does not fail, it gives a plausible-looking but
 absurd number: 12.5 (0x41480000) read with its words swapped is 0x00004148, a denormal of about
-2.4e-41 (DESIGN §9). A value of that size in a log means the profile's ``word_order`` is wrong.
+2.4e-41. A value of that size in a log means the profile's ``word_order`` is wrong.
 
 NaN rule (so that round trips are exact and identical on x86 and aarch64, whose FPUs treat NaN
 payloads differently): *decoding* any NaN pattern gives a NaN; *encoding* any NaN gives the

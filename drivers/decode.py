@@ -1,10 +1,11 @@
 """Sans-IO decoding of register words into samples, and its inverse for the simulator.
 
 The poller reads blocks planned by drivers.planner into a register image (which words came
-back); this module turns the image into one Sample per channel. Its one rule, from DESIGN §5: a
-word that was not read is never guessed. Any missing value or status word gives an OFFLINE
-sample with a NaN value; a non-finite float from the device gives a FAULT sample with a NaN
-value (analysers send NaN or Inf when a sensor is broken or a value is out of range).
+back); this module turns the image into one Sample per channel. Its one rule: a word that
+was not read is never guessed (a record built on a guessed word would be a false legal
+measurement). Any missing value or status word gives an OFFLINE sample with a NaN value; a
+non-finite float from the device gives a FAULT sample with a NaN value (analysers send NaN or
+Inf when a sensor is broken or a value is out of range).
 """
 
 from __future__ import annotations

@@ -260,8 +260,8 @@ def rtu_frame_gap(baud: int) -> float:
 def rtu_transaction_wire_time(count: int, baud: int) -> float:
     """Least time one FC03/04 read of ``count`` registers can take on the wire.
 
-    Request (8 bytes) + gap + response (5 + 2N bytes) + gap; DESIGN §9 gives ~46 ms for 10
-    registers at 9600 baud.
+    Request (8 bytes) + gap + response (5 + 2N bytes) + gap: ~46 ms for 10 registers at 9600
+    baud (11-bit characters, 1.146 ms each, and a 3.5-character gap after each frame).
     """
     chars = 8 + 5 + 2 * count
     return chars * rtu_char_time(baud) + 2 * rtu_frame_gap(baud)

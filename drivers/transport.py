@@ -5,7 +5,8 @@ One transport object is one bus: an RS-485 line is half duplex, so a lock serial
 transactions of every caller (the poller's worker, a ``diag`` command) on it. Several unit ids
 share one transport (multidrop); each call names its unit.
 
-What peers get wrong and this module must not (DESIGN §9):
+What peers get wrong and this module must not (each point is a way a real bus of several
+analysers fails, and each has a test in tests/test_transport.py):
 
 * A silent unit costs its own timeout and nothing more. The port stays open: a timeout, a bad
   CRC, junk or a wrong unit only flushes the input; the port is reopened only after an

@@ -1,6 +1,7 @@
 """The faults a simulated analyser can show on the wire, as pure byte transformations.
 
-Each one reproduces something field devices do (DESIGN §9): a dead unit (``no_answer``), line
+Each one reproduces something field devices do, so that the poller is tested against the
+failures it will meet rather than a perfect peer: a dead unit (``no_answer``), line
 noise (``crc_error``: a frame whose CRC does not match; over TCP, which has no CRC, the PDU's
 byte count is corrupted instead so the frame is still provably broken), a device refusing
 (``exception`` with a chosen code), a device babbling (``garbage``: random bytes), a slow

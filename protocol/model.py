@@ -1,4 +1,4 @@
-"""The data model every package speaks (DESIGN §4).
+"""The data model every package speaks: samples, records, flags (wire form: docs/protocol.md).
 
 Times are UTC epoch seconds. A sample's ``t`` is when it was measured, never when it was sent or
 stored. Display and Circular 10 files convert to the station's zone at the edge.

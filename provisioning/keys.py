@@ -53,7 +53,8 @@ def normalise_fingerprint(given: str, source: str = "--centre-fingerprint") -> s
 
 
 def private_pem(key: Ed25519PrivateKey | X25519PrivateKey) -> bytes:
-    """PKCS#8 PEM, unencrypted: the file mode is the protection (DESIGN §6)."""
+    """PKCS#8 PEM, unencrypted: the file mode (0600) is the protection; a passphrase
+    would have to sit on the same unattended device to be usable, so it would add nothing."""
     return key.private_bytes(
         serialization.Encoding.PEM,
         serialization.PrivateFormat.PKCS8,

@@ -215,7 +215,8 @@ def expected_record(station: RecordingStation, samples: list[Sample], rec: Recor
 
     Each of the agent's raw samples (its time stamp puts it in a window) is matched to the
     answer the simulator served for that poll; only values the analyser reported as
-    measuring count, exactly as DESIGN §5 says.
+    measuring count, as the averaging kernels do (edge_agent/averaging/kernels.py: a point is
+    valid when its status is MEASURING).
     """
     _, unit = device_of(rec.channel)
     values = []

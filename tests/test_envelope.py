@@ -1,4 +1,4 @@
-"""The sealed packet and the signed command (DESIGN §6): round trips and every way to fail."""
+"""The sealed packet and the signed command (docs/protocol.md): round trips, every way to fail."""
 
 from __future__ import annotations
 

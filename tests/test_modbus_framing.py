@@ -92,7 +92,7 @@ def test_random_bytes_only_raise_modbus_errors(data: bytes, count: int) -> None:
 
 
 def test_wire_time_matches_design_figure() -> None:
-    # DESIGN §9: reading 10 registers at 9600 baud takes at least ~46 ms on the wire.
+    # Reading 10 registers at 9600 baud takes at least ~46 ms on the wire.
     assert modbus.rtu_char_time(9600) == pytest.approx(1.146e-3, rel=1e-3)
     assert modbus.rtu_transaction_wire_time(10, 9600) == pytest.approx(0.0464, abs=0.0015)
     assert modbus.rtu_frame_gap(38400) == 0.00175

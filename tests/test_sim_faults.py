@@ -157,7 +157,7 @@ def test_rtu_wrong_word_order_swaps_words(sim: RunningStation, line: serial.Seri
     flow = decode_value(words[14:18], "float64", word_order="little")
     assert flow == served.values["Flow"]
     # A Hach (low word first) gone wrong sends high word first. (The 2.4e-41 symptom of
-    # DESIGN §9 needs a round value: tests/test_codec.py shows it.)
+    # swapped words needs a round value: tests/test_codec.py shows it.)
     sim.set_fault(1, "wrong_word_order")
     hach = modbus.parse_rtu_read_response(_rtu(line, 1, 3, 0, 6), 1, 3, 6)
     served = sim.served(1)

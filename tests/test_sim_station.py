@@ -134,7 +134,7 @@ def test_wire_time_emulation_never_answers_early(tmp_path: Path) -> None:
     with running_station(cfg, tcp_port=None, pty=True, baud=9600) as sim:
         assert sim.pty_path is not None and sim.tcp_port is None
         with serial.Serial(sim.pty_path, 9600, timeout=2) as port:
-            minimum = modbus.rtu_transaction_wire_time(10, 9600)  # ~46 ms (DESIGN §9)
+            minimum = modbus.rtu_transaction_wire_time(10, 9600)  # ~46 ms on the wire
             assert math.isclose(minimum, 0.0458, rel_tol=0.01)
             for _ in range(3):
                 start = time.monotonic()

@@ -49,7 +49,7 @@ def pair_table(address: int, words: Sequence[int]) -> list[str]:
 
     ``big`` word order is high word first (ABCD), ``little`` is low word first (CDAB, the
     Hach sc default). A float that reads 2.4e-41 in one order and 25.3 in the other tells the
-    technician which order the device uses (DESIGN §9).
+    technician which order the device uses (drivers/codec.py explains the 2.4e-41).
     """
     if len(words) < 2:
         return []

@@ -1,4 +1,4 @@
-"""The agent's sans-IO core: polled samples in, finished records out (DESIGN §4, §5).
+"""The agent's sans-IO core: polled samples in, finished records out.
 
 It names each polled channel by its Circular 10 symbol, averages it into every configured
 window, rolls closed records up (hourly, daily), normalises stack gases, and flags what the

@@ -1,4 +1,4 @@
-"""Circular 10/2021/TT-BTNMT text files: records in, file name and bytes out (DESIGN §9).
+"""Circular 10/2021/TT-BTNMT text files: records in, file name and bytes out.
 
 Sans-IO: no file, socket or clock here; :mod:`edge_agent.uplinks.circular10.ftp` writes and sends
 what this renders. One file per window; one line per parameter, tab separated::
