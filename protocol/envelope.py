@@ -1,4 +1,4 @@
-"""Seal and open station -> centre packets; sign and open centre -> station commands (DESIGN §6).
+"""Seal and open station -> centre packets; sign and open centre -> station commands.
 
 Sans-IO: bytes and keys in, bytes out; every time is passed in. One module that the edge agent
 (seal, open_command), the centre (open_packet, sign_command) and provisioning (key_id) import.
