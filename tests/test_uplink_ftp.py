@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -15,7 +16,13 @@ from buffer import Store
 from edge_agent.config.model import StationConfig
 from edge_agent.config.reader import load_config
 from edge_agent.uplinks.circular10 import render as circular10
-from edge_agent.uplinks.circular10.ftp import Circular10Runner, Circular10Uplink, FtpSettings
+from edge_agent.uplinks.circular10.ftp import (
+    SPOOL_NAME,
+    Circular10Settings,
+    Circular10Uplink,
+    circular10_thread,
+)
+from edge_agent.uplinks.thread import UplinkThread
 from protocol.model import Record, RecordFlag, Status
 from tests.ftp_server import PASSWORD, USER, FtpServer
 from tests.mqtt_world import wait_for
@@ -89,9 +96,11 @@ def name_of(start: int) -> str:
                                 circular10.local(start, ZoneInfo("Asia/Ho_Chi_Minh")))
 
 
-def runner(cfg: StationConfig, store: Store, clock: Clock) -> Circular10Runner:
-    return Circular10Runner(cfg, store, clock, poll_s=0.02, backoff_base_s=0.05,
-                            backoff_cap_s=0.2, timeout_s=5.0)
+def runner(cfg: StationConfig, store: Store, clock: Clock) -> UplinkThread[Circular10Uplink]:
+    settings = replace(Circular10Settings.from_config(cfg), backoff_base_s=0.05,
+                       backoff_cap_s=0.2, timeout_s=5.0)
+    return circular10_thread(Circular10Uplink(settings, store, cfg.agent.state_dir / SPOOL_NAME,
+                                              clock), idle_s=0.02)
 
 
 def test_the_uplink_uploads_the_closed_windows(world: tuple[FtpServer, StationConfig, Store,
@@ -160,7 +169,7 @@ def test_a_restart_sends_nothing_twice(world: tuple[FtpServer, StationConfig, St
     for s in starts:
         store.append(window(s))
     spool = cfg.agent.state_dir / "circular10"
-    settings = FtpSettings.from_config(cfg, timeout_s=5.0)
+    settings = replace(Circular10Settings.from_config(cfg), timeout_s=5.0)
     up = Circular10Uplink(settings, store, spool, clock)
     up.step()
     assert on_server(server) == [name_of(s) for s in starts]
@@ -193,7 +202,8 @@ def test_sent_files_are_pruned_after_the_retention(
     starts = closed_starts(clock, 2)
     for s in starts:
         store.append(window(s))
-    settings = FtpSettings.from_config(cfg, timeout_s=5.0, retention_s=2 * 86400.0)
+    settings = replace(Circular10Settings.from_config(cfg), timeout_s=5.0,
+                       retention_s=2 * 86400.0)
     spool = cfg.agent.state_dir / "circular10"
     up = Circular10Uplink(settings, store, spool, clock)
     up.step()
@@ -210,7 +220,8 @@ def test_wrong_password_keeps_the_files_and_never_logs_the_password(
         caplog: pytest.LogCaptureFixture) -> None:
     server, cfg, store, clock = world
     store.append(window(closed_starts(clock, 1)[0]))
-    settings = FtpSettings.from_config(cfg, timeout_s=5.0, password="wrong-" + PASSWORD)
+    settings = replace(Circular10Settings.from_config(cfg), timeout_s=5.0,
+                       password="wrong-" + PASSWORD)
     up = Circular10Uplink(settings, store, cfg.agent.state_dir / "circular10", clock)
     with caplog.at_level("DEBUG", logger="quantrac"):
         up.step()

@@ -10,7 +10,9 @@ import ftplib
 import io
 import ssl
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -19,7 +21,7 @@ from buffer import Store
 from edge_agent.config.model import StationConfig
 from edge_agent.config.reader import load_config
 from edge_agent.uplinks.circular10 import render as circular10
-from edge_agent.uplinks.circular10.ftp import Circular10Uplink, FtpSettings
+from edge_agent.uplinks.circular10.ftp import Circular10Settings, Circular10Uplink
 from tests.ftp_server import PASSWORD, USER, FtpServer, TlsFiles, make_tls
 from tests.test_uplink_ftp import Clock, closed_starts, config, name_of, on_server, window
 
@@ -50,8 +52,8 @@ def start_server(tmp_path: Path, tls: TlsFiles, **kw: bool) -> FtpServer:
     return server
 
 
-def uplink(cfg: StationConfig, store: Store, **overrides: object) -> Circular10Uplink:
-    settings = FtpSettings.from_config(cfg, timeout_s=5.0, **overrides)
+def uplink(cfg: StationConfig, store: Store, **overrides: Any) -> Circular10Uplink:
+    settings = replace(Circular10Settings.from_config(cfg), timeout_s=5.0, **overrides)
     return Circular10Uplink(settings, store, cfg.agent.state_dir / "circular10", Clock())
 
 

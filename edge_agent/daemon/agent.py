@@ -1,9 +1,10 @@
 """The edge agent daemon: pollers -> averaging -> outbox -> uplink, on one asyncio loop.
 
-Threads move bytes (one per bus, see :mod:`edge_agent.poll.poller`; one for the MQTT uplink); the
-event loop owns the pipeline, the store writes, the clock checks, the control socket and the
-systemd notifications. A watchdog ping is sent from the loop itself, so a loop that hangs stops
-pinging and systemd restarts the service.
+Threads move bytes (one per bus, see :mod:`edge_agent.poll.poller`; one per uplink, each an
+:class:`~edge_agent.uplinks.thread.UplinkThread`: the MQTT uplink and, when configured, the
+Circular 10 one); the event loop owns the pipeline, the store writes, the clock checks, the
+control socket and the systemd notifications. A watchdog ping is sent from the loop itself,
+so a loop that hangs stops pinging and systemd restarts the service.
 
 Never crashes on a fault of the field: a silent device yields OFFLINE samples (the poller), a
 dead link only delays the drain (the uplink), a full disk keeps closed records in memory and
@@ -29,10 +30,9 @@ import math
 import os
 import signal
 import sqlite3
-import threading
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from typing import TYPE_CHECKING, Any
 
 from buffer import Store
@@ -41,6 +41,7 @@ from buffer.store import ForeignDatabaseError
 from edge_agent.averaging import configure_cache, utc_offset_for
 from edge_agent.config.model import StationConfig
 from edge_agent.config.reader import ConfigError, load_config
+from edge_agent.console.agent_read import read_on_agent_bus
 from edge_agent.console.control_client import ControlError
 from edge_agent.core.clock import ClockWatch
 from edge_agent.core.pipeline import Pipeline
@@ -51,8 +52,10 @@ from edge_agent.poll.build import build_buses
 from edge_agent.poll.poller import Poller, queue_sink
 from protocol.model import Record, Sample
 
-if TYPE_CHECKING:
-    from edge_agent.uplinks.circular10.ftp import Circular10Runner
+if TYPE_CHECKING:  # the uplinks import paho and ftplib: only when configured, at start
+    from edge_agent.uplinks.circular10.ftp import Circular10Uplink
+    from edge_agent.uplinks.mqtt.uplink import MqttUplink
+    from edge_agent.uplinks.thread import UplinkThread
 
 log = logging.getLogger("quantrac.edge_agent.agent")
 
@@ -105,77 +108,6 @@ def resume_from_store(store: Store, pipeline: Pipeline, now: float) -> None:
                                "since": since, "windows_ahead": len(ahead)})
 
 
-class UplinkRunner:
-    """The MQTT uplink on its own thread; never lets an exception end the thread."""
-
-    def __init__(self, cfg: StationConfig, store: Store, clock: Clock,
-                 clock_trusted: Callable[[], bool] = lambda: True) -> None:
-        self.cfg = cfg
-        self.store = store
-        self.clock = clock
-        self.clock_trusted = clock_trusted
-        self.state = "starting"
-        self.detail = ""
-        self.uplink: Any = None
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def start(self) -> None:
-        from edge_agent.uplinks.mqtt.uplink import MqttUplink, UplinkSettings
-        from provisioning import identity
-        from provisioning.errors import ProvisioningError
-
-        assert self.cfg.mqtt is not None
-        m = self.cfg.mqtt
-        try:
-            ident = identity.load(self.cfg.agent.state_dir)
-        except (ProvisioningError, OSError) as exc:
-            self.state, self.detail = "unavailable", f"not provisioned: {exc}"
-            log.error("uplink_unavailable", extra={"reason": self.detail})
-            return
-        if self.cfg.station.id and ident.station_id != self.cfg.station.id:
-            self.state = "unavailable"
-            self.detail = (f"{self.cfg.source}: station.id = {self.cfg.station.id!r} but the "
-                           f"state dir is provisioned as {ident.station_id!r}")
-            log.error("uplink_unavailable", extra={"reason": self.detail})
-            return
-        settings = UplinkSettings.from_identity(
-            ident, window=m.window, ack_timeout=m.ack_timeout_s,
-            max_packets_per_s=m.max_packets_per_s, backoff_cap=m.backoff_cap_s)
-        gate = self.cfg.agent.state_dir / (OUTBOX_NAME + ".uplink")
-        self.uplink = MqttUplink(settings, self.store, gate, self.clock,
-                                 clock_trusted=self.clock_trusted)
-        self.state, self.detail = "connecting", f"{ident.broker_host}:{ident.broker_port}"
-        self._thread = threading.Thread(target=self._run, name="uplink", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        up = self.uplink
-        while not self._stop.is_set():
-            try:
-                up.step()
-            except Exception:  # a bug or an unforeseen library error: log, breathe, go on
-                log.exception("uplink_error")
-                self._stop.wait(1.0)
-            self.state = "connected" if up.connected else "connecting"
-        try:
-            up.close()
-        except Exception:
-            log.exception("uplink_close_failed")
-        self.state = "stopped"
-
-    def stop(self, timeout: float = 5.0) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-
-    def status(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"state": self.state, "detail": self.detail}
-        if self.uplink is not None:
-            out["stats"] = asdict(self.uplink.stats)
-        return out
-
-
 class Agent:
     """One station's daemon. ``await agent.run()`` returns the exit code."""
 
@@ -190,8 +122,9 @@ class Agent:
         self.started = clock()
         self.store: Store | None = None
         self.poller: Poller | None = None
-        self.uplink: UplinkRunner | None = None
-        self.legacy: Circular10Runner | None = None  # [uplink.circular10], if configured
+        self.uplink: UplinkThread[MqttUplink] | None = None  # [uplink.mqtt], if configured
+        self.uplink_unavailable: str | None = None  # why the MQTT uplink could not start
+        self.circular10: UplinkThread[Circular10Uplink] | None = None  # [uplink.circular10]
         self.control: ControlServer | None = None
         self.queue: asyncio.Queue[tuple[str, list[Sample]]] = asyncio.Queue()
         self.watch = ClockWatch(cfg.agent.clock_jump_tolerance_s)
@@ -304,10 +237,8 @@ class Agent:
                         (signal.SIGHUP, self._reload.set)):
             loop.add_signal_handler(sig, fn)
         self._start_poller(loop)
-        if cfg.mqtt is not None:
-            self.uplink = UplinkRunner(cfg, self.store, self.clock, self._clock_trusted)
-            self.uplink.start()
-        self._start_legacy(cfg)
+        self._start_mqtt(cfg)
+        self._start_circular10(cfg)
         log.info("agent_started", extra={
             "station": cfg.station.id, "config": str(cfg.source), "pid": os.getpid(),
             "devices": len(cfg.poll.devices), "channels": len(cfg.channels),
@@ -351,7 +282,7 @@ class Agent:
         self._flush_samples()
         if self.uplink is not None:
             await asyncio.to_thread(self.uplink.stop)
-        await self._stop_legacy()
+        await self._stop_circular10()
         if self.control is not None:
             await self.control.close()
         assert self.store is not None
@@ -528,38 +459,83 @@ class Agent:
             if self.uplink is not None:
                 await asyncio.to_thread(self.uplink.stop)
                 self.uplink = None
-            if new.mqtt is not None:
-                assert self.store is not None
-                self.uplink = UplinkRunner(new, self.store, self.clock, self._clock_trusted)
-                self.uplink.start()
+            self._start_mqtt(new)
         if (new.circular10, new.station) != (old.circular10, old.station) \
                 or new.averaging.grace_s != old.averaging.grace_s:
-            await self._stop_legacy()
-            self._start_legacy(new)
+            await self._stop_circular10()
+            self._start_circular10(new)
         log.info("config_reloaded", extra={"config": str(new.source),
                                            "windows_restarted": rebuilt,
                                            "devices": len(new.poll.devices)})
 
-    # ------------------------------------------------------------------ legacy uplink
+    # ------------------------------------------------------------------ uplinks
 
-    def _start_legacy(self, cfg: StationConfig) -> None:
+    def _start_mqtt(self, cfg: StationConfig) -> None:
+        """The MQTT uplink on its own thread ([uplink.mqtt]), with the provisioned identity.
+
+        A station not provisioned, or provisioned as another station, runs on without it:
+        the records wait in the outbox and the status says why (``uplink_unavailable``)."""
+        self.uplink_unavailable = None
+        if cfg.mqtt is None:
+            return
+        from edge_agent.uplinks.mqtt.uplink import MqttUplink, UplinkSettings, mqtt_thread
+        from provisioning import identity
+        from provisioning.errors import ProvisioningError
+
+        m = cfg.mqtt
+        try:
+            ident = identity.load(cfg.agent.state_dir)
+        except (ProvisioningError, OSError) as exc:
+            self.uplink_unavailable = f"not provisioned: {exc}"
+        else:
+            if cfg.station.id and ident.station_id != cfg.station.id:
+                self.uplink_unavailable = (
+                    f"{cfg.source}: station.id = {cfg.station.id!r} but the state dir is "
+                    f"provisioned as {ident.station_id!r}")
+        if self.uplink_unavailable is not None:
+            log.error("uplink_unavailable", extra={"reason": self.uplink_unavailable})
+            return
+        settings = replace(UplinkSettings.from_identity(ident), window=m.window,
+                           ack_timeout=m.ack_timeout_s, max_packets_per_s=m.max_packets_per_s,
+                           backoff_cap=m.backoff_cap_s)
+        assert self.store is not None
+        gate = cfg.agent.state_dir / (OUTBOX_NAME + ".uplink")
+        self.uplink = mqtt_thread(MqttUplink(settings, self.store, gate, self.clock,
+                                             clock_trusted=self._clock_trusted))
+        self.uplink.start()
+
+    def _start_circular10(self, cfg: StationConfig) -> None:
         """The Circular 10 files by FTP/FTPS, on a thread of their own ([uplink.circular10])."""
         if cfg.circular10 is None:
             return
-        from edge_agent.uplinks.circular10.ftp import Circular10Runner
+        from edge_agent.uplinks.circular10.ftp import (
+            SPOOL_NAME,
+            Circular10Settings,
+            Circular10Uplink,
+            circular10_thread,
+        )
 
         assert self.store is not None
         try:
-            self.legacy = Circular10Runner(cfg, self.store, self.clock)
+            uplink = Circular10Uplink(Circular10Settings.from_config(cfg), self.store,
+                                      cfg.agent.state_dir / SPOOL_NAME, self.clock)
         except OSError as exc:  # the spool cannot be made: the rest of the agent runs on
             log.error("uplink_circular10_unavailable", extra={"reason": str(exc)})
             return
-        self.legacy.start()
+        self.circular10 = circular10_thread(uplink)
+        self.circular10.start()
 
-    async def _stop_legacy(self) -> None:
-        if self.legacy is not None:
-            await asyncio.to_thread(self.legacy.stop)
-            self.legacy = None
+    async def _stop_circular10(self) -> None:
+        if self.circular10 is not None:
+            await asyncio.to_thread(self.circular10.stop)
+            self.circular10 = None
+
+    def _uplink_status(self) -> dict[str, Any]:
+        if self.uplink is not None:
+            return self.uplink.status()
+        if self.uplink_unavailable is not None:
+            return {"state": "unavailable", "detail": self.uplink_unavailable}
+        return {"state": "none", "detail": "no uplink"}
 
     # ------------------------------------------------------------------ status
 
@@ -568,7 +544,7 @@ class Agent:
         health = self.poller.health() if self.poller else []
         failing = sum(1 for h in health if h.consecutive_failures)
         backlog = self.store.status().unacked if self.store else 0
-        up = self.uplink.state if self.uplink else "no uplink"
+        up = self._uplink_status()["state"] if self.cfg.mqtt is not None else "no uplink"
         text = (f"{len(health) - failing}/{len(health)} devices ok, backlog {backlog}, "
                 f"uplink {up}")
         if self.store_problem:
@@ -598,9 +574,8 @@ class Agent:
                        "problem": "; ".join(
                            [p for p in (self.store_problem, *self.store.problems()) if p])
                        or None},
-            "uplink": self.uplink.status() if self.uplink else {"state": "none",
-                                                                  "detail": "no uplink"},
-            **({"uplink_circular10": self.legacy.status()} if self.legacy else {}),
+            "uplink": self._uplink_status(),
+            **({"uplink_circular10": self.circular10.status()} if self.circular10 else {}),
             "clock": {"synchronised": self.synced, "jumps": len(jumps),
                       "last_jump": asdict(jumps[-1]) if jumps else None},
         }
@@ -611,39 +586,11 @@ class Agent:
             return {"ok": True}
         if op == "status":
             return {"ok": True, "status": self.status()}
-        if op == "read":
-            return await self._read(msg)
+        if op == "read":  # a technician's raw read, on the agent's own bus (edge_agent.console)
+            assert self.poller is not None
+            return await asyncio.to_thread(read_on_agent_bus, self.cfg.poll.buses, self.poller,
+                                           msg)
         raise ValueError(f"unknown op {op!r}; expected status, read or ping")
-
-    async def _read(self, msg: dict[str, Any]) -> dict[str, Any]:
-        """A technician's raw read, on the agent's own bus between its transactions."""
-        from drivers.modbus import ModbusError
-
-        assert self.poller is not None
-        want = str(msg["bus"])
-        names = {b.name: b for b in self.cfg.poll.buses}
-        bus_cfg = names.get(want) or next(
-            (b for b in self.cfg.poll.buses
-             if want in (getattr(b.serial, "port", None), f"{b.host}:{b.tcp_port}")), None)
-        if bus_cfg is None:
-            raise ValueError(f"no bus {want!r} in the running config "
-                             f"(known: {', '.join(names)})")
-        wanted = bus_cfg.serial.port if bus_cfg.serial else f"{bus_cfg.host}:{bus_cfg.tcp_port}"
-        worker = next((w for w in self.poller.workers if w.transport.name == wanted), None)
-        if worker is None:
-            raise ValueError(f"bus {bus_cfg.name!r} has no devices, so the agent has it closed; "
-                             "use diag directly")
-        unit, function = int(msg["unit"]), int(msg.get("function", 3))
-        address, count = int(msg["address"]), int(msg.get("count", 2))
-        timeout = float(msg.get("timeout", 1.0))
-        try:
-            words = await asyncio.to_thread(worker.transport.read_registers, unit, function,
-                                            address, count, timeout)
-        except ModbusError as exc:
-            return {"ok": False, "error": str(exc), "bus": bus_cfg.name}
-        log.info("diag_read_via_agent", extra={"bus": bus_cfg.name, "unit": unit,
-                                               "register": address, "count": count})
-        return {"ok": True, "words": words, "bus": bus_cfg.name}
 
 
 def run(cfg: StationConfig, notifier: Notifier | None = None) -> int:

@@ -43,9 +43,9 @@ from drivers.planner import ReadBlock, plan_reads
 from drivers.profile import profile_registers
 from drivers.transport import LinkError, Transport, TransportTimeout
 from edge_agent.config.model import Device, PollPolicy
-from edge_agent.runtime.thread import StepThread
 from edge_agent.core.plausibility import bounds as plausible_bounds
 from edge_agent.core.plausibility import judged, outside
+from edge_agent.runtime.thread import StepThread
 from protocol.model import Sample, Status
 
 log = logging.getLogger("quantrac.edge_agent.poller")

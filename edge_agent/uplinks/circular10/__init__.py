@@ -3,5 +3,6 @@
 * :mod:`~edge_agent.uplinks.circular10.render`: records -> file name and bytes (sans-IO).
 * :mod:`~edge_agent.uplinks.circular10.ftp`: the spool on disk and the FTP/FTPS sender.
 
-Config key ``[uplink.circular10]``; status key ``circular10``; logs ``circular10_*``.
+One name in code, Circular 10: config key ``[uplink.circular10]``, status key
+``uplink_circular10``, logger ``quantrac.edge_agent.circular10``, logs ``circular10_*``.
 """

@@ -1,6 +1,12 @@
-"""The legacy uplink: Circular 10 text files pushed by FTP/FTPS every few minutes (DESIGN §5, §9).
+"""The Circular 10 uplink: text files pushed by FTP/FTPS every few minutes (DESIGN §5, §9).
 
-Two jobs on one thread (:class:`Circular10Runner`), never on the agent's event loop:
+This is the regulator's legacy path (Circular 10/2021/TT-BTNMT); in code it has one name,
+Circular 10: the config table ``[uplink.circular10]``, the status key ``uplink_circular10``,
+the logger ``quantrac.edge_agent.circular10``, log events ``circular10_*``, and the classes
+:class:`Circular10Settings`, :class:`Circular10Uplink`, :class:`Circular10Stats`.
+
+Two jobs on one thread (:func:`circular10_thread`, an
+:class:`~edge_agent.uplinks.thread.UplinkThread`), never on the agent's event loop:
 
 1. **Render.** At every cycle (``interval_minutes``, aligned to the wall clock and run
    ``grace_s + SETTLE_S`` after a window end, when the pipeline has stored that window's
@@ -41,7 +47,6 @@ import os
 import random
 import socket
 import ssl
-import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
@@ -50,12 +55,14 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from buffer import Store
+from edge_agent.config.model import StationConfig
 from edge_agent.uplinks.circular10 import render as circular10
+from edge_agent.uplinks.thread import UplinkThread
 from protocol.backoff import Backoff
 from protocol.model import Record
 from provisioning.securefs import sync_dir, write_replace
 
-log = logging.getLogger("quantrac.edge_agent.uplink_ftp")
+log = logging.getLogger("quantrac.edge_agent.circular10")
 
 Clock = Callable[[], float]
 SETTLE_S = 2.0  # after end + grace: the agent's tick has stored the window's records
@@ -88,8 +95,10 @@ class SessionReuseFTP_TLS(ftplib.FTP_TLS):
 
 
 @dataclass(frozen=True)
-class FtpSettings:
-    """Everything the uplink needs; :meth:`from_config` builds it from the station config."""
+class Circular10Settings:
+    """Everything the uplink needs; :meth:`from_config` builds it from the station config.
+
+    Tests and tools change a field with :func:`dataclasses.replace` (checked by mypy)."""
 
     host: str
     province: str
@@ -111,24 +120,24 @@ class FtpSettings:
     backoff_cap_s: float = 300.0
 
     @classmethod
-    def from_config(cls, cfg: Any, **overrides: Any) -> FtpSettings:
-        """From a :class:`edge_agent.config.model.StationConfig` with ``circular10`` set."""
+    def from_config(cls, cfg: StationConfig) -> Circular10Settings:
+        """From a station config with ``[uplink.circular10]`` set (ValueError if not)."""
         c = cfg.circular10
-        values: dict[str, Any] = {
-            "host": c.host, "port": c.port, "user": c.user, "password": c.password,
-            "directory": c.directory, "tls": c.tls, "ca_file": c.ca_file,
-            "interval_s": c.interval_minutes * 60.0, "window_s": c.window,
-            "grace_s": cfg.averaging.grace_s, "timezone": cfg.station.timezone,
-            "retention_s": c.retention_days * 86400.0, "timeout_s": c.timeout_s,
-            "backoff_cap_s": c.backoff_cap_s, "province": cfg.station.province,
-            "facility": cfg.station.facility, "station": cfg.station.name,
-        }  # fmt: skip
-        values.update(overrides)
-        return cls(**values)
+        if c is None:
+            raise ValueError(f"{cfg.source}: no [uplink.circular10] table")
+        return cls(
+            host=c.host, port=c.port, user=c.user, password=c.password,
+            directory=c.directory, tls=c.tls, ca_file=c.ca_file,
+            interval_s=c.interval_minutes * 60.0, window_s=c.window,
+            grace_s=cfg.averaging.grace_s, timezone=cfg.station.timezone,
+            retention_s=c.retention_days * 86400.0, timeout_s=c.timeout_s,
+            backoff_cap_s=c.backoff_cap_s, province=cfg.station.province,
+            facility=cfg.station.facility, station=cfg.station.name,
+        )  # fmt: skip
 
 
 @dataclass
-class FtpStats:
+class Circular10Stats:
     """Counters for ``quantrac status`` and tests."""
 
     files_made: int = 0
@@ -213,31 +222,36 @@ class Spool:
 class Circular10Uplink:
     """Renders and pushes Circular 10 files; call :meth:`step` in a loop (one thread)."""
 
-    def __init__(self, settings: FtpSettings, store: Store, spool_dir: Path,
+    def __init__(self, settings: Circular10Settings, store: Store, spool_dir: Path,
                  clock: Clock = time.time, rand: Callable[[], float] = random.random) -> None:
-        self.s = settings
+        self.settings = settings
         self.store = store
         self.clock = clock
         self.tz = ZoneInfo(settings.timezone)
         self.spool = Spool(spool_dir)
         self.backoff = Backoff(min(settings.backoff_base_s, settings.backoff_cap_s),
                                settings.backoff_cap_s, rand)
-        self.stats = FtpStats(pending=len(self.spool.pending_keys()))
+        self.stats = Circular10Stats(pending=len(self.spool.pending_keys()))
         self._next_render = 0.0  # render at once on start: catch up after a restart
         self._next_attempt = 0.0
         self._next_prune = 0.0
         self.link_up: bool | None = None  # None: not tried yet
+        self.stopped = False
         self._lag = settings.grace_s + SETTLE_S
+        if not settings.tls:
+            log.warning("circular10_plain_ftp", extra={
+                "server": f"{settings.host}:{settings.port}", "reason": "tls = false: the "
+                "password and the files cross the network in clear text"})
 
     # --- render ----------------------------------------------------------------------------
     def _due_after(self, now: float) -> float:
         """The next cycle: ``lag`` after a multiple of the interval."""
-        k = (now - self._lag) // self.s.interval_s
-        return (k + 1) * self.s.interval_s + self._lag
+        k = (now - self._lag) // self.settings.interval_s
+        return (k + 1) * self.settings.interval_s + self._lag
 
     def _closed_windows(self, after: float, now: float) -> Iterator[tuple[int, list[Record]]]:
         # starts are whole seconds: start > after  <=>  start >= floor(after) + 1
-        held = self.store.windows(self.s.window_s, start_from=math.floor(after) + 1,
+        held = self.store.windows(self.settings.window_s, start_from=math.floor(after) + 1,
                                   end_until=now - self._lag)
         window: dict[str, Record] = {}
         current: int | None = None
@@ -256,10 +270,11 @@ class Circular10Uplink:
     def render_due(self, now: float) -> int:
         """Spool a file for each window closed since the last one; how many were made."""
         cursor = self.spool.cursor()
-        after = now - FIRST_LOOKBACK_S - self.s.window_s if cursor is None else cursor
+        after = now - FIRST_LOOKBACK_S - self.settings.window_s if cursor is None else cursor
         made = 0
         for start, records in self._closed_windows(after, now):
-            name = circular10.file_name(self.s.province, self.s.facility, self.s.station,
+            s = self.settings
+            name = circular10.file_name(s.province, s.facility, s.station,
                                         circular10.local(start, self.tz))
             if self.spool.add(start, name, circular10.render(records, self.tz)):
                 made += 1
@@ -271,7 +286,7 @@ class Circular10Uplink:
 
     # --- send ------------------------------------------------------------------------------
     def _connect(self) -> ftplib.FTP:
-        s = self.s
+        s = self.settings
         ftp: ftplib.FTP
         if s.tls:
             context = ssl.create_default_context(
@@ -339,8 +354,8 @@ class Circular10Uplink:
         finally:
             self.stats.pending = len(self.spool.pending_keys())
         if self.link_up is not True:
-            log.info("circular10_link_up", extra={"server": f"{self.s.host}:{self.s.port}",
-                                                  "sent": done})
+            server = f"{self.settings.host}:{self.settings.port}"
+            log.info("circular10_link_up", extra={"server": server, "sent": done})
         self.link_up = True
         self.stats.last_error = ""
         self.backoff.reset()
@@ -352,10 +367,10 @@ class Circular10Uplink:
         self.stats.upload_failures += 1
         self.stats.last_error = f"{type(exc).__name__}: {exc}"
         fields: dict[str, Any] = {
-            "server": f"{self.s.host}:{self.s.port}", "error": self.stats.last_error,
+            "server": f"{self.settings.host}:{self.settings.port}", "error": self.stats.last_error,
             "pending": waiting, "retry_in_s": round(delay, 2)}
         if isinstance(exc, ssl.SSLCertVerificationError):  # not a flaky link: say what to fix
-            trusted = self.s.ca_file or "the system's CA store"
+            trusted = self.settings.ca_file or "the system's CA store"
             fields["reason"] = (f"the server's certificate is not trusted: it does not verify "
                                 f"against {trusted}; set ca_file to the CA that signed it")
         # a warning when the link goes down; the retries after it at info level
@@ -374,55 +389,29 @@ class Circular10Uplink:
         if now >= self._next_attempt and self.stats.pending:
             self.send_pending()
         if now >= self._next_prune:
-            n = self.spool.prune(now - self.s.retention_s)
+            n = self.spool.prune(now - self.settings.retention_s)
             if n:
                 self.stats.pruned += n
                 log.info("circular10_spool_pruned", extra={"files": n})
             self._next_prune = now + 3600.0
 
 
-class Circular10Runner:
-    """The legacy uplink on its own thread; never lets an exception end the thread."""
-
-    def __init__(self, cfg: Any, store: Store, clock: Clock = time.time, *,
-                 poll_s: float = 1.0, **overrides: Any) -> None:
-        self.settings = FtpSettings.from_config(cfg, **overrides)
-        self.uplink = Circular10Uplink(self.settings, store,
-                                       cfg.agent.state_dir / SPOOL_NAME, clock)
-        self.poll_s = poll_s
-        self.state = "starting"
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def start(self) -> None:
-        s = self.settings
-        if not s.tls:
-            log.warning("circular10_plain_ftp", extra={
-                "server": f"{s.host}:{s.port}", "reason": "tls = false: the password and "
-                "the files cross the network in clear text"})
-        self._thread = threading.Thread(target=self._run, name="uplink-circular10",
-                                        daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self.uplink.step()
-            except Exception:  # a bug or a full disk: log, breathe, go on
-                log.exception("circular10_uplink_error")
-                self._stop.wait(5.0)
-            up = self.uplink.link_up
-            self.state = "connected" if up else "waiting" if up is None else "retrying"
-            self._stop.wait(self.poll_s)
-        self.state = "stopped"
-
-    def stop(self, timeout: float = 5.0) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
+    def stop(self) -> None:
+        """The thread's last act: nothing is held in memory (the spool is the state)."""
+        self.stopped = True
 
     def status(self) -> dict[str, Any]:
         s = self.settings
-        return {"state": self.state, "detail": f"{'ftps' if s.tls else 'ftp'}://{s.host}:"
-                f"{s.port}/{s.directory.lstrip('/')}", "stats": asdict(self.uplink.stats)}
+        up = self.link_up
+        state = ("stopped" if self.stopped else "connected" if up
+                 else "waiting" if up is None else "retrying")
+        return {"state": state, "detail": f"{'ftps' if s.tls else 'ftp'}://{s.host}:"
+                f"{s.port}/{s.directory.lstrip('/')}", "stats": asdict(self.stats)}
 
+
+def circular10_thread(uplink: Circular10Uplink, idle_s: float = 1.0
+                      ) -> UplinkThread[Circular10Uplink]:
+    """``uplink`` on its own thread: a step every ``idle_s``, 5 s of rest after an error."""
+    return UplinkThread(uplink, name="uplink-circular10", log=log,
+                        error_event="circular10_uplink_error", error_pause_s=5.0,
+                        idle_s=idle_s, stop_error_event="circular10_uplink_stop_failed")

@@ -14,6 +14,7 @@ import signal
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 from edge_agent.daemon import logs
@@ -67,15 +68,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ProvisioningError as exc:
         print(f"uplink: error: {exc}", file=sys.stderr)
         return 1
-    extra = {} if args.max_packet is None else {"max_packet": args.max_packet}
-    settings = UplinkSettings.from_identity(
-        ident,
+    settings = replace(
+        UplinkSettings.from_identity(ident),
         window=args.window,
         ack_timeout=args.ack_timeout,
         max_packets_per_s=args.max_packets_per_s,
         backoff_cap=args.backoff_cap,
-        **extra,
     )
+    if args.max_packet is not None:
+        settings = replace(settings, max_packet=args.max_packet)
     stopping: list[int] = []
     signal.signal(signal.SIGTERM, lambda signum, frame: stopping.append(signum))
     signal.signal(signal.SIGINT, lambda signum, frame: stopping.append(signum))

@@ -33,7 +33,7 @@ import logging
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
@@ -45,6 +45,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
 from buffer import Store
 from edge_agent.uplinks.mqtt.command_gate import CommandGate
 from edge_agent.uplinks.mqtt.inflight import InFlight
+from edge_agent.uplinks.thread import UplinkThread
 from protocol.backoff import Backoff
 from protocol.envelope import (
     MAX_PACKET,
@@ -60,6 +61,7 @@ from protocol.envelope import (
 from protocol.model import Record, RecordFlag
 from protocol.mqtt_client import tls_client
 from protocol.payload import RECORD_SIZE, safe_unit, unit_problem
+from provisioning.identity import StationIdentity
 
 log = logging.getLogger("quantrac.edge_agent.uplink_mqtt")
 
@@ -75,7 +77,10 @@ def _package_version() -> str:
 
 @dataclass(frozen=True)
 class UplinkSettings:
-    """Everything the uplink needs; ``from_identity`` builds it from a provisioned station."""
+    """Everything the uplink needs; ``from_identity`` builds it from a provisioned station.
+
+    The tunables (window, ack timeout, pacing, back-off) come from ``[uplink.mqtt]`` or the
+    command line; callers set them with :func:`dataclasses.replace`, which mypy checks."""
 
     station_id: str
     key_id: bytes
@@ -101,26 +106,24 @@ class UplinkSettings:
     max_packets_per_s: float = 0.0  # 0: as fast as the link allows; else pace (metered links)
 
     @classmethod
-    def from_identity(cls, ident: Any, **overrides: Any) -> UplinkSettings:
-        """From ``provisioning.identity.load(state_dir)`` (a ``StationIdentity``)."""
-        values: dict[str, Any] = {
-            "station_id": ident.station_id,
-            "key_id": ident.key_id,
-            "signing_key": ident.signing_key,
-            "centre_packet_public": ident.centre_packet_public,
-            "centre_packet_key_id": ident.centre_packet_key_id,
-            "centre_signing_public": ident.centre_signing_public,
-            "host": ident.broker_host,
-            "port": ident.broker_port,
-            "ca_cert": ident.ca_cert_path,
-            "cert": ident.cert_path,
-            "tls_key": ident.tls_key_path,
-            "topic_up": ident.topics.up,
-            "topic_down": ident.topics.down,
-            "topic_state": ident.topics.state,
-        }
-        values.update(overrides)
-        return cls(**values)
+    def from_identity(cls, ident: StationIdentity) -> UplinkSettings:
+        """From ``provisioning.identity.load(state_dir)``; the tunables at their defaults."""
+        return cls(
+            station_id=ident.station_id,
+            key_id=ident.key_id,
+            signing_key=ident.signing_key,
+            centre_packet_public=ident.centre_packet_public,
+            centre_packet_key_id=ident.centre_packet_key_id,
+            centre_signing_public=ident.centre_signing_public,
+            host=ident.broker_host,
+            port=ident.broker_port,
+            ca_cert=ident.ca_cert_path,
+            cert=ident.cert_path,
+            tls_key=ident.tls_key_path,
+            topic_up=ident.topics.up,
+            topic_down=ident.topics.down,
+            topic_state=ident.topics.state,
+        )
 
 
 @dataclass
@@ -152,7 +155,7 @@ class MqttUplink:
         rand: Callable[[], float] = random.random,
         clock_trusted: Callable[[], bool] = lambda: True,
     ) -> None:
-        self.s = settings
+        self.settings = settings
         self.outbox = outbox
         self.clock = clock
         self.gate = CommandGate(
@@ -167,6 +170,7 @@ class MqttUplink:
         self._next_attempt = clock()
         self._next_send = 0.0  # pacing: when the next packet may leave
         self._outbox_empty = False
+        self._stopped = False
         # A fetch that nearly fills one packet (batch_records still splits exactly).
         self._batch_limit = max(1, (settings.max_packet - 2048) // RECORD_SIZE)
 
@@ -181,7 +185,7 @@ class MqttUplink:
 
     # --- connection ----------------------------------------------------------------------
     def _new_client(self) -> mqtt.Client:
-        s = self.s
+        s = self.settings
         client = tls_client(
             s.station_id, ca_cert=s.ca_cert, cert=s.cert, key=s.tls_key,
             max_inflight=max(20, 2 * s.window),
@@ -194,7 +198,7 @@ class MqttUplink:
         return client
 
     def _state_payload(self, state: str) -> bytes:
-        body: dict[str, Any] = {"state": state, "station": self.s.station_id}
+        body: dict[str, Any] = {"state": state, "station": self.settings.station_id}
         if state == "online":
             body["versions"] = {"quantrac-edge": _package_version(), "protocol": VERSION}
             body["t"] = round(self.clock(), 3)
@@ -203,14 +207,15 @@ class MqttUplink:
     def _connect(self) -> None:
         client = self._new_client()
         try:
-            client.connect(self.s.host, self.s.port, keepalive=self.s.keepalive)
+            s = self.settings
+            client.connect(s.host, s.port, keepalive=s.keepalive)
         except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
             delay = self.backoff.next_delay()
             self._next_attempt = self.clock() + delay
             log.warning(
                 "uplink_connect_failed",
                 extra={
-                    "broker": f"{self.s.host}:{self.s.port}",
+                    "broker": f"{self.settings.host}:{self.settings.port}",
                     "error": str(exc),
                     "retry_in_s": round(delay, 2),
                 },
@@ -241,8 +246,8 @@ class MqttUplink:
             log.error("uplink_refused", extra={"reason": str(reason)})
             self._drop(f"connack {reason}")
             return
-        client.subscribe(self.s.topic_down, qos=1)
-        client.publish(self.s.topic_state, self._state_payload("online"), qos=1, retain=True)
+        client.subscribe(self.settings.topic_down, qos=1)
+        client.publish(self.settings.topic_state, self._state_payload("online"), qos=1, retain=True)
         requeued = self.outbox.requeue(None)
         self.inflight.clear()
         self.stats.requeued += requeued
@@ -252,7 +257,7 @@ class MqttUplink:
         log.info(
             "uplink_connected",
             extra={
-                "broker": f"{self.s.host}:{self.s.port}",
+                "broker": f"{self.settings.host}:{self.settings.port}",
                 "requeued": requeued,
                 "session_present": bool(getattr(flags, "session_present", False)),
             },
@@ -266,7 +271,7 @@ class MqttUplink:
 
     # --- commands from the centre ----------------------------------------------------------
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
-        if msg.topic != self.s.topic_down:
+        if msg.topic != self.settings.topic_down:
             return
         self.handle_command(bytes(msg.payload))
 
@@ -299,7 +304,7 @@ class MqttUplink:
 
     # --- the drain -------------------------------------------------------------------------
     def _pump(self, client: mqtt.Client) -> None:
-        s = self.s
+        s = self.settings
         while self._ready and len(self.inflight) < s.window:
             if s.max_packets_per_s > 0 and self.clock() < self._next_send:
                 return
@@ -373,10 +378,10 @@ class MqttUplink:
         if oldest is None:
             return
         now = self.clock()
-        if now - oldest < self.s.ack_timeout:
+        if now - oldest < self.settings.ack_timeout:
             return
-        n = self.outbox.requeue(older_than_s=self.s.ack_timeout)
-        self.inflight.expire(now - self.s.ack_timeout)
+        n = self.outbox.requeue(older_than_s=self.settings.ack_timeout)
+        self.inflight.expire(now - self.settings.ack_timeout)
         self.stats.requeued += n
         log.info("ack_timeout_requeued", extra={"records": n})
 
@@ -415,7 +420,7 @@ class MqttUplink:
         client, self._client = self._client, None
         if client is not None and self._ready:
             info = client.publish(
-                self.s.topic_state, self._state_payload("offline"), qos=1, retain=True
+                self.settings.topic_state, self._state_payload("offline"), qos=1, retain=True
             )
             deadline = time.monotonic() + timeout
             while not info.is_published() and time.monotonic() < deadline:
@@ -424,3 +429,20 @@ class MqttUplink:
             client.disconnect()
         self._ready = False
         self.gate.save(force=True)
+
+    def stop(self) -> None:
+        """The :class:`~edge_agent.uplinks.thread.Uplink` end: :meth:`close`, then ``stopped``."""
+        self.close()
+        self._stopped = True
+
+    def status(self) -> dict[str, Any]:
+        s = self.settings
+        state = "stopped" if self._stopped else "connected" if self._ready else "connecting"
+        return {"state": state, "detail": f"{s.host}:{s.port}", "stats": asdict(self.stats)}
+
+
+def mqtt_thread(uplink: MqttUplink) -> UplinkThread[MqttUplink]:
+    """``uplink`` on its own thread (``step`` waits in paho's loop, so no idle pause); after
+    an error, a second of rest."""
+    return UplinkThread(uplink, name="uplink", log=log, error_event="uplink_error",
+                        error_pause_s=1.0, stop_error_event="uplink_close_failed")
