@@ -75,30 +75,26 @@ def row_record(row: tuple[Any, ...] | list[Any]) -> Record:
     )
 
 
-_DIGEST_PERSON = b"quantrac-rec-v1"  # domain separation: these bytes hash nothing else
-_NAN = b"n"
+_DIGEST_PERSON = b"quantrac-rec-v2"  # domain separation: these bytes hash nothing else
+#: seq, start, end, mean, min, max, std, n_valid, n_expected, valid, status, flags, and the
+#: byte lengths of channel and unit (which follow): one pack and one hash call per record,
+#: so the checksum costs a fraction of the insert it guards (``bench/outbox.py``)
+_DIGEST_FIXED = struct.Struct(">qqqddddqqBqqII")
+_CANON_NAN = float("nan")  # one bit pattern for every NaN (a NaN's sign and payload vary)
 
 
-def _canon_real(value: float) -> bytes:
-    if math.isnan(value):
-        return _NAN
-    return b"d" + struct.pack(">d", value if value != 0.0 else 0.0)
-
-
-def _canon_text(value: str) -> bytes:
-    raw = value.encode("utf-8")
-    return b"s" + struct.pack(">I", len(raw)) + raw
+def _canon_real(value: float) -> float:
+    value = float(value)
+    return _CANON_NAN if value != value else value + 0.0  # -0.0 + 0.0 is 0.0
 
 
 def record_digest(seq: int, rec: Record) -> bytes:
     """16-byte BLAKE2b of ``seq`` and every field of ``rec`` in canonical form."""
-    h = hashlib.blake2b(digest_size=16, person=_DIGEST_PERSON)
-    h.update(struct.pack(">q", seq))
-    h.update(_canon_text(rec.channel))
-    h.update(struct.pack(">qq", int(rec.start), int(rec.end)))
-    for value in (rec.mean, rec.min, rec.max, rec.std):
-        h.update(_canon_real(float(value)))
-    h.update(struct.pack(">qqBqq", int(rec.n_valid), int(rec.n_expected), 1 if rec.valid else 0,
-                         int(rec.status), int(rec.flags)))
-    h.update(_canon_text(rec.unit))
-    return h.digest()
+    channel = rec.channel.encode("utf-8")
+    unit = rec.unit.encode("utf-8")
+    fixed = _DIGEST_FIXED.pack(
+        seq, int(rec.start), int(rec.end), _canon_real(rec.mean), _canon_real(rec.min),
+        _canon_real(rec.max), _canon_real(rec.std), int(rec.n_valid), int(rec.n_expected),
+        1 if rec.valid else 0, int(rec.status), int(rec.flags), len(channel), len(unit))
+    return hashlib.blake2b(fixed + channel + unit, digest_size=16,
+                           person=_DIGEST_PERSON).digest()

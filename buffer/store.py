@@ -475,8 +475,8 @@ class Store:
         def insert() -> list[int]:
             first = self._last_seq() + 1
             self.conn.executemany(_INSERT, [
-                (first + i, *record_row(r), now, record_digest(first + i, row_record(
-                    record_row(r)))) for i, r in enumerate(records)])
+                (first + i, *record_row(r), now, record_digest(first + i, r))
+                for i, r in enumerate(records)])
             return list(range(first, first + len(records)))
 
         return self._write("FULL", True, insert)
