@@ -74,7 +74,7 @@ import sqlite3
 import struct
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -654,9 +654,13 @@ class Store:
     # -- raw samples ------------------------------------------------------------------------
 
     @_locked
-    def append_samples(self, samples: Sequence[Sample]) -> int:
-        """Store raw samples (cheaper durability); on a full disk older samples make room."""
-        if not samples:
+    def append_samples(self, samples: Sequence[Sample],
+                       meta: Mapping[str, str] | None = None) -> int:
+        """Store raw samples (cheaper durability); on a full disk older samples make room.
+
+        ``meta``: keys written in the same transaction, so they are durable exactly when the
+        samples are (the field-node backfill cursor: edge_agent.poll.backfill)."""
+        if not samples and not meta:
             return 0
         rows = [
             (s.channel, s.t, None if math.isnan(s.value) else s.value, int(s.status))
@@ -667,9 +671,19 @@ class Store:
             self.conn.executemany(
                 "INSERT INTO samples (channel, t, value, status) VALUES (?, ?, ?, ?)", rows
             )
+            if meta:
+                self.conn.executemany(
+                    "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", meta.items())
             return len(rows)
 
         return self._write("NORMAL", False, insert)
+
+    @_locked
+    def meta_with_prefix(self, prefix: str) -> dict[str, str]:
+        """The ``meta`` keys starting with ``prefix`` (written by ``append_samples``)."""
+        rows = self.conn.execute("SELECT key, value FROM meta WHERE substr(key, 1, ?) = ?",
+                                 (len(prefix), prefix)).fetchall()
+        return {str(k): str(v) for k, v in rows}
 
     @_locked
     def samples_between(self, t0: float, t1: float) -> list[Sample]:

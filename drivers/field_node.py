@@ -25,7 +25,7 @@ import math
 import struct
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 IR_NODE_STATUS = 26
 IR_BOOT = 27
@@ -47,6 +47,7 @@ FLAG_STATUS = 0x0F
 NODE_UNSYNCED = 1
 
 
+@runtime_checkable
 class WritableTransport(Protocol):
     def read_registers(self, unit: int, function: int, address: int, count: int,
                        timeout: float) -> list[int]: ...

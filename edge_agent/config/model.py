@@ -125,6 +125,8 @@ class AgentSettings:
     sample_retention_days: float = 7.0
     sample_flush_s: float = 5.0
     clock_jump_tolerance_s: float = 2.0
+    #: how long closing windows waits for a field node's log at most (edge_agent.core.backfill)
+    backfill_horizon_s: float = 900.0
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,6 +22,7 @@ normalisation and the uplinks::
     sample_retention_days = 7       # raw samples kept
     sample_flush_s = 5.0            # raw samples are written in batches (SD cards wear out)
     clock_jump_tolerance_s = 2.0    # wall vs monotonic disagreement that counts as a jump
+    backfill_horizon_s = 900.0      # windows wait this long at most for a field node's log
 
     [poll]                          # optional: defaults for every device
     timeout = 1.0                   # seconds per transaction
@@ -202,7 +203,7 @@ def _station(r: _Reader, doc: Mapping[str, Any], required: bool) -> StationInfo:
 def _agent(r: _Reader, value: Any, source: Path) -> AgentSettings:
     t = r.table(value, "agent", {"state_dir", "control_socket", "record_retention_days",
                                  "sample_retention_days", "sample_flush_s",
-                                 "clock_jump_tolerance_s"})
+                                 "clock_jump_tolerance_s", "backfill_horizon_s"})
     base = source.resolve().parent
 
     def positive(v: float) -> bool:
@@ -222,6 +223,9 @@ def _agent(r: _Reader, value: Any, source: Path) -> AgentSettings:
                              expected="a positive number of seconds"),
         clock_jump_tolerance_s=r.get(t, "clock_jump_tolerance_s", "agent", "number", 2.0,
                                      check=positive, expected="a positive number of seconds"),
+        backfill_horizon_s=r.get(t, "backfill_horizon_s", "agent", "number", 900.0,
+                                 check=lambda v: 0 <= v <= 86400,
+                                 expected="seconds in 0..86400"),
     )
 
 

@@ -43,6 +43,7 @@ from edge_agent.config.model import StationConfig
 from edge_agent.config.reader import ConfigError, load_config
 from edge_agent.console.agent_read import read_on_agent_bus
 from edge_agent.console.control_client import ControlError
+from edge_agent.core.backfill import CURSOR_PREFIX, BackfillState
 from edge_agent.core.clock import ClockWatch
 from edge_agent.core.pipeline import Pipeline
 from edge_agent.daemon.clock_sync import kernel_clock_synchronised
@@ -132,6 +133,8 @@ class Agent:
         self.held: list[Record] = []  # closed records the disk had no room for yet
         self.spill_pending = False  # held starts with records of the reserve, not yet stored
         self.raw: list[Sample] = []
+        # field-node history cursors and the hold on closing windows (edge_agent.poll.backfill)
+        self.backfill = BackfillState(cfg.averaging.grace_s, cfg.agent.backfill_horizon_s)
         self.store_problem: str | None = None
         self.reported: set[str] = set()
         self.ready = False
@@ -210,6 +213,18 @@ class Agent:
     def _start_poller(self, loop: asyncio.AbstractEventLoop) -> None:
         self.poller = Poller(build_buses(self.cfg.poll), queue_sink(loop, self.queue), self.clock,
                              self.cfg.poll.policy, self.monotonic)
+        from edge_agent.poll.backfill import attach
+
+        def deliver(device: str, samples: list[Sample], cursor: int, covered: float) -> None:
+            loop.call_soon_threadsafe(self._backfilled, device, samples, cursor, covered)
+
+        if self.store is not None and not self.backfill.cursors:
+            self.backfill.restore(self.store.meta_with_prefix(CURSOR_PREFIX))
+        nodes = attach(self.poller, self.backfill.cursors, deliver, self.clock,
+                       self.cfg.poll.policy.timeout)
+        self.backfill.watch(nodes, self.clock())
+        self.backfill.grace_s = self.cfg.averaging.grace_s
+        self.backfill.horizon_s = self.cfg.agent.backfill_horizon_s
         self.poller.start()
         self.reported = set()
 
@@ -300,6 +315,12 @@ class Agent:
             device, samples = self.queue.get_nowait()
             self._feed(device, samples)
 
+    def _backfilled(self, device: str, samples: list[Sample], cursor: int,
+                    covered: float) -> None:
+        """A field node's logged samples at their own times (edge_agent.poll.backfill)."""
+        self._feed(device, samples)
+        self.backfill.delivered(device, cursor, covered)
+
     def _feed(self, device: str, samples: list[Sample]) -> None:
         self._check_clock()
         self.raw += self.pipeline.feed(device, samples, self.clock())
@@ -342,7 +363,7 @@ class Agent:
                     self.synced = synced
                     self.pipeline.clock_state(now, synced)
                     next_sync = mono + 10.0
-                self.held += self.pipeline.tick(now)
+                self.held += self.pipeline.tick(self.backfill.tick_now(now))
                 self._flush_records()
                 if mono >= next_flush:
                     self._flush_samples()
@@ -404,14 +425,17 @@ class Agent:
         self.store_problem = what
 
     def _flush_samples(self) -> None:
-        if not self.raw or self.store is None:
+        meta = self.backfill.meta()
+        if not (self.raw or meta) or self.store is None:
             return
         try:
-            self.store.append_samples(self.raw)
+            self.store.append_samples(self.raw, meta)
         except (StoreFullError, sqlite3.Error) as exc:
             # raw samples are the first thing given up: the records carry the averages
             log.warning("raw_samples_not_stored", extra={"samples": len(self.raw),
                                                          "reason": str(exc)})
+        else:
+            self.backfill.stored(meta)
         self.raw = []
 
     def _prune(self) -> None:

@@ -294,6 +294,8 @@ class BusWorker:
         self._thread = StepThread(f"bus {self.transport.name}", self._step, log=log,
                                   error_event="bus_worker_error", finish=self.transport.close,
                                   finish_error_event="bus_close_failed")
+        # run on this thread after each poll of a device (edge_agent.poll.backfill)
+        self.after_poll: Callable[[DevicePoller, Transport], None] | None = None
 
     def start(self) -> None:
         start = self.monotonic()
@@ -331,6 +333,8 @@ class BusWorker:
         try:
             samples = poller.poll(self.transport)
             self.sink(poller.device.name, samples)
+            if self.after_poll is not None:
+                self.after_poll(poller, self.transport)
         except Exception:  # a bug must not silently kill the bus: log, keep polling
             log.exception("poller_error", extra={"device": poller.device.name})
         now = self.monotonic()
