@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from centre.authority import Centre, issue_broker_cert
+from protocol.cli_error import UsageError
 from protocol.topics import ACL_USER, DOWN_FILTER, STATE_FILTER, UP_FILTER, Topics
 from provisioning import certs
 from provisioning.securefs import ensure_private_dir, write_new, write_replace
@@ -50,7 +51,7 @@ _RECEIVER_NAME = re.compile(r"[A-Za-z0-9_-]{1,32}")
 def receiver_cn(name: str) -> str:
     """The certificate CN (= MQTT username = client id) of the receiver called ``name``."""
     if not _RECEIVER_NAME.fullmatch(name):
-        raise ValueError(f"receiver name {name!r}: 1-32 of A-Z a-z 0-9 _ -")
+        raise UsageError(f"receiver name {name!r}: 1-32 of A-Z a-z 0-9 _ -")
     return f"centre:{name}"
 
 
@@ -142,7 +143,7 @@ def write_broker_dir(
     are never replaced (a second run refuses, naming the file)."""
     names = list(dict.fromkeys(receivers))
     if not names:
-        raise ValueError("at least one receiver")
+        raise UsageError("at least one receiver")
     cns = [receiver_cn(n) for n in names]  # ValueError naming a bad one, before any file
     ensure_private_dir(directory, "broker dir")
     files = issue_broker_cert(centre, hostnames or [host], directory, days=days, clock=clock)

@@ -5,11 +5,10 @@ from __future__ import annotations
 import argparse
 import getpass
 import os
-import sys
 from pathlib import Path
 from typing import Any
 
-from protocol.cli_error import fail
+from protocol.cli_error import CommandError
 
 
 def register(actions: argparse._SubParsersAction[Any]) -> None:
@@ -35,24 +34,18 @@ def register(actions: argparse._SubParsersAction[Any]) -> None:
 def _broker_config(args: argparse.Namespace) -> int:
     from centre import authority
     from centre.broker import write_broker_dir
-    from provisioning.errors import ProvisioningError
 
     host, _, port_text = args.listen.rpartition(":")
     if not host or not port_text.isdigit() or not 0 < int(port_text) < 65536:
-        print(f"quantrac centre: error: --listen {args.listen!r}: expected HOST:PORT",
-              file=sys.stderr)
-        return 2
+        raise CommandError(f"--listen {args.listen!r}: expected HOST:PORT", exit_code=2)
     centre_dir = args.dir if args.dir is not None else authority.DEFAULT_CENTRE_DIR
     # Run as root, mosquitto drops to the "mosquitto" user unless told whom to stay.
     user = getpass.getuser() if os.getuid() == 0 else None
-    try:
-        setup = write_broker_dir(
-            authority.load(centre_dir), args.out_dir, host, int(port_text),
-            hostnames=args.hostname, user=user, days=args.valid_days,
-            receivers=args.receiver or ("receiver",),
-        )
-    except (ProvisioningError, OSError, ValueError) as exc:
-        return fail("centre", exc)
+    setup = write_broker_dir(
+        authority.load(centre_dir), args.out_dir, host, int(port_text),
+        hostnames=args.hostname, user=user, days=args.valid_days,
+        receivers=args.receiver or ("receiver",),
+    )
     print(f"config        {setup.conf}")
     for name, cert, key in setup.receivers:
         print(f"receiver      {name}: cert {cert}, key {key}")

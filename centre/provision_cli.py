@@ -6,8 +6,6 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from protocol.cli_error import fail
-
 
 def register(actions: argparse._SubParsersAction[Any]) -> None:
     """Add the provisioning actions to ``quantrac centre``."""
@@ -67,12 +65,8 @@ def _dir(args: argparse.Namespace) -> Path:
 
 def _init(args: argparse.Namespace) -> int:
     from centre import authority
-    from provisioning.errors import ProvisioningError
 
-    try:
-        centre = authority.init(_dir(args), args.broker)
-    except (ProvisioningError, OSError) as exc:
-        return fail("centre", exc)
+    centre = authority.init(_dir(args), args.broker)
     print(f"centre keys created in {centre.dir}")
     print(f"fingerprint: {centre.fingerprint}")
     print(f"CA certificate: {centre.dir / 'ca.crt'}; CRL: {centre.crl_path}")
@@ -81,12 +75,8 @@ def _init(args: argparse.Namespace) -> int:
 
 def _fingerprint(args: argparse.Namespace) -> int:
     from centre import authority
-    from provisioning.errors import ProvisioningError
 
-    try:
-        centre = authority.load(_dir(args))
-    except (ProvisioningError, OSError) as exc:
-        return fail("centre", exc)
+    centre = authority.load(_dir(args))
     print(centre.fingerprint)
     return 0
 
@@ -99,18 +89,14 @@ def _write_bundle(path: Path, data: bytes) -> None:
 
 def _enrol(args: argparse.Namespace) -> int:
     from centre import authority
-    from provisioning.errors import ProvisioningError
     from provisioning.signed import iso
 
-    try:
-        centre = authority.load(_dir(args))
-        issued = authority.enrol(
-            centre, args.request.read_bytes(), str(args.request),
-            broker=args.broker, valid_days=args.valid_days,
-        )
-        _write_bundle(args.out, issued.bundle)
-    except (ProvisioningError, OSError) as exc:
-        return fail("centre", exc)
+    centre = authority.load(_dir(args))
+    issued = authority.enrol(
+        centre, args.request.read_bytes(), str(args.request),
+        broker=args.broker, valid_days=args.valid_days,
+    )
+    _write_bundle(args.out, issued.bundle)
     print(f"station {issued.station_id} enrolled, key id {issued.key_id.hex()}")
     print(f"bundle written: {args.out} (valid until {iso(issued.expires)})")
     print(f"the installer imports it with --centre-fingerprint {centre.fingerprint}")
@@ -119,17 +105,13 @@ def _enrol(args: argparse.Namespace) -> int:
 
 def _rotate(args: argparse.Namespace) -> int:
     from centre import authority
-    from provisioning.errors import ProvisioningError
 
-    try:
-        centre = authority.load(_dir(args))
-        issued = authority.rotate(
-            centre, args.request.read_bytes(), str(args.request), broker=args.broker,
-            valid_days=args.valid_days,
-        )
-        _write_bundle(args.out, issued.bundle)
-    except (ProvisioningError, OSError) as exc:
-        return fail("centre", exc)
+    centre = authority.load(_dir(args))
+    issued = authority.rotate(
+        centre, args.request.read_bytes(), str(args.request), broker=args.broker,
+        valid_days=args.valid_days,
+    )
+    _write_bundle(args.out, issued.bundle)
     print(f"station {issued.station_id}: new key {issued.key_id.hex()} accepted; the old key "
           "stays valid until a packet signed by the new one arrives")
     print(f"bundle written: {args.out}")
@@ -138,13 +120,9 @@ def _rotate(args: argparse.Namespace) -> int:
 
 def _revoke(args: argparse.Namespace) -> int:
     from centre import authority
-    from provisioning.errors import ProvisioningError
 
-    try:
-        centre = authority.load(_dir(args))
-        changed = authority.revoke(centre, args.station_id)
-    except (ProvisioningError, OSError) as exc:
-        return fail("centre", exc)
+    centre = authority.load(_dir(args))
+    changed = authority.revoke(centre, args.station_id)
     state = "revoked" if changed else "was already revoked"
     print(f"station {args.station_id} {state}; CRL written: {centre.crl_path}")
     return 0
@@ -152,26 +130,18 @@ def _revoke(args: argparse.Namespace) -> int:
 
 def _crl(args: argparse.Namespace) -> int:
     from centre import authority
-    from provisioning.errors import ProvisioningError
 
-    try:
-        path = authority.write_crl(authority.load(_dir(args)))
-    except (ProvisioningError, OSError) as exc:
-        return fail("centre", exc)
+    path = authority.write_crl(authority.load(_dir(args)))
     print(f"CRL written: {path}")
     return 0
 
 
 def _broker_cert(args: argparse.Namespace) -> int:
     from centre import authority
-    from provisioning.errors import ProvisioningError
 
-    try:
-        files = authority.issue_broker_cert(
-            authority.load(_dir(args)), args.hostnames, args.out_dir, days=args.valid_days
-        )
-    except (ProvisioningError, OSError) as exc:
-        return fail("centre", exc)
+    files = authority.issue_broker_cert(
+        authority.load(_dir(args)), args.hostnames, args.out_dir, days=args.valid_days
+    )
     print(f"keyfile {files.key}\ncertfile {files.cert}\ncafile {files.ca}\ncrlfile {files.crl}")
     print("require_certificate true\nuse_identity_as_username true")
     return 0

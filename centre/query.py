@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from centre.store import StationSummary, StoredRecord
+from protocol.cli_error import UsageError
 from protocol.model import RecordFlag, Status
 from protocol.safe_text import csv_cell, escape_controls
 
@@ -36,7 +37,7 @@ def zone(name: str) -> ZoneInfo:
     try:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):
-        raise ValueError(
+        raise UsageError(
             f"--zone: {name!r} is not an IANA time zone (e.g. Asia/Ho_Chi_Minh)"
         ) from None
 
@@ -49,7 +50,7 @@ def parse_time(text: str, tz: ZoneInfo, what: str) -> float:
     try:
         when = dt.datetime.fromisoformat(raw)
     except ValueError:
-        raise ValueError(
+        raise UsageError(
             f"{what}: {text!r} is not a time (use 2026-11-23, 2026-11-23T07:30, "
             "2026-11-23T07:30+07:00 or epoch seconds)"
         ) from None

@@ -6,10 +6,16 @@ import argparse
 import signal
 import sqlite3
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from protocol.cli_error import fail
+from protocol.cli_error import CommandError
+
+if TYPE_CHECKING:
+    from centre.store import CentreStore
+
+T = TypeVar("T")
 
 
 def register(actions: argparse._SubParsersAction[Any]) -> None:
@@ -39,22 +45,34 @@ def register(actions: argparse._SubParsersAction[Any]) -> None:
     p.set_defaults(func=_stations)
 
 
+def _read_store(store_path: Path, read: Callable[[CentreStore], T]) -> T:
+    """``read`` on the record store at ``store_path``, opened read-only: a read command never
+    creates, migrates or moves aside the file. SQLite's own error gets the file's name."""
+    from centre.serve_config import ConfigError
+    from centre.store import CentreStore
+
+    if not store_path.exists():
+        raise ConfigError.one(store_path, "<file>", str(store_path),
+                              "a record store (no such record store)")
+    try:
+        with CentreStore(store_path, read_only=True) as store:
+            return read(store)
+    except sqlite3.Error as exc:
+        raise CommandError(f"{store_path}: cannot read the record store: {exc}") from exc
+
+
 def _serve(args: argparse.Namespace) -> int:
     from centre import authority
     from centre.receiver import Receiver
     from centre.serve_config import ConfigError, load
     from centre.store import CentreStore
     from protocol.config_file import MISSING
-    from provisioning.errors import ProvisioningError
 
-    try:
-        cfg = load(args.config)
-        if cfg.receiver is None:
-            raise ConfigError.one(args.config, "broker", MISSING, "a [broker] table (`serve` "
-                                  "needs a broker)")
-        centre = authority.load(cfg.centre_dir)
-    except (ConfigError, ProvisioningError) as exc:
-        return fail("centre", exc)
+    cfg = load(args.config)
+    if cfg.receiver is None:
+        raise ConfigError.one(args.config, "broker", MISSING, "a [broker] table (`serve` "
+                              "needs a broker)")
+    centre = authority.load(cfg.centre_dir)
     registry = centre.registry()
     store = CentreStore(cfg.store)
     packet_key = centre.packet_private
@@ -79,32 +97,19 @@ def _serve(args: argparse.Namespace) -> int:
 
 def _query(args: argparse.Namespace) -> int:
     from centre import query
-    from centre.serve_config import DEFAULT_ZONE, ConfigError, load
-    from centre.store import CentreStore, NotACentreStoreError
+    from centre.serve_config import DEFAULT_ZONE, load
 
-    try:
-        zone_name = args.zone
-        if args.config is not None:
-            cfg = load(args.config)
-            store_path = cfg.store
-            zone_name = zone_name or cfg.zone
-        else:
-            store_path = args.store
-        tz = query.zone(zone_name or DEFAULT_ZONE)
-        t0 = query.parse_time(args.t_from, tz, "--from") if args.t_from else None
-        t1 = query.parse_time(args.t_to, tz, "--to") if args.t_to else None
-        if not store_path.exists():
-            raise ConfigError.one(store_path, "<file>", str(store_path),
-                                  "a record store (no such record store)")
-    except (ConfigError, ValueError) as exc:
-        return fail("centre", exc)
-    try:  # read-only: a read command never creates, migrates or moves aside the file
-        with CentreStore(store_path, read_only=True) as store:
-            records = store.records(args.station, t0, t1)
-    except NotACentreStoreError as exc:
-        return fail("centre", exc)
-    except sqlite3.Error as exc:
-        return fail("centre", ValueError(f"{store_path}: cannot read the record store: {exc}"))
+    zone_name = args.zone
+    if args.config is not None:
+        cfg = load(args.config)
+        store_path = cfg.store
+        zone_name = zone_name or cfg.zone
+    else:
+        store_path = args.store
+    tz = query.zone(zone_name or DEFAULT_ZONE)
+    t0 = query.parse_time(args.t_from, tz, "--from") if args.t_from else None
+    t1 = query.parse_time(args.t_to, tz, "--to") if args.t_to else None
+    records = _read_store(store_path, lambda store: store.records(args.station, t0, t1))
     render = query.render_csv if args.format == "csv" else query.render_text
     sys.stdout.write(render(records, tz))
     return 0
@@ -114,31 +119,19 @@ def _stations(args: argparse.Namespace) -> int:
     import time
 
     from centre import query
-    from centre.serve_config import DEFAULT_ZONE, ConfigError, load
-    from centre.store import CentreStore, NotACentreStoreError
+    from centre.serve_config import DEFAULT_ZONE, load
     from protocol.safe_text import escape_controls
 
-    try:
-        zone_name = DEFAULT_ZONE
-        if args.config is not None:
-            cfg = load(args.config)
-            store_path, zone_name = cfg.store, cfg.zone
-        else:
-            store_path = args.store
-        tz = query.zone(zone_name)
-        if not store_path.exists():
-            raise ConfigError.one(store_path, "<file>", str(store_path),
-                                  "a record store (no such record store)")
-    except (ConfigError, ValueError) as exc:
-        return fail("centre", exc)
-    try:  # read-only: a read command never creates, migrates or moves aside the file
-        with CentreStore(store_path, read_only=True) as store:
-            summaries = store.summaries()
-            events = store.security_events()[-args.events:] if args.events > 0 else []
-    except NotACentreStoreError as exc:
-        return fail("centre", exc)
-    except sqlite3.Error as exc:
-        return fail("centre", ValueError(f"{store_path}: cannot read the record store: {exc}"))
+    zone_name = DEFAULT_ZONE
+    if args.config is not None:
+        cfg = load(args.config)
+        store_path, zone_name = cfg.store, cfg.zone
+    else:
+        store_path = args.store
+    tz = query.zone(zone_name)
+    summaries, events = _read_store(store_path, lambda store: (
+        store.summaries(),
+        store.security_events()[-args.events:] if args.events > 0 else []))
     sys.stdout.write(query.render_stations(summaries, time.time(), tz))
     for t, station, reason, detail in events:
         shown = "  ".join(escape_controls(x) for x in (station, reason, detail))

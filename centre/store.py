@@ -48,6 +48,7 @@ from pathlib import Path
 
 from buffer.db import open_checked, transaction
 from buffer.rows import RECORD_COLUMNS, RECORD_COLUMNS_SQL, record_row, row_record
+from protocol.cli_error import UserError
 from protocol.model import Record
 from protocol.payload import same_record
 
@@ -224,7 +225,7 @@ _TABLES = ("records", "current_values", "packets", "stations", "security_events"
 COUNTER_FLOOR_PER_S = 1_000_000
 
 
-class NotACentreStoreError(Exception):
+class NotACentreStoreError(UserError):
     """The file given as the record store is not one, or cannot be read (names the file)."""
 
 

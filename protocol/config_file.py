@@ -33,6 +33,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from protocol.cli_error import UserError
+
 MISSING: Any = object()  # a key that is absent: Problem.value, and get()'s "no default"
 
 
@@ -60,7 +62,7 @@ class Problem:
         return f"{self.file}: {self.key} = {shown(self.value)}: expected {self.expected}"
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
     """A config file that cannot be used; ``problems`` lists every mistake, one per line.
 
     ``file``, ``key``, ``value`` and ``expected`` are the first problem's (a reader that stops

@@ -10,6 +10,8 @@ event's ``reason`` field and counts them). The message names the byte offset or 
 
 from __future__ import annotations
 
+from protocol.cli_error import UserError
+
 MALFORMED = "malformed"  # cannot be parsed (truncated, bad magic, trailing bytes, bad field)
 UNSUPPORTED_VERSION = "unsupported_version"  # header/payload/command version we do not speak
 UNSUPPORTED_SUITE = "unsupported_suite"  # cipher-suite id we do not speak
@@ -45,7 +47,7 @@ REASONS = frozenset(
 )
 
 
-class EnvelopeError(Exception):
+class EnvelopeError(UserError):
     """A packet, payload or command that must not be accepted; ``reason`` says why."""
 
     def __init__(self, reason: str, message: str) -> None:

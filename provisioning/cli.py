@@ -11,8 +11,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-from protocol.cli_error import fail
-
 
 def register(sub: argparse._SubParsersAction[Any]) -> None:
     parser = sub.add_parser("provision", help="station identity, keys and enrolment")
@@ -64,13 +62,9 @@ def _write_out(path: Path, data: bytes) -> None:
 
 def _init(args: argparse.Namespace) -> int:
     from provisioning import identity
-    from provisioning.errors import ProvisioningError
 
-    try:
-        result = identity.init(_state_dir(args), args.station_id, force=args.force)
-        _write_out(args.out, result.request)
-    except (ProvisioningError, OSError) as exc:
-        return fail("provision", exc)
+    result = identity.init(_state_dir(args), args.station_id, force=args.force)
+    _write_out(args.out, result.request)
     if result.moved_aside is not None:
         print(f"previous identity kept in {result.moved_aside}")
     print(f"station id:      {result.station_id}")
@@ -84,16 +78,12 @@ def _init(args: argparse.Namespace) -> int:
 
 def _import(args: argparse.Namespace) -> int:
     from provisioning import identity
-    from provisioning.errors import ProvisioningError
     from provisioning.signed import iso
 
-    try:
-        data = args.bundle.read_bytes()
-        bundle = identity.import_bundle(
-            _state_dir(args), data, str(args.bundle), args.centre_fingerprint
-        )
-    except (ProvisioningError, OSError) as exc:
-        return fail("provision", exc)
+    data = args.bundle.read_bytes()
+    bundle = identity.import_bundle(
+        _state_dir(args), data, str(args.bundle), args.centre_fingerprint
+    )
     print(f"bundle installed for station {bundle.station_id}")
     print(f"centre fingerprint: {bundle.fingerprint}")
     print(f"broker:             {bundle.broker_host}:{bundle.broker_port}")
@@ -104,12 +94,8 @@ def _import(args: argparse.Namespace) -> int:
 
 def _show(args: argparse.Namespace) -> int:
     from provisioning import identity
-    from provisioning.errors import ProvisioningError
 
-    try:
-        info = identity.show(_state_dir(args))
-    except ProvisioningError as exc:
-        return fail("provision", exc)
+    info = identity.show(_state_dir(args))
     if args.json:
         print(json.dumps(info, indent=2))
         return 0
@@ -122,13 +108,9 @@ def _show(args: argparse.Namespace) -> int:
 
 def _rotate(args: argparse.Namespace) -> int:
     from provisioning import identity
-    from provisioning.errors import ProvisioningError
 
-    try:
-        result = identity.rotate(_state_dir(args))
-        _write_out(args.out, result.request)
-    except (ProvisioningError, OSError) as exc:
-        return fail("provision", exc)
+    result = identity.rotate(_state_dir(args))
+    _write_out(args.out, result.request)
     if result.reused:
         print(f"a rotation to key {result.new_key_id.hex()} was already pending; "
               "its request is written again")

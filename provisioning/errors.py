@@ -6,8 +6,10 @@ do. It never carries private key material, so the CLI may print it as it is.
 
 from __future__ import annotations
 
+from protocol.cli_error import UserError
 
-class ProvisioningError(Exception):
+
+class ProvisioningError(UserError):
     """A refused provisioning step; the message names file, field and value at fault."""
 
 

@@ -38,7 +38,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from protocol.cli_error import fail
+from protocol.cli_error import CommandError, fail
 
 ROOT = Path(__file__).resolve().parent.parent
 FIRMWARE = ROOT / "firmware"
@@ -409,7 +409,7 @@ def _console(args: argparse.Namespace) -> int:
     try:
         st = json.loads(args.status.read_text())
     except (OSError, ValueError) as exc:
-        return fail("firmware", f"{args.status}: cannot read the node's status ({exc})")
+        raise CommandError(f"{args.status}: cannot read the node's status ({exc})") from exc
     if args.json:
         print(json.dumps(st, indent=2))
         return 0

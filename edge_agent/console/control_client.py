@@ -19,6 +19,8 @@ import socket
 from pathlib import Path
 from typing import Any
 
+from protocol.cli_error import UserError
+
 
 def json_safe(value: Any) -> Any:
     """``value`` with every NaN or infinite float (in dicts, lists, tuples) replaced by None,
@@ -37,7 +39,7 @@ def dumps(value: Any, **kwargs: Any) -> str:
     return json.dumps(json_safe(value), allow_nan=False, default=str, **kwargs)
 
 
-class ControlError(RuntimeError):
+class ControlError(UserError, RuntimeError):
     """The agent could not be asked (no socket, not running, refused)."""
 
 

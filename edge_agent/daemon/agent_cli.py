@@ -15,6 +15,8 @@ import time
 from pathlib import Path
 from typing import Any, TextIO
 
+from protocol.cli_error import CommandError
+
 DEFAULT_CONFIG = Path(os.environ.get("QUANTRAC_CONFIG", "/etc/quantrac/station.toml"))
 
 
@@ -52,10 +54,9 @@ def _run(args: argparse.Namespace) -> int:
                    timestamps=not os.environ.get("JOURNAL_STREAM"))
     try:
         cfg = load_config(args.config)
-    except ConfigError as exc:
-        print(f"quantrac run: {len(exc.problems)} problem(s) in the config:", file=sys.stderr)
-        print(exc, file=sys.stderr)
-        return 2
+    except ConfigError as exc:  # rc 2, as before: the count, then one line per problem
+        raise CommandError(f"{len(exc.problems)} problem(s) in the config:\n{exc}",
+                           exit_code=2) from exc
     from edge_agent.daemon.agent import run
 
     return run(cfg)
@@ -101,18 +102,11 @@ def _socket_of(args: argparse.Namespace) -> Path:
 
 
 def _status(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
-    from edge_agent.config.reader import ConfigError
-    from edge_agent.console.control_client import ControlError, request
+    from edge_agent.console.control_client import request
 
-    try:
-        path = _socket_of(args)
-        answer = request(path, {"op": "status"})
-    except (ConfigError, ControlError) as exc:
-        print(f"quantrac status: {exc}", file=sys.stderr)
-        return 1
+    answer = request(_socket_of(args), {"op": "status"})
     if not answer.get("ok"):
-        print(f"quantrac status: {answer.get('error')}", file=sys.stderr)
-        return 1
+        raise CommandError(f"the agent answered: {answer.get('error')}")
     if args.json:
         # strict JSON even from an agent that still sends NaN: null is "no value"
         from edge_agent.console.control_client import dumps

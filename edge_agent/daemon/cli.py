@@ -3,19 +3,20 @@
 Subcommands are contributed by the packages through the ``quantrac.commands`` entry-point
 group (see pyproject.toml): each entry is a ``register(subparsers)`` function that adds its
 parser and sets ``func`` to a handler returning an exit code. Heavy imports (numba, pymodbus)
-belong inside the handlers, so ``quantrac --help`` stays fast on a Raspberry Pi.
+belong inside the handlers, so ``quantrac --help`` stays fast on a Raspberry Pi. A handler's
+expected failures rise to :func:`main`, which prints them the one way (``protocol.cli_error``).
 """
 
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
 from importlib.metadata import entry_points
 
 from edge_agent.daemon import logs
+from protocol.cli_error import USER_ERRORS, fail
 
 Register = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], None]
 
@@ -47,12 +48,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return func(args)
     except KeyboardInterrupt:
         return 130
-    except BrokenPipeError:
+    except BrokenPipeError:  # an OSError, but not a failure: the reader (| head) has enough
         return 0
-    except Exception as exc:  # last resort: one clear line, not a traceback, for an operator
-        logging.getLogger("quantrac").debug("unhandled", exc_info=True)
-        print(f"quantrac: error: {exc}", file=sys.stderr)
-        return 1
+    except USER_ERRORS as exc:  # expected: one line, the operator's to fix
+        return fail(args.command, exc)
+    # anything else is a bug: its traceback is what the report needs
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from edge_agent.daemon.agent_cli import DEFAULT_CONFIG
+from protocol.cli_error import CommandError
 
 
 def register(sub: argparse._SubParsersAction[Any]) -> None:
@@ -34,22 +35,17 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
 def _recover(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
     from buffer import Store
     from buffer.store import ForeignDatabaseError
-    from edge_agent.config.reader import ConfigError, load_config
+    from edge_agent.config.reader import load_config
     from edge_agent.daemon.agent import OUTBOX_NAME
 
-    try:
-        cfg = load_config(args.config, station_required=False)
-    except ConfigError as exc:
-        print(f"quantrac outbox recover: {exc}", file=sys.stderr)
-        return 2
+    cfg = load_config(args.config, station_required=False)
     a = cfg.agent
     try:
         with Store(a.state_dir / OUTBOX_NAME, retention_s=a.record_retention_days * 86400.0,
                    sample_retention_s=a.sample_retention_days * 86400.0) as store:
             got = store.recover(args.file)
-    except (ForeignDatabaseError, ValueError, OSError) as exc:
-        print(f"quantrac outbox recover: {exc}", file=sys.stderr)
-        return 1
+    except (ForeignDatabaseError, ValueError) as exc:  # the file is named in the message
+        raise CommandError(f"recover: {exc}") from exc
     spans = ", ".join(f"{a}-{b}" for a, b in got.seq_ranges[:10]) or "-"
     print(f"{args.file}: {got.imported} record(s) imported into {a.state_dir / OUTBOX_NAME} "
           f"(seqs {spans}{', ...' if len(got.seq_ranges) > 10 else ''}), "
