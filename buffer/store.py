@@ -1,4 +1,4 @@
-"""The station's durable outbox and raw-sample store (DESIGN §5 "Outbox").
+"""The station's durable outbox and raw-sample store (docs/architecture.md, step 3).
 
 One SQLite file (WAL). A record gets its sequence number when it is committed and keeps it for
 life: numbers strictly increase across restarts and are never reused, even after pruning or

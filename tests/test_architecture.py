@@ -39,8 +39,8 @@ def test_the_tree_keeps_every_contract() -> None:
     ("edge_agent/core/pipeline.py", "import serial", "sans-IO cores"),
     ("edge_agent/config/model.py", "import edge_agent.poll.poller", "sans-IO cores"),
     ("edge_agent/core/pipeline.py", "import edge_agent.daemon.agent", "edge_agent's rooms"),
-    ("edge_agent/daemon/agent.py", "import centre.store", "the packages of DESIGN"),
-    ("centre/store.py", "import edge_agent.core.pipeline", "the packages of DESIGN"),
+    ("edge_agent/daemon/agent.py", "import centre.store", "the packages: one-way arrows"),
+    ("centre/store.py", "import edge_agent.core.pipeline", "the packages: one-way arrows"),
     ("edge_agent/stray.py", "import math", "edge_agent's rooms"),  # a module outside every room
     ("drivers/codec.py", "import drivers.decode", "no import cycle"),
 ])

@@ -27,7 +27,7 @@ CIRCULAR10_SYMBOLS = (
     "Flow", "Temp", "Color", "pH", "TSS", "COD", "NH4", "TP", "TN", "TOC", "Cl", "RH", "P", "NO",
     "NO2", "NOx", "CO", "SO2", "O2", "H2S", "NH3", "PM", "O3", "PM10", "PM2,5",
 )  # fmt: skip
-"""Parameter symbols of Circular 10/2021/TT-BTNMT (DESIGN §4): what the centre files under."""
+"""Parameter symbols of Circular 10/2021/TT-BTNMT: the names the centre files records under."""
 
 DAY_S = 86_400
 _TAG = re.compile(r"[A-Za-z0-9]{1,16}")

@@ -1,4 +1,4 @@
-"""Reading the station config: one TOML file says everything the agent does (DESIGN §2, §5).
+"""Reading the station config: one TOML file says everything the agent does.
 
 TOML in, the plain data of :mod:`edge_agent.config.model` out. Reading a file is the only I/O
 here (and the profile files a device names); nothing is opened, polled or started, so the

@@ -8,7 +8,7 @@ averaging or sealing packets, and it isolates buses completely: a dead line bloc
 own thread. The asyncio daemon receives samples through :func:`queue_sink`, which hops them
 onto the loop with ``call_soon_threadsafe``.
 
-Rules (DESIGN §5, §9):
+Rules (the poll step of docs/architecture.md, "Theory of operation"):
 
 * A sample's ``t`` is the wall clock (``clock``, passed in) read when the response that
   carried it arrived; a channel spread over several blocks takes the latest of them.

@@ -1,4 +1,4 @@
-"""The Circular 10 uplink: text files pushed by FTP/FTPS every few minutes (DESIGN §5, §9).
+"""The Circular 10 uplink: text files pushed by FTP/FTPS every few minutes.
 
 This is the regulator's legacy path (Circular 10/2021/TT-BTNMT); in code it has one name,
 Circular 10: the config table ``[uplink.circular10]``, the status key ``uplink_circular10``,

@@ -1,4 +1,4 @@
-"""The MQTT uplink: drains the outbox to the centre as sealed packets over TLS (DESIGN §5, §6).
+"""The MQTT uplink: drains the outbox to the centre as sealed packets over TLS.
 
 One thread owns everything (the outbox is single-owner): ``step()`` runs paho's network loop
 once, obeys the commands that arrived, tops up the window of packets in flight and requeues
