@@ -19,13 +19,14 @@ import logging
 import os
 import sqlite3
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from protocol.clock import Clock
+
 log = logging.getLogger("quantrac.buffer.db")
 
-Clock = Callable[[], float]
 SIDE_FILES = ("-wal", "-shm", "-journal")
 
 

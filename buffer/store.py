@@ -81,7 +81,6 @@ from pathlib import Path
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from buffer.db import (
-    Clock,
     StoreFullError,
     apply_schema,
     is_full_error,
@@ -95,6 +94,7 @@ from buffer.rows import (
     record_row,
     row_record,
 )
+from protocol.clock import Clock
 from protocol.model import Record, Sample, Status
 from protocol.payload import same_record
 

@@ -16,7 +16,6 @@ import json
 import logging
 import os
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,6 +27,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from centre.registry import Registry
+from protocol.clock import Clock
 from protocol.envelope import key_id
 from provisioning import certs
 from provisioning.bundle import make_bundle, parse_broker
@@ -53,7 +53,6 @@ log = logging.getLogger("quantrac.centre.authority")
 
 DEFAULT_CENTRE_DIR = Path(os.environ.get("QUANTRAC_CENTRE_DIR", "/var/lib/quantrac-centre"))
 DEFAULT_VALID_DAYS = 730
-Clock = Callable[[], float]
 _PRIVATE = ("packet.key", "signing.key", "ca.key")
 
 

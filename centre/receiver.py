@@ -42,6 +42,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from centre.store import CONFLICT, REPLAYED, CentreStore
 from protocol.backoff import Backoff
+from protocol.clock import Clock
 from protocol.envelope import (
     Command,
     EnvelopeError,
@@ -55,7 +56,6 @@ from protocol.topics import STATE_FILTER, UP_FILTER, down_topic, shared, station
 
 log = logging.getLogger("quantrac.centre.receiver")
 
-Clock = Callable[[], float]
 Opener = Callable[[bytes], Opened]
 MAX_RANGES_PER_REQUEST = 256
 

@@ -42,17 +42,16 @@ import math
 import sqlite3
 import time
 import urllib.parse
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from buffer.db import open_checked, transaction
 from buffer.rows import RECORD_COLUMNS, RECORD_COLUMNS_SQL, record_row, row_record
 from protocol.cli_error import UserError
+from protocol.clock import Clock
 from protocol.model import Record
 from protocol.payload import same_record
-
-Clock = Callable[[], float]
 
 _COLS = ", ".join(RECORD_COLUMNS)
 _INSERT = (

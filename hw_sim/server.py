@@ -32,7 +32,8 @@ import serial
 
 from drivers import modbus
 from hw_sim.config import SimStationConfig, load_station
-from hw_sim.slave import Clock, Served, SimStation
+from hw_sim.slave import Served, SimStation
+from protocol.clock import Clock
 
 log = logging.getLogger("quantrac.hw_sim.server")
 

@@ -16,7 +16,6 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from drivers import modbus
@@ -26,11 +25,11 @@ from drivers.profile import ChannelSpec, StatusSpec
 from hw_sim import faults as F
 from hw_sim.config import DeviceConfig, SimStationConfig
 from hw_sim.signals import channel_value
+from protocol.clock import Clock
 from protocol.model import Status
 
 log = logging.getLogger("quantrac.hw_sim.slave")
 
-Clock = Callable[[], float]
 Image = dict[tuple[int, int], int]
 
 

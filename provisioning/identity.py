@@ -28,6 +28,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
 
+from protocol.clock import Clock
 from protocol.envelope import key_id
 from protocol.topics import Topics
 from provisioning import certs
@@ -54,7 +55,6 @@ log = logging.getLogger("quantrac.provisioning.identity")
 
 STATE_FORMAT = "quantrac-station/1"
 DEFAULT_STATE_DIR = Path(os.environ.get("QUANTRAC_STATE_DIR", "/var/lib/quantrac"))
-Clock = Callable[[], float]
 
 _IDENTITY_FILES = ("station.json", "tls.key", "tls.csr", "bundle.json", "ca.crt", "tls.crt")
 

@@ -51,6 +51,7 @@ from edge_agent.daemon.control import ControlServer
 from edge_agent.daemon.sdnotify import Notifier
 from edge_agent.poll.build import build_buses
 from edge_agent.poll.poller import Poller, queue_sink
+from protocol.clock import Clock
 from protocol.model import Record, Sample
 
 if TYPE_CHECKING:  # the uplinks import paho and ftplib: only when configured, at start
@@ -60,7 +61,6 @@ if TYPE_CHECKING:  # the uplinks import paho and ftplib: only when configured, a
 
 log = logging.getLogger("quantrac.edge_agent.agent")
 
-Clock = Callable[[], float]
 TICK_S = 1.0
 MAX_HELD_RECORDS = 500_000  # records kept in memory while the disk is full (~ weeks)
 OUTBOX_NAME = "outbox.sqlite"

@@ -44,11 +44,11 @@ from drivers.modbus import ModbusError
 from drivers.transport import Transport
 from edge_agent.core.backfill import CLOCK_MARGIN_S, is_field_node, log_channels, to_samples
 from edge_agent.poll.poller import DevicePoller, Poller
+from protocol.clock import Clock
 from protocol.model import Sample
 
 log = logging.getLogger("quantrac.edge_agent.backfill")
 
-Clock = Callable[[], float]
 #: deliver(device, samples, next cursor, covered up to)
 Deliver = Callable[[str, list[Sample], int, float], None]
 CLOCK_TOLERANCE_S = 2.0

@@ -46,11 +46,11 @@ from edge_agent.config.model import Device, PollPolicy
 from edge_agent.core.plausibility import bounds as plausible_bounds
 from edge_agent.core.plausibility import judged, outside
 from edge_agent.runtime.thread import StepThread
+from protocol.clock import Clock
 from protocol.model import Sample, Status
 
 log = logging.getLogger("quantrac.edge_agent.poller")
 
-Clock = Callable[[], float]
 Sink = Callable[[str, list[Sample]], None]
 
 

@@ -59,12 +59,12 @@ from edge_agent.config.model import StationConfig
 from edge_agent.uplinks.circular10 import render as circular10
 from edge_agent.uplinks.thread import UplinkThread
 from protocol.backoff import Backoff
+from protocol.clock import Clock
 from protocol.model import Record
 from provisioning.securefs import sync_dir, write_replace
 
 log = logging.getLogger("quantrac.edge_agent.circular10")
 
-Clock = Callable[[], float]
 SETTLE_S = 2.0  # after end + grace: the agent's tick has stored the window's records
 FIRST_LOOKBACK_S = 3600.0
 SPOOL_NAME = "circular10"

@@ -47,6 +47,7 @@ from edge_agent.uplinks.mqtt.command_gate import CommandGate
 from edge_agent.uplinks.mqtt.inflight import InFlight
 from edge_agent.uplinks.thread import UplinkThread
 from protocol.backoff import Backoff
+from protocol.clock import Clock
 from protocol.envelope import (
     MAX_PACKET,
     SUITE_ED25519_X25519_SHA256_CHACHA20POLY1305,
@@ -65,7 +66,6 @@ from provisioning.identity import StationIdentity
 
 log = logging.getLogger("quantrac.edge_agent.uplink_mqtt")
 
-Clock = Callable[[], float]
 
 
 def _package_version() -> str:
