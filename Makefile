@@ -36,7 +36,7 @@ lint: setup
 	$(VENV)/bin/mypy
 	$(VENV)/bin/mypy examples/demo.py  # not a package (not installed), checked the same way
 	$(VENV)/bin/lint-imports  # the arrows of docs/architecture.md ([tool.importlinter])
-	$(PY) -m provisioning.firmware_cli lint  # firmware/: mypy per port on MicroPython stubs, mpy-cross
+	$(VENV)/bin/quantrac firmware lint  # firmware/: mypy per port on MicroPython stubs, mpy-cross
 
 bench: setup
 	@set -e; for b in bench/*.py; do echo "== $$b"; $(PY) $$b; done

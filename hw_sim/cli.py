@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import json
 import signal
-import sys
 import threading
 import types
 from typing import Any
@@ -70,12 +69,12 @@ def _station(args: argparse.Namespace) -> int:
 
 def _fault(args: argparse.Namespace) -> int:
     from hw_sim.server import send_control
+    from protocol.cli_error import CommandError
 
     answer = send_control(args.control, {"op": "fault", "unit": args.unit, "fault": args.fault,
                                          "on": args.state == "on", "code": args.code,
                                          "delay": args.delay})
-    if not answer.get("ok"):
-        print(f"quantrac sim fault: {answer.get('error')}", file=sys.stderr)
-        return 1
+    if not answer.get("ok"):  # the simulator's refusal, reported by the one CLI error path
+        raise CommandError(f"fault: {answer.get('error')}")
     print(f"unit {args.unit}: {args.fault} {args.state}")
     return 0

@@ -38,7 +38,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from protocol.cli_error import CommandError, fail
+from protocol.cli_error import USER_ERRORS, CommandError, fail
 
 ROOT = Path(__file__).resolve().parent.parent
 FIRMWARE = ROOT / "firmware"
@@ -286,7 +286,7 @@ def _add_commands(actions: argparse._SubParsersAction[Any]) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     if not args.config.is_file():
-        return fail("firmware", f"{args.config}: no such config file")
+        raise CommandError(f"{args.config}: no such config file")
     ctl = args.ctl
     tmp = Path(tempfile.mkdtemp(prefix="quantrac-node-"))
     if ctl is None:
@@ -361,14 +361,14 @@ def _build(args: argparse.Namespace) -> int:
         r = subprocess.run([tool(MPY_CROSS), f"-march={arch}", "-o", str(dst), str(src)],
                            capture_output=True, text=True)
         if r.returncode:
-            return fail("firmware", f"mpy-cross {rel}: {r.stderr.strip()}")
+            raise CommandError(f"mpy-cross {rel}: {r.stderr.strip()}")
         print(f"{rel} -> {dst}")
     return 0
 
 
 def _flash(args: argparse.Namespace) -> int:
     if not args.build.is_dir():
-        return fail("firmware", f"{args.build}: no build; run `quantrac firmware build` first")
+        raise CommandError(f"{args.build}: no build; run `quantrac firmware build` first")
     cmd = [tool(MPREMOTE), "connect", args.port, "mkdir", ":hal", "+"]
     r = subprocess.run(cmd[:-1], capture_output=True, text=True)  # exists already is fine
     files = sorted(p for p in args.build.rglob("*") if p.is_file())
@@ -377,13 +377,13 @@ def _flash(args: argparse.Namespace) -> int:
         r = subprocess.run([tool(MPREMOTE), "connect", args.port, "cp", str(f), f":{rel}"],
                            capture_output=True, text=True)
         if r.returncode:
-            return fail("firmware", f"mpremote cp {rel}: {r.stderr.strip() or r.stdout.strip()}")
+            raise CommandError(f"mpremote cp {rel}: {r.stderr.strip() or r.stdout.strip()}")
         print(f"copied {rel}")
     if args.config is not None:
         r = subprocess.run([tool(MPREMOTE), "connect", args.port, "cp", str(args.config),
                             ":node.json"], capture_output=True, text=True)
         if r.returncode:
-            return fail("firmware", f"mpremote cp node.json: {r.stderr.strip()}")
+            raise CommandError(f"mpremote cp node.json: {r.stderr.strip()}")
         print("copied node.json")
     subprocess.run([tool(MPREMOTE), "connect", args.port, "reset"], capture_output=True)
     return 0
@@ -403,7 +403,7 @@ def _console(args: argparse.Namespace) -> int:
         r = subprocess.run([tool(MPREMOTE), "connect", args.port, "exec", _CONSOLE_SNIPPET],
                            capture_output=True, text=True)
         if r.returncode:
-            return fail("firmware", f"mpremote: {r.stderr.strip()}")
+            raise CommandError(f"mpremote: {r.stderr.strip()}")
         print(r.stdout.strip())
         return 0
     try:
@@ -443,7 +443,7 @@ def _lint(args: argparse.Namespace) -> int:
                                 "--target", str(target), req, "micropython-stdlib-stubs"],
                                capture_output=True, text=True)
             if r.returncode:
-                return fail("firmware", f"installing {req}: {r.stderr.strip()}")
+                raise CommandError(f"installing {req}: {r.stderr.strip()}")
         files = [str(FIRMWARE / f) for f in CORE + hal_files]
         env = {**os.environ, "MYPYPATH": f"{target}:{FIRMWARE}"}
         # Our own config (the project's [tool.mypy] is for the CPython packages): the stubs
@@ -478,12 +478,17 @@ def _lint(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """``python -m provisioning.firmware_cli``: the same commands as ``quantrac firmware``,
+    failing the same way (one line per problem, no traceback for an expected error)."""
     parser = argparse.ArgumentParser(prog="quantrac firmware")
     actions = parser.add_subparsers(dest="firmware_command", metavar="ACTION")
     actions.required = True
     _add_commands(actions)
     args = parser.parse_args(argv)
-    rc: int = args.func(args)
+    try:
+        rc: int = args.func(args)
+    except USER_ERRORS as exc:
+        return fail("firmware", exc)
     return rc
 
 
