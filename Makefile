@@ -2,8 +2,16 @@
 SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
-# Debian packages: one list of "program package" lines, checked program by program.
-DEB_LIST := .ci/debian-packages
+# Every outside program the tests, benchmarks and the demo run, as program=Debian package; `deb`
+# installs the package of each one not on PATH. tests/test_outside_programs.py reads this list
+# and fails when a test or benchmark starts a program missing from it.
+#   mosquitto: the broker of every uplink/centre test and the demo; mosquitto_pub: a client no
+#   one here wrote, against the generated broker config; socat: RS-485 lines as pty pairs;
+#   mbpoll: a libmodbus master, the peer judge; openssl: checks the centre's certificates and
+#   CRLs; mount/umount: small real tmpfs filesystems for the full-disk tests; sqlite3: the
+#   SQLite shell, to look into an outbox or centre store as an inspector would.
+DEB_PROGRAMS := mosquitto=mosquitto mosquitto_pub=mosquitto-clients socat=socat mbpoll=mbpoll \
+	openssl=openssl mount=mount umount=mount sqlite3=sqlite3
 
 .PHONY: setup deb test lint bench demo clean
 
@@ -16,10 +24,10 @@ $(VENV)/.installed: pyproject.toml
 setup: deb $(VENV)/.installed
 
 # Debian packages the tests, benchmarks and demo run for real (broker, pty pairs, peer tools):
-# every program in $(DEB_LIST) must be on PATH; the packages of the missing ones are installed.
+# every program in DEB_PROGRAMS must be on PATH; the packages of the missing ones are installed.
 deb:
-	@missing=$$(grep -v '^[[:space:]]*\(#\|$$\)' $(DEB_LIST) | while read -r prog pkg _; do \
-	  command -v "$$prog" >/dev/null || echo "$$pkg"; done | sort -u | tr '\n' ' '); \
+	@missing=$$(for pair in $(DEB_PROGRAMS); do \
+	  command -v "$${pair%%=*}" >/dev/null || echo "$${pair#*=}"; done | sort -u | tr '\n' ' '); \
 	if [ -z "$$missing" ]; then exit 0; fi; \
 	if [ "$$(id -u)" = 0 ]; then \
 	  echo "installing Debian packages: $$missing"; \

@@ -24,10 +24,9 @@ Wear (firmware/README.md has the full arithmetic): the node writes one batch per
 (all channels of one scan in one append), i.e. 1440 commits a day at 60 s.
 """
 
+import binascii
 import os
 import struct
-
-import binascii
 
 REC = 20
 Rec = tuple  # (seq, time, boot, channel, flags, value); typed as a plain tuple for MicroPython

@@ -3,7 +3,6 @@
 import sys
 
 import node
-
 from hal.base import Hal
 
 

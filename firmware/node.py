@@ -404,7 +404,7 @@ def run(hal: Hal) -> None:
         if node is not None:
             node.log.close()
         raise
-    except Exception as exc:  # noqa: BLE001 - the node must come back, not sit at a REPL
+    except Exception as exc:  # the node must come back, not sit at a REPL
         import sys
 
         sys.print_exception(exc)

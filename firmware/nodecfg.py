@@ -32,7 +32,7 @@ class ConfigError(Exception):
 
 
 def _num(v: object) -> bool:
-    return (isinstance(v, int) or isinstance(v, float)) and not isinstance(v, bool)
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
 def _int(doc: dict, key: str, path: str, lo: int, hi: int, default: int) -> int:

@@ -16,8 +16,8 @@ import vfs
 
 sys.path.insert(0, sys.argv[0].rsplit("/", 1)[0] if "/" in sys.argv[0] else ".")
 
-import node  # noqa: E402
-from hal.unix import FileBlockDev, UnixHal  # noqa: E402
+import node
+from hal.unix import FileBlockDev, UnixHal
 
 
 def _args(argv: list) -> dict:

@@ -2,8 +2,8 @@
 
 A green run on a developer's machine once hid a missing install step: a test ran
 `mosquitto_pub` (Debian's `mosquitto-clients`), which the developer had installed by hand and a
-fresh machine did not have. The Makefile's `deb` target and `.ci/run` install from one list,
-`.ci/debian-packages` ("program package" per line); this test reads the source of `tests/`,
+fresh machine did not have. The Makefile's `deb` target (which `.ci/run` runs) installs from
+one list, the Makefile's ``DEB_PROGRAMS`` (``program=package`` words); this test reads `tests/`,
 `bench/` and the demo, finds every program they start (the first word of a `subprocess` argv
 literal, a `shutil.which("...")` look-up, a module-level constant used as either), and fails when
 one is neither in that list nor a script of this virtualenv (installed from `pyproject.toml`).
@@ -17,21 +17,21 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-DEB_LIST = ROOT / ".ci" / "debian-packages"
+MAKEFILE = ROOT / "Makefile"
 SCANNED = [ROOT / "tests", ROOT / "bench", ROOT / "examples" / "demo.py", ROOT / "hw_sim"]
 SPAWNERS = {"run", "Popen", "check_output", "check_call", "call", "create_subprocess_exec",
             "execvp", "execv"}
 
 
 def listed_programs() -> dict[str, str]:
-    """Program -> Debian package, from `.ci/debian-packages`."""
+    """Program -> Debian package, from the Makefile's ``DEB_PROGRAMS`` (continued lines too)."""
+    text = MAKEFILE.read_text(encoding="utf-8").replace("\\\n", " ")
+    [line] = [ln for ln in text.splitlines() if ln.startswith("DEB_PROGRAMS :=")]
     out: dict[str, str] = {}
-    for n, raw in enumerate(DEB_LIST.read_text(encoding="utf-8").splitlines(), 1):
-        line = raw.split("#", 1)[0].split()
-        if not line:
-            continue
-        assert len(line) == 2, f"{DEB_LIST}:{n}: expected 'program package', got {raw!r}"
-        out[line[0]] = line[1]
+    for word in line.split(":=", 1)[1].split():
+        prog, sep, pkg = word.partition("=")
+        assert sep and prog and pkg, f"{MAKEFILE}: DEB_PROGRAMS: {word!r}: expected program=package"
+        out[prog] = pkg
     return out
 
 
@@ -82,14 +82,14 @@ def _sources() -> list[Path]:
 def test_the_scanner_sees_programs_started_in_each_way() -> None:
     src = (
         "import shutil, subprocess, asyncio\n"
-        "PUB = 'mosquitto_pub'\n"
-        "subprocess.run(['picocom', '-b', '9600'])\n"
+        "PUB = 'prog-two'\n"
+        "subprocess.run(['prog-one', '-b', '9600'])\n"
         "subprocess.Popen((PUB, '-t', 'x'))\n"
-        "shutil.which('tmux')\n"
-        "asyncio.create_subprocess_exec('/usr/sbin/sshd', '-D')\n"
+        "shutil.which('prog-three')\n"
+        "asyncio.create_subprocess_exec('/usr/sbin/prog-four', '-D')\n"
         "subprocess.run([sys.executable, '-m', 'x'])\n"
     )
-    assert programs_started(src) == {"picocom", "mosquitto_pub", "tmux", "sshd"}
+    assert programs_started(src) == {"prog-one", "prog-two", "prog-three", "prog-four"}
 
 
 def test_every_program_a_test_bench_or_demo_starts_is_installed_by_the_project() -> None:
@@ -102,8 +102,8 @@ def test_every_program_a_test_bench_or_demo_starts_is_installed_by_the_project()
                 continue
             unlisted.setdefault(prog, []).append(str(path.relative_to(ROOT)))
     assert not unlisted, (
-        f"programs started but not named in {DEB_LIST.relative_to(ROOT)} "
-        f"(add 'program debian-package'): {unlisted}")
+        f"programs started but not in the Makefile's DEB_PROGRAMS "
+        f"(add program=debian-package): {unlisted}")
 
 
 def test_every_listed_program_is_on_path() -> None:
