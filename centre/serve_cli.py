@@ -22,7 +22,7 @@ def register(actions: argparse._SubParsersAction[Any]) -> None:
     """Add ``serve`` and ``query`` to ``quantrac centre``."""
     p = actions.add_parser("serve", help="receive, verify, store and acknowledge packets")
     p.add_argument("--config", type=Path, required=True, help="receiver TOML file")
-    p.set_defaults(func=_serve)
+    p.set_defaults(func=_serve, logs_always=True)  # a service: its log is its output
 
     p = actions.add_parser("query", help="print a station's stored records (text or CSV)")
     where = p.add_mutually_exclusive_group(required=True)

@@ -35,7 +35,7 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
                     help="emulate the wire time of an RTU line at this baud rate")
     st.add_argument("--control", default=None, help="Unix socket for `quantrac sim fault`")
     st.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
-    st.set_defaults(func=_station)
+    st.set_defaults(func=_station, logs_always=True)  # a service: its log is its output
 
     ft = sim_sub.add_parser("fault", help="switch a fault of a running simulated station")
     ft.add_argument("--control", required=True, help="the station's control socket")

@@ -24,7 +24,7 @@ def register_run(sub: argparse._SubParsersAction[Any]) -> None:
     p = sub.add_parser("run", help="run the edge agent daemon (poll, average, store, send)")
     p.add_argument("--config", type=Path, default=DEFAULT_CONFIG,
                    help=f"station config (default $QUANTRAC_CONFIG or {DEFAULT_CONFIG})")
-    p.set_defaults(func=_run)
+    p.set_defaults(func=_run, logs_always=True)  # the daemon: its log is its output
 
 
 def register_status(sub: argparse._SubParsersAction[Any]) -> None:

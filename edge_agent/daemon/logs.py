@@ -64,14 +64,22 @@ class LogfmtFormatter(logging.Formatter):
         return " ".join(parts)
 
 
-def configure(level: str = "INFO", stream: TextIO | None = None, timestamps: bool = True) -> None:
-    """Install the logfmt handler on the root logger (idempotent)."""
+def configure(level: str = "INFO", stream: TextIO | None = None, timestamps: bool = True,
+              show: bool = True) -> None:
+    """Install the logfmt handler on the root logger (idempotent).
+
+    ``show=False`` (an interactive command, see ``edge_agent.daemon.cli``) keeps the handler but
+    lets nothing through it: with no handler at all, Python's last-resort handler would print
+    warnings to stderr anyway, and the root level stays ``level`` so a caller's own handler
+    (a test's caplog) still receives every record."""
     root = logging.getLogger()
     for handler in list(root.handlers):
         if getattr(handler, "_quantrac", False):
             root.removeHandler(handler)
     handler = logging.StreamHandler(stream or sys.stderr)
     handler.setFormatter(LogfmtFormatter(timestamps=timestamps))
+    if not show:
+        handler.setLevel(logging.CRITICAL + 1)
     handler._quantrac = True  # type: ignore[attr-defined]
     root.addHandler(handler)
     root.setLevel(level.upper())
