@@ -3,20 +3,37 @@
 ``quantrac sim station --config FILE [--tcp-port N] [--pty] [--baud 9600] [--control SOCKET]``
 prints one JSON line first (``{"tcp_port": ..., "pty": ..., "control": ..., "units": ...}``)
 so a test or the demo can read where to connect, then serves until interrupted (or for
-``--duration`` seconds). ``quantrac sim fault --control SOCKET --unit U --fault NAME on|off``
+``--duration`` seconds). ``quantrac sim fault [--control SOCKET] --unit U --fault NAME on|off``
 switches a fault on a running station.
+
+Both default to the same control socket (:func:`default_control`), so the two commands a
+person types in two terminals find each other without a path to copy. It is per user: in
+``$XDG_RUNTIME_DIR`` (private to the user already) or else ``/tmp/quantrac-sim-<uid>.sock``,
+so two users' simulators never meet. One user's second simulator on the default path is
+refused with the first one's name and pid (``hw_sim.server``): it needs its own ``--control``.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
+import tempfile
 import threading
 import types
+from pathlib import Path
 from typing import Any
 
 from hw_sim.faults import FAULTS
+
+
+def default_control() -> Path:
+    """The control socket ``sim station`` serves and ``sim fault`` asks when none is given."""
+    runtime = os.environ.get("XDG_RUNTIME_DIR")
+    if runtime:
+        return Path(runtime) / "quantrac-sim.sock"
+    return Path(tempfile.gettempdir()) / f"quantrac-sim-{os.getuid()}.sock"
 
 
 def register(sub: argparse._SubParsersAction[Any]) -> None:
@@ -33,12 +50,15 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     st.add_argument("--pty-link", default=None, help="path of the pty end clients open")
     st.add_argument("--baud", type=int, default=None,
                     help="emulate the wire time of an RTU line at this baud rate")
-    st.add_argument("--control", default=None, help="Unix socket for `quantrac sim fault`")
+    st.add_argument("--control", type=Path, default=default_control(),
+                    help="Unix socket for `quantrac sim fault` (default %(default)s)")
     st.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
     st.set_defaults(func=_station, logs_always=True)  # a service: its log is its output
 
     ft = sim_sub.add_parser("fault", help="switch a fault of a running simulated station")
-    ft.add_argument("--control", required=True, help="the station's control socket")
+    ft.add_argument("--control", type=Path, default=default_control(),
+                    help="the control socket the station was started with (default "
+                         "%(default)s, as `sim station`'s)")
     ft.add_argument("--unit", type=int, required=True)
     ft.add_argument("--fault", required=True, choices=FAULTS)
     ft.add_argument("state", choices=("on", "off"))

@@ -7,19 +7,25 @@ With ``baud`` set, no response is written before the request and the response wo
 on a real line at that rate (drivers.modbus wire time), so a pty behaves like a 9600-baud bus.
 
 A control channel (a Unix socket taking one JSON object per line) lets another process switch
-faults while the station runs: ``quantrac sim fault`` speaks it.
+faults while the station runs: ``quantrac sim fault`` speaks it. Two simulators must not share
+one socket path: the second would unlink the first one's socket and take its faults, so a
+path a live simulator still answers on is refused (:class:`ControlSocketInUse`); a socket file
+nobody answers on is what a killed simulator left, and is replaced.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import heapq
 import json
 import logging
+import os
 import select
 import shutil
 import socket
 import socketserver
+import stat
 import subprocess
 import tempfile
 import threading
@@ -33,6 +39,7 @@ import serial
 from drivers import modbus
 from hw_sim.config import SimStationConfig, load_station
 from hw_sim.slave import Served, SimStation
+from protocol.cli_error import UserError
 from protocol.clock import Clock
 
 log = logging.getLogger("quantrac.hw_sim.server")
@@ -260,14 +267,30 @@ class _ControlServer(socketserver.ThreadingUnixStreamServer):
             return {"ok": True, "units": {
                 str(u): dict(zip(("received", "answered"), self.station.requests(u), strict=True))
                 for u in sorted(d.unit for d in self.station.config.devices)}}
-        raise ValueError(f"unknown op {op!r}, expected 'fault' or 'stats'")
+        if op == "hello":  # who is serving here: what a second simulator's refusal names
+            return {"ok": True, "station": self.station.config.name, "pid": os.getpid()}
+        raise ValueError(f"unknown op {op!r}, expected 'fault', 'stats' or 'hello'")
+
+
+class ControlSocketInUse(UserError):
+    """The control socket path is served by another simulator (or is not a socket at all)."""
+
+
+class NoSimulator(UserError):
+    """Nothing answers on the control socket path: no simulator runs there."""
 
 
 def send_control(path: str | Path, msg: dict[str, Any], timeout: float = 5.0) -> dict[str, Any]:
-    """One request/answer on a running station's control socket."""
+    """One request/answer on a running station's control socket (NoSimulator if none)."""
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
         sock.settimeout(timeout)
-        sock.connect(str(path))
+        try:
+            sock.connect(str(path))
+        except (FileNotFoundError, ConnectionRefusedError):
+            # a missing file, or one a killed simulator left: both mean nobody serves there
+            raise NoSimulator(f"{path}: no simulated station answers here (start one with "
+                              "`quantrac sim station`, or give the --control it was "
+                              "started with)") from None
         sock.sendall(json.dumps(msg).encode() + b"\n")
         data = b""
         while not data.endswith(b"\n"):
@@ -277,6 +300,45 @@ def send_control(path: str | Path, msg: dict[str, Any], timeout: float = 5.0) ->
             data += chunk
     answer: dict[str, Any] = json.loads(data)
     return answer
+
+
+def _claim_control(path: Path) -> None:
+    """Make ``path`` free for a new control socket, or refuse: it belongs to someone else.
+
+    A socket a simulator answers on is that simulator's (unlinking it would leave it deaf and
+    hand its faults to us); one that refuses connections is stale; anything but a socket is
+    not ours to delete.
+    """
+    try:
+        mode = path.lstat().st_mode
+    except FileNotFoundError:
+        return
+    if not stat.S_ISSOCK(mode):
+        raise ControlSocketInUse(f"{path}: exists and is not a socket; give --control "
+                                 "another path")
+    try:
+        answer = send_control(path, {"op": "hello"}, timeout=2.0)
+    except NoSimulator:
+        path.unlink(missing_ok=True)
+        return
+    except (OSError, ValueError):  # it accepted a connection: something lives there
+        answer = {}
+    who = (f"simulated station {answer['station']!r} (pid {answer['pid']})"
+           if answer.get("ok") else "another program")
+    raise ControlSocketInUse(f"{path}: {who} already serves its control socket here; stop "
+                             "it, or give this one its own --control PATH (and pass the same "
+                             "--control to `quantrac sim fault`)")
+
+
+def _bind_control(path: Path, station: SimStation) -> _ControlServer:
+    _claim_control(path)
+    try:
+        return _ControlServer(str(path), station)
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:  # another simulator bound it since we looked
+            raise ControlSocketInUse(f"{path}: another simulator took this control socket "
+                                     "just now; give this one its own --control PATH") from None
+        raise
 
 
 # --------------------------------------------------------------------------- running
@@ -333,6 +395,11 @@ def running_station(config: SimStationConfig | str | Path, *, tcp_port: int | No
     bus: RtuBus | None = None
     started = False
     try:
+        if control is not None:  # first: a taken socket refuses before anything has started
+            ctl = _bind_control(Path(control), station)
+            sim.control_path = str(control)
+            threads.append(threading.Thread(target=ctl.serve_forever, args=(_POLL,),
+                                            name="hw_sim-control", daemon=True))
         if tcp_port is not None:
             tcp = _TcpServer(tcp_port, station, stop)
             sim.tcp_port = tcp.server_address[1]
@@ -343,12 +410,6 @@ def running_station(config: SimStationConfig | str | Path, *, tcp_port: int | No
             sim.pty_path = pair.client_path
             bus = RtuBus(station, pair.sim_path, baud, stop)
             threads.append(bus)
-        if control is not None:
-            Path(control).unlink(missing_ok=True)
-            ctl = _ControlServer(str(control), station)
-            sim.control_path = str(control)
-            threads.append(threading.Thread(target=ctl.serve_forever, args=(_POLL,),
-                                            name="hw_sim-control", daemon=True))
         for th in threads:
             th.start()
         started = True
