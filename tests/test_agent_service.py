@@ -128,7 +128,7 @@ def test_sighup_reloads_a_good_config_and_refuses_a_bad_one(sw: StationWorld) ->
                          .replace('unit = 4\n', 'unit = 300\n'))
     agent.send_signal(1)  # SIGHUP
     wait_for(lambda: "event=config_reload_rejected" in sw.log(), 10, "the refusal")
-    assert "device[3].unit = 300" in sw.log()
+    assert "bus 'lan' device 'flow': unit = 300" in sw.log()
     assert request(sw.socket, {"op": "ping"}) == {"ok": True}
     sw.config.write_text(good.replace('channels = ["TN", "TP"]', 'channels = ["TN"]'))
     agent.send_signal(1)

@@ -58,16 +58,17 @@ BROKEN = [
      "{f}: station.id: missing; expected a station id: letters, digits, '.', '_' or '-' "
      "(at most 32, starting with a letter or digit)"),
     ('baud = 9600\n', 'baud = 9601\n',
-     "{f}: bus[0].baud = 9601: expected a standard baud rate (1200..115200)"),
+     "{f}: bus 'rs485-1': baud = 9601: expected a standard baud rate (1200..115200)"),
     ('host = "127.0.0.1"\n', '',
-     "{f}: bus[1] = {{}}: expected either port (serial) or host (TCP), not both"),
+     "{f}: bus 'lan' = {{}}: expected either port (serial) or host (TCP), not both"),
     ('bus = "lan"\n', 'bus = "lab"\n',
-     "{f}: device[1].bus = 'lab': expected the name of a [[bus]] (known: rs485-1, lan)"),
+     "{f}: device 'cems': bus = 'lab': expected the name of a [[bus]] (known: rs485-1, lan)"),
     ('unit = 1\ninterval = 10.0\nchannels = ["SO2", "O2"]',
      'unit = 300\ninterval = 10.0\nchannels = ["SO2", "O2"]',
-     "{f}: device[1].unit = 300: expected a Modbus unit id in 1..247"),
+     "{f}: bus 'lan' device 'cems': unit = 300: expected a Modbus unit id in 1..247"),
     ('channels = ["pH", "Temp"]', 'channels = ["pH", "Tmp"]',
-     "{f}: device[0].channels = 'Tmp': expected a channel of profile 'liquiline' "
+     "{f}: bus 'rs485-1' device 'liquiline': channels = 'Tmp': expected a channel of profile "
+     "'liquiline' "
      "(pH, Temp, TSS)"),
     ('windows = [60, 300]', 'windows = [60, 300, 7]',
      "{f}: averaging.windows[2] = 7: expected a window in whole seconds that divides a day "
@@ -78,7 +79,8 @@ BROKEN = [
     ('o2_ref = 6.0\n', 'o2_ref = 21.0\n',
      "{f}: normalise[0].o2_ref = 21.0: expected a reference O2 in [0, 21) %"),
     ('interval = 10.0\nchannels = ["pH", "Temp"]', 'intervall = 10.0\nchannels = ["pH", "Temp"]',
-     "{f}: device[0].intervall = 10.0: expected a known key (one of bus, channels, interval, "
+     "{f}: bus 'rs485-1' device 'liquiline': intervall = 10.0: expected a known key (one of "
+     "bus, channels, interval, "
      "name, profile, unit)"),
 ]
 
@@ -88,8 +90,13 @@ def check(path: Path) -> subprocess.CompletedProcess[str]:
                            str(path)], capture_output=True, text=True, timeout=60)
 
 
+def key_of(message: str) -> str:
+    """Where a message points: ``bus 'lan' device 'cems': unit``, ``station.id``."""
+    return message.removeprefix("{f}: ").split(" = ")[0].split(": missing")[0]
+
+
 @pytest.mark.parametrize(("old", "new", "message"), BROKEN,
-                         ids=[m.split(":")[1].strip() for _, _, m in BROKEN])
+                         ids=[key_of(m) for _, _, m in BROKEN])
 def test_each_broken_config_gets_its_precise_message(tmp_path: Path, old: str, new: str,
                                                      message: str) -> None:
     assert old in GOOD
@@ -101,7 +108,7 @@ def test_each_broken_config_gets_its_precise_message(tmp_path: Path, old: str, n
 
 
 def test_the_ten_messages_are_ten_different_mistakes() -> None:
-    keys = {m.split(":")[1].split("=")[0].strip() for _, _, m in BROKEN}
+    keys = {key_of(m) for _, _, m in BROKEN}
     assert len(BROKEN) == 10 and len(keys) == 10
 
 
@@ -143,10 +150,10 @@ def test_a_symbol_reported_twice_and_a_non_circular10_symbol(tmp_path: Path) -> 
     with pytest.raises(ConfigError) as info:
         load_config(path)
     msgs = [str(p) for p in info.value.problems]
-    assert msgs[0] == (f"{path}: device[1].channels.Temp = 'Temp': expected a symbol not "
-                       "already reported by device 'liquiline'")
-    assert msgs[1].startswith(f"{path}: device[1].channels.Flow.symbol = 'Debit': expected a "
-                              "Circular 10 symbol (Flow, Temp,")
+    assert msgs[0] == (f"{path}: bus 'lan' device 'cems': channels.Temp = 'Temp': expected a "
+                       "symbol not already reported by device 'liquiline'")
+    assert msgs[1].startswith(f"{path}: bus 'lan' device 'cems': channels.Flow.symbol = "
+                              "'Debit': expected a Circular 10 symbol (Flow, Temp,")
     assert len(msgs) == 2
 
 
@@ -203,7 +210,8 @@ def test_a_unit_with_esc_cr_lf_is_refused_naming_file_key_and_escaped_value(
     result = check(path)
     assert result.returncode == 1
     assert result.stdout.splitlines() == [
-        f"{path}: device[0].channels.Temp.unit = 'deg\\x1b[31mC\\r\\n': expected a unit label "
+        f"{path}: bus 'rs485-1' device 'liquiline': channels.Temp.unit = "
+        "'deg\\x1b[31mC\\r\\n': expected a unit label "
         "of printable characters only (it holds \\x1b: a control character would garble a "
         "console or split a Circular 10 line)",
         "1 problem(s) found"]
@@ -216,7 +224,8 @@ def test_a_300_character_unit_is_refused_and_the_message_stays_short(tmp_path: P
     result = check(path)
     assert result.returncode == 1, result.stdout
     first = result.stdout.splitlines()[0]
-    assert first.startswith(f"{path}: device[0].channels.Temp.unit = 'mg/L mg/L ")
+    assert first.startswith(f"{path}: bus 'rs485-1' device 'liquiline': "
+                            "channels.Temp.unit = 'mg/L mg/L ")
     assert first.endswith("... (300 characters): expected a unit label of at most 32 "
                           "characters (this one has 300)")
     assert len(first) - len(str(path)) < 250  # not the 300 characters and more
@@ -228,7 +237,8 @@ def test_a_device_name_that_is_an_array_is_a_config_error_not_a_crash(tmp_path: 
     result = check(path)
     assert result.returncode == 1, result.stderr
     assert result.stdout.splitlines() == [
-        f"{path}: device[0].name = ['flow']: expected a string", "1 problem(s) found"]
+        f"{path}: device[0].name = ['flow']: expected a device name (a string, not empty)",
+        "1 problem(s) found"]
 
 
 @pytest.mark.parametrize("bad", ['["flow"]', "{a = 1}", '[["x"]]', "[{a = 1}]"])

@@ -85,17 +85,17 @@ def test_poll_config_loads_and_names_the_key_at_fault(tmp_path: Path) -> None:
     assert not math.isnan(cfg.devices[0][1].interval)
 
     cases = {
-        '[[bus]]\nname = "a"\n': "bus[0] = {}: expected either port",
+        '[[bus]]\nname = "a"\n': "bus 'a' = {}: expected either port",
         '[[bus]]\nname = "a"\nhost = "h"\n[[device]]\nname = "d"\nbus = "z"\n'
-        'profile = "ph_probe"\nunit = 1\n': "device[0].bus = 'z': expected the name of a",
+        'profile = "ph_probe"\nunit = 1\n': "device 'd': bus = 'z': expected the name of a",
         '[[bus]]\nname = "a"\nhost = "h"\n[[device]]\nname = "d"\nbus = "a"\n'
-        'profile = "ph_probe"\nunit = 300\n': "device[0].unit = 300: expected a Modbus unit",
+        'profile = "ph_probe"\nunit = 300\n': "bus 'a' device 'd': unit = 300: expected a Modbus",
         '[[bus]]\nname = "a"\nhost = "h"\n[[device]]\nname = "d"\nbus = "a"\n'
-        'profile = "ph_probe"\nunit = "1"\n': "device[0].unit = '1': expected a Modbus",
+        'profile = "ph_probe"\nunit = "1"\n': "bus 'a' device 'd': unit = '1': expected a Modbus",
         '[[bus]]\nname = "a"\nport = "p"\nparity = "X"\n': "parity = 'X': expected 'N'",
         '[[bus]\n': "expected valid TOML",
         '[[bus]]\nname = "a"\nhost = "h"\n[[device]]\nname = "d"\nbus = "a"\n'
-        'profile = "nope"\nunit = 1\n': "device[0].profile = 'nope': expected a built-in",
+        'profile = "nope"\nunit = 1\n': "bus 'a' device 'd': profile = 'nope': expected a built-in",
     }
     for text, message in cases.items():
         bad = tmp_path / "bad.toml"

@@ -93,7 +93,9 @@ expected, so an installer fixes a config in one pass.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -128,6 +130,7 @@ from protocol.config_file import Reader as _Reader
 from protocol.config_file import read_toml
 from protocol.config_file import shown as _shown
 from protocol.payload import unit_problem
+from protocol.safe_text import escape_controls
 from provisioning.signed import STATION_ID_RULE, is_station_id
 
 
@@ -157,7 +160,7 @@ def parse_config(doc: Mapping[str, Any], source: str | Path, *,
     poll, stranded = _poll(r, doc, source, every_channel=not station_required)
     if not station_required:  # diag: what to poll is all that matters
         if r.problems:
-            raise ConfigError(r.problems)
+            raise ConfigError(_by_name(r.problems, doc))
         return StationConfig(source, station, agent, poll, (), AveragingSettings(), raw=doc)
     channels = _channels(r, doc, [d for _, d in poll.devices] + stranded)
     averaging = _averaging(r, doc.get("averaging", {}), channels)
@@ -170,9 +173,47 @@ def parse_config(doc: Mapping[str, Any], source: str | Path, *,
     mqtt = _uplinks(r, doc.get("uplink", {}))
     c10 = _circular10(r, doc.get("uplink", {}), source, station, averaging)
     if r.problems:
-        raise ConfigError(r.problems)
+        raise ConfigError(_by_name(r.problems, doc))
     return StationConfig(source, station, agent, poll, channels, averaging, normalise, mqtt,
                          c10, doc)
+
+
+_PLACE = re.compile(r"(bus|device)\[(\d+)\](?:\.(.*))?", re.DOTALL)
+
+
+def _by_name(problems: list[Problem], doc: Mapping[str, Any]) -> list[Problem]:
+    """``problems`` with each bus and device named as an installer knows it.
+
+    ``device[2].unit`` makes an installer count tables in the file; ``bus 'rs485-1' device
+    'ph1': unit`` says which analyser on which line. Parsing keys problems by index (a name
+    may be the very thing that is wrong), so the names are put in here, once, for every
+    section's problems alike. The index stays only where the name itself is missing, empty,
+    not a string or taken by an earlier table: that name says nothing, or names another one.
+    A device's bus is named when it names a [[bus]] that has a name of its own.
+    """
+    names: dict[str, str] = {}
+    first: dict[str, set[str]] = {"bus": set(), "device": set()}
+    for kind in ("bus", "device"):
+        tables = doc.get(kind, [])
+        for i, t in enumerate(tables if isinstance(tables, list) else []):
+            name = t.get("name") if isinstance(t, Mapping) else None
+            if not isinstance(name, str) or not name or name in first[kind]:
+                continue
+            first[kind].add(name)
+            label = f"{kind} {_shown(name)}"
+            bus = t.get("bus")
+            if kind == "device" and isinstance(bus, str) and bus in first["bus"]:
+                label = f"bus {_shown(bus)} {label}"
+            names[f"{kind}[{i}]"] = label
+    out = []
+    for p in problems:
+        m = _PLACE.fullmatch(p.key)
+        named = names.get(f"{m[1]}[{m[2]}]") if m else None
+        if m is None or named is None:
+            out.append(p)
+        else:
+            out.append(replace(p, key=f"{named}: {m[3]}" if m[3] else named))
+    return out
 
 
 def _station(r: _Reader, doc: Mapping[str, Any], required: bool) -> StationInfo:
@@ -245,18 +286,22 @@ def _poll(r: _Reader, doc: Mapping[str, Any], source: Path,
                           expected="a positive number of seconds"),
     )
     buses: dict[str, BusConfig] = {}
-    broken: set[str] = set()  # buses named but faulty: their devices are not blamed again
+    # every bus name given, in order, faulty buses too: a device on a faulty bus is not
+    # blamed again for naming it
+    named: dict[str, None] = {}
     for i, b in enumerate(r.tables(doc, "bus", "bus")):
         where = f"bus[{i}]"
         b = r.table(b, where, {"name", "port", "baud", "parity", "stopbits", "turnaround",
                                "host", "tcp_port"})
-        name = r.get(b, "name", where, "str")
-        if name is None:
-            continue
-        if name in buses:
+        # A bus without a usable name is still checked key by key (its other mistakes are
+        # as real, and an installer wants them in the same pass); it is only not registered.
+        name = r.get(b, "name", where, "str", check=bool,
+                     expected="a bus name (a string, not empty; devices name their bus with it)")
+        if name is not None and name in named:
             r.fail(f"{where}.name", name, "a bus name not used before")
-            continue
-        broken.add(name)
+            name = None  # the first bus of that name is the one its devices get
+        elif name is not None:
+            named[name] = None
         turnaround = r.get(b, "turnaround", where, "number", None, check=lambda v: 0 <= v < 1,
                            expected="seconds in [0, 1)")
         if ("port" in b) == ("host" in b):
@@ -273,7 +318,7 @@ def _poll(r: _Reader, doc: Mapping[str, Any], source: Path,
                            expected="'N', 'E' or 'O'")
             stopbits = r.get(b, "stopbits", where, "int", 1, check=lambda v: v in (1, 2),
                              expected="1 or 2")
-            if None in (port, baud, parity, stopbits):
+            if name is None or None in (port, baud, parity, stopbits):
                 continue
             buses[name] = BusConfig(name, serial=SerialSettings(port, baud, parity, stopbits),
                                     turnaround=turnaround)
@@ -281,24 +326,23 @@ def _poll(r: _Reader, doc: Mapping[str, Any], source: Path,
             host = r.get(b, "host", where, "str")
             tcp_port = r.get(b, "tcp_port", where, "int", 502, check=lambda v: 1 <= v <= 65535,
                              expected="a TCP port in 1..65535")
-            if host is not None and tcp_port is not None:
+            if name is not None and host is not None and tcp_port is not None:
                 buses[name] = BusConfig(name, host=host, tcp_port=tcp_port)
-                broken.discard(name)
     devices: list[tuple[str, Device]] = []
     stranded: list[Device] = []
     names: set[str] = set()
     for i, d in enumerate(r.tables(doc, "device", "device")):
         where = f"device[{i}]"
         d = r.table(d, where, {"name", "bus", "profile", "unit", "interval", "channels"})
-        name = r.get(d, "name", where, "str")
+        name = r.get(d, "name", where, "str", check=bool,
+                     expected="a device name (a string, not empty)")
         if name is not None and name in names:
             r.fail(f"{where}.name", name, "a device name not used before")
         names.add(name)
         bus = r.get(d, "bus", where, "str")
-        if bus is not None and bus not in buses and bus not in broken:
-            known = [b.get("name") for b in doc.get("bus", []) if isinstance(b, Mapping)]
+        if bus is not None and bus not in named:
             r.fail(f"{where}.bus", bus, f"the name of a [[bus]] (known: "
-                                        f"{', '.join(map(str, known)) or 'none'})")
+                                        f"{', '.join(map(escape_controls, named)) or 'none'})")
         ref = r.get(d, "profile", where, "str")
         profile: Profile | None = None
         if ref is not None:
