@@ -10,10 +10,11 @@ PY := $(VENV)/bin/python
 #   mbpoll: a libmodbus master, the peer judge; openssl: checks the centre's certificates and
 #   CRLs; mount/umount: small real tmpfs filesystems for the full-disk tests; sqlite3: the
 #   SQLite shell, to look into an outbox or centre store as an inspector would; sshd: OpenSSH's
-#   server, the province's SFTP server of the Circular 10 tests; ssh-keygen: its host and user keys.
+#   server, the province's SFTP server of the Circular 10 tests; ssh-keygen: its host and user keys;
+#   useradd/chpasswd/userdel: its throw-away login account with a real password (tests as root).
 DEB_PROGRAMS := mosquitto=mosquitto mosquitto_pub=mosquitto-clients socat=socat mbpoll=mbpoll \
 	openssl=openssl mount=mount umount=mount sqlite3=sqlite3 sshd=openssh-server \
-	ssh-keygen=openssh-client
+	ssh-keygen=openssh-client useradd=passwd chpasswd=passwd userdel=passwd
 
 .PHONY: setup deb test lint bench demo clean
 
