@@ -1,4 +1,5 @@
-"""The centre's provisioning authority: its keys, its CA, enrolment, rotation, revocation.
+"""The centre's provisioning authority: its keys, its CA, enrolment, rotation, re-key,
+revocation.
 
 Centre dir layout (0700; private keys 0600)::
 
@@ -26,7 +27,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
-from centre.registry import Registry
+from centre.registry import Registry, StationRecord
 from protocol.clock import Clock
 from protocol.envelope import key_id
 from provisioning import certs
@@ -36,10 +37,11 @@ from provisioning.keys import (
     fingerprint,
     load_ed25519_private,
     load_x25519_private,
+    normalise_fingerprint,
     private_pem,
     raw_public,
 )
-from provisioning.request import read_enrolment, read_rotation
+from provisioning.request import Enrolment, read_enrolment, read_rotation
 from provisioning.securefs import (
     check_private_dir,
     check_private_file,
@@ -159,12 +161,69 @@ def _broker(centre: Centre, broker: str | None) -> tuple[str, int]:
 
 @dataclass(frozen=True)
 class Issued:
-    """A bundle written for a station."""
+    """A bundle written for a station.
+
+    ``reissued``: the request had been enrolled already and its bundle is written again (same
+    key, same certificate); ``retired_keys``: the key ids a re-key revoked.
+    """
 
     bundle: bytes
     station_id: str
     key_id: bytes
     expires: float
+    reissued: bool = False
+    retired_keys: tuple[str, ...] = ()
+
+
+def _check_days(valid_days: int) -> None:
+    if not 1 <= valid_days <= 3650:
+        raise ProvisioningError(f"--valid-days: {valid_days} is not from 1 to 3650")
+
+
+def _spki(key: object) -> bytes:
+    assert isinstance(key, ec.EllipticCurvePublicKey)
+    return key.public_bytes(serialization.Encoding.DER,
+                            serialization.PublicFormat.SubjectPublicKeyInfo)
+
+
+def _enrolled_with(registry: Registry, req: Enrolment) -> tuple[str, float] | None:
+    """The station's current certificate if ``req`` is the very request it was enrolled (or
+    re-keyed) with, else None.
+
+    "The very request": its nonce is on record for this station, its station key is the
+    station's active key and its CSR's key is the current certificate's. Answering such a
+    request again is what a lost USB stick needs, and it gives nothing away: the bundle is
+    public, and only the device holding that station key can use it. A different request
+    (another nonce, or another key) is never answered this way, so the replay guard holds.
+    """
+    if registry.nonce_station(req.nonce) != req.station_id:
+        return None
+    try:
+        public, state, _ = registry.key(req.station_id, req.key_id)
+    except KeyError:
+        return None
+    if state != "active" or raw_public(public) != raw_public(req.station_key):
+        return None
+    cert = registry.current_certificate(req.station_id)
+    if cert is None:
+        return None
+    cert_key = x509.load_pem_x509_certificate(cert[0].encode("ascii")).public_key()
+    return cert if _spki(cert_key) == _spki(req.csr.public_key()) else None
+
+
+def _reissue(
+    centre: Centre, req: Enrolment, cert: tuple[str, float], address: tuple[str, int], now: float
+) -> Issued:
+    """The bundle of an enrolled request, written again with the same certificate.
+
+    The same certificate, not a new one: a re-issue then changes nothing at the centre (no
+    second valid certificate for the station, nothing new to revoke), however often the stick
+    is lost; its validity is the one chosen at enrolment.
+    """
+    log.info("bundle_reissued", extra={"station_id": req.station_id, "key_id": req.key_id.hex()})
+    bundle = _bundle(centre, req.station_id, req.key_id, address, cert[0].encode("ascii"), now,
+                     cert[1])
+    return Issued(bundle, req.station_id, req.key_id, cert[1], reissued=True)
 
 
 def enrol(
@@ -176,20 +235,23 @@ def enrol(
     valid_days: int = DEFAULT_VALID_DAYS,
     clock: Clock = time.time,
 ) -> Issued:
-    """Verify an enrolment request, register the station, issue its certificate and bundle."""
-    if not 1 <= valid_days <= 3650:
-        raise ProvisioningError(f"--valid-days: {valid_days} is not from 1 to 3650")
+    """Verify an enrolment request, register the station, issue its certificate and bundle.
+
+    The same request again (its bundle was lost) gets its bundle again (``Issued.reissued``).
+    Any other request for a station id on record is refused: otherwise anyone with a fresh key
+    could take the id over; a re-initialised station goes through ``rekey``.
+    """
+    _check_days(valid_days)
     address = _broker(centre, broker)
     req = read_enrolment(data, source)
     now = clock()
     with centre.registry(clock) as registry:
         known = registry.station(req.station_id)
         if known is not None:
-            raise ProvisioningError(
-                f"{source}: field body.station_id: {req.station_id!r} is already enrolled "
-                f"(status {known.status}, keys {', '.join(known.keys)}); a new key for it goes "
-                "through `quantrac provision rotate` and `quantrac centre rotate`"
-            )
+            same = _enrolled_with(registry, req) if known.status == "active" else None
+            if same is not None:
+                return _reissue(centre, req, same, address, now)
+            raise _already_enrolled(source, req, known)
         cert = certs.issue_client_cert(
             centre.ca_key, centre.ca_pem, req.csr.public_key(), req.station_id, now, valid_days
         )
@@ -206,6 +268,92 @@ def enrol(
     return Issued(bundle, req.station_id, req.key_id, not_after)
 
 
+def _already_enrolled(source: str, req: Enrolment, known: StationRecord) -> ProvisioningError:
+    where = f"{source}: field body.station_id: {req.station_id!r}"
+    if known.status != "active":
+        return ProvisioningError(
+            f"{where} is {known.status}; a revoked station id is never enrolled again: enrol "
+            "the replacement gateway under a new station id"
+        )
+    keys = ", ".join(f"{k} {v}" for k, v in known.keys.items())
+    return ProvisioningError(
+        f"{where} is already enrolled with another key (keys on record: {keys}). If the "
+        "station was re-initialised (`provision init --force`, a new SD card), approve its new "
+        f"key with `quantrac centre rekey {source} --out BUNDLE --station-fingerprint FP`, FP "
+        "as the station shows it (`provision init` printed it; `quantrac provision show` "
+        "shows it): that revokes the old key. A station that still holds its enrolled key "
+        "gets a new one through `quantrac provision rotate` and `quantrac centre rotate`"
+    )
+
+
+def rekey(
+    centre: Centre,
+    data: bytes,
+    source: str,
+    station_fingerprint: str,
+    *,
+    broker: str | None = None,
+    valid_days: int = DEFAULT_VALID_DAYS,
+    clock: Clock = time.time,
+) -> Issued:
+    """Give an enrolled station a new key from a fresh enrolment request; revoke the old ones.
+
+    For a station that lost its keys (``provision init --force``, a new SD card): it cannot
+    sign a rotation request, so nothing in the request proves it is the station; the proof is
+    the centre operator comparing the fingerprint of the request's station key with the one
+    the station shows, read out by the installer (``station_fingerprint``, what they typed).
+    The old keys are retired (their packets refused as REVOKED) and the old certificates go on
+    the CRL in the same step: a key that was not carried over may be in someone else's hands.
+    The same request again (a lost stick) gets its bundle again.
+    """
+    expected = normalise_fingerprint(
+        station_fingerprint, "--station-fingerprint",
+        read_from="the station (`quantrac provision show` there, or what `provision init` "
+        "printed)",
+        what="station key fingerprint",
+    )
+    _check_days(valid_days)
+    address = _broker(centre, broker)
+    req = read_enrolment(data, source)
+    if fingerprint(req.station_key) != expected:
+        # Never the real one: an operator shown it could take it for the station's.
+        raise ProvisioningError(
+            f"{source}: field body.station_key: the request's station key does not have the "
+            f"fingerprint typed ({expected}); nothing changed. Ask the installer to read the "
+            "station key fingerprint again from the station (`quantrac provision show`), and "
+            "check this request came from that station"
+        )
+    now = clock()
+    with centre.registry(clock) as registry:
+        known = registry.station(req.station_id)
+        if known is None:
+            raise ProvisioningError(
+                f"{source}: field body.station_id: {req.station_id!r} is not enrolled: there "
+                f"is no key to replace; enrol it with `quantrac centre enrol {source} --out "
+                "BUNDLE`"
+            )
+        if known.status != "active":
+            raise _already_enrolled(source, req, known)
+        same = _enrolled_with(registry, req)
+        if same is not None:
+            return _reissue(centre, req, same, address, now)
+        cert = certs.issue_client_cert(
+            centre.ca_key, centre.ca_pem, req.csr.public_key(), req.station_id, now, valid_days
+        )
+        cert_pem = cert.public_bytes(serialization.Encoding.PEM)
+        not_after = cert.not_valid_after_utc.timestamp()
+        try:
+            retired = registry.rekey(
+                req.station_id, req.key_id, raw_public(req.station_key), req.hardware_serial,
+                req.nonce, cert.serial_number, cert_pem.decode("ascii"), not_after,
+            )
+        except ValueError as exc:
+            raise ProvisioningError(f"{source}: field body.nonce: {exc}") from None
+    write_crl(centre, clock=clock)
+    bundle = _bundle(centre, req.station_id, req.key_id, address, cert_pem, now, not_after)
+    return Issued(bundle, req.station_id, req.key_id, not_after, retired_keys=tuple(retired))
+
+
 def rotate(
     centre: Centre,
     data: bytes,
@@ -220,8 +368,7 @@ def rotate(
     The station's certificate is renewed for ``valid_days`` at the same time (same TLS key),
     so a periodic rotation is also how a station's certificate and bundle are kept current.
     """
-    if not 1 <= valid_days <= 3650:
-        raise ProvisioningError(f"--valid-days: {valid_days} is not from 1 to 3650")
+    _check_days(valid_days)
     address = _broker(centre, broker)
     req = read_rotation(data, source)
     now = clock()

@@ -1,4 +1,5 @@
-"""`quantrac centre init | fingerprint | enrol | rotate | revoke | crl` (over ``authority``)."""
+"""`quantrac centre init | fingerprint | enrol | rekey | rotate | revoke | crl` (over
+``authority``)."""
 
 from __future__ import annotations
 
@@ -32,6 +33,18 @@ def register(actions: argparse._SubParsersAction[Any]) -> None:
     p.add_argument("--valid-days", type=int, default=730,
                    help="certificate and bundle validity (default 730)")
     p.set_defaults(func=_enrol)
+
+    p = add("rekey", "approve a new key for an enrolled station that lost its keys (re-"
+            "initialised, new SD card); revokes its old key")
+    p.add_argument("request", type=Path, help="the station's new enrolment request")
+    p.add_argument("--out", type=Path, required=True, help="bundle file to write")
+    p.add_argument("--station-fingerprint", required=True, nargs="+", metavar="FP",
+                   help="the station key fingerprint as the installer reads it from the "
+                   "station (`provision init` printed it; `provision show` shows it)")
+    p.add_argument("--broker", help="broker HOST:PORT (default: the one given at init)")
+    p.add_argument("--valid-days", type=int, default=730,
+                   help="certificate and bundle validity (default 730)")
+    p.set_defaults(func=_rekey)
 
     p = add("rotate", "accept a station's rotation request, renew its certificate, write its "
             "new bundle")
@@ -97,7 +110,36 @@ def _enrol(args: argparse.Namespace) -> int:
         broker=args.broker, valid_days=args.valid_days,
     )
     _write_bundle(args.out, issued.bundle)
-    print(f"station {issued.station_id} enrolled, key id {issued.key_id.hex()}")
+    if issued.reissued:
+        print(f"station {issued.station_id} was already enrolled with this request: its bundle "
+              f"is written again (same key {issued.key_id.hex()}, same certificate; "
+              "--valid-days does not apply)")
+    else:
+        print(f"station {issued.station_id} enrolled, key id {issued.key_id.hex()}")
+    print(f"bundle written: {args.out} (valid until {iso(issued.expires)})")
+    print(f"the installer imports it with --centre-fingerprint {centre.fingerprint}")
+    return 0
+
+
+def _rekey(args: argparse.Namespace) -> int:
+    from centre import authority
+    from provisioning.signed import iso
+
+    centre = authority.load(_dir(args))
+    issued = authority.rekey(
+        centre, args.request.read_bytes(), str(args.request), " ".join(args.station_fingerprint),
+        broker=args.broker, valid_days=args.valid_days,
+    )
+    _write_bundle(args.out, issued.bundle)
+    if issued.reissued:
+        print(f"station {issued.station_id} was already re-keyed with this request: its bundle "
+              f"is written again (same key {issued.key_id.hex()}, same certificate)")
+    else:
+        old = ", ".join(issued.retired_keys) or "none"
+        print(f"station {issued.station_id}: new key {issued.key_id.hex()} approved; old keys "
+              f"revoked: {old} (their packets are refused from now on)")
+        print(f"CRL written: {centre.crl_path} (copy it to the broker and restart Mosquitto: "
+              "the old certificate is on it)")
     print(f"bundle written: {args.out} (valid until {iso(issued.expires)})")
     print(f"the installer imports it with --centre-fingerprint {centre.fingerprint}")
     return 0

@@ -288,6 +288,72 @@ class Registry:
                    "retiring_key_id": old_key_id.hex()},
         )
 
+    def rekey(
+        self,
+        station_id: str,
+        key_id: bytes,
+        public_key: bytes,
+        hardware_serial: str | None,
+        nonce: bytes,
+        cert_serial: int,
+        cert_pem: str,
+        cert_not_after: float,
+    ) -> list[str]:
+        """Replace every key and certificate of an active station by a new one, in one
+        transaction; the ids of the keys retired.
+
+        For a station whose device lost its keys (re-initialised, a new SD card): unlike
+        ``rotate`` there is no overlap, because the old key is not in the station's hands any
+        more and whoever holds a copy of it must not keep signing as the station. The old keys
+        are refused as REVOKED from the commit on, and the old certificates go on the CRL.
+        """
+        now = self.clock()
+        with self._lock:
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+                self._use_nonce(nonce, station_id, now)
+                changed = self._db.execute(
+                    "UPDATE stations SET hardware_serial = ? "
+                    "WHERE station_id = ? AND status = 'active'",
+                    (hardware_serial, station_id),
+                ).rowcount
+                if changed != 1:
+                    raise ValueError(f"station {station_id!r} is not active")
+                retired = [r[0] for r in self._db.execute(
+                    "UPDATE station_keys SET state = 'retired', retired_at = ? "
+                    "WHERE station_id = ? AND state != 'retired' RETURNING key_id",
+                    (now, station_id),
+                ).fetchall()]
+                self._db.execute(
+                    "UPDATE certificates SET revoked_at = ? "
+                    "WHERE station_id = ? AND revoked_at IS NULL",
+                    (now, station_id),
+                )
+                self._db.execute(
+                    "INSERT INTO station_keys (station_id, key_id, public_key, state, added_at) "
+                    "VALUES (?, ?, ?, 'active', ?)",
+                    (station_id, key_id.hex(), public_key, now),
+                )
+                self._add_certificate(station_id, cert_serial, cert_pem, cert_not_after, now)
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        log.warning(
+            "station_rekeyed",
+            extra={"station_id": station_id, "key_id": key_id.hex(),
+                   "retired_key_ids": ",".join(sorted(retired))},
+        )
+        return retired
+
+    def nonce_station(self, nonce: bytes) -> str | None:
+        """The station whose request used ``nonce``, or None if no request used it."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT station_id FROM request_nonces WHERE nonce = ?", (nonce,)
+            ).fetchone()
+        return None if row is None else str(row[0])
+
     def _add_certificate(
         self, station_id: str, serial: int, pem: str, not_after: float, now: float
     ) -> None:

@@ -125,10 +125,14 @@ def read_bundle(
     signing = ed25519_public(signing_entry.b64("public", 32))
     got = fingerprint(signing)
     if got != expected_fingerprint:
+        # The bundle's own fingerprint is never shown: an installer in a hurry would paste it
+        # back, and the out-of-band check would then prove nothing.
         raise ProvisioningError(
-            f"{source}: field body.centre.signing_key: the bundle's centre key has fingerprint "
-            f"{got}, not {expected_fingerprint} as given: this bundle is not from the centre you "
-            "expect (or the fingerprint was mistyped); nothing installed"
+            f"{source}: field body.centre.signing_key: this bundle is not signed by the centre "
+            f"whose fingerprint was given ({expected_fingerprint}); nothing installed. Redo the "
+            "fingerprint step: ask the centre operator to read `quantrac centre fingerprint` "
+            "aloud (or take it from the centre's signed sheet), not from this bundle; and check "
+            "the bundle came from that centre (the right USB stick, enrolled there)"
         )
     doc.verify(signing, f"centre signing key {got}")
     # From here on the content is the centre's word; check it is meant for us, and sane.

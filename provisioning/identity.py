@@ -84,13 +84,60 @@ class StationIdentity:
 
 @dataclass(frozen=True)
 class InitResult:
-    """What ``init`` did: the request to carry to the centre, and where an old identity went."""
+    """What ``init`` did: the request to carry to the centre, and where an old identity went.
+
+    ``key_fingerprint`` is the new station key's fingerprint: what the centre operator
+    compares before approving a re-key (``quantrac centre rekey``).
+    """
 
     request: bytes
     station_id: str
     key_id: bytes
+    key_fingerprint: str
     hardware_serial: str | None
     moved_aside: Path | None
+
+
+@dataclass(frozen=True)
+class Existing:
+    """The identity a state dir holds now, as far as ``init --force`` must warn about it.
+
+    ``enrolled``: a bundle was imported, so the centre knows this key and no other.
+    """
+
+    station_id: str | None
+    key_id: str | None
+    enrolled: bool
+    centre_fingerprint: str | None
+    files: tuple[str, ...]
+
+
+def existing(state_dir: Path) -> Existing | None:
+    """What ``init --force`` would move aside in ``state_dir``, or None if nothing.
+
+    Reads only the public state file, and tolerates a damaged one: ``--force`` is also how an
+    installer starts over from a half-written dir.
+    """
+    if not state_dir.is_dir():
+        return None
+    files = tuple(p.name for p in _existing_identity(state_dir))
+    if not files:
+        return None
+    try:
+        state = json.loads((state_dir / "station.json").read_text())
+    except (OSError, ValueError):
+        state = {}
+    if not isinstance(state, dict):
+        state = {}
+    fp = state.get("centre_fingerprint")
+    enrolled = bool(fp) and (state_dir / "bundle.json").exists()
+    return Existing(
+        station_id=state.get("station_id"),
+        key_id=state.get("active_key_id"),
+        enrolled=enrolled,
+        centre_fingerprint=fp if isinstance(fp, str) else None,
+        files=files,
+    )
 
 
 def _key_path(state_dir: Path, kid: bytes) -> Path:
@@ -162,7 +209,7 @@ def init(
         "station_initialised",
         extra={"station_id": station_id, "key_id": kid.hex(), "hardware_serial": hw},
     )
-    return InitResult(request, station_id, kid, hw, moved)
+    return InitResult(request, station_id, kid, fingerprint(signing.public_key()), hw, moved)
 
 
 def _write_state(state_dir: Path, state: dict[str, Any]) -> None:
@@ -219,11 +266,14 @@ def import_bundle(
     centre_fingerprint: str,
     *,
     clock: Clock = time.time,
+    confirm: Callable[[Bundle], None] | None = None,
 ) -> Bundle:
     """Verify a bundle against the fingerprint the installer typed, then install it.
 
     Every check runs before the first write, so a refused bundle installs nothing. A bundle
-    naming the pending key (after ``rotate``) makes that key the active one.
+    naming the pending key (after ``rotate``) makes that key the active one. ``confirm`` is
+    called with the verified bundle before the first write (the CLI shows the station id, the
+    centre and the broker and asks); it raises to install nothing.
     """
     expected = normalise_fingerprint(centre_fingerprint)
     state = _read_state(state_dir)
@@ -239,6 +289,8 @@ def import_bundle(
         tls_public_pem=_tls_public_pem(state_dir),
         now=clock(),
     )
+    if confirm is not None:
+        confirm(bundle)
     write_replace(state_dir / "ca.crt", bundle.ca_pem.encode("ascii"))
     write_replace(state_dir / "tls.crt", bundle.station_cert_pem.encode("ascii"))
     write_replace(state_dir / "bundle.json", data)
@@ -368,7 +420,9 @@ def rotate(state_dir: Path = DEFAULT_STATE_DIR, *, clock: Clock = time.time) -> 
     if not state.get("centre_fingerprint"):
         raise ProvisioningError(
             f"{state_dir / 'station.json'}: field centre_fingerprint: the station is not "
-            "enrolled yet; import its bundle before rotating keys"
+            "enrolled yet; import its bundle before rotating keys. Bundle lost? The centre "
+            "writes it again for the same request: `quantrac centre enrol REQUEST --out BUNDLE` "
+            "with the request this station wrote at `provision init`"
         )
     active, pending = _key_ids(state)
     old = load_ed25519_private(_key_path(state_dir, active))

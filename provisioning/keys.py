@@ -40,14 +40,19 @@ def fingerprint(signing_key: Ed25519PublicKey) -> str:
     return "-".join(text[i : i + 4] for i in range(0, FINGERPRINT_CHARS, 4))
 
 
-def normalise_fingerprint(given: str, source: str = "--centre-fingerprint") -> str:
+def normalise_fingerprint(
+    given: str,
+    source: str = "--centre-fingerprint",
+    read_from: str = "`quantrac centre fingerprint`",
+    what: str = "centre fingerprint",
+) -> str:
     """Accept what an installer types (any case, spaces or dashes) or refuse clearly."""
     compact = "".join(c for c in given.upper() if c not in " -_\t")
     if len(compact) != FINGERPRINT_CHARS or any(c not in _B32 for c in compact):
         raise ProvisioningError(
-            f"{source}: {shown(given)} is not a centre fingerprint "
+            f"{source}: {shown(given)} is not a {what} "
             f"({FINGERPRINT_CHARS} characters A-Z and 2-7 in groups of 4, e.g. ABCD-EFGH-...); "
-            "read it from `quantrac centre fingerprint`"
+            f"read it from {read_from}"
         )
     return "-".join(compact[i : i + 4] for i in range(0, FINGERPRINT_CHARS, 4))
 

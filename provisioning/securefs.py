@@ -2,12 +2,20 @@
 
 The checks refuse rather than repair: a key that has been readable by others may already have
 been copied, so the installer must see it and decide (chmod, or a fresh identity).
+
+A dir owned by another user is refused too, root included, with the command to run instead
+(``sudo -u quantrac quantrac provision ...``). Letting root write there and chown the files to
+the dir's owner was the other choice, and the worse one: the owner can swap names in its own
+dir between root's check and root's write (a symlink to /etc/shadow, say), so root would write
+or chown where the service user chose; and a file root forgot to chown locks the service out.
+Run as the owner, every file is born with the right owner and the kernel checks each step.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import pwd
 import stat
 from pathlib import Path
 
@@ -58,8 +66,21 @@ def _check_mode(path: Path, st: os.stat_result, what: str, wanted: str) -> None:
         )
     if hasattr(os, "getuid") and st.st_uid != os.getuid():
         raise ProvisioningError(
-            f"{path}: {what} belongs to uid {st.st_uid}, not to this user ({os.getuid()})"
+            f"{path}: {what} belongs to {_user(st.st_uid)}, not to this user "
+            f"({_user(os.getuid())}); run quantrac as its owner, the user the service runs as: "
+            f"`sudo -u {_name(st.st_uid)} quantrac ...`"
         )
+
+
+def _name(uid: int) -> str:
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return f"#{uid}"  # sudo's way to name a uid with no account
+
+
+def _user(uid: int) -> str:
+    return f"user {_name(uid)} (uid {uid})"
 
 
 def write_new(path: Path, data: bytes, mode: int = 0o600) -> None:

@@ -37,7 +37,7 @@ def test_offline_flow_through_files_ends_with_a_packet_the_centre_opens(tmp_path
                  "--dir", centre_dir, "--valid-days", "365")
     assert r.returncode == 0, r.stderr
     r = quantrac("provision", "import", stick / "bundle.json", "--centre-fingerprint",
-                 fp.lower().replace("-", " "), "--state-dir", state_dir)
+                 fp.lower().replace("-", " "), "--state-dir", state_dir, "--yes")
     assert r.returncode == 0, r.stderr
     assert f"centre fingerprint: {fp}" in r.stdout
 
@@ -82,7 +82,7 @@ def test_reinit_refuses_without_force_and_force_keeps_the_old_keys(tmp_path: Pat
     assert not (tmp_path / "again.json").exists()
 
     r = quantrac("provision", "init", "--station-id", "HN-WW-001", "--out",
-                 tmp_path / "again.json", "--state-dir", w.state_dir, "--force")
+                 tmp_path / "again.json", "--state-dir", w.state_dir, "--force", "--yes")
     assert r.returncode == 0, r.stderr
     moved = [p for p in w.state_dir.iterdir() if p.name.startswith("replaced-")]
     assert len(moved) == 1 and "previous identity kept in" in r.stdout
@@ -117,7 +117,7 @@ def test_rotation_overlap_both_keys_verify_then_only_the_new(tmp_path: Path) -> 
     assert r.returncode == 0, r.stderr
     in_flight = packet(old, 2)  # sealed with the old key, not yet delivered
     r = quantrac("provision", "import", tmp_path / "b2.json", "--centre-fingerprint",
-                 w.centre.fingerprint, "--state-dir", w.state_dir)
+                 w.centre.fingerprint, "--state-dir", w.state_dir, "--yes")
     assert r.returncode == 0, r.stderr
     new = identity.load(w.state_dir)
     assert new.key_id != old.key_id and new.pending_key_id is None
@@ -219,19 +219,21 @@ def test_no_private_key_in_any_output_or_log_line(tmp_path: Path) -> None:
     fp = quantrac("centre", "fingerprint", "--dir", c).stdout.strip()
     run("provision", "init", "--station-id", "S1", "--out", stick / "req.json", "--state-dir", s)
     run("centre", "enrol", stick / "req.json", "--out", stick / "b.json", "--dir", c)
-    run("provision", "import", stick / "b.json", "--centre-fingerprint", fp, "--state-dir", s)
+    run("provision", "import", stick / "b.json", "--centre-fingerprint", fp, "--state-dir", s,
+        "--yes")
     run("provision", "show", "--state-dir", s)
     run("provision", "show", "--json", "--state-dir", s)
     run("provision", "rotate", "--out", stick / "rot.json", "--state-dir", s)
     run("centre", "rotate", stick / "rot.json", "--out", stick / "b2.json", "--dir", c)
-    run("provision", "import", stick / "b2.json", "--centre-fingerprint", fp, "--state-dir", s)
+    run("provision", "import", stick / "b2.json", "--centre-fingerprint", fp, "--state-dir", s,
+        "--yes")
     run("provision", "init", "--station-id", "S1", "--out", stick / "r2.json",
-        "--state-dir", s, "--force")
+        "--state-dir", s, "--force", "--yes")
     run("centre", "revoke", "S1", "--dir", c)
     run("centre", "crl", "--dir", c)
     # Failures print too: each must not leak either.
     outputs.append(quantrac("provision", "import", stick / "b.json", "--centre-fingerprint",
-                            "AAAA-AAAA-AAAA-AAAA-AAAA", "--state-dir", s).stderr)
+                            "AAAA-AAAA-AAAA-AAAA-AAAA", "--state-dir", s, "--yes").stderr)
     outputs.append(quantrac("provision", "init", "--station-id", "S1", "--out",
                             stick / "r3.json", "--state-dir", s).stderr)
     text = "\n".join(outputs)

@@ -54,7 +54,7 @@ def test_a_deeply_nested_bundle_is_refused_and_nothing_installed(world: World,
     bundle.write_bytes(data)
     before = snapshot(world.state_dir)
     r = quantrac("provision", "import", bundle, "--centre-fingerprint",
-                 world.centre.fingerprint, "--state-dir", world.state_dir)
+                 world.centre.fingerprint, "--state-dir", world.state_dir, "--yes")
     assert r.returncode != 0
     assert f"{bundle}: byte {offset}: nested more than {MAX_DEPTH} levels deep" in r.stderr
     assert "recursion" not in r.stderr and "Traceback" not in r.stderr
