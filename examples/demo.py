@@ -223,7 +223,7 @@ def provision(work: Path, port: int) -> None:
                    "--dir", work / "centre"), "centre enrol")
     _say("installer: import the signed bundle, checked against the fingerprint")
     _run(_quantrac("provision", "import", usb / "bundle.json", "--centre-fingerprint",
-                   fingerprint, "--state-dir", work / "station"), "provision import")
+                   fingerprint, "--state-dir", work / "station", "--yes"), "provision import")
     print(_run(_quantrac("provision", "show", "--state-dir", work / "station"),
                "provision show").rstrip())
 
