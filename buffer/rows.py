@@ -88,13 +88,24 @@ def _canon_real(value: float) -> float:
     return _CANON_NAN if value != value else value + 0.0  # -0.0 + 0.0 is 0.0
 
 
-def record_digest(seq: int, rec: Record) -> bytes:
-    """16-byte BLAKE2b of ``seq`` and every field of ``rec`` in canonical form."""
+def record_canonical(seq: int, rec: Record) -> bytes:
+    """``seq`` and every field of ``rec`` as one canonical byte string: what the checksum and
+    the evidence chain (``buffer.chain``) hash, so both see a record alike."""
     channel = rec.channel.encode("utf-8")
     unit = rec.unit.encode("utf-8")
-    fixed = _DIGEST_FIXED.pack(
+    return _DIGEST_FIXED.pack(
         seq, int(rec.start), int(rec.end), _canon_real(rec.mean), _canon_real(rec.min),
         _canon_real(rec.max), _canon_real(rec.std), int(rec.n_valid), int(rec.n_expected),
-        1 if rec.valid else 0, int(rec.status), int(rec.flags), len(channel), len(unit))
-    return hashlib.blake2b(fixed + channel + unit, digest_size=16,
-                           person=_DIGEST_PERSON).digest()
+        1 if rec.valid else 0, int(rec.status), int(rec.flags), len(channel), len(unit)
+    ) + channel + unit
+
+
+def record_digest(seq: int, rec: Record) -> bytes:
+    """16-byte BLAKE2b of ``seq`` and every field of ``rec`` in canonical form."""
+    return canonical_digest(record_canonical(seq, rec))
+
+
+def canonical_digest(canonical: bytes) -> bytes:
+    """``record_digest`` from ``record_canonical``'s bytes (computed once by the outbox's
+    append, which also chains them)."""
+    return hashlib.blake2b(canonical, digest_size=16, person=_DIGEST_PERSON).digest()

@@ -23,6 +23,20 @@ resend request does not release a quarantined record. Files of schema 1 (no ``di
 migrated at open: the column is added and filled from the rows as they read then (nothing
 better exists for them), logged as ``outbox_migrated``.
 
+**The evidence chain** (``buffer.chain``). Each record is also given the next chain position
+``chain_n`` and its ``link``, computed in the same transaction as its insert (a SIGKILL
+leaves either the records and their links and the new head, or none of them; the head is the
+``meta`` row ``chain_head``, read inside the transaction, so a second writer such as
+``quantrac outbox recover`` chains after the agent, never beside it). ``checkpoint`` signs
+the head with the station key (the agent: hourly and at stop), stored in ``checkpoints``.
+Retention keeps what a verifier needs to start after a pruned prefix: before a record is
+pruned whose successor stays (or is the head), a checkpoint of its link is made
+(``prune``), so the first remaining record's predecessor link is attested. Schema 2 files are
+migrated at open: the chain is started over the existing rows in seq order, as they read then,
+with a ``genesis`` checkpoint saying so. Retention is never below 60 days (``LEGAL_RETENTION_S``:
+Circular 10/2021/TT-BTNMT art. 39, the logger keeps 60 days and exports them itself), and a
+record is pruned only when both its acknowledgement and its window end are that old.
+
 **What a full disk gives up**, in order, from what the law asks the station to keep:
 
 1. raw samples (the records carry their averages);
@@ -80,6 +94,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
+from buffer import chain
+from buffer.chain import GENESIS, Checkpoint, Signer
 from buffer.db import (
     StoreFullError,
     apply_schema,
@@ -90,6 +106,8 @@ from buffer.db import (
 from buffer.rows import (
     RECORD_COLUMNS,
     RECORD_COLUMNS_SQL,
+    canonical_digest,
+    record_canonical,
     record_digest,
     record_row,
     row_record,
@@ -114,17 +132,21 @@ def _locked(method: Callable[Concatenate[Store, P], T]) -> Callable[Concatenate[
     return wrapper
 
 DAY = 86400.0
-SCHEMA_VERSION = 2  # 2: application_id, user_version, records.digest, records.quarantined_at
+LEGAL_RETENTION_S = 60 * DAY  # Circular 10/2021/TT-BTNMT art. 39: the logger keeps 60 days
+#: 2: application_id, user_version, records.digest, records.quarantined_at;
+#: 3: records.chain_n and records.link, the checkpoints table, meta chain_head
+SCHEMA_VERSION = 3
 APPLICATION_ID = 0x5154_4F42  # "QTOB": PRAGMA application_id of a quantrac outbox
 #: bytes one record costs in the file (row, seq index entries, page slack), measured with
 #: 10-character channels and units; tests/test_buffer_safety.py checks it against a real file
-BYTES_PER_RECORD = 200
+BYTES_PER_RECORD = 250
 RESERVE_SUFFIX = ".reserve"
 _SPILL_MAGIC = b"QTSPILL1"
 _SPILL_HEAD = struct.Struct(">8sII32s")  # magic, count, payload length, sha256 of payload
 _COLS = ", ".join(RECORD_COLUMNS)
 _INSERT = (
-    f"INSERT INTO records (seq, {_COLS}, created, digest) VALUES ({', '.join('?' * 16)})"
+    f"INSERT INTO records (seq, {_COLS}, created, digest, chain_n, link) "
+    f"VALUES ({', '.join('?' * 18)})"
 )
 _SELECT = f"SELECT seq, {_COLS}, digest FROM records"
 _SENDABLE = "acked_at IS NULL AND sent_at IS NULL AND quarantined_at IS NULL"
@@ -138,8 +160,23 @@ CREATE TABLE IF NOT EXISTS records (
     sent_at REAL,
     acked_at REAL,
     digest BLOB,
-    quarantined_at REAL
+    quarantined_at REAL,
+    chain_n INTEGER,
+    link BLOB
 );
+CREATE TABLE IF NOT EXISTS checkpoints (
+    id INTEGER PRIMARY KEY,
+    n INTEGER NOT NULL,
+    seq INTEGER NOT NULL,
+    link BLOB NOT NULL,
+    at REAL NOT NULL,
+    kind TEXT NOT NULL,
+    station_id TEXT NOT NULL,
+    key_id BLOB NOT NULL,
+    signature BLOB NOT NULL,
+    note TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS checkpoints_n ON checkpoints(n);
 CREATE INDEX IF NOT EXISTS records_pending ON records(seq)
     WHERE acked_at IS NULL AND sent_at IS NULL;
 CREATE INDEX IF NOT EXISTS records_in_flight ON records(sent_at)
@@ -280,15 +317,24 @@ class Store:
         sample_retention_s: float = 7 * DAY,
         max_bytes: int | None = None,
         full_check: bool = False,
+        signer: Signer | None = None,
     ) -> None:
         """Open (or create) the store at ``path``; a corrupt file is moved aside first.
+
+        ``retention_s`` below ``LEGAL_RETENTION_S`` is refused (ValueError). ``signer``: the
+        station key that signs checkpoints; without one they are stored unsigned (a station
+        not provisioned yet), which a verifier reports as such.
 
         After a move-aside the new file's sequence numbers start above both the highest one
         the old file still shows and ``clock()`` in ms x 1000, so the centre, which
         de-duplicates on (station, seq), never mistakes new records for replays.
         """
+        if retention_s < LEGAL_RETENTION_S:
+            raise ValueError(f"{path}: record retention {retention_s / DAY:g} days: the legal "
+                             f"minimum is {LEGAL_RETENTION_S / DAY:g} days (Circular 10 art. 39)")
         self.path = Path(path)
         self.clock = clock
+        self.signer = signer
         self._lock = threading.RLock()
         self.retention_s = retention_s
         self.sample_retention_s = sample_retention_s
@@ -306,6 +352,7 @@ class Store:
         self.moved_aside = opened.moved_aside
         self._sync = "FULL"
         migrated = 0
+        chained: int | None = None
         with transaction(self.conn):
             fresh = self.conn.execute(
                 "SELECT 1 FROM sqlite_master WHERE type='table' AND name='records'"
@@ -319,9 +366,16 @@ class Store:
                     raise RuntimeError(f"{self.path}: outbox schema version "
                                        f"{meta[0] if meta else '?'}, want 1 or {SCHEMA_VERSION}")
                 migrated = self._migrate_v1()
+                chained = self._migrate_v2()
+            elif not fresh and version == 2:
+                chained = self._migrate_v2()
             elif not fresh and version != SCHEMA_VERSION:
                 raise RuntimeError(f"{self.path}: outbox schema version {version}, this "
                                    f"quantrac reads {SCHEMA_VERSION}: a newer release wrote it")
+            if fresh:
+                note = "a new outbox" if self.moved_aside is None else \
+                    f"a new outbox: {self.moved_aside.name} was moved aside"
+                self._genesis(note)
             self.conn.execute(f"PRAGMA application_id={APPLICATION_ID}")
             self.conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
             self.conn.execute(
@@ -347,6 +401,130 @@ class Store:
                 "path": str(self.path), "from_version": 1, "to_version": SCHEMA_VERSION,
                 "records_checksummed": migrated,
                 "note": "checksums computed from the rows as they read now"})
+        if chained is not None:
+            log.warning("outbox_chain_started", extra={
+                "path": str(self.path), "to_version": SCHEMA_VERSION,
+                "records_chained": chained,
+                "note": "the evidence chain starts at this migration: the records already "
+                        "stored were chained in seq order as they read now"})
+
+    def _migrate_v2(self) -> int:
+        """Schema 2 -> 3 inside the open transaction: add the chain columns, chain every row
+        in seq order as it reads now, and record a genesis checkpoint that says so."""
+        columns = {str(r[1]) for r in self.conn.execute("PRAGMA table_info(records)")}
+        for name, kind in (("chain_n", "INTEGER"), ("link", "BLOB")):
+            if name not in columns:
+                self.conn.execute(f"ALTER TABLE records ADD COLUMN {name} {kind}")
+        rows = self.conn.execute(f"SELECT seq, {_COLS} FROM records ORDER BY seq").fetchall()
+        prev, n, seq, updates = GENESIS, 0, 0, []
+        for r in rows:
+            try:
+                rec = row_record(r[1:])
+            except ValueError:  # not a record at all: left unchained (quarantined when read)
+                continue
+            n += 1
+            seq = int(r[0])
+            prev = chain.link(prev, n, seq, rec)
+            updates.append((n, prev, seq))
+        self.conn.executemany("UPDATE records SET chain_n=?, link=? WHERE seq=?", updates)
+        self._genesis(f"the chain starts at the schema {SCHEMA_VERSION} migration: records "
+                      f"stored before it (seq {rows[0][0] if rows else '-'}.."
+                      f"{rows[-1][0] if rows else '-'}) were chained as they read then")
+        self._set_chain_head(n, seq, prev)
+        return len(updates)
+
+    def _genesis(self, note: str) -> None:
+        self._set_chain_head(0, 0, GENESIS)
+        self._add_checkpoint(0, 0, GENESIS, chain.GENESIS_KIND, note)
+
+    def _chain_head(self) -> tuple[int, int, bytes]:
+        """(n, seq, link) of the newest chained record, inside the caller's transaction."""
+        row = self.conn.execute("SELECT value FROM meta WHERE key='chain_head'").fetchone()
+        if row is None:
+            return 0, 0, GENESIS
+        n, seq, link = str(row[0]).split()
+        return int(n), int(seq), bytes.fromhex(link)
+
+    def _set_chain_head(self, n: int, seq: int, link: bytes) -> None:
+        self.conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('chain_head', ?)",
+                          (f"{n} {seq} {link.hex()}",))
+
+    def _add_checkpoint(self, n: int, seq: int, link: bytes, kind: str,
+                        note: str = "") -> Checkpoint:
+        """Sign (when a signer is set) and store one checkpoint, in the caller's transaction."""
+        at = self.clock()
+        cp = (self.signer.checkpoint(n, seq, link, at, kind, note) if self.signer is not None
+              else Checkpoint("", n, seq, link, at, kind, note=note))
+        self.conn.execute(
+            "INSERT INTO checkpoints (n, seq, link, at, kind, station_id, key_id, signature, "
+            "note) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (cp.n, cp.seq, cp.link, cp.at, cp.kind, cp.station_id, cp.key_id, cp.signature,
+             cp.note))
+        return cp
+
+    @_locked
+    def checkpoint(self, kind: str = chain.PERIODIC) -> Checkpoint | None:
+        """Sign the chain head now; None when it is already the newest checkpoint's (nothing
+        was stored since) and ``kind`` is periodic or stop."""
+        def add() -> Checkpoint | None:
+            n, seq, link = self._chain_head()
+            signed = " WHERE signature != x''" if self.signer is not None else ""
+            last = self.conn.execute(f"SELECT max(n) FROM checkpoints{signed}").fetchone()[0]
+            if kind in (chain.PERIODIC, chain.STOP) and last is not None and int(last) >= n:
+                return None
+            return self._add_checkpoint(n, seq, link, kind)
+
+        return self._write("FULL", True, add)
+
+    @_locked
+    def checkpoints(self, n_from: int = 0, n_to: int = 1 << 62) -> list[Checkpoint]:
+        """Stored checkpoints with ``n_from <= n <= n_to``, by n then time."""
+        return [Checkpoint(str(r[5]), int(r[0]), int(r[1]), bytes(r[2]), float(r[3]),
+                           str(r[4]), bytes(r[6]), bytes(r[7]), str(r[8]))
+                for r in self.conn.execute(
+                    "SELECT n, seq, link, at, kind, station_id, key_id, signature, note FROM "
+                    "checkpoints WHERE n BETWEEN ? AND ? ORDER BY n, at, id", (n_from, n_to))]
+
+    @_locked
+    def chain_head(self) -> tuple[int, int, bytes]:
+        """(n, seq, link) of the newest chained record ((0, 0, GENESIS): none yet)."""
+        return self._chain_head()
+
+    @_locked
+    def chained(self, n_from: int, n_to: int) -> list[tuple[int, int, Record, bytes]]:
+        """(n, seq, record, link) of the records still held with ``n_from <= chain_n <=
+        n_to``, in chain order, as they read (no checksum check: evidence shows what the file
+        holds, and a verifier recomputes the link)."""
+        out = []
+        for row in self.conn.execute(
+                f"SELECT chain_n, seq, {_COLS}, link FROM records WHERE chain_n BETWEEN ? AND ? "
+                "ORDER BY chain_n", (n_from, n_to)):
+            try:
+                rec = row_record(row[2:-1])
+            except (ValueError, TypeError):
+                continue
+            out.append((int(row[0]), int(row[1]), rec, bytes(row[-1] or b"")))
+        return out
+
+    @_locked
+    def chain_span(self, start_from: float, end_until: float) -> tuple[int, int] | None:
+        """The first and last chain position of the records whose window lies in
+        ``[start_from, end_until]``; None when there are none."""
+        row = self.conn.execute(
+            'SELECT min(chain_n), max(chain_n) FROM records WHERE start >= ? AND "end" <= ?',
+            (start_from, end_until)).fetchone()
+        return None if row[0] is None else (int(row[0]), int(row[1]))
+
+    @_locked
+    def link_at(self, n: int) -> bytes | None:
+        """``link_n`` from the record still held at n, else from a checkpoint at n."""
+        if n == 0:
+            return GENESIS
+        row = self.conn.execute("SELECT link FROM records WHERE chain_n=?", (n,)).fetchone()
+        if row is not None and row[0] is not None:
+            return bytes(row[0])
+        cp = self.conn.execute("SELECT link FROM checkpoints WHERE n=? LIMIT 1", (n,)).fetchone()
+        return bytes(cp[0]) if cp is not None else None
 
     def _migrate_v1(self) -> int:
         """Schema 1 -> 2 inside the open transaction: add the checksum and quarantine columns
@@ -474,9 +652,15 @@ class Store:
 
         def insert() -> list[int]:
             first = self._last_seq() + 1
-            self.conn.executemany(_INSERT, [
-                (first + i, *record_row(r), now, record_digest(first + i, r))
-                for i, r in enumerate(records)])
+            n, _, prev = self._chain_head()
+            rows = []
+            for i, r in enumerate(records):
+                canonical = record_canonical(first + i, r)
+                prev = chain.canonical_link(prev, n + 1 + i, canonical)
+                rows.append((first + i, *record_row(r), now, canonical_digest(canonical),
+                             n + 1 + i, prev))
+            self.conn.executemany(_INSERT, rows)
+            self._set_chain_head(n + len(records), first + len(records) - 1, prev)
             return list(range(first, first + len(records)))
 
         return self._write("FULL", True, insert)
@@ -701,15 +885,27 @@ class Store:
 
     @_locked
     def prune(self) -> Pruned:
-        """Retention: drop records acknowledged more than ``retention_s`` ago and raw samples
-        older than ``sample_retention_s``. Unacknowledged records are never pruned."""
+        """Retention: drop records acknowledged more than ``retention_s`` ago whose window also
+        ended that long ago, and raw samples older than ``sample_retention_s``.
+        Unacknowledged records are never pruned. Before a record goes whose successor in the
+        chain is not pruned with it, a checkpoint attests its link (``chain.PRUNE``)."""
         now = self.clock()
         self._synchronous("FULL")
+        old = now - self.retention_s
+        where = 'acked_at IS NOT NULL AND acked_at <= ? AND "end" <= ?'
         with transaction(self.conn):
-            recs = self.conn.execute(
-                "DELETE FROM records WHERE acked_at IS NOT NULL AND acked_at <= ?",
-                (now - self.retention_s,),
-            ).rowcount
+            victims = self.conn.execute(
+                f"SELECT chain_n, seq, link FROM records WHERE {where} AND chain_n IS NOT NULL",
+                (old, old)).fetchall()
+            gone = {int(v[0]) for v in victims}
+            attested = {int(r[0]) for r in self.conn.execute(
+                "SELECT n FROM checkpoints WHERE kind = ?", (chain.PRUNE,))} if victims else set()
+            for n, seq, link in victims:
+                if int(n) + 1 not in gone and int(n) not in attested and link is not None:
+                    self._add_checkpoint(int(n), int(seq), bytes(link), chain.PRUNE,
+                                         "the last record of a pruned run: the next one's "
+                                         "predecessor link")
+            recs = self.conn.execute(f"DELETE FROM records WHERE {where}", (old, old)).rowcount
             samples = self.conn.execute(
                 "DELETE FROM samples WHERE t < ?", (now - self.sample_retention_s,)
             ).rowcount
@@ -1047,9 +1243,18 @@ class Store:
         now = self.clock()
         imported: list[int] = []
         renumbered = held = quarantined = acked = 0
-        insert = (f"INSERT INTO records (seq, {_COLS}, created, digest, quarantined_at) "
-                  f"VALUES ({', '.join('?' * 17)})")
+        insert = (f"INSERT INTO records (seq, {_COLS}, created, digest, quarantined_at, "
+                  f"chain_n, link) VALUES ({', '.join('?' * 19)})")
         with transaction(self.conn):
+            head_n, head_seq, head_link = self._chain_head()
+
+            def chained(seq: int, rec: Record) -> tuple[int, bytes]:
+                """The next chain position for an imported record: in import order."""
+                nonlocal head_n, head_seq, head_link
+                head_n, head_seq = head_n + 1, seq
+                head_link = chain.link(head_link, head_n, seq, rec)
+                return head_n, head_link
+
             clashes: list[tuple[int, Record, float, bool]] = []
             for row in rows:
                 seq = int(row[0])
@@ -1078,7 +1283,7 @@ class Store:
                     clashes.append((seq, rec, created, bad))  # numbered after the rest
                     continue
                 self.conn.execute(insert, (seq, *record_row(rec), created, digest,
-                                           now if bad else None))
+                                           now if bad else None, *chained(seq, rec)))
                 quarantined += bad
                 imported.append(seq)
             for old, rec, created, bad in clashes:
@@ -1089,10 +1294,11 @@ class Store:
                 # a damaged record keeps a digest that cannot match: it stays quarantined
                 self.conn.execute(insert, (seq, *record_row(rec), created,
                                            b"" if bad else record_digest(seq, rec),
-                                           now if bad else None))
+                                           now if bad else None, *chained(seq, rec)))
                 renumbered += 1
                 quarantined += bad
                 imported.append(seq)
+            self._set_chain_head(head_n, head_seq, head_link)
             result = Recovered(source, len(imported), renumbered, held, quarantined, acked,
                                unreadable, _ranges(imported))
             self.conn.execute(

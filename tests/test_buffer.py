@@ -82,10 +82,10 @@ def test_resend_request_makes_a_gap_pending_again_even_if_acked(tmp_path: Path) 
 def test_sequence_numbers_increase_across_restarts_and_are_never_reused(tmp_path: Path) -> None:
     clock = Clock()
     path = tmp_path / "o.db"
-    with Store(path, clock, retention_s=0) as store:
+    with Store(path, clock) as store:
         assert store.append([rec(0), rec(1)]) == [1, 2]
         store.acknowledge([(1, 2)])
-        clock.t += 1
+        clock.t += 61 * DAY
         assert store.prune().records == 2  # the table is now empty
     with Store(path, clock) as store:
         assert store.status().last_seq == 2
@@ -111,6 +111,8 @@ def test_retention_prunes_acked_after_60_days_never_unacked(tmp_path: Path) -> N
         store.acknowledge([(3, 3)])
         assert store.prune() == Pruned(records=0, samples=1)  # samples: 7 days
         clock.t += 1 * DAY
+        assert store.prune().records == 0  # acked 60 days ago, but their windows ended later
+        clock.t += 600
         pruned = store.prune()
         assert (pruned.records, pruned.samples) == (2, 0)
         clock.t += 365 * DAY

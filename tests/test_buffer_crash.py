@@ -32,7 +32,8 @@ def rec(k: int) -> Record:
 def child(path: Path, life: int, seed: int, fd: int) -> None:
     """The writer: every report is written after the call it reports has returned."""
     rnd = random.Random(seed)
-    store = Store(path, retention_s=0)
+    skew = [0.0]  # the retention is 60 days at least: prune jumps the writer's clock past it
+    store = Store(path, lambda: time.time() + skew[0])
     os.write(fd, b"R\n")
     k = life * K_PER_LIFE
     while True:
@@ -48,6 +49,7 @@ def child(path: Path, life: int, seed: int, fd: int) -> None:
         if rnd.random() < 0.1:
             store.requeue()
         if rnd.random() < 0.05:
+            skew[0] += 61 * 86400.0
             store.prune()
 
 

@@ -20,7 +20,7 @@ import pytest
 
 from buffer import Store, StoreFullError
 from buffer.db import check_integrity
-from buffer.store import APPLICATION_ID, BYTES_PER_RECORD, ForeignDatabaseError
+from buffer.store import APPLICATION_ID, BYTES_PER_RECORD, SCHEMA_VERSION, ForeignDatabaseError
 from protocol.model import Record, Status
 from protocol.payload import same_record
 
@@ -141,7 +141,7 @@ def test_a_schema_1_outbox_is_migrated_then_checked(
     with caplog.at_level(logging.WARNING, logger="quantrac.buffer"), Store(path, Clock()) as s:
         assert "outbox_migrated" in caplog.text
         assert s.query("PRAGMA application_id") == [(APPLICATION_ID,)]
-        assert s.query("PRAGMA user_version") == [(2,)]
+        assert s.query("PRAGMA user_version") == [(SCHEMA_VERSION,)]
         assert [seq for seq, _ in s.get(1, 2)] == [1, 2]
         assert s.append([rec(2)]) == [3]
     path.write_bytes(path.read_bytes().replace(struct.pack(">d", 137.9),
@@ -183,7 +183,7 @@ def test_an_outbox_is_marked_with_its_application_id(tmp_path: Path) -> None:
     Store(path, Clock()).close()
     conn = sqlite3.connect(path)
     assert conn.execute("PRAGMA application_id").fetchone()[0] == APPLICATION_ID
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == 2
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
     conn.close()
     Store(path, Clock()).close()  # and is opened again
 
