@@ -15,6 +15,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -40,12 +41,11 @@ def is_symbol(name: str) -> bool:
     return base in CIRCULAR10_SYMBOLS and (not sep or bool(_TAG.fullmatch(tag)))
 
 
-NAME_PART = re.compile(r"[A-Za-z0-9-]{1,64}")
-"""What a province, facility or station name may be in a Circular 10 file name
-(``Province_Facility_Station_YYYYMMDDhhmmss.txt``): ``_`` separates them in the file name,
-and anything outside ASCII letters, digits and ``-`` is at the mercy of the FTP server. The
-reader checks ``[station]`` against it; :mod:`edge_agent.uplinks.circular10.render` names files
-with it."""
+FILE_PREFIX = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+"""What a Circular 10 file-name prefix may be: the province issues it (``HN_PHCH_NUOPCH_``,
+``LSOS_KHIKHO_``) and the station writes it verbatim; anything outside ASCII letters, digits,
+``_``, ``-`` and ``.`` (a blank, a slash, a Vietnamese letter) is at the mercy of the FTP
+server's code page and of the receiver's pattern, so the reader refuses it."""
 
 
 # ------------------------------------------------------------------ [poll], [[bus]], [[device]]
@@ -191,23 +191,125 @@ class StationConfig:
 
 
 
+REMOTE_DIR_FIELDS = {"yyyy": "%Y", "MM": "%m", "dd": "%d", "yyyyMM": "%Y%m", "yyyyMMdd": "%Y%m%d"}
+"""The fields a ``remote_dir`` template may use, each filled from the file's local time."""
+_PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
+
+
+def remote_dir_ok(template: str) -> bool:
+    """A ``remote_dir`` template the uplink can fill: only :data:`REMOTE_DIR_FIELDS` in
+    braces, no ``.``/``..`` segment, no backslash or line break (a path on any server)."""
+    bare = _PLACEHOLDER.sub("", template)
+    return (all(f in REMOTE_DIR_FIELDS for f in _PLACEHOLDER.findall(template))
+            and not any(c in bare for c in "\r\n\0\\{}")
+            and not any(part in (".", "..") for part in template.split("/")))
+
+
+def fill_remote_dir(template: str, at_local: datetime) -> str:
+    """The folder of a file stamped ``at_local``: ``/{yyyy}/{MM}/{dd}`` -> ``2026/11/23``
+    (no leading or trailing ``/``: it is joined under the station's ``directory``)."""
+    return _PLACEHOLDER.sub(lambda m: at_local.strftime(REMOTE_DIR_FIELDS[m[1]]),
+                            template).strip("/")
+
+
+TRANSPORTS = ("ftp", "ftps", "sftp")
+"""How files reach a province: plain FTP (most, from a whitelisted address), SFTP (some), FTPS
+(explicit ``AUTH TLS``; rare)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Circular10Receiver:
+    """``[uplink.circular10.receiver]``: what the province's receiving software expects.
+
+    Everything that varies from one province to the next is here, as data, so a new province
+    is a config change, not a code change. Each field says what receivers in service do that
+    made it necessary; :mod:`edge_agent.uplinks.circular10.render` applies the file-shape ones,
+    the uplink the transfer ones.
+    """
+
+    #: the file name is this prefix, verbatim as the province issued it (``HN_PHCH_NUOPCH_``,
+    #: ``LSOS_KHIKHO_``), then ``yyyyMMddHHmmss.txt``: receivers match the prefix exactly
+    file_prefix: str
+    #: the dated folder under ``directory`` a file goes into: receivers scan only dated
+    #: sub-folders (``/{yyyy}/{MM}/{dd}``, ``/{yyyyMMdd}``); ``""`` is the base folder itself
+    remote_dir: str = "/{yyyy}/{MM}/{dd}"
+    #: which instant names a window: ``end`` (when its mean exists: a 10:00-10:05 mean is
+    #: stamped 10:05, so it is not read as 5 minutes late) or ``start``
+    stamp: str = "end"
+    #: how the receiver splits a line: ``tab`` (exactly 5 TAB-separated fields) or
+    #: ``whitespace`` (any run of blanks; an empty field then shifts the columns, so the
+    #: placeholders below must not be empty)
+    fields: str = "tab"
+    line_end: str = "\r\n"
+    #: the value field of a window without a value (never a number); ``omit_missing`` drops
+    #: such lines instead
+    missing_value: str = ""
+    omit_missing: bool = False
+    #: a window whose coverage is below the validity rule: ``report`` its mean with the
+    #: instrument's status, or ``omit`` the line
+    invalid: str = "report"
+    #: the unit field of a unitless parameter (pH)
+    empty_unit: str = ""
+    #: symbol in our config -> name in the file (``PM2,5`` -> ``PM2.5``)
+    aliases: tuple[tuple[str, str], ...] = ()
+    #: symbol -> the ASCII unit the file carries, when not the ASCII form of the display unit
+    units: tuple[tuple[str, str], ...] = ()
+    transport: str = "ftps"
+    passive: bool = True
+    #: ``rename``: store as a temp name, then rename (falls back to ``direct`` by itself, and
+    #: remembers, when the account may not rename); ``direct``: store under the final name
+    upload: str = "rename"
+    #: 0: as fast as the link allows; a receiver that reads only the newest file needs at
+    #: most one file per scan period
+    files_per_minute: float = 0.0
+
+    def alias(self, symbol: str) -> str:
+        return dict(self.aliases).get(symbol, symbol)
+
+    def unit_for(self, symbol: str) -> str | None:
+        return dict(self.units).get(symbol)
+
+
 @dataclass(frozen=True, slots=True)
 class Circular10Settings:
     """``[uplink.circular10]``: where and how the legacy uplink pushes its files."""
 
     host: str
+    receiver: Circular10Receiver
     port: int = 21
     user: str = "anonymous"
     password: str = field(default="", repr=False)
-    directory: str = ""  # "" : the login directory
-    tls: bool = True
+    directory: str = ""  # "" : the login directory; the dated folders go under it
     ca_file: Path | None = None
+    #: SFTP: the server's key as the province's sheet gives it (``ssh-ed25519 AAAA...``)
+    #: and/or an OpenSSH known_hosts file; one of them is required (no trust on first use)
+    host_key: str | None = None
+    known_hosts: Path | None = None
+    key_file: Path | None = None  # SFTP: a private key instead of (or with) the password
     interval_minutes: float = 5.0
+    allow_interval_over_5_min: bool = False
     window: int = 300
     retention_days: float = 60.0
     timeout_s: float = 30.0
     backoff_cap_s: float = 300.0
 
+    @property
+    def transport(self) -> str:
+        return self.receiver.transport
+
+
+def circular10_warnings(c: Circular10Settings) -> list[str]:
+    """What ``config check`` should say about a config that is valid but not compliant."""
+    out: list[str] = []
+    if c.interval_minutes > 5 and not c.allow_interval_over_5_min:
+        out.append(f"uplink.circular10.interval_minutes = {c.interval_minutes:g}: Circular 10 "
+                   "wants a file every 5 minutes at most; set allow_interval_over_5_min = true "
+                   "if the province agreed to this")
+    if c.transport == "ftp":
+        out.append("uplink.circular10.receiver.transport = 'ftp': the password and the files "
+                   "cross the network in clear text (usual for provinces; ftps or sftp if "
+                   "the province offers it)")
+    return out
 
 
 def records_per_day(cfg: StationConfig) -> float:

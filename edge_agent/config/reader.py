@@ -74,17 +74,29 @@ normalisation and the uplinks::
     window = 8
     ack_timeout_s = 60.0
 
-    [uplink.circular10]             # optional: the legacy Circular 10 files by FTP/FTPS
-    host = "ftp.centre.example"     # needs [station] province, facility and name
-    port = 21
+    [uplink.circular10]             # optional: the Circular 10 files (docs/circular10.md)
+    host = "ftp.stnmt.example.vn"   # the province's server
+    port = 21                       # default 21 (22 for sftp)
     user = "station1"
     password_file = "ftp.secret"    # or password = "..."; relative to this file
-    directory = "/incoming"
-    tls = true                      # FTPS (explicit, AUTH TLS); false for a plain-FTP centre
-    ca_file = "centre-ca.pem"       # optional: the CA of the centre's certificate
-    interval_minutes = 5.0
+    directory = "/HN_PHCH"          # the station's base folder (default: the login folder)
+    ca_file = "centre-ca.pem"       # ftps: the CA of the server's certificate (optional)
+    # host_key = "ssh-ed25519 AAAA..." # sftp: the key from the province's sheet, and/or
+    # known_hosts = "known_hosts"   # an OpenSSH known_hosts file; key_file = "id_ed25519"
+    interval_minutes = 5.0          # > 5 is warned about unless allow_interval_over_5_min
     window = 300                    # which averaging window feeds the files
     retention_days = 60             # sent files kept in the spool
+    [uplink.circular10.receiver]    # what the province's receiving software expects
+    file_prefix = "HN_PHCH_NUOPCH_" # verbatim as issued; then yyyyMMddHHmmss.txt
+    remote_dir = "/{yyyy}/{MM}/{dd}" # dated folder under directory; "/{yyyyMMdd}"; ""
+    transport = "ftp"               # ftp, ftps (default) or sftp
+    upload = "rename"               # or "direct"; rename falls back to direct by itself
+    stamp = "end"                   # or "start"
+    missing_value = ""              # or "---"; omit_missing = true drops the line
+    fields = "tab"                  # or "whitespace": then no empty placeholder is allowed
+    # empty_unit = "-"  line_end = "crlf"  invalid = "report"  passive = true
+    # files_per_minute = 0          # pacing for a receiver that reads only the newest file
+    # aliases = { "PM2,5" = "PM2.5" }   units = { Temp = "oC" }
 
 Every mistake is collected, not just the first: :class:`ConfigError` carries one
 :class:`Problem` per mistake, each naming the file, the key path, the value and what was
@@ -104,14 +116,23 @@ from drivers.profile import Profile, ProfileError, resolve_profile
 from drivers.serial_settings import SerialSettings
 from edge_agent.averaging.normalise import MOLAR_MASS_G_PER_MOL, Normalisation
 from edge_agent.averaging.rules import RULES, ValidityRule
+from edge_agent.config.circular10_units import (
+    ascii_unit,
+    conversion,
+    is_ascii_unit,
+    known_targets,
+)
 from edge_agent.config.model import (
     CIRCULAR10_SYMBOLS,
     DAY_S,
-    NAME_PART,
+    FILE_PREFIX,
+    REMOTE_DIR_FIELDS,
+    TRANSPORTS,
     AgentSettings,
     AveragingSettings,
     BusConfig,
     ChannelMap,
+    Circular10Receiver,
     Circular10Settings,
     Device,
     MqttSettings,
@@ -122,6 +143,7 @@ from edge_agent.config.model import (
     StationConfig,
     StationInfo,
     is_symbol,
+    remote_dir_ok,
 )
 from protocol.config_file import MISSING as _MISSING
 from protocol.config_file import ConfigError as ConfigError
@@ -171,7 +193,7 @@ def parse_config(doc: Mapping[str, Any], source: str | Path, *,
         if (n := _normalise(r, t, f"normalise[{i}]", symbols, units)) is not None
     )
     mqtt = _uplinks(r, doc.get("uplink", {}))
-    c10 = _circular10(r, doc.get("uplink", {}), source, station, averaging)
+    c10 = _circular10(r, doc.get("uplink", {}), source, station, averaging, channels)
     if r.problems:
         raise ConfigError(_by_name(r.problems, doc))
     return StationConfig(source, station, agent, poll, channels, averaging, normalise, mqtt,
@@ -573,63 +595,211 @@ def _uplinks(r: _Reader, value: Any) -> MqttSettings | None:
 
 
 _C10 = "uplink.circular10"
+_RX = "uplink.circular10.receiver"
+def _not_a_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return True
+    return False
 
 
-def _circular10(r: _Reader, value: Any, source: Path, station: StationInfo,
-                averaging: AveragingSettings) -> Circular10Settings | None:
-    if not isinstance(value, Mapping) or "circular10" not in value:
-        return None
-    t = r.table(value["circular10"], _C10, {
-        "host", "port", "user", "password", "password_file", "directory", "tls", "ca_file",
-        "interval_minutes", "window", "retention_days", "timeout_s", "backoff_cap_s"})
-    for key in ("province", "facility", "name"):
-        part = getattr(station, key)
-        if not NAME_PART.fullmatch(part):
-            r.fail(f"station.{key}", part if part else _MISSING,
-                   "1 to 64 ASCII letters, digits or '-' (the Circular 10 file name "
-                   "Province_Facility_Station_YYYYMMDDhhmmss.txt, for [uplink.circular10])")
-    base = source.resolve().parent
-    host = r.get(t, "host", _C10, "str", check=lambda v: bool(v.strip()),
-                 expected="the centre's FTP host name or address")
-    password = ""
+def _password(r: _Reader, t: Mapping[str, Any], base: Path) -> str:
     if "password" in t and "password_file" in t:
         r.fail(f"{_C10}.password", "<hidden>", "either password or password_file, not both")
     elif "password" in t:
         if not isinstance(t["password"], str):
             r.fail(f"{_C10}.password", "<hidden>", "a string")  # never echo a secret
         else:
-            password = t["password"]
+            return str(t["password"])
     elif "password_file" in t:
         name = r.get(t, "password_file", _C10, "str")
         if name is not None:
             try:
-                password = (base / name).read_text(encoding="utf-8").splitlines()[0]
+                first: str = (base / name).read_text(encoding="utf-8").splitlines()[0]
+                return first
             except (OSError, UnicodeDecodeError, IndexError) as exc:
                 why = getattr(exc, "strerror", None) or "empty or not UTF-8 text"
                 r.fail(f"{_C10}.password_file", name,
                        f"a readable file whose first line is the password ({why})")
-    ca = r.get(t, "ca_file", _C10, "str", None)
-    if ca is not None and not (base / ca).is_file():
-        r.fail(f"{_C10}.ca_file", ca, "a PEM file of the CA that signed the centre's certificate")
+    return ""
+
+
+def _file(r: _Reader, t: Mapping[str, Any], key: str, base: Path, what: str) -> Path | None:
+    name: str | None = r.get(t, key, _C10, "str", None)
+    if name is None:
+        return None
+    if not (base / name).is_file():
+        r.fail(f"{_C10}.{key}", name, what)
+    return base / name
+
+
+def _symbol_table(r: _Reader, t: Mapping[str, Any], key: str, units: Mapping[str, str],
+                  check: Any, expected: Any) -> tuple[tuple[str, str], ...]:
+    """``receiver.aliases`` / ``receiver.units``: configured symbol -> ASCII text."""
+    if key not in t:
+        return ()
+    table = r.table(t[key], f"{_RX}.{key}", units.keys())
+    out: list[tuple[str, str]] = []
+    for symbol, value in table.items():
+        if symbol not in units:
+            continue  # reported by r.table: not a configured symbol
+        if not isinstance(value, str) or not check(symbol, value):
+            r.fail(f"{_RX}.{key}.{symbol}", value, expected(symbol))
+        else:
+            out.append((symbol, value))
+    return tuple(out)
+
+
+def _transport(r: _Reader, t: Mapping[str, Any], rx: Mapping[str, Any]) -> str:
+    """``receiver.transport``; the old ``tls = true/false`` still means ftps/ftp."""
+    tls = r.get(t, "tls", _C10, "bool", None)
+    if tls is not None and "transport" in rx:
+        r.fail(f"{_C10}.tls", tls, f"no tls key next to {_RX}.transport (tls is the old "
+               "spelling of transport = 'ftps' / 'ftp'; keep transport)")
+    default = "ftps" if tls in (None, True) else "ftp"
+    return str(r.get(rx, "transport", _RX, "str", default, check=lambda v: v in TRANSPORTS,
+                     expected=f"one of {', '.join(TRANSPORTS)}"))
+
+
+def _receiver(r: _Reader, t: Mapping[str, Any], station: StationInfo,
+              units: Mapping[str, str]) -> Circular10Receiver:
+    rx = r.table(t.get("receiver", {}), _RX, {
+        "file_prefix", "remote_dir", "stamp", "fields", "line_end", "missing_value",
+        "omit_missing", "invalid", "empty_unit", "aliases", "units", "transport", "passive",
+        "upload", "files_per_minute"})
+    old = f"{station.province}_{station.facility}_{station.name}_"
+    prefix = r.get(rx, "file_prefix", _RX, "str", check=lambda v: bool(FILE_PREFIX.fullmatch(v)),
+                   expected="the file-name prefix exactly as the province issued it (e.g. "
+                            "'HN_PHCH_NUOPCH_'): 1 to 64 ASCII letters, digits, '_', '-' or '.'"
+                            f" (this station's files were named {old!r}+time before: use it "
+                            "only if the province issued that)")
+    fields = r.get(rx, "fields", _RX, "str", "tab", check=lambda v: v in ("tab", "whitespace"),
+                   expected="tab or whitespace (how the receiver splits a line)")
+    blank_ok = fields != "whitespace"
+    placeholder_rule = ("" if blank_ok else "; not empty nor with a blank: the receiver "
+                        "splits on whitespace (fields = 'whitespace')")
+    missing = r.get(rx, "missing_value", _RX, "str", "",
+                    check=lambda v: _not_a_number(v) and (v == "" or v.isascii())
+                    and v.isprintable() and (blank_ok or (v != "" and " " not in v)),
+                    expected="a placeholder that is not a number, e.g. '' or '---'"
+                             + placeholder_rule)
+    omit_missing = r.get(rx, "omit_missing", _RX, "bool", False)
+    if not blank_ok and missing == "" and not omit_missing and "missing_value" not in rx:
+        r.fail(f"{_RX}.missing_value", _MISSING, "a placeholder such as '---', or omit_missing "
+               "= true: the receiver splits on whitespace, an empty value shifts the columns")
+    empty_unit = r.get(rx, "empty_unit", _RX, "str", "",
+                       check=lambda v: (v == "" and blank_ok) or is_ascii_unit(v),
+                       expected="the unit field of a unitless parameter (pH): '' or ASCII "
+                                "without blanks, e.g. '-'" + placeholder_rule)
+    if not blank_ok and "empty_unit" not in rx and any(u == "" for u in units.values()):
+        r.fail(f"{_RX}.empty_unit", _MISSING, "a placeholder such as '-': the receiver splits on "
+               "whitespace and a channel has an empty unit "
+               f"({', '.join(s for s, u in units.items() if u == '')})")
+    aliases = _symbol_table(r, rx, "aliases", units, lambda _s, v: is_ascii_unit(v) and v != "",
+                            lambda s: f"the name the province's files give {s}: 1 to 32 "
+                                      "printable ASCII characters without blanks")
+    transmit = _symbol_table(
+        r, rx, "units", units,
+        lambda s, v: is_ascii_unit(v) and conversion(units[s], v) is not None,
+        lambda s: f"the ASCII unit the file carries for {s}, shown in {units[s]!r}: one of "
+                  f"{', '.join(repr(u) for u in known_targets(units[s]))}")
+    overridden = dict(transmit)
+    for symbol, unit in units.items():
+        if unit and symbol not in overridden and not is_ascii_unit(ascii_unit(unit)):
+            r.fail(f"{_RX}.units.{symbol}", _MISSING, f"an ASCII unit for {symbol}: its display "
+                   f"unit {unit!r} has no ASCII form (Circular 10 files carry ASCII units)")
+    return Circular10Receiver(
+        file_prefix=prefix or "",
+        remote_dir=r.get(rx, "remote_dir", _RX, "str", "/{yyyy}/{MM}/{dd}",
+                         check=lambda v: remote_dir_ok(v),
+                         expected="a folder template under directory made of "
+                                  + ", ".join("{" + f + "}" for f in REMOTE_DIR_FIELDS)
+                                  + " and '/', e.g. '/{yyyy}/{MM}/{dd}', '/{yyyyMMdd}' or ''"),
+        stamp=r.get(rx, "stamp", _RX, "str", "end", check=lambda v: v in ("end", "start"),
+                    expected="end (the time the mean exists, the default) or start"),
+        fields=fields,
+        line_end={"crlf": "\r\n", "lf": "\n"}[
+            r.get(rx, "line_end", _RX, "str", "crlf", check=lambda v: v in ("crlf", "lf"),
+                  expected="crlf or lf") or "crlf"],
+        missing_value=missing if missing is not None else "",
+        omit_missing=bool(omit_missing),
+        invalid=r.get(rx, "invalid", _RX, "str", "report",
+                      check=lambda v: v in ("report", "omit"),
+                      expected="report (the mean, with the instrument's status) or omit"),
+        empty_unit=empty_unit if empty_unit is not None else "",
+        aliases=aliases,
+        units=transmit,
+        transport=_transport(r, t, rx),
+        passive=r.get(rx, "passive", _RX, "bool", True),
+        upload=r.get(rx, "upload", _RX, "str", "rename",
+                     check=lambda v: v in ("rename", "direct"),
+                     expected="rename (temp name, then rename; falls back to direct by "
+                              "itself) or direct"),
+        files_per_minute=r.get(rx, "files_per_minute", _RX, "number", 0.0,
+                               check=lambda v: v >= 0,
+                               expected="files per minute >= 0 (0: as fast as the link "
+                                        "allows)"),
+    )
+
+
+def _circular10(r: _Reader, value: Any, source: Path, station: StationInfo,
+                averaging: AveragingSettings, channels: tuple[ChannelMap, ...]
+                ) -> Circular10Settings | None:
+    if not isinstance(value, Mapping) or "circular10" not in value:
+        return None
+    t = r.table(value["circular10"], _C10, {
+        "host", "port", "user", "password", "password_file", "directory", "tls", "ca_file",
+        "host_key", "known_hosts", "key_file", "interval_minutes", "allow_interval_over_5_min",
+        "window", "retention_days", "timeout_s", "backoff_cap_s", "receiver"})
+    base = source.resolve().parent
+    receiver = _receiver(r, t, station, {c.symbol: c.unit for c in channels})
+    sftp = receiver.transport == "sftp"
+    host = r.get(t, "host", _C10, "str", check=lambda v: bool(v.strip()),
+                 expected="the province's server host name or address")
+    ca = _file(r, t, "ca_file", base, "a PEM file of the CA that signed the centre's "
+               "certificate")
+    known_hosts = _file(r, t, "known_hosts", base, "an OpenSSH known_hosts file with the "
+                        "server's key")
+    key_file = _file(r, t, "key_file", base, "a readable private key file (SFTP)")
+    host_key = r.get(t, "host_key", _C10, "str", None,
+                     check=lambda v: len(v.split()) >= 2
+                     and v.split()[0].startswith(("ssh-", "ecdsa-")),
+                     expected="the server's public key as the province's sheet gives it: "
+                              "'ssh-ed25519 AAAA...' (type and base64)")
+    if sftp and host_key is None and known_hosts is None and "host_key" not in t \
+            and "known_hosts" not in t:
+        r.fail(f"{_C10}.host_key", _MISSING, "the server's key (host_key = 'ssh-ed25519 "
+               "AAAA...' from the province's sheet) or a known_hosts file: an SFTP server's "
+               "key is pinned, never trusted on first use")
+    for key in ("host_key", "known_hosts", "key_file"):
+        if key in t and not sftp:
+            r.fail(f"{_C10}.{key}", t[key], f"no {key} unless {_RX}.transport = 'sftp'")
+    if "ca_file" in t and receiver.transport != "ftps":
+        r.fail(f"{_C10}.ca_file", t["ca_file"], f"no ca_file unless {_RX}.transport = 'ftps'")
     window = r.get(t, "window", _C10, "int", 300,
                    check=lambda v: v in averaging.windows,
                    expected="the width of an averaging window (averaging.windows: "
                             f"{', '.join(map(str, averaging.windows))})")
     return Circular10Settings(
         host=host or "",
-        port=r.get(t, "port", _C10, "int", 21, check=lambda v: 1 <= v <= 65535,
+        receiver=receiver,
+        port=r.get(t, "port", _C10, "int", 22 if sftp else 21, check=lambda v: 1 <= v <= 65535,
                    expected="a TCP port in 1..65535"),
         user=r.get(t, "user", _C10, "str", "anonymous", check=bool,
                    expected="a user name"),
-        password=password,
+        password=_password(r, t, base),
         directory=r.get(t, "directory", _C10, "str", "",
                         check=lambda v: not any(c in v for c in "\r\n\0"),
                         expected="a directory path on the server"),
-        tls=r.get(t, "tls", _C10, "bool", True),
-        ca_file=None if ca is None else base / ca,
+        ca_file=ca,
+        host_key=host_key,
+        known_hosts=known_hosts,
+        key_file=key_file,
         interval_minutes=r.get(t, "interval_minutes", _C10, "number", 5.0,
                                check=lambda v: 0 < v <= 60,
                                expected="minutes in (0, 60] (the circular wants 5)"),
+        allow_interval_over_5_min=r.get(t, "allow_interval_over_5_min", _C10, "bool", False),
         window=window if window is not None else 300,
         retention_days=r.get(t, "retention_days", _C10, "number", 60.0,
                              check=lambda v: v >= 1, expected="at least 1 day"),

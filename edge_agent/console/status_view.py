@@ -83,6 +83,8 @@ def render(st: Mapping[str, Any], now: float) -> list[str]:
         lines.append(f"! uplink {stats['problem']}"[:WIDTH])
     if "uplink_circular10" in st:  # only when [uplink.circular10] is configured
         lines.append(_circular10_line(st["uplink_circular10"]))
+        if st["uplink_circular10"].get("fix"):  # refused: what a person must do
+            lines.append(f"! circ10 fix: {st['uplink_circular10']['fix']}"[:WIDTH])
     return [line.rstrip() for line in lines]
 
 

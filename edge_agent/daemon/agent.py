@@ -55,7 +55,7 @@ from protocol.clock import Clock
 from protocol.model import Record, Sample
 
 if TYPE_CHECKING:  # the uplinks import paho and ftplib: only when configured, at start
-    from edge_agent.uplinks.circular10.ftp import Circular10Uplink
+    from edge_agent.uplinks.circular10.uplink import Circular10Uplink
     from edge_agent.uplinks.mqtt.uplink import MqttUplink
     from edge_agent.uplinks.thread import UplinkThread
 
@@ -529,12 +529,12 @@ class Agent:
         self.uplink.start()
 
     def _start_circular10(self, cfg: StationConfig) -> None:
-        """The Circular 10 files by FTP/FTPS, on a thread of their own ([uplink.circular10])."""
+        """The Circular 10 files (FTP, FTPS, SFTP), on a thread of their own."""
         if cfg.circular10 is None:
             return
-        from edge_agent.uplinks.circular10.ftp import (
+        from edge_agent.uplinks.circular10.settings import Circular10Settings
+        from edge_agent.uplinks.circular10.uplink import (
             SPOOL_NAME,
-            Circular10Settings,
             Circular10Uplink,
             circular10_thread,
         )

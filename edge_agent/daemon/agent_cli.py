@@ -85,10 +85,15 @@ def _check(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
           + (f", roll-ups {', '.join(f'{r.width} s' for r in cfg.averaging.rollups)}"
              if cfg.averaging.rollups else "")
           + (", uplink mqtt" if cfg.mqtt else ", no uplink")
-          + (f", circular10 {'ftps' if cfg.circular10.tls else 'ftp'}://{cfg.circular10.host}:"
+          + (f", circular10 {cfg.circular10.transport}://{cfg.circular10.host}:"
              f"{cfg.circular10.port} every {cfg.circular10.interval_minutes:g} min"
              if cfg.circular10 else "")
           + f"; state dir: {capacity}", file=out)
+    if cfg.circular10 is not None:  # valid but not compliant: said, not refused
+        from edge_agent.config.model import circular10_warnings
+
+        for warning in circular10_warnings(cfg.circular10):
+            print(f"{args.file}: warning: {warning}", file=out)
     return 0
 
 

@@ -1,24 +1,40 @@
-"""Circular 10/2021/TT-BTNMT text files: records in, file name and bytes out.
+"""Circular 10/2021/TT-BTNMT text files: one window's records in, folder, name and bytes out.
 
-Sans-IO: no file, socket or clock here; :mod:`edge_agent.uplinks.circular10.ftp` writes and sends
-what this renders. One file per window; one line per parameter, tab separated::
+Sans-IO: no file, socket or clock here. The uplink (:mod:`edge_agent.uplinks.circular10.uplink`)
+spools and sends what :func:`render_file` returns, and ``quantrac export`` writes the very same
+bytes for an inspector, so the one function is the only place the format is decided. One file
+per window; one line per parameter, exactly five TAB-separated fields::
 
-    symbol <TAB> value <TAB> unit <TAB> YYYYMMDDhhmmss <TAB> status
+    symbol <TAB> value <TAB> unit <TAB> yyyyMMddHHmmss <TAB> status <CR LF>
 
-Rules chosen here (the circular leaves them open), and why:
+What receivers in service do decided each rule (the receiver profile,
+:class:`edge_agent.config.model.Circular10Receiver`, holds what varies by province):
 
-* **Time** is the window's *start*, in the station's zone: the same instant ``quantrac centre
-  query`` shows first for a record, so a line and a stored record are matched by eye. The file
-  name carries the same time.
-* **Status**: ``01`` whenever the record's dominant status is calibrating (the centre must
-  know the analyser was being calibrated, value or not); else ``02`` when the window has no
-  value (no valid sample: offline, fault, maintenance) or is invalid (coverage below the
-  validity rule); else :meth:`protocol.model.Status.circular10_code` (``00`` measuring).
-* **No value is never a number**: a record whose mean is NaN gets an *empty* value field
-  (``symbol<TAB><TAB>unit<TAB>time<TAB>02``). An invalid record with a mean keeps its mean,
-  flagged ``02``, so the centre sees what was measured but does not count it.
+* **Name and folder.** ``<file_prefix><yyyyMMddHHmmss>.txt``, the prefix verbatim as the
+  province issued it, in the dated folder ``remote_dir`` (receivers scan only dated
+  sub-folders; a file in the station's base folder is never read).
+* **Time.** The station's zone (UTC+7); every line carries the file name's time, because
+  receivers take the time from the name and reject a line whose time differs. The stamp is
+  the window's *end* by default (``stamp = "end"``): the 10:00-10:05 mean exists at 10:05;
+  stamped 10:00 and sent at 10:05:32 it reads as 5.5 minutes late to a centre that checks the
+  5-minute rule. ``stamp = "start"`` for a province that asks for it.
+* **Status = the instrument's status**, not our validity judgement (the record's dominant
+  status): measuring ``00``; calibrating ``01``; maintenance ``01`` (serviced: not measuring,
+  not broken); fault ``02``; offline (the analyser did not answer) ``02``. A window whose
+  coverage is below the validity rule keeps its mean and the instrument's status
+  (``invalid = "report"``) or is left out (``invalid = "omit"``); it is never dressed up as a
+  device fault.
+* **No value is never a number**: a window without a mean gets ``missing_value`` (``""`` by
+  default, ``---`` for some receivers) or no line at all (``omit_missing``).
+* **Units are ASCII** (``oC``, ``m3/h``, ``ug/m3``): the display label's ASCII form, or the
+  profile's transmit unit with the value converted
+  (:mod:`edge_agent.config.circular10_units`). An empty unit (pH) is written as
+  ``empty_unit``: ``""`` for TAB-splitting receivers; a receiver that splits on whitespace
+  needs a placeholder such as ``-``, or every later field shifts left (the config insists).
 * **Value**: plain decimal, at most 4 decimals, trailing zeros dropped, never an exponent
-  (legacy centre parsers read ``1e-05`` as text).
+  (legacy parsers read ``1e-05`` as text).
+* **Bytes**: ASCII, lines ending in CR LF by default (``line_end``): receivers in service are
+  Windows programs fed until now by Windows data loggers; ``lf`` for one that wants it.
 * Lines follow the order of the records given (the uplink gives the config's channel order).
 """
 
@@ -27,24 +43,41 @@ from __future__ import annotations
 import datetime as dt
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import tzinfo
 
-from edge_agent.config.model import NAME_PART
+from edge_agent.config.circular10_units import ascii_unit, conversion, is_ascii_unit
+from edge_agent.config.model import Circular10Receiver, fill_remote_dir
 from protocol.model import Record, Status
-from protocol.payload import safe_unit, unit_problem
 
 TIME_FORMAT = "%Y%m%d%H%M%S"
 _FORBIDDEN = ("\t", "\r", "\n")
 
+STATUS_CODES = {
+    Status.MEASURING: "00",
+    Status.CALIBRATING: "01",
+    Status.MAINTENANCE: "01",
+    Status.FAULT: "02",
+    Status.OFFLINE: "02",
+}
+"""The status column: what the instrument was doing (module docstring)."""
 
-def file_name(province: str, facility: str, station: str, at_local: dt.datetime) -> str:
-    """``Province_Facility_Station_YYYYMMDDhhmmss.txt``; ``at_local`` already in the station's
-    zone (see :func:`local`). ValueError names the part that cannot go into a file name."""
-    for what, part in (("province", province), ("facility", facility), ("station", station)):
-        if not NAME_PART.fullmatch(part):
-            raise ValueError(f"Circular 10 file name: {what} {part!r} must be 1 to 64 ASCII "
-                             "letters, digits or '-'")
-    return f"{province}_{facility}_{station}_{at_local.strftime(TIME_FORMAT)}.txt"
+
+@dataclass(frozen=True, slots=True)
+class Circular10File:
+    """One rendered file: ``remote_dir`` (``2026/11/23``, ``""``: the base folder), ``name``
+    and ``data``; ``stamp`` is the UTC instant of the time in the name."""
+
+    remote_dir: str
+    name: str
+    data: bytes
+    stamp: int
+    lines: int
+
+    @property
+    def path(self) -> str:
+        """Relative to the station's base folder."""
+        return f"{self.remote_dir}/{self.name}" if self.remote_dir else self.name
 
 
 def local(t: float, tz: tzinfo) -> dt.datetime:
@@ -52,44 +85,66 @@ def local(t: float, tz: tzinfo) -> dt.datetime:
     return dt.datetime.fromtimestamp(t, tz)
 
 
+def stamp_of(receiver: Circular10Receiver, start: int, window_s: int) -> int:
+    """The instant that names the window ``[start, start + window_s)``."""
+    return start + window_s if receiver.stamp == "end" else start
+
+
+def file_name(prefix: str, at_local: dt.datetime) -> str:
+    """``<prefix>yyyyMMddHHmmss.txt``; ``at_local`` already in the station's zone."""
+    return f"{prefix}{at_local.strftime(TIME_FORMAT)}.txt"
+
+
 def value_text(x: float) -> str:
-    """A mean as the file writes it: empty for NaN (no value), else plain decimal."""
-    if not math.isfinite(x):
-        return ""
+    """A mean as the file writes it: plain decimal (the caller handles NaN)."""
     text = f"{x:.4f}".rstrip("0").rstrip(".")
     return "0" if text in ("-0", "") else text
 
 
-def status_code(rec: Record) -> str:
-    """The status column for a record (rules in the module docstring)."""
-    status = Status(rec.status)
-    if status is Status.CALIBRATING:
-        return "01"
-    if math.isnan(rec.mean) or not rec.valid:
-        return "02"
-    return status.circular10_code()
+def _ascii(text: str) -> str:
+    return "".join(c if "!" <= c <= "~" else "?" for c in text)
 
 
-def line(rec: Record, tz: tzinfo) -> str:
-    """One record as one line, without the line end. ValueError for a symbol that would break
-    the line (empty, or a tab or line break in it: the config admits only Circular 10
-    symbols, so a stored record cannot have one).
+def _unit_and_factor(receiver: Circular10Receiver, rec: Record) -> tuple[str, float]:
+    """The unit column and the factor for the value. A stored record whose unit does not
+    convert to the profile's transmit unit (made before a config change) keeps its own unit,
+    in ASCII, and its value: a wrong label on a right number would be worse."""
+    transmit = receiver.unit_for(rec.channel)
+    if transmit is not None:
+        factor = conversion(rec.unit, transmit)
+        if factor is not None:
+            return transmit, factor
+    unit = ascii_unit(rec.unit)
+    if not unit:
+        return receiver.empty_unit, 1.0
+    return (unit if is_ascii_unit(unit) else _ascii(unit)[:32]), 1.0
 
-    A unit that breaks the label rule (a control character, too long: the config refuses
-    those now, but an outbox can hold records made before) is written in its safe form
-    (:func:`protocol.payload.safe_unit`: controls as visible escapes, cut) rather than
-    refused: a refusal would stop every later file of the legal channel behind this one, and
-    a raw CR, LF or TAB would split the line into fields a receiver misreads."""
+
+def line(receiver: Circular10Receiver, rec: Record, when: str) -> str | None:
+    """One record as one line without its end, or None when the profile leaves it out.
+    ValueError for a symbol that would break the line (the config admits only Circular 10
+    symbols, so a stored record cannot have one)."""
     if not rec.channel or any(c in rec.channel for c in _FORBIDDEN):
         raise ValueError(f"Circular 10 line: symbol {rec.channel!r}: must not be empty nor "
                          "hold a tab or line break")
-    unit = rec.unit if unit_problem(rec.unit) is None else safe_unit(rec.unit)
-    return "\t".join((rec.channel, value_text(rec.mean), unit,
-                      local(rec.start, tz).strftime(TIME_FORMAT), status_code(rec)))
+    missing = not math.isfinite(rec.mean)
+    if (missing and receiver.omit_missing) or (
+            not missing and not rec.valid and receiver.invalid == "omit"):
+        return None
+    unit, factor = _unit_and_factor(receiver, rec)
+    value = receiver.missing_value if missing else value_text(rec.mean * factor)
+    return "\t".join((_ascii(receiver.alias(rec.channel)), value, unit, when,
+                      STATUS_CODES[Status(rec.status)]))
 
 
-def render(records: Sequence[Record], tz: tzinfo) -> bytes:
-    """The file's bytes: UTF-8 without BOM, one ``\\n``-ended line per record, in the order
-    given (``\\n``, not ``\\r\\n``: a reader that splits on ``\\n`` would otherwise see the
-    status as ``00\\r``, while every Windows line reader also accepts a bare ``\\n``)."""
-    return "".join(line(r, tz) + "\n" for r in records).encode("utf-8")
+def render_file(receiver: Circular10Receiver, tz: tzinfo, start: int, window_s: int,
+                records: Sequence[Record]) -> Circular10File:
+    """The file of the window ``[start, start + window_s)`` for this receiver, in zone ``tz``:
+    the one entry point of the format (the uplink and ``quantrac export`` both call it)."""
+    stamp = stamp_of(receiver, start, window_s)
+    at = local(stamp, tz)
+    when = at.strftime(TIME_FORMAT)
+    lines = [text for r in records if (text := line(receiver, r, when)) is not None]
+    data = "".join(text + receiver.line_end for text in lines).encode("ascii")
+    return Circular10File(fill_remote_dir(receiver.remote_dir, at),
+                          file_name(receiver.file_prefix, at), data, stamp, len(lines))

@@ -1,9 +1,13 @@
-"""The Circular 10 uplink: text files pushed by FTP/FTPS every few minutes.
+"""The Circular 10 uplink: text files pushed to the province's server every few minutes.
 
-This is the regulator's legacy path (Circular 10/2021/TT-BTNMT); in code it has one name,
-Circular 10: the config table ``[uplink.circular10]``, the status key ``uplink_circular10``,
-the logger ``quantrac.edge_agent.circular10``, log events ``circular10_*``, and the classes
+This is the regulator's path (Circular 10/2021/TT-BTNMT); in code it has one name, Circular 10:
+the config table ``[uplink.circular10]``, the status key ``uplink_circular10``, the logger
+``quantrac.edge_agent.circular10``, log events ``circular10_*``, and the classes
 :class:`Circular10Settings`, :class:`Circular10Uplink`, :class:`Circular10Stats`.
+
+The policy here does not depend on the transport: it talks to a
+:class:`~edge_agent.uplinks.circular10.transport.RemoteFiles` session that
+:func:`~edge_agent.uplinks.circular10.connect.connector` opens (FTP, FTPS or SFTP).
 
 Two jobs on one thread (:func:`circular10_thread`, an
 :class:`~edge_agent.uplinks.thread.UplinkThread`), never on the agent's event loop:
@@ -11,52 +15,71 @@ Two jobs on one thread (:func:`circular10_thread`, an
 1. **Render.** At every cycle (``interval_minutes``, aligned to the wall clock and run
    ``grace_s + SETTLE_S`` after a window end, when the pipeline has stored that window's
    records) every window of width ``window`` that closed since the last file becomes one file
-   (:mod:`edge_agent.uplinks.circular10.render`), written to the spool's ``pending/`` (temp
-   file, fsync, rename: a crash leaves no half file). Records of one window are committed in one
-   transaction by the agent, so a window is never rendered with half its channels.
-2. **Send.** Whenever ``pending/`` holds files and the back-off allows: one connection
-   (FTP, or FTPS with ``AUTH TLS`` and a protected data channel that resumes the control
-   connection's TLS session, see :class:`SessionReuseFTP_TLS`; passive mode), the files
-   oldest first, each stored under ``NAME.part`` then renamed to ``NAME`` so the centre never
-   reads a half file, then moved locally to ``sent/``. A dead link backs off exponentially
-   (capped) and keeps the files for later.
+   (:func:`edge_agent.uplinks.circular10.render.render_file`, for the configured receiver),
+   written to the spool's ``pending/`` (temp file, fsync, rename: a crash leaves no half file).
+   Records of one window are committed in one transaction by the agent, so a window is never
+   rendered with half its channels.
+2. **Send.** Whenever ``pending/`` holds files and the back-off allows: one session, the files
+   oldest first, each into its dated folder (made if missing), then moved locally to
+   ``sent/``. Upload mode ``rename`` stores ``.<stem>.part`` and renames it to the final
+   name, so a receiver never reads a half file; the temp name does not end in ``.txt`` and
+   does not start with the province's prefix, so a receiver that takes ``<prefix>*.txt`` (or
+   any ``*.txt``) ignores it. When the server refuses the rename (upload-only accounts are
+   common) the file is stored directly under its final name, and the spool remembers that this
+   server wants direct uploads (``upload_mode``), so the refused rename is not tried again.
+   ``files_per_minute`` paces a backlog for a receiver that reads only the newest file.
+
+What goes wrong is sorted by what a retry can do (:mod:`~edge_agent.uplinks.circular10.transport`):
+a dead link backs off exponentially (capped) and keeps the files; a permanent refusal (530
+login, a folder the account may not make, an unknown host key) is state ``refused`` in
+``quantrac status`` with what to fix, logged once, and retried every ``refused_retry_s``
+(and at once after a config change: the agent builds a new uplink). Nothing is dropped.
 
 Nothing is remembered in memory only. The spool (``<state_dir>/circular10/``) is the state:
 
 * ``pending/<start>_<NAME>``: made, not yet delivered (never pruned: unsent data);
 * ``sent/<start>_<NAME>``: delivered; pruned after ``retention_days``;
 * ``cursor``: the start (UTC epoch) of the newest window rendered. A restart renders only
-  windows after ``max(cursor, newest spool file)``, so a file is made once.
+  windows after ``max(cursor, newest spool file)``, so a file is made once;
+* ``upload_mode``: present when a server refused a rename (which server, and why).
 
 ``<start>`` (UTC epoch seconds, zero-padded) orders the spool oldest first whatever the zone.
-A restart between the server's rename and the local move to ``sent/`` is caught before each
-upload: a file already on the server with the same size counts as delivered and is not sent
-again. First start ever (no cursor): windows of the last ``FIRST_LOOKBACK_S`` only; older
-records are in the outbox (and the MQTT link), not worth a flood of old files to the centre.
-After a backward clock jump, windows that start at or before the cursor are not rendered again
-(their file names are taken).
+The dated folder is filled from the time in the name (what receivers read). A restart between
+the server's rename and the local move to ``sent/`` is caught before each upload: a file
+already on the server with the same size counts as delivered and is not sent again. First
+start ever (no cursor): windows of the last ``FIRST_LOOKBACK_S`` only; older records are in the
+outbox (and the MQTT link), not worth a flood of old files to the centre. After a backward
+clock jump, windows that start at or before the cursor are not rendered again (their file
+names are taken).
 """
 
 from __future__ import annotations
 
 import contextlib
-import ftplib
+import datetime as dt
 import logging
 import math
 import os
 import random
-import socket
-import ssl
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from buffer import Store
-from edge_agent.config.model import StationConfig
+from edge_agent.config.model import fill_remote_dir
 from edge_agent.uplinks.circular10 import render as circular10
+from edge_agent.uplinks.circular10.connect import connector
+from edge_agent.uplinks.circular10.settings import Circular10Settings
+from edge_agent.uplinks.circular10.transport import (
+    Connect,
+    LinkDown,
+    PermanentRefusal,
+    RemoteFiles,
+    RenameRefused,
+)
 from edge_agent.uplinks.thread import UplinkThread
 from protocol.backoff import Backoff
 from protocol.clock import Clock
@@ -68,72 +91,22 @@ log = logging.getLogger("quantrac.edge_agent.circular10")
 SETTLE_S = 2.0  # after end + grace: the agent's tick has stored the window's records
 FIRST_LOOKBACK_S = 3600.0
 SPOOL_NAME = "circular10"
-_LINK_ERRORS = (OSError, EOFError, ftplib.Error)  # ssl.SSLError and timeouts are OSErrors
+UPLOAD_MODE = "upload_mode"
 
 
-class SessionReuseFTP_TLS(ftplib.FTP_TLS):
-    """``FTP_TLS`` whose data connections resume the control connection's TLS session.
-
-    Why: the stdlib's ``FTP_TLS`` opens a fresh TLS session on every data connection, and
-    servers that guard against data-connection theft refuse that (vsftpd's default
-    ``require_ssl_reuse=YES``: "522 SSL connection failed: session reuse required"; many
-    FileZilla servers likewise), so the transfer fails although login worked. Offering the
-    control connection's session proves the data connection comes from the same client.
-    A server that does not care simply does a full handshake instead.
-    """
-
-    def ntransfercmd(self, cmd: str, rest: int | str | None = None
-                     ) -> tuple[socket.socket, int | None]:
-        # FTP.ntransfercmd, not FTP_TLS's (which would wrap without the session)
-        conn, size = ftplib.FTP.ntransfercmd(self, cmd, rest)
-        if self._prot_p:  # type: ignore[attr-defined]
-            control = self.sock
-            session = control.session if isinstance(control, ssl.SSLSocket) else None
-            conn = self.context.wrap_socket(conn, server_hostname=self.host,
-                                            session=session)
-        return conn, size
+def part_name(name: str) -> str:
+    """The temp name of ``name`` during a rename-mode upload: ``.<stem>.part``. Receivers take
+    ``<prefix>*.txt`` (or ``*.txt``) in a dated folder; this starts with a dot, not with the
+    prefix, and does not end in ``.txt``, so none of them ingests a half file, nor the one an
+    upload-only account (no rename, no delete) leaves behind."""
+    stem = name[:-4] if name.endswith(".txt") else name
+    return f".{stem}.part"
 
 
-@dataclass(frozen=True)
-class Circular10Settings:
-    """Everything the uplink needs; :meth:`from_config` builds it from the station config.
-
-    Tests and tools change a field with :func:`dataclasses.replace` (checked by mypy)."""
-
-    host: str
-    province: str
-    facility: str
-    station: str
-    port: int = 21
-    user: str = "anonymous"
-    password: str = field(default="", repr=False)
-    directory: str = ""
-    tls: bool = True
-    ca_file: Path | None = None
-    interval_s: float = 300.0
-    window_s: int = 300
-    grace_s: float = 30.0
-    timezone: str = "Asia/Ho_Chi_Minh"
-    retention_s: float = 60 * 86400.0
-    timeout_s: float = 30.0
-    backoff_base_s: float = 1.0
-    backoff_cap_s: float = 300.0
-
-    @classmethod
-    def from_config(cls, cfg: StationConfig) -> Circular10Settings:
-        """From a station config with ``[uplink.circular10]`` set (ValueError if not)."""
-        c = cfg.circular10
-        if c is None:
-            raise ValueError(f"{cfg.source}: no [uplink.circular10] table")
-        return cls(
-            host=c.host, port=c.port, user=c.user, password=c.password,
-            directory=c.directory, tls=c.tls, ca_file=c.ca_file,
-            interval_s=c.interval_minutes * 60.0, window_s=c.window,
-            grace_s=cfg.averaging.grace_s, timezone=cfg.station.timezone,
-            retention_s=c.retention_days * 86400.0, timeout_s=c.timeout_s,
-            backoff_cap_s=c.backoff_cap_s, province=cfg.station.province,
-            facility=cfg.station.facility, station=cfg.station.name,
-        )  # fmt: skip
+def _join(*parts: str) -> str:
+    """POSIX join of non-empty parts; a leading ``/`` of the first is kept."""
+    out = "/".join(p.strip("/") for p in parts if p.strip("/"))
+    return "/" + out if parts and parts[0].startswith("/") else out
 
 
 @dataclass
@@ -143,7 +116,9 @@ class Circular10Stats:
     files_made: int = 0
     files_sent: int = 0
     files_found_on_server: int = 0  # delivered before a restart, not sent twice
+    files_sent_direct: int = 0  # stored under the final name (upload = direct, or fallback)
     upload_failures: int = 0
+    refusals: int = 0  # permanent refusals met (each retried slowly)
     pruned: int = 0
     pending: int = 0
     last_sent: str = ""
@@ -200,6 +175,16 @@ class Spool:
         write_replace(self.pending / key, data)
         return True
 
+    def direct_for(self, server: str) -> bool:
+        """Did ``server`` refuse a rename before (then upload directly)?"""
+        with contextlib.suppress(OSError, UnicodeDecodeError):
+            first = (self.root / UPLOAD_MODE).read_text(encoding="utf-8").split("\n", 1)[0]
+            return first == f"direct {server}"
+        return False
+
+    def remember_direct(self, server: str, why: str) -> None:
+        write_replace(self.root / UPLOAD_MODE, f"direct {server}\n{why}\n".encode())
+
     def set_cursor(self, start: int) -> None:
         write_replace(self.root / "cursor", f"{start}\n".encode())
 
@@ -223,12 +208,14 @@ class Circular10Uplink:
     """Renders and pushes Circular 10 files; call :meth:`step` in a loop (one thread)."""
 
     def __init__(self, settings: Circular10Settings, store: Store, spool_dir: Path,
-                 clock: Clock = time.time, rand: Callable[[], float] = random.random) -> None:
+                 clock: Clock = time.time, rand: Callable[[], float] = random.random,
+                 connect: Connect | None = None) -> None:
         self.settings = settings
         self.store = store
         self.clock = clock
         self.tz = ZoneInfo(settings.timezone)
         self.spool = Spool(spool_dir)
+        self.connect = connect if connect is not None else connector(settings)
         self.backoff = Backoff(min(settings.backoff_base_s, settings.backoff_cap_s),
                                settings.backoff_cap_s, rand)
         self.stats = Circular10Stats(pending=len(self.spool.pending_keys()))
@@ -236,11 +223,16 @@ class Circular10Uplink:
         self._next_attempt = 0.0
         self._next_prune = 0.0
         self.link_up: bool | None = None  # None: not tried yet
+        self.refusal: PermanentRefusal | None = None  # the standing permanent refusal
+        self.direct = settings.receiver.upload == "direct" or \
+            self.spool.direct_for(settings.server)
         self.stopped = False
         self._lag = settings.grace_s + SETTLE_S
-        if not settings.tls:
+        pace = settings.receiver.files_per_minute
+        self._pace_s = 60.0 / pace if pace > 0 else 0.0
+        if settings.transport == "ftp":
             log.warning("circular10_plain_ftp", extra={
-                "server": f"{settings.host}:{settings.port}", "reason": "tls = false: the "
+                "server": f"{settings.host}:{settings.port}", "reason": "transport = ftp: the "
                 "password and the files cross the network in clear text"})
 
     # --- render ----------------------------------------------------------------------------
@@ -262,7 +254,7 @@ class Circular10Uplink:
             current = rec.start
             # a channel twice in a window: the first record stored counts. A later one is
             # what a clock step back made of a window already stored: marked invalid
-            # (CLOCK_JUMP) by the pipeline, it must not turn the file's line into "02"
+            # (CLOCK_JUMP) by the pipeline, it must not replace the line of the one that counts
             window.setdefault(rec.channel, rec)
         if current is not None:
             yield current, list(window.values())
@@ -272,107 +264,123 @@ class Circular10Uplink:
         cursor = self.spool.cursor()
         after = now - FIRST_LOOKBACK_S - self.settings.window_s if cursor is None else cursor
         made = 0
+        s = self.settings
         for start, records in self._closed_windows(after, now):
-            s = self.settings
-            name = circular10.file_name(s.province, s.facility, s.station,
-                                        circular10.local(start, self.tz))
-            if self.spool.add(start, name, circular10.render(records, self.tz)):
+            f = circular10.render_file(s.receiver, self.tz, start, s.window_s, records)
+            if f.lines == 0:  # every line left out by the profile (omit_missing, invalid)
+                log.info("circular10_window_empty", extra={"file": f.name})
+            elif self.spool.add(start, f.name, f.data):
                 made += 1
-                log.info("circular10_file_made", extra={"file": name, "lines": len(records)})
+                log.info("circular10_file_made", extra={"file": f.name, "lines": f.lines})
             self.spool.set_cursor(start)
         self.stats.files_made += made
         self.stats.pending = len(self.spool.pending_keys())
         return made
 
     # --- send ------------------------------------------------------------------------------
-    def _connect(self) -> ftplib.FTP:
-        s = self.settings
-        ftp: ftplib.FTP
-        if s.tls:
-            context = ssl.create_default_context(
-                cafile=str(s.ca_file) if s.ca_file is not None else None)
-            ftp = SessionReuseFTP_TLS(context=context, timeout=s.timeout_s, encoding="utf-8")
-        else:
-            ftp = ftplib.FTP(timeout=s.timeout_s, encoding="utf-8")
-        try:
-            ftp.connect(s.host, s.port)
-            ftp.login(s.user, s.password)  # FTP_TLS.login sends AUTH TLS first
-            if isinstance(ftp, ftplib.FTP_TLS):
-                ftp.prot_p()  # the data channel too
-            ftp.set_pasv(True)
-            ftp.voidcmd("TYPE I")  # binary: bytes as rendered, and SIZE means bytes
-            if s.directory:
-                ftp.cwd(s.directory)
-        except BaseException:
-            with contextlib.suppress(*_LINK_ERRORS):
-                ftp.close()
-            raise
-        return ftp
+    def remote_path(self, name: str) -> tuple[str, str]:
+        """(folder, path) of a spooled file on the server: its dated folder is filled from
+        the local time in its name, which is what receivers read."""
+        at = dt.datetime.strptime(name[-18:-4], circular10.TIME_FORMAT)
+        folder = _join(self.settings.directory, fill_remote_dir(
+            self.settings.receiver.remote_dir, at))
+        return folder, _join(folder, name)
 
-    @staticmethod
-    def _remote_size(ftp: ftplib.FTP, name: str) -> int | None:
-        try:
-            size = ftp.size(name)
-        except ftplib.error_perm:  # 550: not there (or SIZE refused): upload it
-            return None
-        return size
-
-    def _upload(self, ftp: ftplib.FTP, key: str) -> None:
+    def _upload(self, files: RemoteFiles, key: str) -> bool:
+        """Deliver one file; True when it went over the link (not found there already)."""
         name = self.spool.remote_name(key)
         data = (self.spool.pending / key).read_bytes()
-        if self._remote_size(ftp, name) == len(data):
+        folder, path = self.remote_path(name)
+        if folder:
+            files.make_dirs(folder)
+        sent = files.size(path) != len(data)
+        if not sent:
             self.stats.files_found_on_server += 1
-            log.info("circular10_file_already_on_server", extra={"file": name})
+            log.info("circular10_file_already_on_server", extra={"file": path})
+        elif self.direct:
+            files.store(path, data)
+            self.stats.files_sent_direct += 1
         else:
-            part = f"{name}.part"
-            with open(self.spool.pending / key, "rb") as f:
-                ftp.storbinary(f"STOR {part}", f)
-            ftp.rename(part, name)
+            part = _join(folder, part_name(name))
+            files.store(part, data)
+            try:
+                files.rename(part, path)
+            except RenameRefused as exc:
+                self._rename_refused(exc, part)
+                files.store(path, data)
+                self.stats.files_sent_direct += 1
+        if sent:
             self.stats.files_sent += 1
-            log.info("circular10_file_sent", extra={"file": name, "bytes": len(data)})
+            log.info("circular10_file_sent", extra={"file": path, "bytes": len(data)})
         self.spool.mark_sent(key)
         self.stats.last_sent = name
+        return sent
+
+    def _rename_refused(self, exc: RenameRefused, part: str) -> None:
+        self.direct = True
+        self.spool.remember_direct(self.settings.server, str(exc))
+        log.warning("circular10_rename_refused", extra={
+            "server": self.settings.server, "error": str(exc), "left_on_server": part,
+            "reason": "the account may not rename: files are stored under their final name "
+                      "from now on (remembered in the spool); the temp file is named so that "
+                      "receivers ignore it"})
 
     def send_pending(self) -> int:
-        """Deliver every pending file, oldest first, on one connection; how many went."""
+        """Deliver pending files, oldest first, on one session; how many went. With pacing,
+        one file per call (then the next one waits ``60 / files_per_minute`` seconds)."""
         keys = self.spool.pending_keys()
         if not keys:
             return 0
         done = 0
         try:
-            ftp = self._connect()
+            files = self.connect()
             try:
                 for key in keys:
-                    self._upload(ftp, key)
+                    went = self._upload(files, key)
                     done += 1
+                    if went and self._pace_s:
+                        self._next_attempt = self.clock() + self._pace_s
+                        break
             finally:
-                with contextlib.suppress(*_LINK_ERRORS):
-                    ftp.quit()
-        except _LINK_ERRORS as exc:
+                files.close()
+        except PermanentRefusal as exc:
+            self._refused(exc)
+            return done
+        except LinkDown as exc:
             self._link_down(exc, len(keys) - done)
             return done
         finally:
             self.stats.pending = len(self.spool.pending_keys())
-        if self.link_up is not True:
-            server = f"{self.settings.host}:{self.settings.port}"
-            log.info("circular10_link_up", extra={"server": server, "sent": done})
+        if self.link_up is not True or self.refusal is not None:
+            log.info("circular10_link_up", extra={"server": self.settings.server, "sent": done})
         self.link_up = True
+        self.refusal = None
         self.stats.last_error = ""
         self.backoff.reset()
         return done
 
-    def _link_down(self, exc: BaseException, waiting: int) -> None:
+    def _refused(self, exc: PermanentRefusal) -> None:
+        """Loud once, then quiet: retried every ``refused_retry_s``, never in a tight loop."""
+        again = self.refusal is not None and str(self.refusal) == str(exc)
+        self.refusal = exc
+        self.link_up = False
+        self.stats.refusals += 1
+        self.stats.last_error = str(exc)
+        self._next_attempt = self.clock() + self.settings.refused_retry_s
+        (log.info if again else log.error)("circular10_refused", extra={
+            "server": self.settings.server, "error": str(exc), "fix": exc.fix,
+            "pending": len(self.spool.pending_keys()),
+            "retry_in_s": self.settings.refused_retry_s})
+
+    def _link_down(self, exc: LinkDown, waiting: int) -> None:
         delay = self.backoff.next_delay()
         self._next_attempt = self.clock() + delay
+        self.refusal = None
         self.stats.upload_failures += 1
-        self.stats.last_error = f"{type(exc).__name__}: {exc}"
+        self.stats.last_error = str(exc)
         fields: dict[str, Any] = {
-            "server": f"{self.settings.host}:{self.settings.port}", "error": self.stats.last_error,
+            "server": self.settings.server, "error": self.stats.last_error,
             "pending": waiting, "retry_in_s": round(delay, 2)}
-        if isinstance(exc, ssl.SSLCertVerificationError):  # not a flaky link: say what to fix
-            trusted = self.settings.ca_file or "the system's CA store"
-            fields["reason"] = (f"the server's certificate is not trusted: it does not verify "
-                                f"against {trusted}; set ca_file to the CA that signed it")
         # a warning when the link goes down; the retries after it at info level
         (log.warning if self.link_up is not False else log.info)(
             "circular10_upload_failed", extra=fields)
@@ -395,7 +403,6 @@ class Circular10Uplink:
                 log.info("circular10_spool_pruned", extra={"files": n})
             self._next_prune = now + 3600.0
 
-
     def stop(self) -> None:
         """The thread's last act: nothing is held in memory (the spool is the state)."""
         self.stopped = True
@@ -403,10 +410,15 @@ class Circular10Uplink:
     def status(self) -> dict[str, Any]:
         s = self.settings
         up = self.link_up
-        state = ("stopped" if self.stopped else "connected" if up
-                 else "waiting" if up is None else "retrying")
-        return {"state": state, "detail": f"{'ftps' if s.tls else 'ftp'}://{s.host}:"
-                f"{s.port}/{s.directory.lstrip('/')}", "stats": asdict(self.stats)}
+        state = ("stopped" if self.stopped else "refused" if self.refusal is not None
+                 else "connected" if up else "waiting" if up is None else "retrying")
+        out: dict[str, Any] = {
+            "state": state, "detail": f"{s.transport}://{s.host}:{s.port}/"
+            f"{s.directory.lstrip('/')}", "stats": asdict(self.stats),
+            "upload": "direct" if self.direct else "rename"}
+        if self.refusal is not None:
+            out["fix"] = self.refusal.fix
+        return out
 
 
 def circular10_thread(uplink: Circular10Uplink, idle_s: float = 1.0
