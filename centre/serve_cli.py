@@ -10,10 +10,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from protocol import record_filter
 from protocol.cli_error import CommandError
 
 if TYPE_CHECKING:
-    from centre.store import CentreStore
+    from centre.store import CentreStore, StoredRecord
 
 T = TypeVar("T")
 
@@ -29,10 +30,7 @@ def register(actions: argparse._SubParsersAction[Any]) -> None:
     where.add_argument("--config", type=Path, help="receiver TOML file (for its store and zone)")
     where.add_argument("--store", type=Path, help="the centre's record store (SQLite file)")
     p.add_argument("--station", required=True, help="station id")
-    p.add_argument("--from", dest="t_from", help="start, e.g. 2026-11-23 or 2026-11-23T07:00")
-    p.add_argument("--to", dest="t_to", help="end (exclusive), same forms as --from")
-    p.add_argument("--format", choices=("text", "csv"), default="text")
-    p.add_argument("--zone", help="time zone for input and output (default Asia/Ho_Chi_Minh)")
+    record_filter.add_arguments(p)
     p.set_defaults(func=_query)
 
     p = actions.add_parser("stations", help="per station: records held, gaps, last arrival, "
@@ -96,6 +94,8 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _query(args: argparse.Namespace) -> int:
+    import time
+
     from centre import query
     from centre.serve_config import DEFAULT_ZONE, load
 
@@ -106,12 +106,24 @@ def _query(args: argparse.Namespace) -> int:
         zone_name = zone_name or cfg.zone
     else:
         store_path = args.store
-    tz = query.zone(zone_name or DEFAULT_ZONE)
-    t0 = query.parse_time(args.t_from, tz, "--from") if args.t_from else None
-    t1 = query.parse_time(args.t_to, tz, "--to") if args.t_to else None
-    records = _read_store(store_path, lambda store: store.records(args.station, t0, t1))
-    render = query.render_csv if args.format == "csv" else query.render_text
-    sys.stdout.write(render(records, tz))
+    tz = record_filter.zone(zone_name or DEFAULT_ZONE)
+    wanted = record_filter.from_args(args, tz, time.time(), station=args.station)
+
+    def read(store: CentreStore) -> list[StoredRecord]:
+        found = store.select(wanted)
+        if not found:  # a typo more often than an empty period: say which
+            record_filter.require_known("station", args.station, store.station_ids(),
+                                        str(store_path))
+            if wanted.channel is not None:
+                record_filter.require_known("channel", wanted.channel,
+                                            store.channels(args.station), args.station)
+        return found
+
+    records = _read_store(store_path, read)
+    if args.format == "csv":
+        sys.stdout.write(query.render_csv(records, tz))
+    else:
+        sys.stdout.write(query.render_text(records, tz, wide=args.wide))
     return 0
 
 
@@ -128,7 +140,7 @@ def _stations(args: argparse.Namespace) -> int:
         store_path, zone_name = cfg.store, cfg.zone
     else:
         store_path = args.store
-    tz = query.zone(zone_name)
+    tz = record_filter.zone(zone_name)
     summaries, events = _read_store(store_path, lambda store: (
         store.summaries(),
         store.security_events()[-args.events:] if args.events > 0 else []))

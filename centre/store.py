@@ -47,11 +47,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from buffer.db import open_checked, transaction
+from buffer.record_select import ORDER, where
 from buffer.rows import RECORD_COLUMNS, RECORD_COLUMNS_SQL, record_row, row_record
+from buffer.store import APPLICATION_ID as OUTBOX_APPLICATION_ID
 from protocol.cli_error import UserError
 from protocol.clock import Clock
 from protocol.model import Record
 from protocol.payload import same_record
+from protocol.record_filter import RecordFilter
 
 _COLS = ", ".join(RECORD_COLUMNS)
 _INSERT = (
@@ -240,6 +243,7 @@ def _open_read_only(path: Path) -> sqlite3.Connection:
     except sqlite3.Error as exc:
         raise NotACentreStoreError(f"{path}: cannot open the record store: {exc}") from None
     try:
+        app_id = int(conn.execute("PRAGMA application_id").fetchone()[0])
         found = {
             str(r[0]) for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
         }
@@ -248,6 +252,12 @@ def _open_read_only(path: Path) -> sqlite3.Connection:
         raise NotACentreStoreError(
             f"{path}: not a centre record store (SQLite says: {exc})"
         ) from None
+    if app_id == OUTBOX_APPLICATION_ID:  # the mistake the two file names invite
+        conn.close()
+        raise NotACentreStoreError(
+            f"{path}: that file is a station outbox, not a centre record store; a station's "
+            f"own records are read with `quantrac history --store {path}`"
+        )
     missing = [t for t in _TABLES if t not in found]
     if missing:
         conn.close()
@@ -489,18 +499,30 @@ class CentreStore:
     def records(
         self, station: str, t0: float | None = None, t1: float | None = None
     ) -> list[StoredRecord]:
-        """Records of ``station`` whose window starts in ``[t0, t1)``, by start then seq."""
-        lo = -(1 << 62) if t0 is None else math.ceil(t0)
-        hi = 1 << 62 if t1 is None else math.ceil(t1)
+        """Records of ``station`` whose window starts in ``[t0, t1)``, by start."""
+        return self.select(RecordFilter(station=station, t0=t0, t1=t1))
+
+    def select(self, f: RecordFilter) -> list[StoredRecord]:
+        """The records ``f`` asks for (``f.station`` required), in ``record_select.ORDER``."""
+        clause, params = where(f, by_station=True)
         rows = self.conn.execute(
-            f"SELECT seq, {_COLS}, received, packet_created FROM records "
-            "WHERE station = ? AND start >= ? AND start < ? ORDER BY start, seq",
-            (station, lo, hi),
+            f"SELECT station, seq, {_COLS}, received, packet_created FROM records "
+            f"WHERE {clause} {ORDER}", params,
         ).fetchall()
         return [
-            StoredRecord(station, int(r[0]), row_record(r[1:-2]), float(r[-2]), int(r[-1]))
+            StoredRecord(str(r[0]), int(r[1]), row_record(r[2:-2]), float(r[-2]), int(r[-1]))
             for r in rows
         ]
+
+    def station_ids(self) -> list[str]:
+        """Every station this store has heard from (a row in ``stations`` per first packet)."""
+        return [str(r[0]) for r in self.conn.execute(
+            "SELECT station FROM stations ORDER BY station")]
+
+    def channels(self, station: str) -> list[str]:
+        """Every channel ``station`` sent (``current_values`` keeps a row per channel)."""
+        return [str(r[0]) for r in self.conn.execute(
+            "SELECT channel FROM current_values WHERE station = ? ORDER BY channel", (station,))]
 
     def by_seq(self, station: str) -> list[tuple[int, Record]]:
         """Every record of ``station`` in sequence order."""
