@@ -14,7 +14,8 @@ The doc's form, which this test reads:
 * a heading naming a table in backticks, as TOML writes it: ``### `[[bus]]` ``,
   ``### `[device.channels.<channel>]` `` (``<...>`` is a name the installer chooses);
 * under it a table whose header row starts ``| key | type | default |``; one row per key,
-  the key in backticks in the first cell.
+  the key in backticks in the first cell (``<symbol>`` for a table keyed by the station's
+  own Circular 10 symbols, such as ``[uplink.circular10.receiver.aliases]``).
 
 Types and defaults are checked where the reader states them (``Reader.get``'s kind and
 default): ``required`` for a key without a default; a number, boolean or array default must be
@@ -37,6 +38,7 @@ from typing import Any
 
 import pytest
 
+from edge_agent.config.model import is_symbol
 from edge_agent.config.reader import ConfigError, load_config
 from protocol.config_file import MISSING, Reader
 
@@ -124,14 +126,19 @@ class Schema:
         for comp in raw.split(".") if raw else []:
             m = _PART.fullmatch(comp)
             assert m is not None, raw
-            name = m["name"] if m["name"] in self.allowed.get(prefix, ()) else "*"
+            name = m["name"] if m["name"] in self.allowed.get(prefix, ()) \
+                and not is_symbol(m["name"]) else "*"
             prefix = f"{prefix}.{name}" if prefix else name
             if m["index"]:
                 self.arrays.add(prefix)
         return prefix
 
     def keys(self) -> set[str]:
-        return {f"{p}.{k}" if p else k for p, ks in self.allowed.items() for k in ks}
+        """Full key paths; a table keyed by the station's own symbols (``receiver.aliases``
+        accepts exactly the symbols the config reports) has one placeholder key, ``*``."""
+        return {f"{p}.{k}" if p else k
+                for p, ks in self.allowed.items() for k in {"*" if is_symbol(k) else k
+                                                            for k in ks}}
 
 
 def schema_of(seen: Seen) -> Schema:
@@ -205,7 +212,7 @@ def doc_keys(text: str, name: str = "docs/config.md") -> DocKeys:
         if m is None or len(cells) < 3:
             out.problems.append(f"{name}:{n}: a key row must start | `key` | type | default |")
             continue
-        key = f"{heading}.{m[1]}"
+        key = f"{heading}.{_PLACEHOLDER.sub('*', m[1])}"
         if key in out.rows:
             out.problems.append(f"{name}:{n}: {key} is documented twice "
                                 f"(also line {out.rows[key].line})")
@@ -227,6 +234,7 @@ def compare(schema: Schema, seen: Seen, doc: DocKeys) -> list[str]:
     code, documented = schema.keys(), doc.keys()
     for key in sorted(code - documented):
         table, _, leaf = key.rpartition(".")
+        leaf = "<name>" if leaf == "*" else leaf
         where = (f"a row | `{leaf}` | type | default | ... | in the key table under the heading "
                  f"{_table_heading(table, schema)}" if table else
                  f"a heading {_table_heading(key, schema)} with its key table")
