@@ -115,7 +115,7 @@ def _ask(question: str, yes: bool, refusal: str) -> None:
     if yes:
         return
     if not sys.stdin.isatty():
-        raise ProvisioningError(f"{refusal}; no terminal to ask on: check, then pass --yes")
+        raise ProvisioningError(f"{refusal} (no terminal to ask on)")
     try:
         answer = input(f"{question} [y/N] ")
     except EOFError:
@@ -155,17 +155,19 @@ def _strand_warning(old: Existing, new_id: str) -> tuple[list[str], str]:
             "  request (`quantrac centre enrol REQUEST`). A new key for a working station:",
             "  `quantrac provision rotate` (no re-key approval needed).",
         ]
-        refusal = (f"refusing to replace the enrolled identity of station {old.station_id} "
-                   "(the centre would refuse packets signed by a new key until its operator "
-                   "approves a re-key with `quantrac centre rekey`)")
+        refusal = (f"refusing to replace the enrolled identity of station {old.station_id}: "
+                   "the centre would refuse packets signed by a new key until its operator "
+                   "approves a re-key (`quantrac centre rekey`); read the above, then pass "
+                   "--yes to go ahead")
     else:
         lines += [
             "  not enrolled here (no bundle imported): replacing it is harmless, unless the",
             "  centre already enrolled its request; then the new request goes through",
             "  `quantrac centre rekey` (the operator compares fingerprints), not `centre enrol`.",
         ]
-        refusal = (f"refusing to replace the identity of station {old.station_id} "
-                   "(not enrolled here, so harmless unless the centre enrolled its request)")
+        refusal = (f"refusing to replace the identity of station {old.station_id} (not "
+                   "enrolled here, so harmless unless the centre enrolled its request); read "
+                   "the above, then pass --yes to go ahead")
     lines += [f"the old files are kept in replaced-<time>/; new station id: {new_id}"]
     return lines, refusal
 
@@ -185,12 +187,11 @@ def _init(args: argparse.Namespace) -> int:
                 f"{station_id!r}; nothing written. Give the id the station really has (the "
                 "config's, if it is right)"
             )
-    if args.force:
-        old = identity.existing(state_dir)
-        if old is not None:
-            lines, refusal = _strand_warning(old, station_id)
-            print("\n".join(lines), flush=True)
-            _ask("start a new identity?", args.yes, refusal)
+    old = identity.existing(state_dir) if args.force else None
+    if old is not None:
+        lines, refusal = _strand_warning(old, station_id)
+        print("\n".join(lines), flush=True)
+        _ask("start a new identity?", args.yes, refusal)
     result = identity.init(state_dir, station_id, force=args.force)
     _write_out(args.out, result.request)
     if result.moved_aside is not None:
@@ -201,10 +202,16 @@ def _init(args: argparse.Namespace) -> int:
     print(f"station key fingerprint: {result.key_fingerprint}")
     print(f"hardware serial: {result.hardware_serial or '(none found)'}")
     print(f"request written: {args.out}")
-    print("wrong station id? Run this again now with --force and the right id: nothing is "
-          "enrolled yet, so it is harmless")
-    print(f"next: at the centre, `quantrac centre enrol {args.out.name} --out BUNDLE`; then "
-          "here, `quantrac provision import BUNDLE --centre-fingerprint FP`")
+    print("wrong station id? Run this again now with --force and the right id: this request "
+          "is not enrolled yet, so it is harmless")
+    if old is not None and old.enrolled:
+        print(f"next: at the centre, the operator compares the station key fingerprint above "
+              f"and runs `quantrac centre rekey {args.out.name} --out BUNDLE "
+              "--station-fingerprint FP`; then here, `quantrac provision import BUNDLE "
+              "--centre-fingerprint FP`")
+    else:
+        print(f"next: at the centre, `quantrac centre enrol {args.out.name} --out BUNDLE`; "
+              "then here, `quantrac provision import BUNDLE --centre-fingerprint FP`")
     return 0
 
 
@@ -254,8 +261,8 @@ def _import(args: argparse.Namespace) -> int:
         print(f"  centre fingerprint: {bundle.fingerprint}")
         print(f"  broker:             {broker}", flush=True)
         _ask("install?", args.yes,
-             f"not installed: pass --yes after checking the station id ({bundle.station_id}), "
-             f"the centre fingerprint ({bundle.fingerprint}) and the broker ({broker})")
+             f"not installed: check the station id ({bundle.station_id}), the centre "
+             f"fingerprint ({bundle.fingerprint}) and the broker ({broker}), then pass --yes")
 
     bundle = identity.import_bundle(_state_dir(args), data, str(path), typed, confirm=confirm)
     print(f"bundle installed for station {bundle.station_id}")

@@ -58,17 +58,18 @@ def check_private_file(path: Path) -> None:
 
 
 def _check_mode(path: Path, st: os.stat_result, what: str, wanted: str) -> None:
-    mode = stat.S_IMODE(st.st_mode)
-    if mode & 0o077:
-        raise ProvisioningError(
-            f"{path}: {what} has mode {mode:04o}, readable or writable by other users; "
-            f"refusing to use it (if no one else could have copied it: chmod {wanted} {path})"
-        )
+    # The owner first: for another user's file "chmod" is the wrong advice.
     if hasattr(os, "getuid") and st.st_uid != os.getuid():
         raise ProvisioningError(
             f"{path}: {what} belongs to {_user(st.st_uid)}, not to this user "
             f"({_user(os.getuid())}); run quantrac as its owner, the user the service runs as: "
             f"`sudo -u {_name(st.st_uid)} quantrac ...`"
+        )
+    mode = stat.S_IMODE(st.st_mode)
+    if mode & 0o077:
+        raise ProvisioningError(
+            f"{path}: {what} has mode {mode:04o}, readable or writable by other users; "
+            f"refusing to use it (if no one else could have copied it: chmod {wanted} {path})"
         )
 
 

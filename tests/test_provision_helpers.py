@@ -23,12 +23,18 @@ from provisioning import identity
 T0 = 1_790_000_000.0  # 2026-09-21, a fixed "now" for the API-level tests
 
 
-def quantrac(*args: str | Path, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    """Run the real console entry point with DEBUG logging; never raises on failure."""
+def quantrac(
+    *args: str | Path, cwd: Path | None = None, stdin: int = subprocess.DEVNULL
+) -> subprocess.CompletedProcess[str]:
+    """Run the real console entry point with DEBUG logging; never raises on failure.
+
+    stdin is /dev/null unless given (a pty, to answer a question): a command that asks must
+    never find the terminal of whoever runs the tests and wait on it.
+    """
     env = dict(os.environ, QUANTRAC_LOG_LEVEL="DEBUG")
     return subprocess.run(
         [sys.executable, "-m", "edge_agent.daemon.cli", "--log-level", "DEBUG", *map(str, args)],
-        capture_output=True, text=True, env=env, cwd=cwd, timeout=60,
+        capture_output=True, text=True, env=env, cwd=cwd, timeout=60, stdin=stdin,
     )
 
 
