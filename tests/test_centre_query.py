@@ -5,7 +5,10 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import math
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -13,7 +16,8 @@ import pytest
 from centre.serve_config import ConfigError, load
 from centre.store import CentreStore
 from edge_agent.daemon.cli import main
-from tests.mqtt_world import make_records
+from protocol.model import Record, RecordFlag, Status
+from tests.mqtt_world import T0, make_records
 
 
 @pytest.fixture
@@ -151,3 +155,105 @@ def test_a_row_stored_before_the_range_check_does_not_hide_the_station(
     assert f"@{far}" in out  # the table shows a window's start and its width (5m)
     assert not fmt or f"@{far + 300}" in out  # the CSV its end too
     assert main(["centre", "stations", "--store", str(store_path)]) == 0
+
+
+QUANTRAC = Path(sys.executable).with_name("quantrac")
+
+
+def quantrac(*argv: str | Path) -> subprocess.CompletedProcess[str]:
+    """The installed command, as an operator runs it."""
+    return subprocess.run([str(QUANTRAC), *map(str, argv)], capture_output=True, text=True,
+                          timeout=120)
+
+
+@pytest.fixture
+def mixed_store(tmp_path: Path) -> Path:
+    """One station, 1-minute and 5-minute windows, valid and invalid, as a 24 h pull mixes them."""
+    path = tmp_path / "records.sqlite"
+    def rec(ch: str, start: int, width: int, n: int, exp: int, valid: bool,
+            status: Status = Status.MEASURING, flags: RecordFlag = RecordFlag.NONE) -> Record:
+        mean = math.nan if n == 0 else 7.25
+        return Record(ch, start, start + width, mean, mean, mean, 0.0 if n else math.nan, n,
+                      exp, valid, status, "mg/L", flags)
+    records = [
+        rec("COD", T0, 60, 6, 6, True, flags=RecordFlag.CLOCK_UNSYNCED | RecordFlag.PARTIAL),
+        rec("COD", T0 + 60, 60, 2, 6, False),
+        rec("COD", T0, 300, 44, 60, False),
+        rec("NH4", T0, 300, 12, 60, False, Status.CALIBRATING),
+        rec("NH4", T0 + 300, 300, 0, 60, False, Status.OFFLINE),
+        rec("COD", T0 + 300, 300, 60, 60, True),
+    ]
+    with CentreStore(path) as store:
+        store.ingest("HN-WW-01", list(enumerate(records, start=1)), b"m" * 32, 1)
+        store.ingest("HN-WW-02", [(1, records[-1])], b"n" * 32, 1)
+        store.ingest("HCM-Q\x1b[2J", [(1, records[-1])], b"o" * 32, 1)
+    return path
+
+
+def test_unknown_station_is_named_with_the_closest_known_ids(mixed_store: Path) -> None:
+    done = quantrac("centre", "query", "--store", mixed_store, "--station", "hn-ww-01x")
+    assert done.returncode == 1 and done.stdout == ""
+    assert (f"{mixed_store}: unknown station 'hn-ww-01x' (known: HN-WW-01, HN-WW-02, "
+            "HCM-Q\\x1b[2J)") in done.stderr, done.stderr
+    assert "\x1b" not in done.stderr
+    # a known station with nothing in the range is an empty answer, not an error
+    done = quantrac("centre", "query", "--store", mixed_store, "--station", "HN-WW-02",
+                    "--to", "2020-01-01")
+    assert done.returncode == 0 and done.stdout.startswith("# 0 records")
+    done = quantrac("centre", "query", "--store", mixed_store, "--station", "HN-WW-01",
+                    "--channel", "NH3")
+    assert done.returncode == 1 and "HN-WW-01: unknown channel 'NH3' (known: NH4, COD)" in \
+        done.stderr, done.stderr
+
+
+def test_window_and_invalid_filters_and_reasons_in_80_columns(mixed_store: Path) -> None:
+    done = quantrac("centre", "query", "--store", mixed_store, "--station", "HN-WW-01",
+                    "--window", "300", "--invalid")
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith("# 3 records; times in Asia/Ho_Chi_Minh")
+    assert max(len(line) for line in lines) <= 80
+    at = lines[1].index("reason")
+    assert [line[at:] for line in lines[2:]] == [
+        "coverage 44/60 < 75%", "calibrating 12/60 valid", "offline"]
+    assert all(line.split()[2] == "5m" for line in lines[2:])
+
+
+def test_csv_flags_by_name_valid_yes_no_and_the_reason(mixed_store: Path,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "--store", str(mixed_store), "--station", "HN-WW-01",
+                       "--format", "csv", "--window", "60")
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert code == 0 and len(rows) == 2
+    assert (rows[0]["valid"], rows[0]["flags"], rows[0]["reason"]) == (
+        "yes", "partial|clock_unsynced", "")
+    assert (rows[1]["valid"], rows[1]["flags"], rows[1]["reason"]) == (
+        "no", "", "coverage 2/6 < 75%")
+    assert rows[0]["received"].endswith("+07:00") and rows[0]["window_s"] == "60"
+
+
+def test_wide_shows_flags_and_counts(mixed_store: Path,
+                                     capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "--store", str(mixed_store), "--station", "HN-WW-01", "--wide",
+                       "--channel", "COD", "--window", "60")
+    lines = out.splitlines()
+    assert code == 0
+    assert lines[1].split()[-4:] == ["seq", "received", "flags", "reason"]
+    assert lines[2].split()[8:11] == ["6/6", "yes", "measuring"]
+    assert lines[2].split()[-1] == "partial|clock_unsynced"
+
+
+def test_an_outbox_given_as_the_store_points_at_quantrac_history(tmp_path: Path) -> None:
+    from buffer import Store
+
+    outbox = tmp_path / "outbox.sqlite"
+    with Store(outbox) as store:
+        store.append(make_records(3))
+    before = outbox.read_bytes()
+    done = quantrac("centre", "query", "--store", outbox, "--station", "HN-WW-01")
+    assert done.returncode == 1
+    assert "no such column" not in done.stderr
+    assert (f"{outbox}: that file is a station outbox, not a centre record store; a station's "
+            f"own records are read with `quantrac history --store {outbox}`") in done.stderr
+    assert outbox.read_bytes() == before
+    assert quantrac("history", "--store", outbox).returncode == 0
