@@ -1,0 +1,166 @@
+"""``quantrac export``'s work: a period of the outbox as files in a directory, no network.
+
+Circular 10 files are made by the uplink's own renderer
+(:func:`edge_agent.uplinks.circular10.render.render_file`), from the records the uplink reads
+(``Store.windows`` of its window width, the first record of a channel in a window counting),
+into the same dated folders and names under ``circular10/``: byte for byte what was uploaded,
+so an inspector can compare a file on the province's server with the one on the stick.
+``records.csv`` has every field of every record exactly; with ``signed`` the manifest, the
+checkpoints and the key make it verifiable anywhere (formats in
+:mod:`edge_agent.evidence.manifest`).
+
+The outbox is only read. The files are written plainly and synced once at the end (thousands
+of small files: one fsync each would cost minutes on an SD card and buy nothing, since the
+command either finishes or is run again).
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+from buffer import Store
+from buffer.chain import Signer
+from edge_agent.evidence import manifest as mf
+from edge_agent.uplinks.circular10 import render
+from edge_agent.uplinks.circular10.settings import Circular10Settings
+from protocol.clock import Clock
+from protocol.model import Record
+
+#: how far beyond the period ``records.csv`` reaches to start and end on a signed checkpoint
+#: (chain positions): the agent signs hourly, which is at most a few thousand records
+EXTEND_MAX = 20_000
+FORMATS = ("circular10", "csv")
+
+
+@dataclass(frozen=True)
+class Exported:
+    out: Path
+    circular10_files: int
+    records: int  # lines of records.csv
+    first: int  # chain positions covered
+    last: int
+    signed: bool
+
+
+def windows_of(held: Sequence[tuple[int, Record]]) -> Iterator[tuple[int, list[Record]]]:
+    """Records (by start, then seq, as ``Store.windows`` gives them) grouped into windows;
+    a channel twice in a window: the first record stored counts, as in the uplink (a later
+    one is what a clock step back made of a window already stored)."""
+    window: dict[str, Record] = {}
+    current: int | None = None
+    for _, rec in held:
+        if current is not None and rec.start != current:
+            yield current, list(window.values())
+            window = {}
+        current = rec.start
+        window.setdefault(rec.channel, rec)
+    if current is not None:
+        yield current, list(window.values())
+
+
+def _join(*parts: str) -> str:
+    return "/".join(p.strip("/") for p in parts if p.strip("/"))
+
+
+def circular10_files(store: Store, settings: Circular10Settings, start_from: float,
+                     end_until: float) -> Iterator[tuple[str, bytes, list[tuple[int, str]]]]:
+    """(path under ``circular10/``, bytes, (seq, line hash) per line) of every file the
+    uplink makes for windows in ``[start_from, end_until]``."""
+    tz = ZoneInfo(settings.timezone)
+    w = settings.window_s
+    held = store.windows(w, start_from=start_from, end_until=end_until)
+    seq_of = {id(rec): seq for seq, rec in held}
+    for start, records in windows_of(held):
+        f = render.render_file(settings.receiver, tz, start, w, records)
+        if f.lines == 0:  # every line left out by the profile: the uplink sends no file
+            continue
+        lines: list[tuple[int, str]] = []
+        for rec in records:  # the file is its records' lines, in order: which line is whose
+            one = render.render_file(settings.receiver, tz, start, w, [rec]).data
+            if one:
+                lines.append((seq_of[id(rec)], mf.line_hash(one)))
+        if [h for _, h in lines] != [mf.line_hash(x) for x in f.data.splitlines(True)]:
+            lines = [(0, mf.line_hash(x)) for x in f.data.splitlines(True)]
+        yield _join(mf.CIRCULAR10_DIR, settings.directory, f.path), f.data, lines
+
+
+def _span(store: Store, start_from: float, end_until: float,
+          extend: bool) -> tuple[int, int] | None:
+    """The chain positions ``records.csv`` covers: the period's records, reaching out to
+    the nearest signed checkpoints (within ``EXTEND_MAX``) when ``extend``."""
+    span = store.chain_span(start_from, end_until)
+    if span is None or not extend:
+        return span
+    lo, hi = span
+    signed = [cp.n for cp in store.checkpoints(max(0, lo - 1 - EXTEND_MAX), hi + EXTEND_MAX)
+              if cp.signature]
+    before = [n for n in signed if n <= lo - 1]
+    after = [n for n in signed if n >= hi]
+    head = store.chain_head()[0]
+    return (max(before) + 1 if before else lo,
+            min(after) if after else min(head, hi))
+
+
+def export(store: Store, out: Path, start_from: float, end_until: float, *,
+           formats: Sequence[str] = FORMATS, circular10: Circular10Settings | None = None,
+           signer: Signer | None = None, period: tuple[str, str] = ("", ""),
+           clock: Clock) -> Exported:
+    """Write the period ``[start_from, end_until]`` (UTC epoch seconds; a record counts when
+    its whole window lies in it) into ``out``, which must not exist or be empty.
+    ValueError names what is wrong (a non-empty ``out``, nothing in the period)."""
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise ValueError(f"{out}: exists and is not an empty directory; give a new one")
+    if "circular10" in formats and circular10 is None:
+        raise ValueError("--format circular10 needs the station config (--config): the "
+                         "receiver profile decides the folders, names and lines")
+    span = _span(store, start_from, end_until, extend=signer is not None)
+    if span is None:
+        raise ValueError(f"{store.path}: no records with a window in {mf.utc_text(start_from)}"
+                         f"..{mf.utc_text(end_until)}")
+    out.mkdir(parents=True, exist_ok=True)
+    entries: list[mf.FileEntry] = []
+
+    def write(rel: str, data: bytes, lines: Sequence[tuple[int, str]] = ()) -> None:
+        path = out / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+        entries.append(mf.FileEntry(rel, mf.sha256(data), tuple(lines)))
+
+    c10 = 0
+    if circular10 is not None and "circular10" in formats:
+        for rel, data, lines in circular10_files(store, circular10, start_from, end_until):
+            write(rel, data, lines)
+            c10 += 1
+    lo, hi = span
+    rows = store.chained(lo, hi)
+    if "csv" in formats or signer is not None:
+        write(mf.RECORDS, mf.csv_header() + b"".join(
+            mf.csv_line(n, seq, rec) for n, seq, rec, _ in rows))
+    if signer is not None:
+        anchor = store.link_at(lo - 1)
+        held = [n for n, _, _, _ in rows]
+        gaps = [(a + 1, b - 1) for a, b in zip([lo - 1, *held], [*held, hi + 1], strict=True)
+                if b - a > 1]
+        write(mf.CHECKPOINTS, mf.checkpoints_bytes(store.checkpoints(lo - 1, hi)))
+        m = mf.Manifest(
+            station_id=signer.station_id, key_id=signer.key_id, period_from=period[0],
+            period_to=period[1], made_at=clock(), first=lo, last=hi,
+            anchor=anchor if anchor is not None else bytes(32),
+            links=tuple((n, seq, link) for n, seq, _, link in rows), gaps=tuple(gaps),
+            files=tuple(entries))
+        data = m.to_bytes()
+        (out / mf.MANIFEST).write_bytes(data)
+        (out / mf.SIGNATURE).write_bytes(
+            base64.b64encode(signer.sign(mf.MANIFEST_CONTEXT + data)) + b"\n")
+        (out / mf.PUBLIC_KEY).write_bytes(signer.key.public_key().public_bytes(
+            Encoding.PEM, PublicFormat.SubjectPublicKeyInfo))
+    os.sync()
+    return Exported(out, c10, len(rows) if "csv" in formats or signer else 0, lo, hi,
+                    signer is not None)
