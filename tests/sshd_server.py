@@ -115,7 +115,8 @@ def _descendants(pid: int) -> list[int]:
 class SshdServer:
     """``start()`` / ``stop()`` an OpenSSH sshd for one account on 127.0.0.1:``port``."""
 
-    def __init__(self, root: Path, *, refuse_rename: bool = False, port: int = 0) -> None:
+    def __init__(self, root: Path, *, refuse_rename: bool = False, port: int = 0,
+                 extra_host_keys: tuple[str, ...] = ()) -> None:
         self.root = root
         self.refuse_rename = refuse_rename
         self.port = port or _free_port()
@@ -133,6 +134,9 @@ class SshdServer:
         self.host_key_file = root / "ssh_host_ed25519_key"
         self.host_key_line = " ".join(keygen(self.host_key_file).split()[:2])
         self.host_fingerprint = openssh_fingerprint(root / "ssh_host_ed25519_key.pub")
+        # more host keys (e.g. "rsa", "ecdsa"), offered after the ed25519 one: type -> line
+        self.extra_host_keys = {kind: " ".join(keygen(root / f"ssh_host_{kind}_key", kind)
+                                                .split()[:2]) for kind in extra_host_keys}
         self.user_key = root / "id_ed25519"
         self.user_rsa_key = root / "id_rsa"
         authorized = [keygen(self.user_key), keygen(self.user_rsa_key, "rsa")]
@@ -153,6 +157,7 @@ class SshdServer:
         config.write_text("\n".join([
             "ListenAddress 127.0.0.1",
             f"HostKey {self.host_key_file}",
+            *(f"HostKey {self.root}/ssh_host_{kind}_key" for kind in self.extra_host_keys),
             "PidFile none",
             f"AuthorizedKeysFile {self.authorized_keys}",
             "StrictModes no",  # the test folders are not the account's own ~/.ssh
@@ -183,8 +188,8 @@ class SshdServer:
                                            "-p", str(self.port)],
                                           stdin=subprocess.DEVNULL, stdout=log, stderr=log)
         deadline = time.monotonic() + START_DEADLINE_S
-        ready = f"Server listening on 127.0.0.1 port {self.port}"
-        while ready not in self.log()[offset:]:
+        ready = f"Server listening on 127.0.0.1 port {self.port}".encode()
+        while ready not in self.log_file.read_bytes()[offset:]:
             if self._proc.poll() is not None:
                 raise AssertionError(f"sshd exited ({self._proc.returncode}): {self.log()}")
             if time.monotonic() > deadline:
@@ -193,7 +198,10 @@ class SshdServer:
             time.sleep(0.02)
 
     def log(self) -> str:
-        return self.log_file.read_text(errors="replace") if self.log_file.exists() else ""
+        """What sshd said so far (``-e``: its log lines end in CRLF)."""
+        if not self.log_file.exists():
+            return ""
+        return self.log_file.read_bytes().decode(errors="replace")
 
     def stop(self) -> None:
         """The listener and every session it forked (deepest first), by their own pids."""
