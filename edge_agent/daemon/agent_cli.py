@@ -41,9 +41,42 @@ def register_config(sub: argparse._SubParsersAction[Any]) -> None:
     p = sub.add_parser("config", help="station config tools")
     actions = p.add_subparsers(dest="config_command", metavar="ACTION")
     actions.required = True
-    c = actions.add_parser("check", help="validate a station config without starting anything")
+    c = actions.add_parser(
+        "check", help="validate a station config, and check this machine can run it",
+        description="Read the station config and report every mistake in it at once; then check "
+                    "the station itself: each serial port exists and opens for the service user "
+                    "(or the running agent holds it), each TCP host resolves, the state dir is "
+                    "writable by the service user, and [station] id is the provisioned one.",
+        epilog="Errors or warnings: the machine is taken for the station when the service user "
+               "exists (the package creates it); there a missing port, an unresolved host or "
+               "an unusable state dir is an error. Elsewhere (a laptop, a CI box) they are "
+               "warnings, since the config is meant for another machine. A station id that "
+               "differs from the provisioned identity is an error everywhere.\n\n"
+               "exit status: 0 the config reads and nothing stops the station (warnings may be "
+               "listed); 1 the config file has problems (the station is not checked until it "
+               "reads); 3 the config reads but the station check found errors (or, with "
+               "--strict, warnings); 2 a usage error.",
+        formatter_class=_Paragraphs)
     c.add_argument("file", type=Path)
+    c.add_argument("--offline", action="store_true",
+                   help="check the file only, not this machine (ports, hosts, state dir, "
+                        "identity): for a config written away from the station")
+    c.add_argument("--service-user", default=None, metavar="NAME",
+                   help="the user the agent runs as, whose access is checked (default quantrac)")
+    c.add_argument("--state-dir", type=Path, default=None,
+                   help="the state dir to check (default: the config's [agent] state_dir, "
+                        "where the agent reads its identity)")
+    c.add_argument("--strict", action="store_true",
+                   help="warnings fail too (exit 3): for an installer's script on site")
     c.set_defaults(func=_check)
+
+
+class _Paragraphs(argparse.HelpFormatter):
+    """Help text wrapped as usual, but the epilog's blank lines kept between paragraphs."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        return "\n\n".join(super(_Paragraphs, self)._fill_text(p, width, indent)
+                             for p in text.split("\n\n"))
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -60,6 +93,9 @@ def _run(args: argparse.Namespace) -> int:
     from edge_agent.daemon.agent import run
 
     return run(cfg)
+
+
+STATION_PROBLEMS = 3  # `config check`: the file reads, the station is not ready
 
 
 def _check(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
@@ -94,7 +130,18 @@ def _check(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
 
         for warning in circular10_warnings(cfg.circular10):
             print(f"{args.file}: warning: {warning}", file=out)
-    return 0
+    if args.offline:
+        print("station not checked (--offline)", file=out)
+        return 0
+    from edge_agent.console import station_check
+
+    report = station_check.check_station(
+        cfg, service_user=args.service_user or station_check.DEFAULT_SERVICE_USER,
+        state_dir=args.state_dir)
+    for line in station_check.lines(report):
+        print(line, file=out)
+    failed = report.errors or (args.strict and report.warnings)
+    return STATION_PROBLEMS if failed else 0
 
 
 def _socket_of(args: argparse.Namespace) -> Path:
