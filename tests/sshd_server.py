@@ -7,13 +7,19 @@ what ``internal-sftp`` answers to a refused rename, what a dead session looks li
 Each server lives in its own folder (made by :func:`server_dir`, world-traversable because the
 account that logs in is not the one running the tests): its config, a fresh ed25519 host key,
 the client's ed25519 and RSA keys, their ``authorized_keys``, and ``home/``, the folder the
-account starts in (``internal-sftp -d``), where uploads land. ``ForceCommand internal-sftp``:
-SFTP only, no shell. With ``refuse_rename`` the account is upload-only, as many provincial ones
-are: ``internal-sftp -P rename,posix-rename`` answers both rename requests "permission denied".
+account starts in (``sftp-server -d``), where uploads land. ``ForceCommand`` runs OpenSSH's
+``sftp-server`` whatever the client asks for: SFTP only, no shell. It is the separate program,
+not ``internal-sftp``, so that its log (``-e -l INFO``: every mkdir, open, close with the bytes
+written, rename) goes to a file, :meth:`SshdServer.journal`, which tells "stored as a temp name,
+then renamed" from "stored in place" and counts deliveries (``internal-sftp`` logs through
+sshd's privilege-separated child, whose log does not reach ``sshd -e``'s output). With
+``refuse_rename`` the account is upload-only, as many provincial ones are: ``sftp-server -P
+rename,posix-rename`` answers both rename requests "permission denied".
 
 The account: run as root (as CI is), ``sshd`` logs in a throw-away system account
 (:data:`USER`, made by :func:`ensure_account` with ``useradd`` and a known password, removed by
-:func:`remove_account`), so password login is real (sshd checks it against ``/etc/shadow``, as
+:func:`remove_account`; its shell is ``/bin/sh`` because sshd runs a ForceCommand through the
+account's shell), so password login is real (sshd checks it against ``/etc/shadow``, as
 on the province's server). Not root, sshd can only log in the user running it, by key, and has
 no password to check (:attr:`SshdServer.password` is None). ``/run/sshd`` (the privilege
 separation folder sshd insists on when root) is made if missing.
@@ -29,6 +35,7 @@ from __future__ import annotations
 import contextlib
 import os
 import pwd
+import re
 import signal
 import socket
 import subprocess
@@ -41,6 +48,7 @@ SSH_KEYGEN = "ssh-keygen"
 USERADD = "useradd"
 USERDEL = "userdel"
 CHPASSWD = "chpasswd"
+SFTP_SERVER = "/usr/lib/openssh/sftp-server"  # started by sshd (ForceCommand), not by a test
 USER = "qtrac-sftp-test"  # the throw-away account (only made when the tests run as root)
 PASSWORD = "s3cret-sftp-pass"
 START_DEADLINE_S = 20.0
@@ -61,10 +69,15 @@ def server_dir() -> Path:
 def ensure_account() -> None:
     """The throw-away account with :data:`PASSWORD` (kept if a killed run left it)."""
     try:
+        if pwd.getpwnam(USER).pw_shell != "/bin/sh":  # left by an older version of this file
+            remove_account()
+    except KeyError:
+        pass
+    try:
         pwd.getpwnam(USER)
     except KeyError:
         subprocess.run([USERADD, "--system", "--no-create-home", "--home-dir", "/nonexistent",
-                        "--shell", "/usr/sbin/nologin", "--user-group", USER],
+                        "--shell", "/bin/sh", "--user-group", USER],
                        check=True, capture_output=True, timeout=30)
     subprocess.run([CHPASSWD], input=f"{USER}:{PASSWORD}\n", text=True, check=True,
                    capture_output=True, timeout=30)
@@ -144,15 +157,19 @@ class SshdServer:
         self.authorized_keys.write_text("\n".join(authorized) + "\n")
         self.authorized_keys.chmod(0o644)
         self.log_file = root / "sshd.log"
+        self.journal_file = root / "sftp.log"  # what sftp-server did, written as the account
+        self.journal_file.touch()
+        self.journal_file.chmod(0o666)
         self._proc: subprocess.Popen[bytes] | None = None
 
     def known_hosts_line(self) -> str:
         return f"[127.0.0.1]:{self.port} {self.host_key_line}"
 
     def _config(self) -> Path:
-        sftp = f"internal-sftp -d {self.home}"
+        sftp = f"exec {SFTP_SERVER} -e -l INFO -d {self.home}"
         if self.refuse_rename:
             sftp += " -P rename,posix-rename"
+        sftp += f" 2>>{self.journal_file}"
         config = self.root / "sshd_config"
         config.write_text("\n".join([
             "ListenAddress 127.0.0.1",
@@ -196,6 +213,21 @@ class SshdServer:
                 raise AssertionError(f"sshd not listening after {START_DEADLINE_S} s: "
                                      f"{self.log()}")
             time.sleep(0.02)
+
+    def journal(self) -> list[tuple[str, str]]:
+        """What sftp-server did, in order: ("stored", path) for each file written and closed,
+        ("renamed", "old -> new"), ("refused", status text) for a refusal, ("mkdir", path)."""
+        out: list[tuple[str, str]] = []
+        for line in self.journal_file.read_text(errors="replace").splitlines():
+            if m := re.fullmatch(r'close "(.*)" bytes read \d+ written \d+', line):
+                out.append(("stored", m[1]))
+            elif m := re.fullmatch(r'(?:posix-)?rename old "(.*)" new "(.*)"', line):
+                out.append(("renamed", f"{m[1]} -> {m[2]}"))
+            elif m := re.fullmatch(r'mkdir name "(.*)" mode \d+', line):
+                out.append(("mkdir", m[1]))
+            elif line == "sent status Permission denied":
+                out.append(("refused", "Permission denied"))
+        return out
 
     def log(self) -> str:
         """What sshd said so far (``-e``: its log lines end in CRLF)."""

@@ -296,6 +296,11 @@ def test_an_upload_only_account_refuses_the_rename_but_takes_direct_uploads(
         assert files.size("2025/07/14/a.txt") == 4
     finally:
         files.close()
+    journal = upload_only.journal()
+    assert ("refused", "Permission denied") in journal  # the server said no, both renames
+    assert not [e for e in journal if e[0] == "renamed"]
+    assert [p for kind, p in journal if kind == "stored"] == ["2025/07/14/a.txt.part",
+                                                              "2025/07/14/a.txt"]
 
 
 def test_a_rename_of_a_file_that_vanished_is_not_a_refusal(sshd: SshdServer) -> None:
