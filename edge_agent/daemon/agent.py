@@ -35,7 +35,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import asdict, replace
 from typing import TYPE_CHECKING, Any
 
-from buffer import Store
+from buffer import Store, chain
+from buffer.chain import Signer
 from buffer.db import StoreFullError
 from buffer.store import ForeignDatabaseError
 from edge_agent.averaging import configure_cache, utc_offset_for
@@ -154,12 +155,26 @@ class Agent:
         configure_cache(a.state_dir)
         store = Store(a.state_dir / OUTBOX_NAME, self.clock,
                       retention_s=a.record_retention_days * 86400.0,
-                      sample_retention_s=a.sample_retention_days * 86400.0)
+                      sample_retention_s=a.sample_retention_days * 86400.0,
+                      signer=self._checkpoint_signer())
         if store.moved_aside is not None:
             log.error("outbox_corrupt_moved_aside", extra={"moved_to": str(store.moved_aside)})
         store.ensure_reserve(RESERVE_BYTES)
         self._restore_spill(store)
         return store
+
+    def _checkpoint_signer(self) -> Signer | None:
+        """The station key that signs the outbox's chain checkpoints (buffer.chain); a
+        station not provisioned yet stores them unsigned, and says so once."""
+        from provisioning import identity
+        from provisioning.errors import ProvisioningError
+
+        try:
+            ident = identity.load(self.cfg.agent.state_dir)
+        except (ProvisioningError, OSError) as exc:
+            log.warning("checkpoints_unsigned", extra={"reason": str(exc)})
+            return None
+        return Signer(ident.station_id, ident.signing_key)
 
     def _restore_spill(self, store: Store) -> None:
         """Commit what the last stop spilled into the reserve, before anything new (and before
@@ -301,6 +316,7 @@ class Agent:
         if self.control is not None:
             await self.control.close()
         assert self.store is not None
+        self._checkpoint(chain.STOP)
         status = self.store.status()
         self.store.close()
         (log.error if self.held else log.info)("agent_stopped", extra={
@@ -444,6 +460,15 @@ class Agent:
             self.store.prune()
         except sqlite3.Error as exc:
             log.warning("prune_failed", extra={"reason": str(exc)})
+        self._checkpoint(chain.PERIODIC)
+
+    def _checkpoint(self, kind: str) -> None:
+        """Sign the outbox's chain head (hourly with the prune, and at stop)."""
+        assert self.store is not None
+        try:
+            self.store.checkpoint(kind)
+        except (sqlite3.Error, StoreFullError) as exc:
+            log.warning("checkpoint_failed", extra={"reason": str(exc)})
 
     # ------------------------------------------------------------------ reload
 
