@@ -100,7 +100,7 @@ def _export(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
     else:
         if args.config is None:
             raise UsageError("give --config FILE (the station config) or --store FILE")
-        cfg = load_config(args.config, station_required=False)
+        cfg = load_config(args.config)  # the whole config: the uplink table too
         path, tz = cfg.agent.state_dir / OUTBOX_NAME, ZoneInfo(cfg.station.timezone)
         state_dir = args.state_dir or cfg.agent.state_dir
         formats = (args.format or ",".join(FORMATS)).split(",")
