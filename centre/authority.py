@@ -186,6 +186,16 @@ def _spki(key: object) -> bytes:
                             serialization.PublicFormat.SubjectPublicKeyInfo)
 
 
+def _new_certificate(
+    centre: Centre, req: Enrolment, now: float, valid_days: int
+) -> tuple[x509.Certificate, bytes, float]:
+    """The station's client certificate for the request's TLS key: itself, PEM, not-after."""
+    cert = certs.issue_client_cert(
+        centre.ca_key, centre.ca_pem, req.csr.public_key(), req.station_id, now, valid_days
+    )
+    return cert, cert.public_bytes(serialization.Encoding.PEM), cert.not_valid_after_utc.timestamp()
+
+
 def _enrolled_with(registry: Registry, req: Enrolment) -> tuple[str, float] | None:
     """The station's current certificate if ``req`` is the very request it was enrolled (or
     re-keyed) with, else None.
@@ -252,11 +262,7 @@ def enrol(
             if same is not None:
                 return _reissue(centre, req, same, address, now)
             raise _already_enrolled(source, req, known)
-        cert = certs.issue_client_cert(
-            centre.ca_key, centre.ca_pem, req.csr.public_key(), req.station_id, now, valid_days
-        )
-        cert_pem = cert.public_bytes(serialization.Encoding.PEM)
-        not_after = cert.not_valid_after_utc.timestamp()
+        cert, cert_pem, not_after = _new_certificate(centre, req, now, valid_days)
         try:
             registry.enrol(
                 req.station_id, req.key_id, raw_public(req.station_key), req.hardware_serial,
@@ -337,11 +343,7 @@ def rekey(
         same = _enrolled_with(registry, req)
         if same is not None:
             return _reissue(centre, req, same, address, now)
-        cert = certs.issue_client_cert(
-            centre.ca_key, centre.ca_pem, req.csr.public_key(), req.station_id, now, valid_days
-        )
-        cert_pem = cert.public_bytes(serialization.Encoding.PEM)
-        not_after = cert.not_valid_after_utc.timestamp()
+        cert, cert_pem, not_after = _new_certificate(centre, req, now, valid_days)
         try:
             retired = registry.rekey(
                 req.station_id, req.key_id, raw_public(req.station_key), req.hardware_serial,

@@ -235,11 +235,7 @@ class Registry:
                     "VALUES (?, 'active', ?, ?)",
                     (station_id, hardware_serial, now),
                 )
-                self._db.execute(
-                    "INSERT INTO station_keys (station_id, key_id, public_key, state, added_at) "
-                    "VALUES (?, ?, ?, 'active', ?)",
-                    (station_id, key_id.hex(), public_key, now),
-                )
+                self._add_key(station_id, key_id, public_key, now)
                 self._add_certificate(station_id, cert_serial, cert_pem, cert_not_after, now)
                 self._db.execute("COMMIT")
             except BaseException:
@@ -272,11 +268,7 @@ class Registry:
                 ).rowcount
                 if changed != 1:
                     raise ValueError(f"key {old_key_id.hex()} is not the active key")
-                self._db.execute(
-                    "INSERT INTO station_keys (station_id, key_id, public_key, state, added_at) "
-                    "VALUES (?, ?, ?, 'active', ?)",
-                    (station_id, new_key_id.hex(), public_key, now),
-                )
+                self._add_key(station_id, new_key_id, public_key, now)
                 self._add_certificate(station_id, cert_serial, cert_pem, cert_not_after, now)
                 self._db.execute("COMMIT")
             except BaseException:
@@ -329,11 +321,7 @@ class Registry:
                     "WHERE station_id = ? AND revoked_at IS NULL",
                     (now, station_id),
                 )
-                self._db.execute(
-                    "INSERT INTO station_keys (station_id, key_id, public_key, state, added_at) "
-                    "VALUES (?, ?, ?, 'active', ?)",
-                    (station_id, key_id.hex(), public_key, now),
-                )
+                self._add_key(station_id, key_id, public_key, now)
                 self._add_certificate(station_id, cert_serial, cert_pem, cert_not_after, now)
                 self._db.execute("COMMIT")
             except BaseException:
@@ -353,6 +341,13 @@ class Registry:
                 "SELECT station_id FROM request_nonces WHERE nonce = ?", (nonce,)
             ).fetchone()
         return None if row is None else str(row[0])
+
+    def _add_key(self, station_id: str, key_id: bytes, public_key: bytes, now: float) -> None:
+        self._db.execute(
+            "INSERT INTO station_keys (station_id, key_id, public_key, state, added_at) "
+            "VALUES (?, ?, ?, 'active', ?)",
+            (station_id, key_id.hex(), public_key, now),
+        )
 
     def _add_certificate(
         self, station_id: str, serial: int, pem: str, not_after: float, now: float
