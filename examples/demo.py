@@ -2,9 +2,20 @@
 
 Everything goes through the same commands an installer and a centre operator type
 (``quantrac centre init``, ``provision init``, ``centre enrol``, ``provision import``,
-``centre broker-config``, ``sim station``, ``centre serve``, ``run``, ``centre query``); there
-is no shortcut, so the demo also proves those commands fit together. It only orchestrates
-processes, so it imports nothing of the centre or the simulator (the arrows stay one-way).
+``centre broker-config``, ``sim station``, ``centre serve``, ``run``, ``sim fault``, ``status``,
+``centre query``); there is no shortcut, so the demo also proves those commands fit together.
+It only orchestrates processes, so it imports nothing of the centre or the simulator (the
+arrows stay one-way).
+
+It is also the first thing a new installer or operator runs, so it teaches: every command is
+printed before it runs (``$ quantrac ...``), in the short form one would type from the
+directory above ``demo-run/`` (the commands really run there, with those relative paths, so
+what is shown is what ran), and every line fits 80 columns, the width of a serial console.
+Halfway through, the flowmeter goes silent (``sim fault ... no_answer``) and answers again,
+so the records show a fault window with its reason and the recovery after it, not only the
+happy path. The fault's times scale with ``--seconds`` and are put on the 10 s window grid,
+so a short run (the test's) still shows a whole silent window and a whole good one after it.
+It ends with three commands to look further, which work on ``demo-run/`` after it ends.
 
 The simulated wastewater station answers on a pty (Modbus RTU, the pH/temperature/TSS
 transmitter and the COD/NH4 controller on one multidrop bus) and on TCP (the nutrient cabinet
@@ -16,12 +27,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
+import shlex
 import shutil
 import signal
 import socket
 import subprocess
 import sys
+import textwrap
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -30,6 +44,95 @@ from typing import IO
 STATION_ID = "HCM-DEMO-WW01"
 ROOT = Path(__file__).resolve().parent.parent
 SIM_CONFIG = ROOT / "hw_sim" / "examples" / "wastewater.toml"
+WIDTH = 80  # a serial console, a narrow terminal: nothing the demo prints is wider
+WINDOW_S = 10  # the shortest averaging window (agent_config), the grid the fault is put on
+GRACE_S = 2.0  # [averaging] grace_s: how long after its end a window closes
+# The analyser that goes silent: the flowmeter, alone on its TCP endpoint with the cabinet,
+# and without a calibration cycle that could hide its fault behind "calibrating".
+FAULT_DEVICE, FAULT_UNIT, FAULT_CHANNEL = "flow", 4, "Flow"
+FAULT_ANALYSER = "flowmeter"
+
+
+class Shell:
+    """Runs commands the way the demo shows them: from ``cwd``, with paths relative to it."""
+
+    def __init__(self, cwd: Path) -> None:
+        self.cwd = cwd
+
+    def word(self, arg: str | Path) -> str:
+        """A path as typed from ``cwd`` (relative below it, else absolute); other text as is."""
+        if not isinstance(arg, Path):
+            return arg
+        rel = os.path.relpath(arg, self.cwd)
+        return str(arg) if rel.startswith("..") else rel
+
+    def argv(self, args: Sequence[str | Path]) -> list[str]:
+        return [self.word(a) for a in args]
+
+    def show(self, args: Sequence[str | Path], background: bool = False) -> None:
+        print("\n".join(command_lines(self.argv(args), "&" if background else "")), flush=True)
+
+    def run(self, *args: str | Path, quiet: bool = False) -> str:
+        """Show ``quantrac ARGS``, run it, print its answer (fitted) unless ``quiet``."""
+        shown = ["quantrac", *self.argv(args)]
+        self.show(shown)
+        out = subprocess.run(_quantrac(*shown[1:]), capture_output=True, text=True,
+                             cwd=self.cwd, stdin=subprocess.DEVNULL, timeout=120)
+        if out.returncode != 0:
+            raise RuntimeError(f"{shlex.join(shown)} failed ({out.returncode}):\n"
+                               f"{out.stdout}{out.stderr}")
+        if not quiet and out.stdout.strip():
+            print(fit(out.stdout))
+        return out.stdout
+
+
+def command_lines(words: Sequence[str], suffix: str = "") -> list[str]:
+    """``$ quantrac ...`` as one would type it, broken before an option to fit ``WIDTH``.
+
+    An option stays on one line with its value; every line but the last ends in `` \\`` so the
+    whole can be pasted into a shell as it is.
+    """
+    units: list[str] = []
+    for w in [shlex.quote(w) for w in words] + ([suffix] if suffix else []):
+        if units and units[-1].startswith("--") and " " not in units[-1] and not (
+                w.startswith("-") or w == "&"):
+            units[-1] += " " + w
+        else:
+            units.append(w)
+    lines: list[str] = []
+    line = "$"
+    for i, unit in enumerate(units):
+        room = WIDTH if i == len(units) - 1 else WIDTH - 2  # the last line needs no " \\"
+        if line.strip() in ("$", "") or len(line) + 1 + len(unit) <= room:
+            line += " " + unit
+        else:
+            lines.append(line + " \\")
+            line = "    " + unit
+    return [*lines, line]
+
+
+def fit(text: str) -> str:
+    """``text`` with every line over ``WIDTH`` wrapped at spaces, the rest indented under it."""
+    out: list[str] = []
+    for line in text.rstrip("\n").splitlines():
+        if len(line) <= WIDTH:
+            out.append(line)
+            continue
+        indent = " " * (len(line) - len(line.lstrip()) + 4)
+        out.extend(textwrap.wrap(line, WIDTH, subsequent_indent=indent,
+                                 break_on_hyphens=False, drop_whitespace=True))
+    return "\n".join(out)
+
+
+def say(text: str) -> None:
+    """A step's heading."""
+    print(f"\n== {text}", flush=True)
+
+
+def note(text: str) -> None:
+    """An explanation: indented, wrapped to ``WIDTH``."""
+    print(textwrap.fill(text, WIDTH, initial_indent="   ", subsequent_indent="   "),
+          flush=True)
 
 
 def _quantrac(*args: str | Path) -> list[str]:
@@ -43,26 +146,28 @@ def _free_port() -> int:
         return port
 
 
-def _say(text: str) -> None:
-    print(f"\n== {text}", flush=True)
-
-
 class Processes:
     """Background processes of the demo, each with its log file; all stopped on exit."""
 
-    def __init__(self, logs: Path) -> None:
+    def __init__(self, shell: Shell, logs: Path) -> None:
+        self.shell = shell
         self.logs = logs
         self.running: list[tuple[str, subprocess.Popen[bytes], IO[bytes]]] = []
 
     def start(self, name: str, argv: Sequence[str | Path],
               stdout: int | None = None) -> subprocess.Popen[bytes]:
-        log = (self.logs / f"{name}.log").open("ab")
+        """Show ``argv`` (``quantrac`` or another program) as a background command, start it."""
+        shown = self.shell.argv(argv)
+        self.shell.show(shown, background=True)
+        run = _quantrac(*shown[1:]) if shown[0] == "quantrac" else shown
+        path = self.logs / f"{name}.log"
+        log = path.open("ab")
         proc = subprocess.Popen(
-            [str(a) for a in argv], stdout=stdout if stdout is not None else log, stderr=log,
-            cwd=ROOT, start_new_session=True,
+            run, stdout=stdout if stdout is not None else log, stderr=log,
+            stdin=subprocess.DEVNULL, cwd=self.shell.cwd, start_new_session=True,
         )
         self.running.append((name, proc, log))
-        print(f"   started {name} (pid {proc.pid}, log {self.logs / (name + '.log')})")
+        print(f"   started {name}: pid {proc.pid}, log {self.shell.word(path)}")
         return proc
 
     def check(self) -> None:
@@ -85,14 +190,6 @@ class Processes:
         self.running.clear()
 
 
-def _run(argv: Sequence[str | Path], what: str) -> str:
-    out = subprocess.run([str(a) for a in argv], capture_output=True, text=True, cwd=ROOT,
-                         timeout=120)
-    if out.returncode != 0:
-        raise RuntimeError(f"{what} failed ({out.returncode}):\n{out.stdout}{out.stderr}")
-    return out.stdout
-
-
 def _wait_for(condition: Callable[[], bool], what: str, timeout: float,
               procs: Processes) -> None:
     deadline = time.monotonic() + timeout
@@ -111,10 +208,10 @@ def _accepts(port: int) -> bool:
         return False
 
 
-def agent_config(work: Path, pty: str, tcp_port: int) -> str:
+def agent_config(pty: str, tcp_port: int) -> str:
     """The station config the installer would write, pointed at the simulated analysers."""
     return f"""\
-# Demo wastewater station: written by `make demo` ({work}).
+# Demo wastewater station, written by `make demo`; paths are relative to this file.
 [station]
 id = "{STATION_ID}"
 province = "HCM"
@@ -123,7 +220,7 @@ name = "Outfall1"
 timezone = "Asia/Ho_Chi_Minh"
 
 [agent]
-state_dir = "{work / 'station'}"
+state_dir = "station"
 
 [poll]
 timeout = 0.5
@@ -166,17 +263,17 @@ interval = 1.0
 channels = ["TN", "TP"]
 
 [[device]]
-name = "flow"
+name = "{FAULT_DEVICE}"
 bus = "cabinet-lan"
 profile = "flowmeter"
-unit = 4
+unit = {FAULT_UNIT}
 interval = 1.0
-channels = ["Flow"]
+channels = ["{FAULT_CHANNEL}"]
 
 [averaging]
-windows = [10, 60]
+windows = [{WINDOW_S}, 60]
 rule = "coverage_75"
-grace_s = 2.0
+grace_s = {GRACE_S}
 
 [uplink.mqtt]
 window = 8
@@ -184,20 +281,20 @@ ack_timeout_s = 15.0
 """
 
 
-def centre_config(work: Path, port: int) -> str:
-    broker = work / "broker"
+def centre_config(port: int) -> str:
+    """The centre receiver's config; paths are relative to the file, in ``demo-run/``."""
     return f"""\
-# Demo centre receiver: written by `make demo`.
-centre_dir = "{work / 'centre'}"
-store = "{work / 'centre' / 'records.sqlite'}"
+# Demo centre receiver, written by `make demo`; paths are relative to this file.
+centre_dir = "centre"
+store = "centre/records.sqlite"
 zone = "Asia/Ho_Chi_Minh"
 
 [broker]
 host = "127.0.0.1"
 port = {port}
-ca = "{broker / 'ca.crt'}"
-cert = "{broker / 'receiver.crt'}"
-key = "{broker / 'receiver.key'}"
+ca = "broker/ca.crt"
+cert = "broker/receiver.crt"
+key = "broker/receiver.key"
 client_id = "demo-centre-1"
 
 [receiver]
@@ -205,98 +302,178 @@ group = "demo"
 """
 
 
-def provision(work: Path, port: int) -> None:
+def provision(sh: Shell, work: Path, port: int) -> None:
     """The offline flow an installer follows, with a USB stick that is just a folder."""
     usb = work / "usb-stick"
     usb.mkdir()
-    _say("centre: create the centre's keys and CA")
-    _run(_quantrac("centre", "init", "--dir", work / "centre", "--broker", f"127.0.0.1:{port}"),
-         "centre init")
-    fingerprint = _run(_quantrac("centre", "fingerprint", "--dir", work / "centre"),
-                       "centre fingerprint").strip()
-    print(f"   centre fingerprint (read aloud to the installer): {fingerprint}")
-    _say(f"installer: provision gateway {STATION_ID} (keys generated on the device)")
-    _run(_quantrac("provision", "init", "--station-id", STATION_ID, "--out",
-                   usb / "request.json", "--state-dir", work / "station"), "provision init")
-    _say("centre: enrol the station from the request on the stick")
-    _run(_quantrac("centre", "enrol", usb / "request.json", "--out", usb / "bundle.json",
-                   "--dir", work / "centre"), "centre enrol")
-    _say("installer: import the signed bundle, checked against the fingerprint")
-    _run(_quantrac("provision", "import", usb / "bundle.json", "--centre-fingerprint",
-                   fingerprint, "--state-dir", work / "station", "--yes"), "provision import")
-    print(_run(_quantrac("provision", "show", "--state-dir", work / "station"),
-               "provision show").rstrip())
+    say("centre: create the centre's keys and CA")
+    sh.run("centre", "init", "--dir", work / "centre", "--broker", f"127.0.0.1:{port}")
+    fingerprint = sh.run("centre", "fingerprint", "--dir", work / "centre").strip()
+    note("The centre operator reads this fingerprint to the installer (phone, letter): it is "
+         "how the station knows the bundle it imports really comes from this centre.")
+    say(f"installer: provision gateway {STATION_ID} (keys made on the device)")
+    sh.run("provision", "init", "--station-id", STATION_ID, "--out", usb / "request.json",
+           "--state-dir", work / "station")
+    say("centre: enrol the station from the request on the stick")
+    sh.run("centre", "enrol", usb / "request.json", "--out", usb / "bundle.json",
+           "--dir", work / "centre")
+    say("installer: import the signed bundle, checked against the fingerprint")
+    sh.run("provision", "import", usb / "bundle.json", "--centre-fingerprint", fingerprint,
+           "--state-dir", work / "station", "--yes")
+    sh.run("provision", "show", "--state-dir", work / "station")
 
 
-def start_simulator(procs: Processes, work: Path) -> tuple[str, int]:
-    _say("simulated analysers: Modbus RTU on a pty and Modbus TCP on loopback")
-    endpoints = work / "sim-endpoints.json"
-    sim = procs.start("simulator", _quantrac(
-        "sim", "station", "--config", SIM_CONFIG, "--pty", "--tcp-port", "0", "--baud", "19200",
-        "--control", work / "sim-control.sock",
-    ), stdout=subprocess.PIPE)
+def start_simulator(sh: Shell, procs: Processes, work: Path) -> tuple[str, int]:
+    say("simulated analysers: Modbus RTU on a pty and Modbus TCP on loopback")
+    sim = procs.start("simulator", [
+        "quantrac", "sim", "station", "--config", SIM_CONFIG, "--pty", "--tcp-port", "0",
+        "--baud", "19200", "--control", work / "sim.sock",
+    ], stdout=subprocess.PIPE)
     assert sim.stdout is not None
     line = sim.stdout.readline().decode()
     if not line:
         procs.check()
         raise RuntimeError("the simulator printed nothing")
     info = json.loads(line)
-    endpoints.write_text(line)
+    (work / "sim-endpoints.json").write_text(line)
     print(f"   RTU bus on {info['pty']}, Modbus TCP on 127.0.0.1:{info['tcp_port']}")
     return str(info["pty"]), int(info["tcp_port"])
+
+
+class Schedule:
+    """When the flowmeter goes silent and answers again, in ``time.time()`` seconds.
+
+    Windows are aligned to the wall clock, so the fault starts just after a window boundary
+    and lasts whole windows: at least one window then has no valid sample at all (``offline``),
+    the 60 s window around it fails on coverage, and the run goes on long enough after it for a
+    whole window of good samples to close (the recovery), whatever ``--seconds`` asks.
+    """
+
+    def __init__(self, start: float, seconds: float) -> None:
+        # not before the agent has polled for a while: its first window is short anyway
+        lead = max(0.25 * seconds, WINDOW_S)
+        self.fault_on = math.ceil((start + lead) / WINDOW_S) * WINDOW_S + 0.5
+        self.fault_off = self.fault_on + WINDOW_S * max(1, round(0.25 * seconds / WINDOW_S))
+        # the agent probes a silent device about once a second: back within ~2 s, then the
+        # next whole window, its grace, and a little for the records to reach the centre
+        earliest_end = self.fault_off + 2 * WINDOW_S + GRACE_S + 2
+        self.end = max(start + seconds, earliest_end)
+        self.status_at = self.fault_on + 4  # long enough for the first timeouts to show
+
+
+def run_station(sh: Shell, procs: Processes, config: Path, work: Path,
+                seconds: float) -> None:
+    """Run the agent for ``seconds`` (or longer: :class:`Schedule`) with the fault."""
+    start = time.time()
+    plan = Schedule(start, seconds)
+    say(f"running for {plan.end - start:.0f} s; the {FAULT_ANALYSER} goes silent at "
+        f"+{plan.fault_on - start:.0f} s for {plan.fault_off - plan.fault_on:.0f} s")
+    def fault(state: str) -> Callable[[], None]:
+        def act() -> None:
+            print()
+            sh.run("sim", "fault", "--control", work / "sim.sock", "--unit", str(FAULT_UNIT),
+                   "--fault", "no_answer", state)
+            if state == "on":
+                note(f"The {FAULT_ANALYSER} (unit {FAULT_UNIT}) stops answering: the agent "
+                     "times out, records its samples as offline, and keeps probing it.")
+            else:
+                note("It answers again; the agent's next probe finds it within about a "
+                     "second.")
+        return act
+
+    def status() -> None:
+        print()
+        text = sh.run("status", "--config", config)
+        line = next((x for x in text.splitlines() if x.startswith("clock")), "")
+        explain_clock(None if "unknown" in line else "NOT synchronised" not in line)
+
+    steps: list[tuple[float, Callable[[], None]]] = [
+        (plan.fault_on, fault("on")), (plan.status_at, status), (plan.fault_off, fault("off"))]
+    while time.time() < plan.end:
+        procs.check()
+        if steps and time.time() >= steps[0][0]:
+            steps.pop(0)[1]()
+            continue
+        time.sleep(min(0.2, max(0.0, (steps[0][0] if steps else plan.end) - time.time())))
+
+
+def explain_clock(synchronised: bool | None) -> None:
+    """Why the records carry ``clock_unsynced`` here: the agent asks the kernel (adjtimex,
+    ``edge_agent.daemon.clock_sync``), and a container or a laptop without NTP says no."""
+    if synchronised is None:
+        note("clock unknown: the agent could not ask this kernel whether its clock is "
+             "NTP-synchronised, so records are flagged clock_unsynced. A real station runs "
+             "chrony or systemd-timesyncd on Linux, which the agent can ask.")
+    elif synchronised:
+        note("clock: the kernel reports this machine's clock NTP-synchronised, so no record "
+             "is flagged clock_unsynced; a station without chrony or systemd-timesyncd "
+             "would flag every record.")
+    else:
+        note("clock NOT synchronised: this machine's kernel does not report its clock as "
+             "NTP-synchronised (`timedatectl`: System clock synchronized: no), so every "
+             "record is flagged clock_unsynced: its time is not evidence. A real station "
+             "runs chrony or systemd-timesyncd and is synced minutes after boot.")
+
+
+def look_further(sh: Shell, work: Path) -> None:
+    say("to look further (from this directory, after the demo)")
+    commands: list[list[str | Path]] = [
+        ["history", "--config", work / "station.toml", "--channel", FAULT_CHANNEL],
+        ["centre", "query", "--config", work / "centre.toml", "--station", STATION_ID,
+         "--invalid", "--wide"],
+        ["centre", "stations", "--config", work / "centre.toml"],
+    ]
+    for args in commands:
+        sh.show(["quantrac", *sh.argv(args)])
+    note(f"the station's own records of {FAULT_CHANNEL}; every invalid window at the centre "
+         "with its counts and flags; per station: records held, seq gaps, security events. "
+         f"Logs: {sh.word(work / 'logs')}/.")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="make demo", description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float,
-                        default=float(os.environ.get("DEMO_SECONDS", "75")),
-                        help="how long the station runs (default 75, or $DEMO_SECONDS)")
+                        default=float(os.environ.get("DEMO_SECONDS", "90")),
+                        help="how long the station runs (default 90, or $DEMO_SECONDS; "
+                             "longer if a fault and its recovery need it)")
     parser.add_argument("--work", type=Path, default=ROOT / "demo-run",
-                        help="working directory, wiped at the start (default ./demo-run)")
+                        help="working directory, wiped at the start (default ./demo-run); "
+                             "commands run from its parent")
     args = parser.parse_args(argv)
     work: Path = args.work.resolve()
     if work.exists():
         shutil.rmtree(work)
     work.mkdir(parents=True)
     (work / "logs").mkdir()
-    procs = Processes(work / "logs")
+    sh = Shell(work.parent)
+    procs = Processes(sh, work / "logs")
     port = _free_port()
+    note(f"Everything runs from {sh.cwd}; files and logs go to {sh.word(work)}/.")
     try:
-        provision(work, port)
+        provision(sh, work, port)
 
-        _say("broker: Mosquitto with TLS client certificates and a per-station ACL")
-        _run(_quantrac("centre", "broker-config", "--dir", work / "centre", "--out-dir",
-                       work / "broker", "--listen", f"127.0.0.1:{port}"), "broker-config")
+        say("broker: Mosquitto with TLS client certificates and a per-station ACL")
+        sh.run("centre", "broker-config", "--dir", work / "centre", "--out-dir",
+               work / "broker", "--listen", f"127.0.0.1:{port}")
         procs.start("mosquitto", ["mosquitto", "-c", work / "broker" / "mosquitto.conf"])
         _wait_for(lambda: _accepts(port), "Mosquitto to listen", 15, procs)
 
-        _say("centre: receiver (verify, de-duplicate, store, acknowledge)")
-        (work / "centre.toml").write_text(centre_config(work, port))
-        procs.start("centre", _quantrac("centre", "serve", "--config", work / "centre.toml"))
+        say("centre: receiver (verify, de-duplicate, store, acknowledge)")
+        (work / "centre.toml").write_text(centre_config(port))
+        print(f"   wrote {sh.word(work / 'centre.toml')}: broker, store, time zone")
+        procs.start("centre", ["quantrac", "centre", "serve", "--config", work / "centre.toml"])
 
-        pty, tcp_port = start_simulator(procs, work)
+        pty, tcp_port = start_simulator(sh, procs, work)
 
-        _say("station: the edge agent (poll -> average -> outbox -> sealed MQTT packets)")
+        say("station: the edge agent (poll -> average -> outbox -> sealed MQTT packets)")
         config = work / "station.toml"
-        config.write_text(agent_config(work, pty, tcp_port))
-        print(_run(_quantrac("config", "check", config), "config check").rstrip())
-        procs.start("agent", _quantrac("run", "--config", config))
+        config.write_text(agent_config(pty, tcp_port))
+        print(f"   wrote {sh.word(config)}: 2 buses, 4 analysers, 10 s and 60 s windows")
+        sh.run("config", "check", config)
+        procs.start("agent", ["quantrac", "run", "--config", config])
 
-        _say(f"running for {args.seconds:.0f} s")
-        deadline = time.monotonic() + args.seconds
-        next_status = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            procs.check()
-            time.sleep(1)
-            if time.monotonic() >= next_status:
-                next_status += 30
-                status = subprocess.run(
-                    _quantrac("status", "--config", config), capture_output=True, text=True,
-                    cwd=ROOT, timeout=30,
-                )
-                print(status.stdout.rstrip() or status.stderr.rstrip())
-
-        _say("stopping everything (the agent first: SIGTERM closes partial windows)")
+        run_station(sh, procs, config, work, args.seconds)
+        say("stopping everything (the agent first: SIGTERM closes partial windows)")
     except (RuntimeError, TimeoutError, OSError) as exc:
         print(f"\ndemo failed: {exc}", file=sys.stderr)
         return 1
@@ -305,14 +482,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         procs.stop_all()
 
-    _say("the centre: stations, gaps and security events")
-    print(_run(_quantrac("centre", "stations", "--config", work / "centre.toml"),
-               "centre stations").rstrip())
-    _say(f"what the centre stored and verified for {STATION_ID}")
-    table = _run(_quantrac("centre", "query", "--config", work / "centre.toml", "--station",
-                           STATION_ID), "centre query")
-    print(table.rstrip())
-    print(f"\nlogs: {work / 'logs'}   centre store: {work / 'centre' / 'records.sqlite'}")
+    try:
+        say(f"what the centre stored and verified of the {FAULT_ANALYSER}")
+        sh.run("centre", "query", "--config", work / "centre.toml", "--station", STATION_ID,
+               "--channel", FAULT_CHANNEL)
+        note("A window is valid when at least 75% of its expected samples are (rule "
+             "coverage_75). offline: the analyser was silent (nearly) all the window; "
+             "coverage n/m < 75%: too few valid samples; partial: the agent started or "
+             "stopped mid-window. --wide adds the counts, status and flags.")
+        say("every channel's 1 min windows")
+        sh.run("centre", "query", "--config", work / "centre.toml", "--station", STATION_ID,
+               "--window", "60")
+        look_further(sh, work)
+    except RuntimeError as exc:
+        print(f"\ndemo failed: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 
