@@ -8,12 +8,31 @@ import shutil
 import socket
 import subprocess
 import threading
+import time
 from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 
+from buffer import Store
+from edge_agent.config.model import StationConfig
+from edge_agent.config.reader import load_config
+from edge_agent.uplinks.circular10 import render as circular10
+from edge_agent.uplinks.circular10.settings import Circular10Settings
 from edge_agent.uplinks.circular10.sftp import SftpFiles, fingerprint, parse_host_key
 from edge_agent.uplinks.circular10.transport import LinkDown, PermanentRefusal, RenameRefused
+from edge_agent.uplinks.circular10.uplink import (
+    SPOOL_NAME,
+    Circular10Uplink,
+    circular10_thread,
+    part_name,
+)
+from edge_agent.uplinks.thread import UplinkThread
+from protocol.model import Record, Status
+from tests.mqtt_world import wait_for
+from tests.receiver_emulation import Receiver
 from tests.sshd_server import (
     SSH_KEYGEN,
     SshdServer,
@@ -21,6 +40,7 @@ from tests.sshd_server import (
     remove_account,
     server_dir,
 )
+from tests.test_circular10 import STATION
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -311,3 +331,166 @@ def test_a_rename_of_a_file_that_vanished_is_not_a_refusal(sshd: SshdServer) -> 
     finally:
         files.close()
 
+
+
+# --- end to end: the real uplink (G's policy, the connector's "sftp") over this server -------
+
+W = 300
+DEADLINE_S = 60.0
+PREFIX = "HCM_ACME_OUTF1_"
+TZ = ZoneInfo("Asia/Ho_Chi_Minh")
+
+
+class Clock:
+    """Real time plus an offset the test moves forward (a day of windows closes at once)."""
+
+    def __init__(self) -> None:
+        self.offset = 0.0
+
+    def __call__(self) -> float:
+        return time.time() + self.offset
+
+
+def sftp_config(tmp_path: Path, server: SshdServer, pin: str) -> StationConfig:
+    """A station whose Circular 10 files go by SFTP to ``server``, key login, the host key
+    pinned by ``pin`` (a ``host_key = ...`` or ``known_hosts = ...`` line)."""
+    path = tmp_path / "station.toml"
+    path.write_text(STATION + f"""\
+[uplink.circular10]
+host = "127.0.0.1"
+port = {server.port}
+user = "{server.user}"
+key_file = "{server.user_key}"
+{pin}
+directory = "incoming"
+[uplink.circular10.receiver]
+file_prefix = "{PREFIX}"
+transport = "sftp"
+remote_dir = "/{{yyyy}}/{{MM}}/{{dd}}"
+""")
+    return load_config(path)
+
+
+def window(start: int, ph: float = 7.2) -> list[Record]:
+    return [
+        Record("pH", start, start + W, ph, ph, ph, 0.0, 30, 30, True, Status.MEASURING, "pH"),
+        Record("Temp", start, start + W, 21.5, 21.0, 22.0, 0.3, 30, 30, True, Status.MEASURING,
+               "°C"),
+    ]
+
+
+def closed_starts(clock: Clock, n: int) -> list[int]:
+    """Starts of the last ``n`` windows already closed (end + grace + settle passed)."""
+    last = int((clock() - 40) // W) * W - W
+    return [last - i * W for i in reversed(range(n))]
+
+
+def path_of(start: int) -> str:
+    """Where the window starting at ``start`` belongs: the dated folder and name of its end."""
+    at = circular10.local(start + W, TZ)
+    return f"{at:%Y/%m/%d}/{PREFIX}{at:%Y%m%d%H%M%S}.txt"
+
+
+def on_server(server: SshdServer) -> list[str]:
+    base = server.home / "incoming"
+    return sorted(p.relative_to(base).as_posix() for p in base.rglob("*") if p.is_file())
+
+
+def runner(cfg: StationConfig, store: Store, clock: Clock) -> UplinkThread[Circular10Uplink]:
+    settings = replace(Circular10Settings.from_config(cfg), backoff_base_s=0.05,
+                       backoff_cap_s=0.2, timeout_s=10.0)
+    return circular10_thread(Circular10Uplink(settings, store, cfg.agent.state_dir / SPOOL_NAME,
+                                              clock), idle_s=0.02)
+
+
+def test_a_24_hour_outage_then_recovery_delivers_every_file_once_oldest_first_over_sftp(
+        tmp_path: Path, sshd: SshdServer) -> None:
+    known = tmp_path / "known_hosts"
+    known.write_text(sshd.known_hosts_line() + "\n")
+    cfg = sftp_config(tmp_path, sshd, f'known_hosts = "{known}"')
+    assert cfg.circular10 is not None and cfg.circular10.transport == "sftp"
+    clock = Clock()
+    store = Store(tmp_path / "outbox.sqlite", clock)
+    [first] = closed_starts(clock, 1)
+    store.append(window(first))
+    run = runner(cfg, store, clock)
+    run.start()
+    try:
+        wait_for(lambda: on_server(sshd) == [path_of(first)], DEADLINE_S, "the first file")
+        sshd.stop()  # the link dies for a day: 288 windows of 5 minutes close meanwhile
+        outage = [first + W * (i + 1) for i in range(288)]
+        for s in outage:
+            store.append(window(s, ph=7.0 + (s // W) % 10 / 10))
+        clock.offset += 86400
+        wait_for(lambda: run.uplink.stats.pending == 288 and run.uplink.stats.upload_failures
+                 >= 1, DEADLINE_S, "the day's files spooled while the link is down")
+        assert run.status()["state"] == "retrying"
+        assert on_server(sshd) == [path_of(first)]
+        sshd.start()  # back: the spool drains on the next attempt
+        wait_for(lambda: run.uplink.stats.pending == 0, DEADLINE_S, "the backlog delivered")
+    finally:
+        run.stop()
+        store.close()
+    starts = [first, *outage]
+    assert on_server(sshd) == sorted(path_of(s) for s in starts)
+    assert len({path_of(s).rsplit("/", 1)[0] for s in starts}) >= 2  # a day spans two folders
+    assert cfg.circular10 is not None
+    for s in starts:  # byte for byte what the renderer made of the stored window
+        made = circular10.render_file(cfg.circular10.receiver, TZ, s, W,
+                                      window(s, ph=7.2 if s == first else
+                                             7.0 + (s // W) % 10 / 10))
+        assert (sshd.home / "incoming" / path_of(s)).read_bytes() == made.data
+    journal = sshd.journal()
+    renamed = [target.split(" -> ")[1] for kind, target in journal if kind == "renamed"]
+    stored = [p for kind, p in journal if kind == "stored"]
+    finals = [f"incoming/{path_of(s)}" for s in starts]
+    assert renamed == finals  # each exactly once, oldest first
+    assert len(stored) == len(starts) and all(p.rsplit("/", 1)[1].startswith(".")
+                                              and p.endswith(".part") for p in stored)
+    assert run.uplink.stats.files_sent == 289 and run.uplink.stats.files_found_on_server == 0
+    scan = Receiver(sshd.home / "incoming", PREFIX).scan()
+    assert scan.names == [p.rsplit("/", 1)[1] for p in sorted(finals)]
+    assert scan.refused == {} and scan.unseen == [] and scan.ignored == []  # no .part left
+
+
+def test_an_upload_only_sftp_account_gets_direct_uploads_after_the_first_refused_rename(
+        tmp_path: Path, upload_only: SshdServer) -> None:
+    cfg = sftp_config(tmp_path, upload_only, f'host_key = "{upload_only.host_key_line}"')
+    clock = Clock()
+    store = Store(tmp_path / "outbox.sqlite", clock)
+    starts = closed_starts(clock, 3)
+    for s in starts:
+        store.append(window(s))
+    run = runner(cfg, store, clock)
+    run.start()
+    try:
+        wait_for(lambda: run.uplink.stats.pending == 0 and run.uplink.stats.files_sent == 3,
+                 DEADLINE_S, "three files delivered")
+        assert run.status()["upload"] == "direct"
+    finally:
+        run.stop()
+    finals = [f"incoming/{path_of(s)}" for s in starts]
+    part = finals[0].rsplit("/", 1)[0] + "/" + part_name(finals[0].rsplit("/", 1)[1])
+    journal = upload_only.journal()
+    assert [p for kind, p in journal if kind == "stored"] == [part, *finals]
+    assert [e for e in journal if e[0] == "refused"] == [("refused", "Permission denied")] * 2
+    assert not [e for e in journal if e[0] == "renamed"]
+    # a restart remembers (the spool's upload_mode): the next file goes direct at once
+    nxt = starts[-1] + W
+    store.append(window(nxt))
+    clock.offset += W
+    run = runner(cfg, store, clock)
+    run.start()
+    try:
+        wait_for(lambda: run.uplink.stats.files_sent == 1, DEADLINE_S, "the fourth file")
+    finally:
+        run.stop()
+        store.close()
+    journal = upload_only.journal()
+    assert [p for kind, p in journal if kind == "stored"][-1] == f"incoming/{path_of(nxt)}"
+    assert len([e for e in journal if e[0] == "refused"]) == 2  # no rename tried again
+    scan = Receiver(upload_only.home / "incoming", PREFIX).scan()
+    assert scan.names == [p.rsplit("/", 1)[1] for p in [*finals, f"incoming/{path_of(nxt)}"]]
+    # the temp file an upload-only account cannot delete is one no receiver takes for data
+    assert scan.ignored == [part.removeprefix("incoming/")] and scan.refused == {}
+    assert part.removeprefix("incoming/") in on_server(upload_only)  # left there, and harmless
