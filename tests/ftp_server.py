@@ -12,6 +12,10 @@ refuses USER/PASS before ``AUTH TLS`` and PASV before ``PROT P``. With
 control connection's session is refused with vsftpd's 522 (its default
 ``require_ssl_reuse=YES``), so the stdlib's ``FTP_TLS`` fails against it; the journal notes,
 for each protected data connection, whether its session was resumed.
+
+``perm`` is the account's pyftpdlib permissions: :data:`FULL` by default; :data:`UPLOAD_ONLY`
+is what many provinces give a station (list, make folders, store; no rename, no delete), and
+:data:`NO_MKDIR` one that may not even make its dated folders.
 """
 
 from __future__ import annotations
@@ -38,6 +42,9 @@ from provisioning import certs
 
 USER = "station1"
 PASSWORD = "s3cret-ftp-pass"
+FULL = "elradfmw"
+UPLOAD_ONLY = "elmw"  # CWD, LIST, MKD, STOR: no RNFR/RNTO ('f'), no DELE ('d')
+NO_MKDIR = "elw"
 
 
 @dataclass
@@ -77,8 +84,10 @@ class FtpServer:
     """``start()`` / ``stop()`` a pyftpdlib server rooted at ``home`` on 127.0.0.1:``port``."""
 
     def __init__(self, home: Path, port: int = 0, tls: TlsFiles | None = None,
-                 require_session_reuse: bool = False, tls12_only: bool = False) -> None:
+                 require_session_reuse: bool = False, tls12_only: bool = False,
+                 perm: str = FULL) -> None:
         self.home = home
+        self.perm = perm
         self.port = port
         self.tls = tls
         self.require_session_reuse = require_session_reuse
@@ -123,7 +132,7 @@ class FtpServer:
                 return result
 
         auth = DummyAuthorizer()
-        auth.add_user(USER, PASSWORD, str(self.home), perm="elradfmw")
+        auth.add_user(USER, PASSWORD, str(self.home), perm=self.perm)
         Handler.authorizer = auth
         Handler.passive_ports = None
         self._server = FTPServer(("127.0.0.1", self.port), Handler, ioloop=IOLoop())

@@ -1,6 +1,6 @@
-"""The legacy uplink against a real FTP server (pyftpdlib) on loopback: files delivered within a
-deadline, a dead link spools them and delivers each once, oldest first, never a half file under
-its final name; a restart sends nothing twice."""
+"""The Circular 10 uplink against a real FTP server (pyftpdlib) on loopback: files delivered into
+their dated folders within a deadline, a dead link spools them and delivers each once, oldest
+first, never a half file under its final name; a restart sends nothing twice."""
 
 from __future__ import annotations
 
@@ -16,11 +16,12 @@ from buffer import Store
 from edge_agent.config.model import StationConfig
 from edge_agent.config.reader import load_config
 from edge_agent.uplinks.circular10 import render as circular10
-from edge_agent.uplinks.circular10.ftp import (
+from edge_agent.uplinks.circular10.settings import Circular10Settings
+from edge_agent.uplinks.circular10.uplink import (
     SPOOL_NAME,
-    Circular10Settings,
     Circular10Uplink,
     circular10_thread,
+    part_name,
 )
 from edge_agent.uplinks.thread import UplinkThread
 from protocol.model import Record, RecordFlag, Status
@@ -42,7 +43,12 @@ class Clock:
         return time.time() + self.offset
 
 
-def config(tmp_path: Path, port: int) -> StationConfig:
+PREFIX = "HCM_ACME_OUTF1_"
+TZ = ZoneInfo("Asia/Ho_Chi_Minh")
+
+
+def config(tmp_path: Path, port: int, receiver: str = "", extra: str = "",
+           transport: str = "ftp") -> StationConfig:
     (tmp_path / "ftp.secret").write_text(PASSWORD + "\n")
     path = tmp_path / "station.toml"
     path.write_text(STATION + f"""\
@@ -52,8 +58,11 @@ port = {port}
 user = "{USER}"
 password_file = "ftp.secret"
 directory = "/incoming"
-tls = false
-""")
+{extra}
+[uplink.circular10.receiver]
+file_prefix = "{PREFIX}"
+transport = "{transport}"
+{receiver}""")
     return load_config(path)
 
 
@@ -88,12 +97,28 @@ def closed_starts(clock: Clock, n: int) -> list[int]:
 
 
 def on_server(server: FtpServer) -> list[str]:
-    return sorted(p.name for p in (server.home / "incoming").iterdir())
+    """Every file under the station's base folder, as paths relative to it (dated folders)."""
+    base = server.home / "incoming"
+    return sorted(p.relative_to(base).as_posix() for p in base.rglob("*") if p.is_file())
+
+
+def rendered(cfg: StationConfig, start: int, records: list[Record]) -> circular10.Circular10File:
+    assert cfg.circular10 is not None
+    return circular10.render_file(cfg.circular10.receiver, TZ, start, W, records)
 
 
 def name_of(start: int) -> str:
-    return circular10.file_name("HCM", "ACME", "Outfall1",
-                                circular10.local(start, ZoneInfo("Asia/Ho_Chi_Minh")))
+    """The file name of the window starting at ``start`` (stamped at its end)."""
+    return PREFIX + circular10.local(start + W, TZ).strftime("%Y%m%d%H%M%S") + ".txt"
+
+
+def path_of(start: int) -> str:
+    at = circular10.local(start + W, TZ)
+    return f"{at:%Y/%m/%d}/{name_of(start)}"
+
+
+def part_of(start: int) -> str:
+    return part_name(name_of(start))
 
 
 def runner(cfg: StationConfig, store: Store, clock: Clock) -> UplinkThread[Circular10Uplink]:
@@ -112,17 +137,16 @@ def test_the_uplink_uploads_the_closed_windows(world: tuple[FtpServer, StationCo
     run = runner(cfg, store, clock)
     run.start()
     try:
-        wait_for(lambda: on_server(server) == [name_of(s) for s in starts], DEADLINE_S,
+        wait_for(lambda: on_server(server) == [path_of(s) for s in starts], DEADLINE_S,
                  "both files on the server")
     finally:
         run.stop()
-    tz = ZoneInfo("Asia/Ho_Chi_Minh")
     for s in starts:
-        got = (server.home / "incoming" / name_of(s)).read_bytes()
-        assert got == circular10.render(window(s), tz)
-        when = circular10.local(s, tz).strftime("%Y%m%d%H%M%S")
-        assert got.decode() == f"pH\t7.2\tpH\t{when}\t00\nTemp\t\tdegC\t{when}\t02\n"
-    assert server.journal.stored == [name_of(s) + ".part" for s in starts]
+        got = (server.home / "incoming" / path_of(s)).read_bytes()
+        assert got == rendered(cfg, s, window(s)).data
+        when = name_of(s)[len(PREFIX):-4]
+        assert got.decode() == f"pH\t7.2\tpH\t{when}\t00\r\nTemp\t\toC\t{when}\t02\r\n"
+    assert server.journal.stored == [part_of(s) for s in starts]
     assert run.uplink.stats.files_sent == 2 and run.uplink.stats.pending == 0
     assert run.status()["state"] == "stopped"
 
@@ -135,7 +159,7 @@ def test_link_down_spools_then_delivers_each_file_once_oldest_first(
     run = runner(cfg, store, clock)
     run.start()
     try:
-        wait_for(lambda: on_server(server) == [name_of(first[0])], DEADLINE_S,
+        wait_for(lambda: on_server(server) == [path_of(first[0])], DEADLINE_S,
                  "the first file delivered")
         server.stop()  # the link dies
         clock.offset += 3 * W  # three more windows close while it is down
@@ -144,22 +168,21 @@ def test_link_down_spools_then_delivers_each_file_once_oldest_first(
         up = run.uplink
         wait_for(lambda: up.stats.pending == 3 and up.stats.upload_failures >= 2, DEADLINE_S,
                  "three files spooled, retried on the dead link")
-        assert on_server(server) == [name_of(first[0])]
+        assert on_server(server) == [path_of(first[0])]
         pending = up.spool.pending_keys()
         assert [up.spool.remote_name(k) for k in pending] == [name_of(s) for s in later]
         server.start()  # the link is back (same port, same directory)
         wait_for(lambda: up.stats.pending == 0, DEADLINE_S, "the spool drained")
     finally:
         run.stop()
-    expected = [name_of(s) for s in [*first, *later]]
-    assert on_server(server) == expected  # nothing half-written under any name
+    everything = [*first, *later]
+    assert on_server(server) == [path_of(s) for s in everything]  # nothing half-written
     # each file stored once under its temp name, then renamed: oldest first, never twice
-    assert server.journal.stored == [n + ".part" for n in expected]
-    assert server.journal.renamed == [(n + ".part", n) for n in expected]
-    tz = ZoneInfo("Asia/Ho_Chi_Minh")
+    assert server.journal.stored == [part_of(s) for s in everything]
+    assert server.journal.renamed == [(part_of(s), name_of(s)) for s in everything]
     for s in later:
-        assert (server.home / "incoming" / name_of(s)).read_bytes() == \
-            circular10.render(window(s, ph=7.0 + s % 7), tz)
+        assert (server.home / "incoming" / path_of(s)).read_bytes() == \
+            rendered(cfg, s, window(s, ph=7.0 + s % 7)).data
 
 
 def test_a_restart_sends_nothing_twice(world: tuple[FtpServer, StationConfig, Store,
@@ -172,7 +195,7 @@ def test_a_restart_sends_nothing_twice(world: tuple[FtpServer, StationConfig, St
     settings = replace(Circular10Settings.from_config(cfg), timeout_s=5.0)
     up = Circular10Uplink(settings, store, spool, clock)
     up.step()
-    assert on_server(server) == [name_of(s) for s in starts]
+    assert on_server(server) == [path_of(s) for s in starts]
     assert len(server.journal.renamed) == 3
     # a restart, twice: the same records are in the store, the spool says they went
     for _ in range(2):
@@ -192,7 +215,7 @@ def test_a_restart_sends_nothing_twice(world: tuple[FtpServer, StationConfig, St
     store.append(window(starts[-1] + W))
     again.render_due(clock())
     again.send_pending()
-    assert on_server(server) == [name_of(s) for s in [*starts, starts[-1] + W]]
+    assert on_server(server) == [path_of(s) for s in [*starts, starts[-1] + W]]
     assert len(server.journal.stored) == 4
 
 
@@ -215,20 +238,41 @@ def test_sent_files_are_pruned_after_the_retention(
     assert again.stats.files_made == 0  # the cursor file still says they were made
 
 
-def test_wrong_password_keeps_the_files_and_never_logs_the_password(
+def test_a_refused_login_is_loud_once_retried_slowly_and_drops_nothing(
         world: tuple[FtpServer, StationConfig, Store, Clock],
         caplog: pytest.LogCaptureFixture) -> None:
+    """530 is permanent: state ``refused`` with what to fix after one cycle, one error log
+    line, no retry before ``refused_retry_s``; the file waits and goes once the password is
+    right (a config change builds a new uplink over the same spool)."""
     server, cfg, store, clock = world
-    store.append(window(closed_starts(clock, 1)[0]))
+    (s,) = closed_starts(clock, 1)
+    store.append(window(s))
     settings = replace(Circular10Settings.from_config(cfg), timeout_s=5.0,
                        password="wrong-" + PASSWORD)
-    up = Circular10Uplink(settings, store, cfg.agent.state_dir / "circular10", clock)
+    spool = cfg.agent.state_dir / "circular10"
+    up = Circular10Uplink(settings, store, spool, clock)
     with caplog.at_level("DEBUG", logger="quantrac"):
         up.step()
-    assert up.stats.pending == 1 and up.stats.upload_failures == 1 and up.link_up is False
-    assert on_server(server) == []
+        status = up.status()
+        assert status["state"] == "refused"
+        assert status["fix"] == "check user/password with the province"
+        assert "530" in status["stats"]["last_error"]
+        for _ in range(20):  # many turns of the thread, less than refused_retry_s apart
+            clock.offset += settings.refused_retry_s / 40
+            up.step()
+        assert up.stats.refusals == 1 and up.stats.pending == 1
+        clock.offset += settings.refused_retry_s  # the slow retry: refused again, quietly
+        up.step()
+        assert up.stats.refusals == 2
+    errors = [r for r in caplog.records if r.getMessage() == "circular10_refused"
+              and r.levelname == "ERROR"]
+    assert len(errors) == 1 and errors[0].__dict__["fix"] == status["fix"]
     text = "\n".join(f"{r.getMessage()} {r.__dict__}" for r in caplog.records)
-    assert "circular10_upload_failed" in text and PASSWORD not in text
+    assert PASSWORD not in text
+    assert on_server(server) == []
+    fixed = Circular10Uplink(replace(settings, password=PASSWORD), store, spool, clock)
+    fixed.step()
+    assert on_server(server) == [path_of(s)] and fixed.status()["state"] == "connected"
 
 
 def test_a_window_stored_twice_is_rendered_from_its_first_record(
@@ -245,8 +289,8 @@ def test_a_window_stored_twice_is_rendered_from_its_first_record(
     run = runner(cfg, store, clock)
     run.start()
     try:
-        wait_for(lambda: on_server(server) == [name_of(s)], DEADLINE_S, "the file on the server")
+        wait_for(lambda: on_server(server) == [path_of(s)], DEADLINE_S, "the file on the server")
     finally:
         run.stop()
-    got = (server.home / "incoming" / name_of(s)).read_bytes()
-    assert got == circular10.render(window(s), ZoneInfo("Asia/Ho_Chi_Minh"))
+    got = (server.home / "incoming" / path_of(s)).read_bytes()
+    assert got == rendered(cfg, s, window(s)).data

@@ -13,6 +13,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from buffer.rows import RECORD_COLUMNS, row_record
+from edge_agent.config.model import Circular10Receiver
 from edge_agent.console import status_view
 from edge_agent.console.control_client import request
 from edge_agent.uplinks.circular10 import render as circular10
@@ -23,8 +24,12 @@ from tests.mqtt_world import wait_for
 pytestmark = pytest.mark.slow
 
 
+PREFIX = "HCM_TEST_OUTF1_"
+
+
 def files(home: Path) -> list[Path]:
-    return sorted((home / "in").glob("HCM_Test_Outfall1_*.txt"))
+    """The station's files in their dated folders (``in/yyyy/MM/dd/``)."""
+    return sorted((home / "in").glob(f"*/*/*/{PREFIX}*.txt"))
 
 
 @pytest.fixture
@@ -46,9 +51,11 @@ port = {server.port}
 user = "{USER}"
 password_file = "{tmp_path / 'ftp.secret'}"
 directory = "in"
-tls = false
 interval_minutes = {WIDTH / 60}
 window = {WIDTH}
+[uplink.circular10.receiver]
+file_prefix = "{PREFIX}"
+transport = "ftp"
 """)
         check = subprocess.run([sys.executable, "-m", "edge_agent.daemon.cli", "config", "check",
                                 str(sw.config)], capture_output=True, text=True, timeout=60)
@@ -69,8 +76,9 @@ window = {WIDTH}
         assert sw.stop_agent(agent) == 0
     finally:
         server.stop()
-    assert not list((home / "in").glob("*.part"))
+    assert not [p for p in (home / "in").rglob("*") if p.is_file() and p not in files(home)]
     tz = ZoneInfo("Asia/Ho_Chi_Minh")
+    receiver = Circular10Receiver(file_prefix=PREFIX, transport="ftp")
     cols = ", ".join(RECORD_COLUMNS)
     with sw.outbox() as store:
         for path in files(home)[:2]:
@@ -80,9 +88,10 @@ window = {WIDTH}
             rows = [row_record(r) for r in store.query(
                 f'SELECT {cols} FROM records WHERE "end" - start = ? ORDER BY seq', (WIDTH,))]
             window = [r for r in rows
-                      if circular10.local(r.start, tz).strftime("%Y%m%d%H%M%S") == when]
+                      if circular10.local(r.end, tz).strftime("%Y%m%d%H%M%S") == when]
             assert window
-            assert path.read_bytes() == circular10.render(window, tz)
+            assert path.read_bytes() == circular10.render_file(
+                receiver, tz, window[0].start, WIDTH, window).data
             assert [ln.split("\t")[0] for ln in lines] == \
                 ["pH", "Temp", "TSS", "COD", "NH4", "TN", "TP", "Flow"]
 
@@ -99,3 +108,15 @@ def test_the_status_view_shows_the_legacy_uplink_in_one_line() -> None:
     assert lines[-1] == ("circ10  retrying, 12 sent, 3 pending, ftps://ftp.centre.example.vn:21/"
                          "incoming/station-one; SSLCertVerificationError: [SSL: CERTIFIC"[:80])
     assert all(len(ln) <= 80 for ln in lines)
+
+
+def test_the_status_view_says_what_to_fix_when_the_server_refuses() -> None:
+    base = {"started": 1000.0, "uplink": {"state": "connected", "detail": "mqtts://c:8883"}}
+    refused = {**base, "uplink_circular10": {
+        "state": "refused", "detail": "ftp://ftp.stnmt.example.vn:21/HN_PHCH",
+        "fix": "check user/password with the province",
+        "stats": {"files_sent": 0, "pending": 4, "last_error":
+                  "login as station1: 530 Login incorrect."}}}
+    lines = status_view.render(refused, 1010.0)
+    assert lines[-2].startswith("circ10  refused, 0 sent, 4 pending, ftp://ftp.stnmt")
+    assert lines[-1] == "! circ10 fix: check user/password with the province"

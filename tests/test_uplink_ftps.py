@@ -13,26 +13,30 @@ from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import pytest
 
 from buffer import Store
 from edge_agent.config.model import StationConfig
-from edge_agent.config.reader import load_config
-from edge_agent.uplinks.circular10 import render as circular10
-from edge_agent.uplinks.circular10.ftp import Circular10Settings, Circular10Uplink
+from edge_agent.uplinks.circular10.settings import Circular10Settings
+from edge_agent.uplinks.circular10.uplink import Circular10Uplink
 from tests.ftp_server import PASSWORD, USER, FtpServer, TlsFiles, make_tls
-from tests.test_uplink_ftp import Clock, closed_starts, config, name_of, on_server, window
+from tests.test_uplink_ftp import (
+    Clock,
+    closed_starts,
+    config,
+    on_server,
+    part_of,
+    path_of,
+    rendered,
+    window,
+)
 
 
 def ftps_config(tmp_path: Path, port: int, ca_file: str) -> StationConfig:
-    """The station config of tests/test_uplink_ftp.py with ``tls = true`` (the default) and
+    """The station config of tests/test_uplink_ftp.py with ``transport = "ftps"`` and
     ``ca_file`` relative to the config file, as a technician would write it."""
-    config(tmp_path, port)
-    path = tmp_path / "station.toml"
-    path.write_text(path.read_text().replace("tls = false", f'ca_file = "{ca_file}"'))
-    return load_config(path)
+    return config(tmp_path, port, extra=f'ca_file = "{ca_file}"', transport="ftps")
 
 
 @pytest.fixture
@@ -44,7 +48,7 @@ def store(tmp_path: Path) -> Iterator[Store]:
         s.close()
 
 
-def start_server(tmp_path: Path, tls: TlsFiles, **kw: bool) -> FtpServer:
+def start_server(tmp_path: Path, tls: TlsFiles, **kw: Any) -> FtpServer:
     home = tmp_path / "ftp"
     (home / "incoming").mkdir(parents=True)
     server = FtpServer(home, tls=tls, **kw)
@@ -64,7 +68,7 @@ def test_ftps_delivers_to_a_server_requiring_tls_and_session_reuse(
                           tls12_only=tls12_only)
     try:
         cfg = ftps_config(tmp_path, server.port, "tls/ca.crt")
-        assert cfg.circular10 is not None and cfg.circular10.tls
+        assert cfg.circular10 is not None and cfg.circular10.transport == "ftps"
         assert cfg.circular10.ca_file == tmp_path / "tls" / "ca.crt"
         starts = closed_starts(Clock(), 2)
         for s in starts:
@@ -73,15 +77,14 @@ def test_ftps_delivers_to_a_server_requiring_tls_and_session_reuse(
         up.step()
     finally:
         server.stop()
-    names = [name_of(s) for s in starts]
-    assert on_server(server) == names
+    assert on_server(server) == [path_of(s) for s in starts]
     assert up.link_up is True and up.stats.files_sent == 2 and up.stats.pending == 0
-    tz = ZoneInfo("Asia/Ho_Chi_Minh")
     for s in starts:
-        assert (server.home / "incoming" / name_of(s)).read_bytes() == \
-            circular10.render(window(s), tz)
-    assert server.journal.stored == [n + ".part" for n in names]
-    assert server.journal.renamed == [(n + ".part", n) for n in names]
+        assert (server.home / "incoming" / path_of(s)).read_bytes() == \
+            rendered(cfg, s, window(s)).data
+    assert server.journal.stored == [part_of(s) for s in starts]
+    assert server.journal.renamed == [(part_of(s), path_of(s).rsplit("/", 1)[1])
+                                      for s in starts]
     # one protected data connection per STOR, each resuming the control session
     assert server.journal.data_tls_resumed == [True, True]
 
@@ -126,14 +129,15 @@ def test_an_untrusted_server_certificate_is_refused_and_the_file_stays_spooled(
         up = uplink(cfg, store)
         with caplog.at_level("DEBUG", logger="quantrac"):
             up.step()
-        assert up.link_up is False and up.stats.upload_failures == 1
+        # not a flaky link: a permanent refusal, with what to fix
+        assert up.status()["state"] == "refused" and up.stats.refusals == 1
         assert up.stats.pending == 1 and len(up.spool.pending_keys()) == 1
         assert on_server(server) == []  # refused before USER: not even a .part
-        [rec] = [r for r in caplog.records if r.getMessage() == "circular10_upload_failed"]
-        assert rec.levelname == "WARNING"
-        assert rec.__dict__["error"].startswith("SSLCertVerificationError")
+        [rec] = [r for r in caplog.records if r.getMessage() == "circular10_refused"]
+        assert rec.levelname == "ERROR"
+        assert "SSLCertVerificationError" in rec.__dict__["error"]
         assert "CERTIFICATE_VERIFY_FAILED" in rec.__dict__["error"]
-        assert rec.__dict__["reason"] == (
+        assert rec.__dict__["fix"] == up.status()["fix"] == (
             f"the server's certificate is not trusted: it does not verify against "
             f"{ours.ca}; set ca_file to the CA that signed it")
         text = "\n".join(f"{r.getMessage()} {r.__dict__}" for r in caplog.records)
@@ -143,5 +147,5 @@ def test_an_untrusted_server_certificate_is_refused_and_the_file_stays_spooled(
         assert fixed.send_pending() == 1
     finally:
         server.stop()
-    assert on_server(server) == [name_of(start)] and fixed.spool.pending_keys() == []
+    assert on_server(server) == [path_of(start)] and fixed.spool.pending_keys() == []
     assert len(server.journal.stored) == 1 and server.journal.data_tls_resumed == [True]

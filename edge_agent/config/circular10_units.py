@@ -16,8 +16,9 @@ from __future__ import annotations
 
 _ASCII = str.maketrans({
     "°": "o", "º": "o", "µ": "u", "μ": "u", "³": "3", "²": "2", "¹": "1", "·": ".",
-    "₂": "2", "₃": "3", "₄": "4", "ₓ": "x", "‰": "%o",
+    "₂": "2", "₃": "3", "₄": "4", "ₓ": "x", "‰": "%o", "℃": "oC",
 })  # fmt: skip
+_SPELLED = {"degC": "oC", "deg C": "oC", "DegC": "oC", "Cel": "oC"}  # whole labels
 
 # (from, to): multiply the value by this. Only conversions a province has asked for; a
 # missing pair is refused by the config, never guessed.
@@ -39,14 +40,14 @@ _FACTORS: dict[tuple[str, str], float] = {
 
 def ascii_unit(unit: str) -> str:
     """The file's form of a display label: ``°C`` -> ``oC``, ``µg/m3`` -> ``ug/m3``,
-    ``m³/h`` -> ``m3/h``. Characters with no ASCII form stay (see :func:`is_ascii_unit`)."""
-    return unit.translate(_ASCII)
+    ``m³/h`` -> ``m3/h``, ``degC`` -> ``oC`` (the receivers' spelling). Characters with no ASCII form stay (see :func:`is_ascii_unit`)."""
+    return _SPELLED.get(unit, unit).translate(_ASCII)
 
 
 def is_ascii_unit(unit: str) -> bool:
     """What a file's unit column may hold: printable ASCII without blanks (a blank would split
-    the column for a receiver that splits on whitespace), at most 32 characters."""
-    return len(unit) <= 32 and all("!" <= c <= "~" for c in unit)
+    the column for a receiver that splits on whitespace), 1 to 32 characters."""
+    return 0 < len(unit) <= 32 and all("!" <= c <= "~" for c in unit)
 
 
 def conversion(display: str, transmit: str) -> float | None:

@@ -64,13 +64,16 @@ _NOT_ALLOWED = ("ask the province to allow it (the account may not do this), or 
 
 
 @contextlib.contextmanager
-def _sorted_errors(what: str, fix: str = _NOT_ALLOWED) -> Iterator[None]:
+def _sorted_errors(what: str, fix: str = _NOT_ALLOWED,
+                   trusted: str = "the system's CA store") -> Iterator[None]:
     """Transient errors as LinkDown; a 5xx reply as PermanentRefusal naming ``what``."""
     try:
         yield
     except ssl.SSLCertVerificationError as exc:  # not a flaky link: say what to fix
-        raise PermanentRefusal(f"{what}: {exc}", "the server's certificate does not verify: "
-                               "set ca_file to the CA that signed it") from exc
+        raise PermanentRefusal(f"{what}: SSLCertVerificationError: {exc}",
+                               "the server's certificate is not trusted: it does not verify "
+                               f"against {trusted}; set ca_file to the CA that signed it"
+                               ) from exc
     except ftplib.error_perm as exc:
         if str(exc).startswith("530"):
             fix = "check user/password with the province"
@@ -96,11 +99,13 @@ class FtpFiles:
             ftp = SessionReuseFTP_TLS(context=context, timeout=timeout_s, encoding="utf-8")
         else:
             ftp = ftplib.FTP(timeout=timeout_s, encoding="utf-8")
+        trusted = str(ca_file) if ca_file is not None else "the system's CA store"
         try:
             with _sorted_errors(f"connect {host}:{port}"):
                 ftp.connect(host, port)
             with _sorted_errors(f"login as {user}", "the server refuses this client: check "
-                                "transport (ftp or ftps) and the account with the province"):
+                                "transport (ftp or ftps) and the account with the province",
+                                trusted):
                 ftp.login(user, password)  # FTP_TLS.login sends AUTH TLS first
                 if isinstance(ftp, ftplib.FTP_TLS):
                     ftp.prot_p()  # the data channel too
