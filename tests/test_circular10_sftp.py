@@ -494,3 +494,28 @@ def test_an_upload_only_sftp_account_gets_direct_uploads_after_the_first_refused
     # the temp file an upload-only account cannot delete is one no receiver takes for data
     assert scan.ignored == [part.removeprefix("incoming/")] and scan.refused == {}
     assert part.removeprefix("incoming/") in on_server(upload_only)  # left there, and harmless
+
+
+def test_a_changed_host_key_is_a_refusal_the_status_shows_with_the_fingerprint(
+        tmp_path: Path, sshd: SshdServer) -> None:
+    """The province's server answers with a key we did not pin: nothing is sent, the files
+    wait, and ``status`` says refused with the offered fingerprint, at the first attempt."""
+    other = keygen(tmp_path / "old_host_key")  # the key on the sheet is not what answers
+    cfg = sftp_config(tmp_path, sshd, f'host_key = "{other}"')
+    clock = Clock()
+    store = Store(tmp_path / "outbox.sqlite", clock)
+    for s in closed_starts(clock, 2):
+        store.append(window(s))
+    run = runner(cfg, store, clock)
+    run.start()
+    try:
+        wait_for(lambda: run.status()["state"] == "refused", DEADLINE_S, "state refused")
+        status = run.status()
+    finally:
+        run.stop()
+        store.close()
+    assert sshd.host_fingerprint in status["fix"]
+    assert sshd.host_fingerprint in status["stats"]["last_error"]
+    assert status["stats"]["pending"] == 2 and status["stats"]["refusals"] == 1
+    assert not (sshd.home / "incoming").exists()  # not even a folder made
+    assert "Accepted" not in sshd.log()  # no login was even tried
