@@ -8,29 +8,17 @@ import shutil
 import socket
 import subprocess
 import threading
-import time
 from collections.abc import Iterator
-from dataclasses import replace
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
 import pytest
 
 from buffer import Store
 from edge_agent.config.model import StationConfig
 from edge_agent.config.reader import load_config
-from edge_agent.uplinks.circular10 import render as circular10
-from edge_agent.uplinks.circular10.settings import Circular10Settings
 from edge_agent.uplinks.circular10.sftp import SftpFiles, fingerprint, parse_host_key
 from edge_agent.uplinks.circular10.transport import LinkDown, PermanentRefusal, RenameRefused
-from edge_agent.uplinks.circular10.uplink import (
-    SPOOL_NAME,
-    Circular10Uplink,
-    circular10_thread,
-    part_name,
-)
-from edge_agent.uplinks.thread import UplinkThread
-from protocol.model import Record, Status
+from edge_agent.uplinks.circular10.uplink import part_name
 from tests.mqtt_world import wait_for
 from tests.receiver_emulation import Receiver
 from tests.sshd_server import (
@@ -41,6 +29,16 @@ from tests.sshd_server import (
     server_dir,
 )
 from tests.test_circular10 import STATION
+from tests.test_uplink_ftp import (
+    PREFIX,
+    Clock,
+    W,
+    closed_starts,
+    path_of,
+    rendered,
+    runner,
+    window,
+)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -333,22 +331,9 @@ def test_a_rename_of_a_file_that_vanished_is_not_a_refusal(sshd: SshdServer) -> 
 
 
 
-# --- end to end: the real uplink (G's policy, the connector's "sftp") over this server -------
+# --- end to end: the real uplink (its policy, the connector's "sftp") over this server ------
 
-W = 300
 DEADLINE_S = 60.0
-PREFIX = "HCM_ACME_OUTF1_"
-TZ = ZoneInfo("Asia/Ho_Chi_Minh")
-
-
-class Clock:
-    """Real time plus an offset the test moves forward (a day of windows closes at once)."""
-
-    def __init__(self) -> None:
-        self.offset = 0.0
-
-    def __call__(self) -> float:
-        return time.time() + self.offset
 
 
 def sftp_config(tmp_path: Path, server: SshdServer, pin: str) -> StationConfig:
@@ -371,36 +356,9 @@ remote_dir = "/{{yyyy}}/{{MM}}/{{dd}}"
     return load_config(path)
 
 
-def window(start: int, ph: float = 7.2) -> list[Record]:
-    return [
-        Record("pH", start, start + W, ph, ph, ph, 0.0, 30, 30, True, Status.MEASURING, "pH"),
-        Record("Temp", start, start + W, 21.5, 21.0, 22.0, 0.3, 30, 30, True, Status.MEASURING,
-               "°C"),
-    ]
-
-
-def closed_starts(clock: Clock, n: int) -> list[int]:
-    """Starts of the last ``n`` windows already closed (end + grace + settle passed)."""
-    last = int((clock() - 40) // W) * W - W
-    return [last - i * W for i in reversed(range(n))]
-
-
-def path_of(start: int) -> str:
-    """Where the window starting at ``start`` belongs: the dated folder and name of its end."""
-    at = circular10.local(start + W, TZ)
-    return f"{at:%Y/%m/%d}/{PREFIX}{at:%Y%m%d%H%M%S}.txt"
-
-
 def on_server(server: SshdServer) -> list[str]:
     base = server.home / "incoming"
     return sorted(p.relative_to(base).as_posix() for p in base.rglob("*") if p.is_file())
-
-
-def runner(cfg: StationConfig, store: Store, clock: Clock) -> UplinkThread[Circular10Uplink]:
-    settings = replace(Circular10Settings.from_config(cfg), backoff_base_s=0.05,
-                       backoff_cap_s=0.2, timeout_s=10.0)
-    return circular10_thread(Circular10Uplink(settings, store, cfg.agent.state_dir / SPOOL_NAME,
-                                              clock), idle_s=0.02)
 
 
 def test_a_24_hour_outage_then_recovery_delivers_every_file_once_oldest_first_over_sftp(
@@ -436,9 +394,7 @@ def test_a_24_hour_outage_then_recovery_delivers_every_file_once_oldest_first_ov
     assert len({path_of(s).rsplit("/", 1)[0] for s in starts}) >= 2  # a day spans two folders
     assert cfg.circular10 is not None
     for s in starts:  # byte for byte what the renderer made of the stored window
-        made = circular10.render_file(cfg.circular10.receiver, TZ, s, W,
-                                      window(s, ph=7.2 if s == first else
-                                             7.0 + (s // W) % 10 / 10))
+        made = rendered(cfg, s, window(s, ph=7.2 if s == first else 7.0 + (s // W) % 10 / 10))
         assert (sshd.home / "incoming" / path_of(s)).read_bytes() == made.data
     journal = sshd.journal()
     renamed = [target.split(" -> ")[1] for kind, target in journal if kind == "renamed"]
