@@ -40,7 +40,8 @@ _FACTORS: dict[tuple[str, str], float] = {
 
 def ascii_unit(unit: str) -> str:
     """The file's form of a display label: ``°C`` -> ``oC``, ``µg/m3`` -> ``ug/m3``,
-    ``m³/h`` -> ``m3/h``, ``degC`` -> ``oC`` (the receivers' spelling). Characters with no ASCII form stay (see :func:`is_ascii_unit`)."""
+    ``m³/h`` -> ``m3/h``, ``degC`` -> ``oC`` (the receivers' spelling). Characters with no
+    ASCII form stay (see :func:`is_ascii_unit`)."""
     return _SPELLED.get(unit, unit).translate(_ASCII)
 
 
