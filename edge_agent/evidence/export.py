@@ -81,13 +81,14 @@ def circular10_files(store: Store, settings: Circular10Settings, start_from: flo
         f = render.render_file(settings.receiver, tz, start, w, records)
         if f.lines == 0:  # every line left out by the profile: the uplink sends no file
             continue
-        lines: list[tuple[int, str]] = []
-        for rec in records:  # the file is its records' lines, in order: which line is whose
-            one = render.render_file(settings.receiver, tz, start, w, [rec]).data
-            if one:
-                lines.append((seq_of[id(rec)], mf.line_hash(one)))
-        if [h for _, h in lines] != [mf.line_hash(x) for x in f.data.splitlines(True)]:
-            lines = [(0, mf.line_hash(x)) for x in f.data.splitlines(True)]
+        # the file is its records' lines, in order, some perhaps left out by the profile:
+        # one line per record tells whose line is whose at once, else render them one by one
+        hashes = [mf.line_hash(x) for x in f.data.splitlines(True)]
+        owners = records if f.lines == len(records) else [
+            r for r in records if render.render_file(settings.receiver, tz, start, w, [r]).data]
+        seqs = [seq_of[id(r)] for r in owners] if len(owners) == len(hashes) else \
+            [0] * len(hashes)
+        lines = list(zip(seqs, hashes, strict=True))
         yield _join(mf.CIRCULAR10_DIR, settings.directory, f.path), f.data, lines
 
 

@@ -159,7 +159,7 @@ class Manifest:
                        **({"lines": [list(x) for x in f.lines]} if f.lines else {})}
                       for f in self.files],
         }
-        return (json.dumps(doc, indent=0, sort_keys=True, allow_nan=False) + "\n").encode()
+        return (json.dumps(doc, sort_keys=True, allow_nan=False) + "\n").encode()
 
     @classmethod
     def from_bytes(cls, data: bytes) -> Manifest:
