@@ -26,6 +26,7 @@ seconds. Every process started is stopped on the way out, also on Ctrl-C or an e
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import math
 import os
@@ -40,8 +41,10 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import IO
+from zoneinfo import ZoneInfo
 
 STATION_ID = "HCM-DEMO-WW01"
+ZONE = "Asia/Ho_Chi_Minh"  # the station's and the centre's: times on a command line are in it
 ROOT = Path(__file__).resolve().parent.parent
 SIM_CONFIG = ROOT / "hw_sim" / "examples" / "wastewater.toml"
 WIDTH = 80  # a serial console, a narrow terminal: nothing the demo prints is wider
@@ -217,7 +220,7 @@ id = "{STATION_ID}"
 province = "HCM"
 facility = "DemoBrewery"
 name = "Outfall1"
-timezone = "Asia/Ho_Chi_Minh"
+timezone = "{ZONE}"
 
 [agent]
 state_dir = "station"
@@ -287,7 +290,7 @@ def centre_config(port: int) -> str:
 # Demo centre receiver, written by `make demo`; paths are relative to this file.
 centre_dir = "centre"
 store = "centre/records.sqlite"
-zone = "Asia/Ho_Chi_Minh"
+zone = "{ZONE}"
 
 [broker]
 host = "127.0.0.1"
@@ -362,7 +365,7 @@ class Schedule:
 
 
 def run_station(sh: Shell, procs: Processes, config: Path, work: Path,
-                seconds: float) -> None:
+                seconds: float) -> Schedule:
     """Run the agent for ``seconds`` (or longer: :class:`Schedule`) with the fault."""
     start = time.time()
     plan = Schedule(start, seconds)
@@ -395,6 +398,7 @@ def run_station(sh: Shell, procs: Processes, config: Path, work: Path,
             steps.pop(0)[1]()
             continue
         time.sleep(min(0.2, max(0.0, (steps[0][0] if steps else plan.end) - time.time())))
+    return plan
 
 
 def explain_clock(synchronised: bool | None) -> None:
@@ -472,7 +476,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         sh.run("config", "check", config)
         procs.start("agent", ["quantrac", "run", "--config", config])
 
-        run_station(sh, procs, config, work, args.seconds)
+        plan = run_station(sh, procs, config, work, args.seconds)
         say("stopping everything (the agent first: SIGTERM closes partial windows)")
     except (RuntimeError, TimeoutError, OSError) as exc:
         print(f"\ndemo failed: {exc}", file=sys.stderr)
@@ -490,9 +494,15 @@ def main(argv: Sequence[str] | None = None) -> int:
              "coverage_75). offline: the analyser was silent (nearly) all the window; "
              "coverage n/m < 75%: too few valid samples; partial: the agent started or "
              "stopped mid-window. --wide adds the counts, status and flags.")
-        say("every channel's 1 min windows")
+        say("every channel in the minute the flowmeter went silent")
+        minute = dt.datetime.fromtimestamp(plan.fault_on, ZoneInfo(ZONE)).replace(
+            second=0, microsecond=0)
         sh.run("centre", "query", "--config", work / "centre.toml", "--station", STATION_ID,
-               "--window", "60")
+               "--window", "1m", "--from", f"{minute:%Y-%m-%dT%H:%M}",
+               "--to", f"{minute + dt.timedelta(minutes=1):%Y-%m-%dT%H:%M}")
+        note("A silent analyser costs only its own channels' windows; the others keep "
+             "theirs (unless they were calibrating, or the agent started or stopped in that "
+             "minute).")
         look_further(sh, work)
     except RuntimeError as exc:
         print(f"\ndemo failed: {exc}", file=sys.stderr)

@@ -114,8 +114,8 @@ def test_the_silent_flowmeter_shows_as_invalid_windows_with_a_reason_then_recove
     fault = next(i for i, r in enumerate(rows) if r["reason"].startswith("offline"))
     assert rows[fault]["valid"] == "no"
     assert any(r["valid"] == "yes" for r in rows[fault + 1:]), rows
-    # and the 1 min window around it fails on coverage; the table has every channel
-    minute = table(section(demo.stdout, "every channel's 1 min windows"))
+    # and its 1 min window fails on coverage; the table of that minute has every channel
+    minute = table(section(demo.stdout, "every channel in the minute"))
     assert {r["channel"] for r in minute} == CHANNELS
     assert any(r["valid"] == "no" and r["reason"].startswith("coverage")
                for r in minute if r["channel"] == "Flow"), minute
