@@ -41,7 +41,15 @@ Nothing is remembered in memory only. The spool (``<state_dir>/circular10/``) is
 * ``sent/<start>_<NAME>``: delivered; pruned after ``retention_days``;
 * ``cursor``: the start (UTC epoch) of the newest window rendered. A restart renders only
   windows after ``max(cursor, newest spool file)``, so a file is made once;
-* ``upload_mode``: present when a server refused a rename (which server, and why).
+* ``upload_mode``: present when a server refused a rename (which server, and why);
+* ``resend/<key>``: the operator asked for this pending file to go again
+  (``quantrac circular10 resend``): it is uploaded even when the server holds a file of that
+  name and size, since the province said it lost it (its database, not always its folder) and
+  the same bytes under the same name harm nothing. The marker is made before the file, so the
+  uplink never sees a resent file without it, and removed once the file is in ``sent/``.
+
+A file's modification time says when it was made (``pending/``) or delivered (``sent/``:
+:meth:`Spool.mark_sent` sets it), which ``quantrac circular10 list`` shows.
 
 ``<start>`` (UTC epoch seconds, zero-padded) orders the spool oldest first whatever the zone.
 The dated folder is filled from the time in the name (what receivers read). A restart between
@@ -62,7 +70,7 @@ import math
 import os
 import random
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -92,6 +100,7 @@ SETTLE_S = 2.0  # after end + grace: the agent's tick has stored the window's re
 FIRST_LOOKBACK_S = 3600.0
 SPOOL_NAME = "circular10"
 UPLOAD_MODE = "upload_mode"
+RESEND_DIR = "resend"
 
 
 def part_name(name: str) -> str:
@@ -107,6 +116,33 @@ def _join(*parts: str) -> str:
     """POSIX join of non-empty parts; a leading ``/`` of the first is kept."""
     out = "/".join(p.strip("/") for p in parts if p.strip("/"))
     return "/" + out if parts and parts[0].startswith("/") else out
+
+
+def group_windows(held: Iterable[tuple[int, Record]]) -> Iterator[tuple[int, list[Record]]]:
+    """(start, records) per window, from records by start then seq (``Store.windows``).
+
+    A channel twice in a window: the first record stored counts. A later one is what a clock
+    step back made of a window already stored: marked invalid (CLOCK_JUMP) by the pipeline, it
+    must not replace the line of the one that counts. ``quantrac circular10 resend`` groups
+    with this too, so a file made again is the file made the first time."""
+    window: dict[str, Record] = {}
+    current: int | None = None
+    for _, rec in held:
+        if current is not None and rec.start != current:
+            yield current, list(window.values())
+            window = {}
+        current = rec.start
+        window.setdefault(rec.channel, rec)
+    if current is not None:
+        yield current, list(window.values())
+
+
+def remote_path(settings: Circular10Settings, name: str) -> tuple[str, str]:
+    """(folder, path) of a spooled file on the server: its dated folder is filled from the
+    local time in its name, which is what receivers read."""
+    at = dt.datetime.strptime(name[-18:-4], circular10.TIME_FORMAT)
+    folder = _join(settings.directory, fill_remote_dir(settings.receiver.remote_dir, at))
+    return folder, _join(folder, name)
 
 
 @dataclass
@@ -126,17 +162,23 @@ class Circular10Stats:
 
 
 class Spool:
-    """The on-disk state of the uplink (layout in the module docstring)."""
+    """The on-disk state of the uplink (layout in the module docstring).
 
-    def __init__(self, root: Path) -> None:
+    ``tidy`` (the uplink, at start) deletes the temp files a crash mid-write left; a command
+    beside a running agent passes ``tidy=False``, or it would delete the agent's file being
+    written."""
+
+    def __init__(self, root: Path, *, tidy: bool = True) -> None:
         self.root = root
         self.pending = root / "pending"
         self.sent = root / "sent"
-        for d in (root, self.pending, self.sent):
+        self.resend = root / RESEND_DIR
+        for d in (root, self.pending, self.sent, self.resend):
             d.mkdir(mode=0o700, parents=True, exist_ok=True)
-        for d in (root, self.pending, self.sent):  # leftovers of a crash mid-write
-            for tmp in d.glob(".*.tmp"):
-                tmp.unlink(missing_ok=True)
+        if tidy:
+            for d in (root, self.pending, self.sent):  # leftovers of a crash mid-write
+                for tmp in d.glob(".*.tmp"):
+                    tmp.unlink(missing_ok=True)
 
     @staticmethod
     def key(start: int, name: str) -> str:
@@ -153,6 +195,23 @@ class Spool:
     def pending_keys(self) -> list[str]:
         """Files waiting, oldest window first."""
         return sorted(p.name for p in self.pending.iterdir() if not p.name.startswith("."))
+
+    def sent_keys(self) -> list[str]:
+        """Files delivered and not pruned yet, oldest window first."""
+        return sorted(p.name for p in self.sent.iterdir() if not p.name.startswith("."))
+
+    def requeue(self, start: int, name: str, data: bytes) -> bool:
+        """Put a file the operator asked to send again in ``pending/``, marked as a resend;
+        False when a file of that window is pending already (it goes anyway: not doubled)."""
+        if any(self.start_of(k) == start for k in self.pending_keys()):
+            return False
+        key = self.key(start, name)
+        write_replace(self.resend / key, b"")  # first: the uplink must not see it unmarked
+        write_replace(self.pending / key, data)
+        return True
+
+    def is_resend(self, key: str) -> bool:
+        return (self.resend / key).exists()
 
     def cursor(self) -> int | None:
         """The start of the newest window rendered (cursor file or spool, whichever is later)."""
@@ -177,10 +236,17 @@ class Spool:
 
     def direct_for(self, server: str) -> bool:
         """Did ``server`` refuse a rename before (then upload directly)?"""
+        remembered = self.remembered_direct()
+        return remembered is not None and remembered[0] == server
+
+    def remembered_direct(self) -> tuple[str, str] | None:
+        """(server, the refusal it gave) when a server refused a rename, else None."""
         with contextlib.suppress(OSError, UnicodeDecodeError):
-            first = (self.root / UPLOAD_MODE).read_text(encoding="utf-8").split("\n", 1)[0]
-            return first == f"direct {server}"
-        return False
+            text = (self.root / UPLOAD_MODE).read_text(encoding="utf-8")
+            first, _, why = text.partition("\n")
+            if first.startswith("direct "):
+                return first.removeprefix("direct "), why.strip()
+        return None
 
     def remember_direct(self, server: str, why: str) -> None:
         write_replace(self.root / UPLOAD_MODE, f"direct {server}\n{why}\n".encode())
@@ -188,10 +254,13 @@ class Spool:
     def set_cursor(self, start: int) -> None:
         write_replace(self.root / "cursor", f"{start}\n".encode())
 
-    def mark_sent(self, key: str) -> None:
+    def mark_sent(self, key: str, at: float) -> None:
+        """Move a delivered file to ``sent/``, its modification time ``at`` (when it went)."""
+        os.utime(self.pending / key, (at, at))
         os.replace(self.pending / key, self.sent / key)
         sync_dir(self.sent)
         sync_dir(self.pending)
+        (self.resend / key).unlink(missing_ok=True)
 
     def prune(self, before_start: float) -> int:
         """Delete sent files whose window started before ``before_start``."""
@@ -245,19 +314,7 @@ class Circular10Uplink:
         # starts are whole seconds: start > after  <=>  start >= floor(after) + 1
         held = self.store.windows(self.settings.window_s, start_from=math.floor(after) + 1,
                                   end_until=now - self._lag)
-        window: dict[str, Record] = {}
-        current: int | None = None
-        for _, rec in held:
-            if current is not None and rec.start != current:
-                yield current, list(window.values())
-                window = {}
-            current = rec.start
-            # a channel twice in a window: the first record stored counts. A later one is
-            # what a clock step back made of a window already stored: marked invalid
-            # (CLOCK_JUMP) by the pipeline, it must not replace the line of the one that counts
-            window.setdefault(rec.channel, rec)
-        if current is not None:
-            yield current, list(window.values())
+        yield from group_windows(held)
 
     def render_due(self, now: float) -> int:
         """Spool a file for each window closed since the last one; how many were made."""
@@ -279,12 +336,7 @@ class Circular10Uplink:
 
     # --- send ------------------------------------------------------------------------------
     def remote_path(self, name: str) -> tuple[str, str]:
-        """(folder, path) of a spooled file on the server: its dated folder is filled from
-        the local time in its name, which is what receivers read."""
-        at = dt.datetime.strptime(name[-18:-4], circular10.TIME_FORMAT)
-        folder = _join(self.settings.directory, fill_remote_dir(
-            self.settings.receiver.remote_dir, at))
-        return folder, _join(folder, name)
+        return remote_path(self.settings, name)
 
     def _upload(self, files: RemoteFiles, key: str) -> bool:
         """Deliver one file; True when it went over the link (not found there already)."""
@@ -293,7 +345,8 @@ class Circular10Uplink:
         folder, path = self.remote_path(name)
         if folder:
             files.make_dirs(folder)
-        sent = files.size(path) != len(data)
+        resend = self.spool.is_resend(key)  # asked for again: the server's copy is not enough
+        sent = resend or files.size(path) != len(data)
         if not sent:
             self.stats.files_found_on_server += 1
             log.info("circular10_file_already_on_server", extra={"file": path})
@@ -311,8 +364,9 @@ class Circular10Uplink:
                 self.stats.files_sent_direct += 1
         if sent:
             self.stats.files_sent += 1
-            log.info("circular10_file_sent", extra={"file": path, "bytes": len(data)})
-        self.spool.mark_sent(key)
+            log.info("circular10_file_sent", extra={"file": path, "bytes": len(data),
+                                                    "resend": resend})
+        self.spool.mark_sent(key, self.clock())
         self.stats.last_sent = name
         return sent
 
