@@ -95,9 +95,16 @@ def _fingerprint(args: argparse.Namespace) -> int:
 
 
 def _write_bundle(path: Path, data: bytes) -> None:
-    from provisioning.securefs import write_replace
+    from provisioning.securefs import write_public
 
-    write_replace(path, data, mode=0o644)
+    write_public(path, data, "The station is registered: the same command again writes the "
+                 "same bundle")
+
+
+def _check_out(path: Path) -> None:
+    from provisioning.securefs import check_out_folder
+
+    check_out_folder(path)
 
 
 def _enrol(args: argparse.Namespace) -> int:
@@ -105,6 +112,7 @@ def _enrol(args: argparse.Namespace) -> int:
     from provisioning.signed import iso
 
     centre = authority.load(_dir(args))
+    _check_out(args.out)
     issued = authority.enrol(
         centre, args.request.read_bytes(), str(args.request),
         broker=args.broker, valid_days=args.valid_days,
@@ -126,6 +134,7 @@ def _rekey(args: argparse.Namespace) -> int:
     from provisioning.signed import iso
 
     centre = authority.load(_dir(args))
+    _check_out(args.out)
     issued = authority.rekey(
         centre, args.request.read_bytes(), str(args.request), " ".join(args.station_fingerprint),
         broker=args.broker, valid_days=args.valid_days,
@@ -149,6 +158,7 @@ def _rotate(args: argparse.Namespace) -> int:
     from centre import authority
 
     centre = authority.load(_dir(args))
+    _check_out(args.out)
     issued = authority.rotate(
         centre, args.request.read_bytes(), str(args.request), broker=args.broker,
         valid_days=args.valid_days,

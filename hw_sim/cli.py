@@ -10,13 +10,17 @@ Both default to the same control socket (:func:`default_control`), so the two co
 person types in two terminals find each other without a path to copy. It is per user: in
 ``$XDG_RUNTIME_DIR`` (private to the user already) or else ``/tmp/quantrac-sim-<uid>.sock``,
 so two users' simulators never meet. One user's second simulator on the default path is
-refused with the first one's name and pid (``hw_sim.server``): it needs its own ``--control``.
+refused with the first one's name and pid (``hw_sim.server``) when its ``--control`` was given;
+on the default path it runs without a control socket and logs why (two simulators for two
+buses must not fail each other; only the second one's faults cannot be switched).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import logging
 import os
 import signal
 import tempfile
@@ -26,6 +30,8 @@ from pathlib import Path
 from typing import Any
 
 from hw_sim.faults import FAULTS
+
+log = logging.getLogger("quantrac.hw_sim.cli")
 
 
 def default_control() -> Path:
@@ -50,8 +56,10 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     st.add_argument("--pty-link", default=None, help="path of the pty end clients open")
     st.add_argument("--baud", type=int, default=None,
                     help="emulate the wire time of an RTU line at this baud rate")
-    st.add_argument("--control", type=Path, default=default_control(),
-                    help="Unix socket for `quantrac sim fault` (default %(default)s)")
+    st.add_argument("--control", type=Path, default=None,
+                    help="Unix socket for `quantrac sim fault` (default "
+                         f"{default_control()}; when another simulator serves that one, "
+                         "this one runs without, and says so)")
     st.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
     st.set_defaults(func=_station, logs_always=True)  # a service: its log is its output
 
@@ -68,7 +76,7 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
 
 
 def _station(args: argparse.Namespace) -> int:
-    from hw_sim.server import running_station
+    from hw_sim.server import ControlSocketInUse, running_station
 
     tcp_port = args.tcp_port if args.tcp_port is not None or not args.pty else None
     if args.tcp_port is None and not args.pty:
@@ -80,8 +88,23 @@ def _station(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    with running_station(args.config, tcp_port=tcp_port, pty=args.pty, baud=args.baud,
-                         control=args.control, pty_link=args.pty_link) as sim:
+    def serve(control: Path | None) -> contextlib.AbstractContextManager[Any]:
+        return running_station(args.config, tcp_port=tcp_port, pty=args.pty, baud=args.baud,
+                               control=control, pty_link=args.pty_link)
+
+    with contextlib.ExitStack() as stack:
+        try:
+            sim = stack.enter_context(serve(args.control or default_control()))
+        except ControlSocketInUse as exc:
+            if args.control is not None:  # asked for by name: the person must choose another
+                raise
+            # the default is taken by another simulator (two buses, two simulators): this one
+            # still serves its analysers; only its faults cannot be switched
+            log.warning("sim_control_default_taken", extra={
+                "reason": str(exc), "effect": "this simulator runs without a control socket; "
+                "`quantrac sim fault` reaches the other one; give --control PATH to switch "
+                "this one's faults"})
+            sim = stack.enter_context(serve(None))
         print(json.dumps(sim.endpoints()), flush=True)
         stop.wait(args.duration)
     return 0

@@ -97,13 +97,6 @@ def _state_dir(args: argparse.Namespace) -> Path:
     return args.state_dir if args.state_dir is not None else DEFAULT_STATE_DIR
 
 
-def _write_out(path: Path, data: bytes) -> None:
-    """The request goes to a USB stick: public content, written whole or not at all."""
-    from provisioning.securefs import write_replace
-
-    write_replace(path, data, mode=0o644)
-
-
 def _ask(question: str, yes: bool, refusal: str) -> None:
     """Go on if ``--yes`` or the installer answers y at the terminal; else raise, nothing done.
 
@@ -192,8 +185,16 @@ def _init(args: argparse.Namespace) -> int:
         lines, refusal = _strand_warning(old, station_id)
         print("\n".join(lines), flush=True)
         _ask("start a new identity?", args.yes, refusal)
+    from provisioning.securefs import check_out_folder, write_public
+
+    check_out_folder(args.out)
     result = identity.init(state_dir, station_id, force=args.force)
-    _write_out(args.out, result.request)
+    write_public(args.out, result.request, "The keys are made: run the same command again "
+                 "to write the same request")
+    if result.written_again:
+        print(f"this state dir already holds station {station_id}'s identity, not enrolled "
+              "yet: its enrolment request is written again (the same keys; the centre "
+              "answers it as the same request)")
     if result.moved_aside is not None:
         print(f"previous identity kept in {result.moved_aside}")
     print(f"station id:      {result.station_id}   <== check it against the station's label "
@@ -287,9 +288,12 @@ def _show(args: argparse.Namespace) -> int:
 
 def _rotate(args: argparse.Namespace) -> int:
     from provisioning import identity
+    from provisioning.securefs import check_out_folder, write_public
 
+    check_out_folder(args.out)
     result = identity.rotate(_state_dir(args))
-    _write_out(args.out, result.request)
+    write_public(args.out, result.request, "The new key is pending: run the same command "
+                 "again to write the same request")
     if result.reused:
         print(f"a rotation to key {result.new_key_id.hex()} was already pending; "
               "its request is written again")

@@ -4,6 +4,7 @@ Everything the daemon and the MQTT uplink need comes from ``load(state_dir)``. L
 is 0700, every file 0600)::
 
     station.json            station id, active and pending key ids, hardware serial
+    request.json            the enrolment request ``init`` wrote, kept to write it again
     station-<keyid>.key     Ed25519 signing keys (PKCS#8 PEM), one file per key, never rewritten
     tls.key, tls.csr        the broker TLS client key (ECDSA P-256) and its CSR
     bundle.json             the centre's verified bundle, as received
@@ -56,7 +57,8 @@ log = logging.getLogger("quantrac.provisioning.identity")
 STATE_FORMAT = "quantrac-station/1"
 DEFAULT_STATE_DIR = Path(os.environ.get("QUANTRAC_STATE_DIR", "/var/lib/quantrac"))
 
-_IDENTITY_FILES = ("station.json", "tls.key", "tls.csr", "bundle.json", "ca.crt", "tls.crt")
+_IDENTITY_FILES = ("station.json", "tls.key", "tls.csr", "bundle.json", "ca.crt", "tls.crt",
+                   "request.json")
 
 
 @dataclass(frozen=True)
@@ -96,6 +98,7 @@ class InitResult:
     key_fingerprint: str
     hardware_serial: str | None
     moved_aside: Path | None
+    written_again: bool = False  # the identity existed: its stored request, not a new one
 
 
 @dataclass(frozen=True)
@@ -140,6 +143,44 @@ def existing(state_dir: Path) -> Existing | None:
     )
 
 
+_REQUEST_FILE = "request.json"
+
+
+def existing_identity_text(state_dir: Path) -> str:
+    """``station X's identity, enrolled`` or ``..., not enrolled``: what a refusal must say so
+    the installer can tell a typo (another id, not enrolled: ``--force`` is harmless) from a
+    working station (enrolled: ``--force`` strands it)."""
+    old = existing(state_dir)
+    if old is None or old.station_id is None:
+        return "a station identity"
+    state = ("enrolled at the centre: --force strands it until the centre approves a re-key"
+             if old.enrolled else "not enrolled here yet: --force is harmless unless the "
+             "centre enrolled its request")
+    return f"station {old.station_id}'s identity, {state}"
+
+
+def _request_again(state_dir: Path, station_id: str) -> InitResult | None:
+    """The stored request of a not yet enrolled identity of ``station_id``, or None.
+
+    Why: the installer's stick with the request can be lost, or the request's folder was
+    missing, after the keys were made. Nothing is wrong with those keys, and a *new* identity
+    would make the centre see a second request for the same id; writing the very same request
+    again (same nonce, same keys) is what the centre's re-issue recognises if it already
+    enrolled the first copy. An enrolled dir (bundle imported) or another station id is left
+    to the caller's refusal: those need a decision, not a copy.
+    """
+    old = existing(state_dir)
+    stored = state_dir / _REQUEST_FILE
+    if old is None or old.enrolled or old.station_id != station_id or not stored.is_file():
+        return None
+    state = _read_state(state_dir)
+    kid, _ = _key_ids(state)
+    signing = load_ed25519_private(_key_path(state_dir, kid))
+    hw = state.get("hardware_serial")
+    return InitResult(stored.read_bytes(), station_id, kid, fingerprint(signing.public_key()),
+                      hw if isinstance(hw, str) else None, None, written_again=True)
+
+
 def _key_path(state_dir: Path, kid: bytes) -> Path:
     return state_dir / f"station-{kid.hex()}.key"
 
@@ -167,12 +208,17 @@ def init(
     ensure_private_dir(state_dir)
     existing = _existing_identity(state_dir)
     moved: Path | None = None
+    if existing and not force:
+        again = _request_again(state_dir, station_id)
+        if again is not None:
+            return again
     if existing:
         if not force:
             names = ", ".join(p.name for p in existing)
+            held = existing_identity_text(state_dir)
             raise ProvisioningError(
-                f"{state_dir}: already holds a station identity ({names}); refusing to replace "
-                "it. Use --force to start over (the old files are kept in replaced-<time>/)"
+                f"{state_dir}: already holds {held} ({names}); refusing to replace it. Use "
+                "--force to start over (the old files are kept in replaced-<time>/)"
             )
         moved = state_dir / f"replaced-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime(clock()))}"
         n = 0
@@ -205,6 +251,7 @@ def init(
         },
     )
     request = make_enrolment(station_id, signing, csr, hw, now)
+    write_new(state_dir / _REQUEST_FILE, request)
     log.info(
         "station_initialised",
         extra={"station_id": station_id, "key_id": kid.hex(), "hardware_serial": hw},

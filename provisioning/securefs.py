@@ -107,6 +107,30 @@ def write_replace(path: Path, data: bytes, mode: int = 0o600) -> None:
     sync_dir(path.parent)
 
 
+def write_public(path: Path, data: bytes, again: str) -> None:
+    """A request or bundle for the USB stick: public content, written whole or not at all.
+
+    A stick that is not mounted, full or read-only is the installer's to fix; the message
+    names the file and says what running the command again will do (``again``): by then the
+    keys or the registry entry exist, and each command writes the same file again.
+    """
+    try:
+        write_replace(path, data, mode=0o644)
+    except OSError as exc:
+        raise ProvisioningError(
+            f"{path}: cannot write it ({exc.strerror or exc}); is the USB stick mounted and "
+            f"writable? {again}") from None
+
+
+def check_out_folder(path: Path) -> None:
+    """Refuse before anything is made when the file's folder is not there (a stick that is
+    not mounted): ``/media/usb/req.json`` must not leave keys behind and a temp-file error."""
+    if not path.parent.is_dir():
+        raise ProvisioningError(
+            f"{path}: folder {path.parent} does not exist (is the USB stick mounted?); "
+            "nothing was made")
+
+
 def _write_temp(path: Path, data: bytes, mode: int) -> Path:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     with contextlib.suppress(FileNotFoundError):

@@ -77,7 +77,8 @@ def test_reinit_refuses_without_force_and_force_keeps_the_old_keys(tmp_path: Pat
     r = quantrac("provision", "init", "--station-id", "HN-WW-001", "--out",
                  tmp_path / "again.json", "--state-dir", w.state_dir)
     assert r.returncode == 1
-    assert "already holds a station identity" in r.stderr and "--force" in r.stderr
+    assert "already holds station HN-WW-001's identity, enrolled" in r.stderr
+    assert "--force" in r.stderr
     assert {p.name: p.read_bytes() for p in w.state_dir.iterdir() if p.is_file()} == before
     assert not (tmp_path / "again.json").exists()
 

@@ -377,3 +377,38 @@ def test_a_state_dir_of_another_user_says_to_run_as_that_user(tmp_path: Path) ->
     assert f"belongs to user {name} (uid {owner})" in r.stderr
     assert f"`sudo -u {name} quantrac ...`" in r.stderr
     assert list(state_dir.iterdir()) == [] or state_dir == Path("/")
+
+
+def test_a_stick_not_mounted_makes_nothing_and_names_the_folder(tmp_path: Path) -> None:
+    site = Site(tmp_path)
+    missing = tmp_path / "media" / "usb" / "req.json"
+    r = site.station("init", "--station-id", "HN-WW-001", "--out", missing)
+    assert r.returncode == 1
+    assert f"folder {missing.parent} does not exist (is the USB stick mounted?)" in r.stderr
+    assert ".tmp" not in r.stderr and not site.state_dir.exists()  # no keys left behind
+    r = site.centre("enrol", tmp_path / "req.json", "--out", missing)
+    assert r.returncode == 1 and f"folder {missing.parent} does not exist" in r.stderr
+
+
+def test_request_stick_lost_before_the_centre_saw_it_or_after(tmp_path: Path) -> None:
+    """The installer runs the same init again: the same request, not a second identity, so
+    the centre enrols it once and answers a second copy with the same bundle."""
+    site = Site(tmp_path)
+    first = site.stick / "req.json"
+    ok(site.station("init", "--station-id", "HN-WW-001", "--out", first))
+    key_files = sorted(p.name for p in site.state_dir.glob("station-*.key"))
+    again = site.stick / "again.json"
+    out = ok(site.station("init", "--station-id", "HN-WW-001", "--out", again))
+    assert "its enrolment request is written again" in out
+    assert again.read_bytes() == first.read_bytes()
+    assert sorted(p.name for p in site.state_dir.glob("station-*.key")) == key_files
+    ok(site.centre("enrol", first, "--out", site.stick / "bundle.json"))
+    out = ok(site.centre("enrol", again, "--out", site.stick / "bundle2.json"))
+    assert "its bundle is written again" in out
+    ok(site.station("import", site.stick / "bundle2.json", "--centre-fingerprint", site.fp,
+                    "--yes"))
+    site.opens(identity.load(site.state_dir), 1)
+    # another id on the same dir is a decision, not a copy: the refusal says which id it holds
+    r = site.station("init", "--station-id", "HN-WW-002", "--out", site.stick / "x.json")
+    assert r.returncode == 1
+    assert "holds station HN-WW-001's identity, enrolled at the centre" in r.stderr

@@ -1,4 +1,5 @@
-"""`sim station` and `sim fault` meet on a default control socket; a second simulator is refused.
+"""`sim station` and `sim fault` meet on a default control socket; a second simulator on it runs
+without one (and says so), on a socket given by name it is refused.
 
 Each test points $XDG_RUNTIME_DIR at its own directory, which is where the default socket
 lives, so the tests never meet a simulator someone else runs on this machine.
@@ -64,14 +65,21 @@ def test_fault_finds_the_station_on_the_default_socket(
 def test_a_second_station_on_the_same_socket_is_refused_and_the_first_keeps_it(
         tmp_path: Path, station: tuple[subprocess.Popen[str], dict[str, object]]) -> None:
     first, _ = station
-    second = _quantrac(tmp_path, "sim", "station", "--config", str(SIM_CONFIG),
-                       "--duration", "5")
-    assert second.returncode == 1
     sock = tmp_path / "quantrac-sim.sock"
+    second = _quantrac(tmp_path, "sim", "station", "--config", str(SIM_CONFIG),
+                       "--duration", "5", "--control", str(sock))
+    assert second.returncode == 1
     assert f"{sock}: simulated station 'stackgas-demo' (pid {first.pid}) already serves" in (
         second.stderr), second.stderr
     assert "--control" in second.stderr
     assert "Traceback" not in second.stderr
+    # on the default path (not asked for by name) the second one serves its analysers
+    # without a control socket, and its log says so: two buses, two simulators
+    default = _quantrac(tmp_path, "sim", "station", "--config", str(SIM_CONFIG),
+                        "--duration", "0.2")
+    assert default.returncode == 0, default.stderr
+    assert json.loads(default.stdout.splitlines()[0])["control"] is None
+    assert "event=sim_control_default_taken" in default.stderr, default.stderr
     # the first simulator still owns its socket: a fault still reaches it
     out = _quantrac(tmp_path, "sim", "fault", "--unit", "2", "--fault", "slow", "on")
     assert out.returncode == 0, out.stderr
@@ -94,7 +102,8 @@ def test_a_socket_left_by_a_killed_station_is_replaced(tmp_path: Path) -> None:
 def test_a_file_that_is_not_a_socket_is_left_alone(tmp_path: Path) -> None:
     path = tmp_path / "quantrac-sim.sock"
     path.write_text("someone's notes\n")
-    out = _quantrac(tmp_path, "sim", "station", "--config", str(SIM_CONFIG), "--duration", "0.2")
+    out = _quantrac(tmp_path, "sim", "station", "--config", str(SIM_CONFIG), "--duration", "0.2",
+                    "--control", str(path))
     assert out.returncode == 1
     assert f"{path}: exists and is not a socket" in out.stderr, out.stderr
     assert path.read_text() == "someone's notes\n"
