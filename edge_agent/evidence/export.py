@@ -1,10 +1,13 @@
 """``quantrac export``'s work: a period of the outbox as files in a directory, no network.
 
-Circular 10 files are made by the uplink's own renderer
-(:func:`edge_agent.uplinks.circular10.render.render_file`), from the records the uplink reads
-(``Store.windows`` of its window width, the first record of a channel in a window counting),
-into the same dated folders and names under ``circular10/``: byte for byte what was uploaded,
-so an inspector can compare a file on the province's server with the one on the stick.
+Circular 10 files are made by the uplink's own parts: the records it reads (``Store.windows``
+of its window width), grouped by its rule (:func:`~edge_agent.uplinks.circular10.uplink.
+group_windows`: the first record of a channel in a window counts), rendered by its renderer
+(:func:`~edge_agent.uplinks.circular10.render.render_file`) and put under ``circular10/`` at
+the path it uploads to (:func:`~edge_agent.uplinks.circular10.uplink.remote_path`). Nothing
+here decides a file's content or place, so the stick's files cannot drift from the uploaded
+ones: an inspector can compare a file on the province's server with the one on the stick
+byte for byte.
 ``records.csv`` has every field of every record exactly; with ``signed`` the manifest, the
 checkpoints and the key make it verifiable anywhere (formats in
 :mod:`edge_agent.evidence.manifest`).
@@ -30,8 +33,8 @@ from buffer.chain import Signer
 from edge_agent.evidence import manifest as mf
 from edge_agent.uplinks.circular10 import render
 from edge_agent.uplinks.circular10.settings import Circular10Settings
+from edge_agent.uplinks.circular10.uplink import group_windows, remote_path
 from protocol.clock import Clock
-from protocol.model import Record
 
 #: how far beyond the period ``records.csv`` reaches to start and end on a signed checkpoint
 #: (chain positions): the agent signs hourly, which is at most a few thousand records
@@ -49,26 +52,6 @@ class Exported:
     signed: bool
 
 
-def windows_of(held: Sequence[tuple[int, Record]]) -> Iterator[tuple[int, list[Record]]]:
-    """Records (by start, then seq, as ``Store.windows`` gives them) grouped into windows;
-    a channel twice in a window: the first record stored counts, as in the uplink (a later
-    one is what a clock step back made of a window already stored)."""
-    window: dict[str, Record] = {}
-    current: int | None = None
-    for _, rec in held:
-        if current is not None and rec.start != current:
-            yield current, list(window.values())
-            window = {}
-        current = rec.start
-        window.setdefault(rec.channel, rec)
-    if current is not None:
-        yield current, list(window.values())
-
-
-def _join(*parts: str) -> str:
-    return "/".join(p.strip("/") for p in parts if p.strip("/"))
-
-
 def circular10_files(store: Store, settings: Circular10Settings, start_from: float,
                      end_until: float) -> Iterator[tuple[str, bytes, list[tuple[int, str]]]]:
     """(path under ``circular10/``, bytes, (seq, line hash) per line) of every file the
@@ -77,7 +60,7 @@ def circular10_files(store: Store, settings: Circular10Settings, start_from: flo
     w = settings.window_s
     held = store.windows(w, start_from=start_from, end_until=end_until)
     seq_of = {id(rec): seq for seq, rec in held}
-    for start, records in windows_of(held):
+    for start, records in group_windows(held):
         f = render.render_file(settings.receiver, tz, start, w, records)
         if f.lines == 0:  # every line left out by the profile: the uplink sends no file
             continue
@@ -89,7 +72,8 @@ def circular10_files(store: Store, settings: Circular10Settings, start_from: flo
         seqs = [seq_of[id(r)] for r in owners] if len(owners) == len(hashes) else \
             [0] * len(hashes)
         lines = list(zip(seqs, hashes, strict=True))
-        yield _join(mf.CIRCULAR10_DIR, settings.directory, f.path), f.data, lines
+        server_path = remote_path(settings, f.name)[1].lstrip("/")
+        yield f"{mf.CIRCULAR10_DIR}/{server_path}", f.data, lines
 
 
 def _span(store: Store, start_from: float, end_until: float,
