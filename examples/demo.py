@@ -492,8 +492,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                "--channel", FAULT_CHANNEL)
         note("A window is valid when at least 75% of its expected samples are (rule "
              "coverage_75). offline: the analyser was silent (nearly) all the window; "
-             "coverage n/m < 75%: too few valid samples; partial: the agent started or "
-             "stopped mid-window. --wide adds the counts, status and flags.")
+             "coverage n/m < 75%: too few valid samples (the first windows after the agent "
+             "starts count what it missed); partial: the agent stopped mid-window. --wide "
+             "adds the counts, status and flags.")
         say("every channel in the minute the flowmeter went silent")
         minute = dt.datetime.fromtimestamp(plan.fault_on, ZoneInfo(ZONE)).replace(
             second=0, microsecond=0)
