@@ -8,6 +8,7 @@ move-aside of a corrupt file), ``transaction``, ``StoreFullError``; ``buffer.row
 """
 
 from buffer.db import StoreFullError, open_checked, transaction
-from buffer.store import OutboxStatus, Pruned, Store
+from buffer.store import OUTBOX_NAME, OutboxStatus, Pruned, Store
 
-__all__ = ["OutboxStatus", "Pruned", "Store", "StoreFullError", "open_checked", "transaction"]
+__all__ = ["OUTBOX_NAME", "OutboxStatus", "Pruned", "Store", "StoreFullError", "open_checked",
+           "transaction"]

@@ -137,6 +137,9 @@ LEGAL_RETENTION_S = 60 * DAY  # Circular 10/2021/TT-BTNMT art. 39: the logger ke
 #: 3: records.chain_n and records.link, the checkpoints table, meta chain_head
 SCHEMA_VERSION = 3
 APPLICATION_ID = 0x5154_4F42  # "QTOB": PRAGMA application_id of a quantrac outbox
+#: the outbox's file name in the agent's ``state_dir``: the agent, and every command that
+#: reads a station's outbox from its config (history, export, circular10, outbox import)
+OUTBOX_NAME = "outbox.sqlite"
 #: bytes one record costs in the file (row, seq index entries, page slack), measured with
 #: 10-character channels and units; tests/test_buffer_safety.py checks it against a real file
 BYTES_PER_RECORD = 250

@@ -35,7 +35,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import asdict, replace
 from typing import TYPE_CHECKING, Any
 
-from buffer import Store, chain
+from buffer import OUTBOX_NAME, Store, chain
 from buffer.chain import Signer
 from buffer.db import StoreFullError
 from buffer.store import ForeignDatabaseError
@@ -64,7 +64,6 @@ log = logging.getLogger("quantrac.edge_agent.agent")
 
 TICK_S = 1.0
 MAX_HELD_RECORDS = 500_000  # records kept in memory while the disk is full (~ weeks)
-OUTBOX_NAME = "outbox.sqlite"
 #: the outbox's reserve for a stop on a full disk: ~16 000 spilled records (JSON lines)
 RESERVE_BYTES = 2 * 1024 * 1024
 

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import shutil
 
-from buffer.store import BYTES_PER_RECORD
+from buffer.store import BYTES_PER_RECORD, OUTBOX_NAME
 from edge_agent.config.model import StationConfig, records_per_day
 from edge_agent.config.reader import Problem
-from edge_agent.daemon.agent import OUTBOX_NAME, RESERVE_BYTES
+from edge_agent.daemon.agent import RESERVE_BYTES
 
 
 def retention_capacity(cfg: StationConfig) -> tuple[Problem | None, str]:

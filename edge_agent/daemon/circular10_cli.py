@@ -89,8 +89,8 @@ class _Station:
 
 def _station(config: Path | None) -> _Station:
     """The config's Circular 10 settings and its spool (refused by name when missing)."""
+    from buffer import OUTBOX_NAME
     from edge_agent.config.reader import load_config
-    from edge_agent.daemon.agent import OUTBOX_NAME
     from edge_agent.uplinks.circular10.settings import Circular10Settings
     from edge_agent.uplinks.circular10.uplink import SPOOL_NAME, Spool
 

@@ -49,9 +49,9 @@ def thresholds(cfg: StationConfig) -> dict[int, float]:
 
 
 def _history(args: argparse.Namespace) -> int:
+    from buffer import OUTBOX_NAME
     from buffer.outbox_read import OutboxReader
     from edge_agent.config.reader import load_config
-    from edge_agent.daemon.agent import OUTBOX_NAME
     from protocol import record_view
 
     zone_name, limits = args.zone, None

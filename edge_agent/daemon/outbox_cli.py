@@ -33,10 +33,9 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
 
 
 def _recover(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
-    from buffer import Store
+    from buffer import OUTBOX_NAME, Store
     from buffer.store import ForeignDatabaseError
     from edge_agent.config.reader import load_config
-    from edge_agent.daemon.agent import OUTBOX_NAME
 
     cfg = load_config(args.config, station_required=False)
     a = cfg.agent

@@ -26,11 +26,10 @@ from zoneinfo import ZoneInfo
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
+from buffer import OUTBOX_NAME
 from edge_agent.evidence.verify import KeyLookup
 from protocol.cli_error import CommandError, UsageError
 from protocol.envelope import key_id
-
-OUTBOX_NAME = "outbox.sqlite"  # as edge_agent.daemon.agent.OUTBOX_NAME (the room above us)
 
 
 def register_export(sub: argparse._SubParsersAction[Any]) -> None:
