@@ -34,6 +34,7 @@ from protocol.cli_error import CommandError, UsageError
 from protocol.safe_text import escape_controls as shown
 
 if TYPE_CHECKING:
+    from edge_agent.uplinks.circular10.resend import ResendPlan
     from edge_agent.uplinks.circular10.settings import Circular10Settings
     from edge_agent.uplinks.circular10.uplink import Spool
 
@@ -304,8 +305,12 @@ def _resend(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
     if not todo.files:
         print("nothing queued", file=out)
         return 0
-    _confirm(f"queue {len(todo.files)} file(s) for {period}?", args.yes,
-             f"resend {period}: not queued")
+    # the installer's confirm step (a terminal answers, a pipe does not): one way to ask
+    from provisioning.cli import _ask as confirm
+
+    confirm(f"queue {len(todo.files)} file(s) for {period}?", args.yes,
+            f"resend {period}: nothing queued; check the period above and pass --yes to go "
+            "ahead")
     queued = resend.queue(st.spool, todo)
     print(f"queued {queued} file(s) in {st.spool.pending}: the running agent sends them at "
           f"its next cycle (within {st.settings.interval_s / 60:g} min), oldest first"
@@ -313,7 +318,7 @@ def _resend(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
     return 0
 
 
-def _describe(todo: Any, st: _Station, period: str, out: TextIO) -> None:
+def _describe(todo: ResendPlan, st: _Station, period: str, out: TextIO) -> None:
     w = st.settings.window_s
     print(f"resend {period} to {shown(st.settings.server)}", file=out)
     if todo.files:
@@ -337,19 +342,3 @@ def _describe(todo: Any, st: _Station, period: str, out: TextIO) -> None:
 def _pacing(settings: Circular10Settings) -> str:
     pace = settings.receiver.files_per_minute
     return f", {pace:g} file(s) a minute (receiver.files_per_minute)" if pace > 0 else ""
-
-
-def _confirm(question: str, yes: bool, refusal: str) -> None:
-    """Go on if ``--yes`` or the operator answers y at a terminal; an answer piped in was not
-    typed by someone who read the question, so without a terminal it refuses."""
-    if yes:
-        return
-    if not sys.stdin.isatty():
-        raise CommandError(f"{refusal}: no terminal to ask on; check the period above and "
-                           "pass --yes to go ahead")
-    try:
-        answer = input(f"{question} [y/N] ")
-    except EOFError:
-        answer = ""
-    if answer.strip().lower() not in ("y", "yes"):
-        raise CommandError(f"{refusal}: not confirmed (answer y to go ahead)")
