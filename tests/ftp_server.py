@@ -16,12 +16,17 @@ for each protected data connection, whether its session was resumed.
 ``perm`` is the account's pyftpdlib permissions: :data:`FULL` by default; :data:`UPLOAD_ONLY`
 is what many provinces give a station (list, make folders, store; no rename, no delete), and
 :data:`NO_MKDIR` one that may not even make its dated folders.
+
+``on_rename``, when set, is called in the server's thread with the new path once a rename is
+done on disk and before the client is answered: a test can SIGKILL the client at the one moment
+when the server has the file under its final name and the client cannot know it yet.
 """
 
 from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,6 +34,7 @@ from typing import Any
 from OpenSSL import SSL
 from OpenSSL._util import lib as _ossl  # SSL_session_reused: pyOpenSSL has no public call
 from pyftpdlib.authorizers import DummyAuthorizer  # type: ignore[import-untyped]
+from pyftpdlib.filesystems import AbstractedFS  # type: ignore[import-untyped]
 from pyftpdlib.handlers import (  # type: ignore[import-untyped]
     FTPHandler,
     TLS_DTPHandler,
@@ -93,6 +99,7 @@ class FtpServer:
         self.require_session_reuse = require_session_reuse
         self.tls12_only = tls12_only  # session-id / TLS 1.2 ticket resumption, not TLS 1.3's
         self.journal = Journal()
+        self.on_rename: Callable[[str], None] | None = None
         self._server: Any = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -110,6 +117,14 @@ class FtpServer:
                     self._resp = ("522 SSL connection failed: session reuse required", logger.info)
                     self._error = True  # close at once, no TLS shutdown
                     self.close()
+
+        server = self
+
+        class Files(AbstractedFS):  # type: ignore[misc]
+            def rename(self, src: str, dst: str) -> None:
+                super().rename(src, dst)
+                if server.on_rename is not None:  # done on disk, not answered yet
+                    server.on_rename(dst)
 
         base: Any = FTPHandler
         if self.tls is not None:
@@ -134,6 +149,7 @@ class FtpServer:
         auth = DummyAuthorizer()
         auth.add_user(USER, PASSWORD, str(self.home), perm=self.perm)
         Handler.authorizer = auth
+        Handler.abstracted_fs = Files
         Handler.passive_ports = None
         self._server = FTPServer(("127.0.0.1", self.port), Handler, ioloop=IOLoop())
         self.port = self._server.address[1]
