@@ -255,3 +255,80 @@ def _same_meaning(files: dict[str, bytes], original: dict[str, bytes]) -> bool:
     compared with it)."""
     rest = set(original) - {mf.PUBLIC_KEY}
     return rest <= set(files) and all(files[k].strip() == original[k].strip() for k in rest)
+
+
+def test_verify_without_a_trusted_key_says_consistent_not_authentic(pristine: Path,
+                                                                   tmp_path: Path) -> None:
+    # whoever rewrites an export can sign it with their own key and ship that key: an export
+    # made from scratch by another key is as consistent as the station's own
+    forged = make_export(tmp_path, Ed25519PrivateKey.generate())
+    for export_dir in (pristine, forged):
+        got = run_verify(str(export_dir))
+        assert got.returncode == 4, got.stdout + got.stderr
+        assert "consistent, but NOT authenticated: give --public-key (from the station or " \
+            "the centre) or --registry" in got.stdout
+        assert "AUTHENTIC:" not in got.stdout and "FAIL" not in got.stdout
+    assert not verify(read_export(pristine), None).authentic
+    assert verify(read_export(pristine), key_a).authentic  # type: ignore[arg-type]
+    got = run_verify(str(forged), "--public-key", str(pem(KEY_A, tmp_path / "a.pub")))
+    assert got.returncode == 1 and "NOT AUTHENTIC" in got.stdout
+
+
+def _deleted_export(tmp: Path, first_chain: int, last_chain: int, *,
+                    signed_genesis: bool = True, period: tuple[int, int] = (0, 20)) -> Path:
+    """A signed export after the records at chain positions first..last were deleted from
+    the outbox behind its back (as a full disk gives them up: no checkpoint)."""
+    import sqlite3
+
+    signer = Signer(STATION_ID, KEY_A)
+    path = tmp / "outbox.sqlite"
+    store = Store(path, lambda: T0 + 86400.0, signer=signer if signed_genesis else None)
+    for i in range(10):
+        store.append([rec(i, c) for c in ("COD", "TSS", "pH")])
+    store.close()
+    store = Store(path, lambda: T0 + 86400.0, signer=signer)
+    for i in range(10, 20):
+        store.append([rec(i, c) for c in ("COD", "TSS", "pH")])
+    store.checkpoint()
+    store.close()
+    with sqlite3.connect(path) as conn:
+        conn.execute("DELETE FROM records WHERE chain_n BETWEEN ? AND ?",
+                     (first_chain, last_chain))
+    out = tmp / "export"
+    with Store(path, lambda: T0 + 86400.0, signer=signer) as store:
+        export(store, out, T0 + 300 * period[0], T0 + 300 * period[1], formats=["csv"],
+               signer=signer, clock=lambda: T0 + 86400.0)
+    return out
+
+
+def test_records_deleted_without_a_checkpoint_are_told_in_words(tmp_path: Path) -> None:
+    from edge_agent.evidence.verify import UNCHECKABLE
+
+    report = check(read_export(_deleted_export(tmp_path, 10, 12)))
+    gone = [f for f in report.findings if f.kind == REMOVED]
+    assert len(gone) == 1 and gone[0].text.startswith(
+        "3 record(s), chain 10..12: no longer on the station, and no checkpoint signed at the "
+        "time says what they were")
+    assert "given up when the station's disk was full, or deleted by someone" in gone[0].text
+    # the record after them is not called altered: its predecessor's link is gone with them
+    after = [f for f in report.findings if f.line is not None]
+    assert [(f.line, f.kind) for f in after] == [(11, UNCHECKABLE)]  # chain 13: after 1..9
+    assert "(chain 13)" in after[0].text and "deleted on the station with no signed " \
+        "checkpoint" in after[0].text
+    assert report.authentic_records == 60 - 3 - 1
+
+
+def test_an_export_whose_first_record_lost_its_predecessor_says_so(tmp_path: Path) -> None:
+    from edge_agent.evidence.verify import UNCHECKABLE
+
+    # no signed checkpoint before the period (the first records were stored before the
+    # station had a key), and the record just before it is gone: nothing holds its link
+    out = _deleted_export(tmp_path, 25, 30, signed_genesis=False, period=(10, 20))
+    files = read_export(out)
+    assert mf.Manifest.from_bytes(files[mf.MANIFEST]).anchor == b""
+    report = check(files)
+    assert [(f.path, f.line, f.kind) for f in report.findings] == [
+        (mf.RECORDS, 2, UNCHECKABLE)]
+    assert "(chain 31)" in report.findings[0].text and "the records before it (up to chain " \
+        "30) are no longer on the station" in report.findings[0].text
+    assert report.authentic_records == 29

@@ -10,6 +10,12 @@ an inspector's laptop with a copy of ``centre.db`` must not have it changed (``R
 opens read-write and creates its schema). ``tests/test_verify.py`` reads a registry that
 ``centre.registry.Registry`` wrote, so the two cannot drift apart unseen. Every key a
 station ever had counts, retired ones too: an old checkpoint was signed by the key of its day.
+
+``verify``'s exit code is the verdict, for a script as for a person: ``0`` authentic (checked
+with a key from outside the export), ``1`` not authentic (a ``FAIL`` line per problem) or the
+command could not run (one error line on stderr), ``4`` consistent but not authenticated (no
+problem found, but only the key shipped inside the export was there to check it with, and
+anyone who rewrites an export can ship their own key).
 """
 
 from __future__ import annotations
@@ -30,6 +36,10 @@ from buffer import OUTBOX_NAME
 from edge_agent.evidence.verify import KeyLookup
 from protocol.cli_error import CommandError, UsageError
 from protocol.envelope import key_id
+from provisioning.keys import fingerprint
+
+#: ``quantrac verify``'s exit codes (module docstring)
+AUTHENTIC, NOT_AUTHENTIC, NOT_AUTHENTICATED = 0, 1, 4
 
 
 def register_export(sub: argparse._SubParsersAction[Any]) -> None:
@@ -57,7 +67,8 @@ def register_export(sub: argparse._SubParsersAction[Any]) -> None:
 
 def register_verify(sub: argparse._SubParsersAction[Any]) -> None:
     p = sub.add_parser("verify", help="check a signed export: which files and records are "
-                                      "authentic, altered, removed or inserted")
+                                      "authentic, altered, removed or inserted; exit 0 "
+                                      "authentic, 1 not, 4 consistent but no trusted key given")
     p.add_argument("export", type=Path, help="the export directory")
     key = p.add_mutually_exclusive_group()
     key.add_argument("--public-key", type=Path, help="the station's public key (PEM)")
@@ -189,7 +200,19 @@ def _verify(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
         print(f"ok: {note}", file=out)
     for finding in report.findings:
         print(f"FAIL {finding}", file=out)
-    print(f"{args.export}: {'AUTHENTIC' if report.ok else 'NOT AUTHENTIC'}: "
-          f"{report.authentic_files} file(s) and {report.authentic_records} record(s) "
-          f"authentic, {len(report.findings)} problem(s)", file=out)
-    return 0 if report.ok else 1
+    counts = (f"{report.authentic_files} file(s) and {report.authentic_records} record(s) "
+              f"agree with the signed manifest, {len(report.findings)} problem(s)")
+    if not report.ok:
+        print(f"{args.export}: NOT AUTHENTIC: {counts}", file=out)
+        return NOT_AUTHENTIC
+    if report.authentic:
+        print(f"{args.export}: AUTHENTIC: {counts}", file=out)
+        return AUTHENTIC
+    shipped = report.shipped_key
+    print(f"{args.export}: consistent, but NOT authenticated: give --public-key (from the "
+          "station or the centre) or --registry (the centre's registry file); the key inside "
+          "the export proves only that its holder signed it"
+          + (f" (its fingerprint {fingerprint(shipped)}: compare with the station key "
+             "fingerprint `quantrac provision show` prints on the station)"
+             if shipped is not None else "") + f"; {counts}", file=out)
+    return NOT_AUTHENTICATED

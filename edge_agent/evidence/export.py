@@ -137,7 +137,7 @@ def export(store: Store, out: Path, start_from: float, end_until: float, *,
         m = mf.Manifest(
             station_id=signer.station_id, key_id=signer.key_id, period_from=period[0],
             period_to=period[1], made_at=clock(), first=lo, last=hi,
-            anchor=anchor if anchor is not None else bytes(32),
+            anchor=anchor if anchor is not None else b"",
             links=tuple((n, seq, link) for n, seq, _, link in rows), gaps=tuple(gaps),
             files=tuple(entries))
         data = m.to_bytes()

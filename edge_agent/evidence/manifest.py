@@ -142,7 +142,7 @@ class Manifest:
     made_at: float
     first: int  # chain position of the first record in records.csv
     last: int  # ... and of the last
-    anchor: bytes  # link_{first - 1}
+    anchor: bytes  # link_{first - 1}; empty: gone from the station (nothing kept it)
     links: tuple[tuple[int, int, bytes], ...]  # (n, seq, link) of every record, chain order
     gaps: tuple[tuple[int, int], ...]  # chain positions no longer held in the outbox
     files: tuple[FileEntry, ...]

@@ -11,7 +11,17 @@ manifest is signed by the station key; the checkpoints, signed by the same key w
 records were stored, must agree with the manifest at their positions, so a manifest re-made
 later over changed records is caught by the older signatures. The key itself must come from
 outside the export (``--public-key`` or the centre's registry): a key shipped inside it only
-proves that *someone* signed it, so without one the report says so and trusts nothing more.
+proves that *someone* signed it. Whoever rewrites an export can re-sign it with a key of their
+own and ship that key, so with only the shipped key the best answer is "consistent": the
+files agree with a manifest signed by the key in ``station.pub``. :attr:`Report.trusted` says
+which answer this is, and ``quantrac verify`` gives "consistent, but not authenticated" its
+own exit code, never the one of "authentic".
+
+Where the station deleted records, the words say what an inspector can conclude: retention
+deletes old records after signing a checkpoint of the link they end on, so the records after
+them still check; records given up on a full disk (or deleted by someone) leave no such
+checkpoint, and the record just after them cannot be checked (its link starts from one that
+is gone), nor can the first one when the export has no link before it (``anchor`` empty).
 """
 
 from __future__ import annotations
@@ -43,6 +53,7 @@ REORDERED = "re-ordered"
 KEY = "key"
 UNREADABLE = "unreadable"
 UNTRUSTED = "untrusted"
+UNCHECKABLE = "cannot be checked"
 
 
 @dataclass(frozen=True)
@@ -63,10 +74,20 @@ class Report:
     notes: list[str] = field(default_factory=list)  # what was checked and found sound
     authentic_records: int = 0
     authentic_files: int = 0
+    #: the manifest's signature was checked with a key from outside the export
+    trusted: bool = False
+    #: the key ``station.pub`` holds, when it is one (for its fingerprint)
+    shipped_key: Ed25519PublicKey | None = None
 
     @property
     def ok(self) -> bool:
+        """Nothing in the export contradicts its signed manifest (see ``authentic``)."""
         return not self.findings
+
+    @property
+    def authentic(self) -> bool:
+        """Consistent *and* signed by a key from outside the export: the station's."""
+        return self.ok and self.trusted
 
     def add(self, path: str, line: int | None, kind: str, text: str) -> None:
         self.findings.append(Finding(path, line, kind, text))
@@ -105,13 +126,15 @@ def _manifest_key(files: Mapping[str, bytes], m: mf.Manifest, data: bytes,
             shipped = None
         if shipped is None:
             report.add(mf.PUBLIC_KEY, None, UNREADABLE, "not an Ed25519 public key (PEM)")
+    report.shipped_key = shipped
     kid = m.key_id.hex()
     if keys is None:
         public = shipped
         if public is not None:
             report.notes.append(f"checked against the key inside the export only (key id "
-                                f"{key_id(public).hex()}): give --public-key or --registry "
-                                "to know it is the station's")
+                                f"{key_id(public).hex()}): it proves only that the holder of "
+                                "that key signed this; give --public-key or --registry to "
+                                "know it is the station's")
             if key_id(public) != m.key_id:
                 report.add(mf.PUBLIC_KEY, None, KEY, f"key id {key_id(public).hex()}, but the "
                            f"manifest names key id {kid}")
@@ -136,6 +159,7 @@ def _manifest_key(files: Mapping[str, bytes], m: mf.Manifest, data: bytes,
                    f"id {key_id(public).hex()}: the manifest was changed or signed by "
                    "another key")
         return None
+    report.trusted = keys is not None
     report.notes.append(f"manifest signed by station {shown(m.station_id)}, key id "
                         f"{key_id(public).hex()}")
     return public
@@ -248,15 +272,29 @@ def _records(files: Mapping[str, bytes], m: mf.Manifest, checkpoints: dict[int, 
     path = mf.RECORDS
     expected = {n: (seq, link) for n, seq, link in m.links}
     gap_ends = {b for _, b in m.gaps}
+    # an export whose first record's predecessor was gone wrote no anchor (older ones: 32 zero
+    # bytes, which is the genesis link only before chain 1)
+    anchor = m.anchor if len(m.anchor) == chain.LINK_SIZE and (
+        m.first <= 1 or m.anchor != chain.GENESIS) else None
 
     def prev_link(n: int) -> bytes | None:
         if n == m.first:
-            return m.anchor
+            return anchor
         if n - 1 in expected:
             return expected[n - 1][1]
         if n - 1 in gap_ends and n - 1 in checkpoints:
             return checkpoints[n - 1].link
         return None
+
+    def why_unchecked(n: int) -> str:
+        if n == m.first:
+            return (f"the records before it (up to chain {n - 1}) are no longer on the "
+                    "station and nothing kept the link it was chained to, so its own content "
+                    "cannot be checked; the records after it are checked against it")
+        return (f"the records just before it (ending at chain {n - 1}) were deleted on the "
+                "station with no signed checkpoint (see that finding), so the link it was "
+                "chained to is gone and its own content cannot be checked; the records after "
+                "it are checked against it")
 
     text = data.decode("utf-8", errors="replace")
     rows = csv.reader(text.splitlines())
@@ -284,8 +322,13 @@ def _records(files: Mapping[str, bytes], m: mf.Manifest, checkpoints: dict[int, 
                 continue
             prev = prev_link(n)
             want_seq, want = expected[n]
+            if prev is None:
+                report.add(path, number, UNCHECKABLE, f"{what}: {why_unchecked(n)}")
+                seen.add(n)
+                last_n = max(last_n, n)
+                continue
             try:
-                ok = prev is not None and seq == want_seq and chain.link(prev, n, seq, rec) == want
+                ok = seq == want_seq and chain.link(prev, n, seq, rec) == want
             except (OverflowError, ValueError, UnicodeEncodeError):  # fields no record has
                 ok = False
             if not ok:
@@ -304,12 +347,16 @@ def _records(files: Mapping[str, bytes], m: mf.Manifest, checkpoints: dict[int, 
     for n in sorted(set(expected) - seen):
         report.add(path, None, REMOVED, f"seq {expected[n][0]} (chain {n}) is missing")
     for a, b in m.gaps:
+        count = f"{b - a + 1} record(s), chain {a}..{b}"
         if b in checkpoints:
-            report.notes.append(f"chain {a}..{b} pruned on the station, attested by a signed "
-                                "checkpoint")
+            report.notes.append(f"{count}: deleted on the station by retention (old records); "
+                                "a checkpoint signed then vouches for the records after them")
         else:
-            report.add(path, None, REMOVED, f"chain {a}..{b} was deleted on the station with "
-                       "no signed checkpoint attesting it")
+            report.add(path, None, REMOVED, f"{count}: no longer on the station, and no "
+                       "checkpoint signed at the time says what they were. Retention signs "
+                       "one when it deletes old records; these were not deleted that way: "
+                       "given up when the station's disk was full, or deleted by someone. "
+                       "What they held cannot be shown")
     if report.authentic_records:
         report.notes.append(f"{report.authentic_records} record(s) authentic (chain "
                             f"{m.first}..{m.last})")
