@@ -10,6 +10,10 @@ directory; numba itself is imported lazily on the first aggregation.
   ``.close_all(now)``; ``StreamingRollup`` the same for records.
 * rules: ``COVERAGE_75`` (default), ``CFR_60_13_H`` (15-minute quadrants), ``ValidityRule``.
 * stack gas: ``normalise_record``, ``normalise_values`` with a ``Normalisation``.
+* wind: ``aggregate_wind(t, direction, status, speed=...)`` -> ``WindStats`` (vector mean
+  direction, scalar and vector mean speed, NaN with a reason when calm or cancelled).
+* rolling: ``rolling_channel(channel, unit, hourly, rolling=ROLLING_8H)`` (the 8-hour CO/O3
+  average of ambient air), ``rolling_arrays(...)`` -> ``RollingStats``.
 """
 
 from edge_agent.averaging.batch import (
@@ -37,8 +41,16 @@ from edge_agent.averaging.normalise import (
     normalise_record,
     normalise_values,
 )
+from edge_agent.averaging.rolling import (
+    ROLLING_8H,
+    Rolling,
+    RollingStats,
+    rolling_arrays,
+    rolling_channel,
+)
 from edge_agent.averaging.rules import CFR_60_13_H, COVERAGE_75, RULES, ValidityRule
 from edge_agent.averaging.streaming import StreamChannel, StreamingAverager, StreamingRollup
+from edge_agent.averaging.wind import WindStats, aggregate_wind
 from edge_agent.averaging.windows import DEFAULT_UTC_OFFSET_S, utc_offset_for
 
 __all__ = [
@@ -46,11 +58,14 @@ __all__ = [
     "COVERAGE_75",
     "DEFAULT_UTC_OFFSET_S",
     "MOLAR_MASS_G_PER_MOL",
+    "ROLLING_8H",
     "RULES",
     "AveragingError",
     "InputError",
     "Normalisation",
     "O2RangeError",
+    "Rolling",
+    "RollingStats",
     "StreamChannel",
     "StreamingAverager",
     "StreamingRollup",
@@ -58,13 +73,17 @@ __all__ = [
     "UnknownUnitError",
     "UnsortedTimesError",
     "ValidityRule",
+    "WindStats",
     "WindowError",
     "WindowStats",
     "aggregate",
+    "aggregate_wind",
     "configure_cache",
     "molar_volume",
     "normalise_record",
     "normalise_values",
+    "rolling_arrays",
+    "rolling_channel",
     "rollup",
     "rollup_arrays",
     "rollup_channel",

@@ -144,3 +144,169 @@ def window_stats(  # type: ignore[no-untyped-def]
             valid[k] = verdict
         i = j
     return n_samples, n_valid, mean, vmin, vmax, std, valid, dominant
+
+
+# Why a direction window has no direction (``wind.py`` names them; ``reference.py`` mirrors).
+WIND_OK = 0
+WIND_NO_DATA = 1  # no valid point in the window
+WIND_CALM = 2  # speed-weighted, and every valid speed was 0: no direction exists
+WIND_CANCELLED = 3  # the vectors cancel (90 and 270 deg): any angle would be noise
+CANCEL_RATIO = 1e-9  # resultant length / total weight below this counts as cancelled
+DEG = math.pi / 180.0
+
+
+@njit(cache=True)
+def wind_stats(  # type: ignore[no-untyped-def]
+    t, direction, speed, status, use_speed, start0, width, n_windows, min_valid
+):
+    """Vector mean of wind directions (degrees) into ``n_windows`` windows of ``width`` s.
+
+    A point is valid when its status is MEASURING, its direction is finite and in [0, 360]
+    and, with ``use_speed``, its speed is finite and >= 0. Each valid point adds the vector
+    ``w * (sin d, cos d)`` (east, north), ``w`` its speed with ``use_speed``, else 1 (the
+    unit-vector mean). Per window: the direction of the summed vector in [0, 360) (atan2 of
+    the sums; -0.0 and 360 fold to 0), the resultant ratio ``|sum| / sum w`` (1: steady, 0:
+    no prevailing direction), with speeds the scalar mean speed and the vector mean speed
+    ``|sum of speed vectors| / n``, counts, validity (``n_valid >= min_valid`` and a
+    direction exists), the dominant status as ``window_stats`` counts it, and the reason code
+    when there is no direction (NaN): no data, calm, or cancelled.
+    """
+    n_samples = np.zeros(n_windows, np.int64)
+    n_valid = np.zeros(n_windows, np.int64)
+    mean_dir = np.full(n_windows, np.nan)
+    ratio = np.full(n_windows, np.nan)
+    scalar_speed = np.full(n_windows, np.nan)
+    vector_speed = np.full(n_windows, np.nan)
+    valid = np.zeros(n_windows, np.bool_)
+    dominant = np.full(n_windows, OFFLINE, np.int8)
+    reason = np.full(n_windows, WIND_NO_DATA, np.int8)
+    counts = np.zeros(N_STATUS, np.int64)
+    end_all = start0 + n_windows * width
+    n = t.shape[0]
+    i = 0
+    while i < n and t[i] < start0:
+        i += 1
+    while i < n and t[i] < end_all:
+        k = _window_of(t[i], start0, width)
+        we = start0 + k * width + width
+        counts[:] = 0
+        c = 0
+        east = 0.0
+        north = 0.0
+        weight = 0.0
+        j = i
+        while j < n and t[j] < we:
+            s = status[j]
+            counts[s] += 1
+            d = direction[j]
+            w = speed[j] if use_speed else 1.0
+            if s == 0 and math.isfinite(d) and 0.0 <= d <= 360.0 and math.isfinite(w) \
+                    and w >= 0.0:
+                c += 1
+                east += w * math.sin(d * DEG)
+                north += w * math.cos(d * DEG)
+                weight += w
+            j += 1
+        n_samples[k] = j - i
+        n_valid[k] = c
+        best = 0
+        for s in range(1, N_STATUS):
+            if counts[s] > counts[best]:
+                best = s
+        dominant[k] = best
+        if c > 0:
+            length = math.sqrt(east * east + north * north)
+            if use_speed:
+                scalar_speed[k] = weight / c
+                vector_speed[k] = length / c
+            if weight == 0.0:
+                reason[k] = WIND_CALM
+            elif length <= CANCEL_RATIO * weight:
+                reason[k] = WIND_CANCELLED
+                ratio[k] = length / weight
+            else:
+                a = math.atan2(east, north) / DEG
+                if a < 0.0:
+                    a += 360.0
+                if a >= 360.0 or a == 0.0:
+                    a = 0.0
+                mean_dir[k] = a
+                ratio[k] = length / weight
+                reason[k] = WIND_OK
+                valid[k] = c >= min_valid
+        i = j
+    return (n_samples, n_valid, mean_dir, ratio, scalar_speed, vector_speed, valid, dominant,
+            reason)
+
+
+@njit(cache=True)
+def rolling_stats(  # type: ignore[no-untyped-def]
+    child_start, mean, ok, status, child_width, end0, n_out, span, min_valid
+):
+    """Rolling means of ``span`` consecutive child windows (hourly means -> 8-hour means).
+
+    Output ``k`` covers ``[end0 + k*child_width - span*child_width, end0 + k*child_width)``,
+    i.e. the ``span`` children ending at ``end_k``; children are sorted by start with no start
+    repeated. Its points are the valid children (``ok`` and a finite mean): their mean
+    (summed oldest first), min, max and population std of the children's means, the count,
+    validity ``n_valid >= min_valid``, and the dominant status of the children present
+    (OFFLINE when none is). Each output loops over its own children, so the sums are the
+    reference's to the last bit; ``span`` is small (8), so that costs little.
+    """
+    n_valid = np.zeros(n_out, np.int64)
+    n_present = np.zeros(n_out, np.int64)
+    out_mean = np.full(n_out, np.nan)
+    vmin = np.full(n_out, np.nan)
+    vmax = np.full(n_out, np.nan)
+    std = np.full(n_out, np.nan)
+    valid = np.zeros(n_out, np.bool_)
+    dominant = np.full(n_out, OFFLINE, np.int8)
+    counts = np.zeros(N_STATUS, np.int64)
+    n = child_start.shape[0]
+    lo = 0
+    hi = 0
+    for k in range(n_out):
+        we = end0 + k * child_width
+        ws = we - span * child_width
+        while lo < n and child_start[lo] < ws:
+            lo += 1
+        if hi < lo:
+            hi = lo
+        while hi < n and child_start[hi] < we:
+            hi += 1
+        counts[:] = 0
+        c = 0
+        total = 0.0
+        mn = np.inf
+        mx = -np.inf
+        for j in range(lo, hi):
+            counts[status[j]] += 1
+            v = mean[j]
+            if ok[j] and math.isfinite(v):
+                c += 1
+                total += v
+                if v < mn:
+                    mn = v
+                if v > mx:
+                    mx = v
+        n_present[k] = hi - lo
+        n_valid[k] = c
+        if hi > lo:
+            best = 0
+            for s in range(1, N_STATUS):
+                if counts[s] > counts[best]:
+                    best = s
+            dominant[k] = best
+        if c > 0:
+            m = total / c
+            ss = 0.0
+            for j in range(lo, hi):
+                v = mean[j]
+                if ok[j] and math.isfinite(v):
+                    ss += (v - m) * (v - m)
+            out_mean[k] = m
+            vmin[k] = mn
+            vmax[k] = mx
+            std[k] = math.sqrt(ss / c)
+            valid[k] = c >= min_valid
+    return n_present, n_valid, out_mean, vmin, vmax, std, valid, dominant

@@ -109,3 +109,136 @@ def window_stats(
             per_part[int((t[i] - ws) // part_width)] += 1
         out.valid[k] = len(good) >= min_valid and all(n >= min_per_part for n in per_part)
     return out
+
+
+WIND_OK = 0
+WIND_NO_DATA = 1
+WIND_CALM = 2
+WIND_CANCELLED = 3
+CANCEL_RATIO = 1e-9
+DEG = math.pi / 180.0
+
+
+@dataclass
+class RefWind:
+    n_samples: list[int]
+    n_valid: list[int]
+    direction: list[float]
+    ratio: list[float]
+    scalar_speed: list[float]
+    vector_speed: list[float]
+    valid: list[bool]
+    dominant: list[int]
+    reason: list[int]
+
+
+def wind_stats(
+    t: Sequence[float],
+    direction: Sequence[float],
+    speed: Sequence[float] | None,
+    status: Sequence[int],
+    start0: int,
+    width: int,
+    n_windows: int,
+    min_valid: int,
+) -> RefWind:
+    """Reference of ``kernels.wind_stats`` (``speed=None``: the unit-vector mean)."""
+    members: dict[int, list[int]] = {}
+    for i, ti in enumerate(t):
+        k = window_of(ti, start0, width)
+        if 0 <= k < n_windows:
+            members.setdefault(k, []).append(i)
+    nan = math.nan
+    out = RefWind(
+        [0] * n_windows, [0] * n_windows, [nan] * n_windows, [nan] * n_windows,
+        [nan] * n_windows, [nan] * n_windows, [False] * n_windows, [OFFLINE] * n_windows,
+        [WIND_NO_DATA] * n_windows,
+    )  # fmt: skip
+    for k, idx in members.items():
+        out.n_samples[k] = len(idx)
+        counts = [0] * N_STATUS
+        for i in idx:
+            counts[int(status[i])] += 1
+        out.dominant[k] = max(range(N_STATUS), key=lambda s: (counts[s], -s))
+
+        def weight_of(i: int) -> float:
+            return 1.0 if speed is None else float(speed[i])
+
+        good = [
+            i for i in idx
+            if int(status[i]) == 0 and math.isfinite(direction[i]) and 0 <= direction[i] <= 360
+            and math.isfinite(weight_of(i)) and weight_of(i) >= 0
+        ]  # fmt: skip
+        out.n_valid[k] = len(good)
+        if not good:
+            continue
+        east = north = weight = 0.0
+        for i in good:
+            east += weight_of(i) * math.sin(direction[i] * DEG)
+            north += weight_of(i) * math.cos(direction[i] * DEG)
+            weight += weight_of(i)
+        length = math.sqrt(east * east + north * north)  # as the kernel: not hypot's rounding
+        if speed is not None:
+            out.scalar_speed[k] = weight / len(good)
+            out.vector_speed[k] = length / len(good)
+        if weight == 0.0:
+            out.reason[k] = WIND_CALM
+            continue
+        out.ratio[k] = length / weight
+        if length <= CANCEL_RATIO * weight:
+            out.reason[k] = WIND_CANCELLED
+            continue
+        angle = math.atan2(east, north) / DEG
+        if angle < 0.0:
+            angle += 360.0
+        out.direction[k] = 0.0 if angle >= 360.0 or angle == 0.0 else angle
+        out.reason[k] = WIND_OK
+        out.valid[k] = len(good) >= min_valid
+    return out
+
+
+def rolling_stats(
+    child_start: Sequence[float],
+    mean: Sequence[float],
+    ok: Sequence[bool],
+    status: Sequence[int],
+    child_width: int,
+    end0: int,
+    n_out: int,
+    span: int,
+    min_valid: int,
+) -> RefWindows:
+    """Reference of ``kernels.rolling_stats``: each output from its own list of children
+    (``n_samples`` holds the children present)."""
+    nan = math.nan
+    out = RefWindows(
+        [0] * n_out, [0] * n_out, [nan] * n_out, [nan] * n_out, [nan] * n_out, [nan] * n_out,
+        [False] * n_out, [OFFLINE] * n_out,
+    )  # fmt: skip
+    for k in range(n_out):
+        end = end0 + k * child_width
+        begin = end - span * child_width
+        present = [i for i, s in enumerate(child_start) if begin <= s < end]
+        out.n_samples[k] = len(present)
+        if present:
+            counts = [0] * N_STATUS
+            for i in present:
+                counts[int(status[i])] += 1
+            out.dominant[k] = max(range(N_STATUS), key=lambda s: (counts[s], -s))
+        good = [mean[i] for i in present if ok[i] and math.isfinite(mean[i])]
+        out.n_valid[k] = len(good)
+        if not good:
+            continue
+        total = 0.0
+        for v in good:
+            total += v
+        m = total / len(good)
+        ss = 0.0
+        for v in good:
+            ss += (v - m) * (v - m)
+        out.mean[k] = m
+        out.std[k] = math.sqrt(ss / len(good))
+        out.vmin[k] = min(good)
+        out.vmax[k] = max(good)
+        out.valid[k] = len(good) >= min_valid
+    return out
