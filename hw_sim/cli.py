@@ -1,7 +1,8 @@
 """`quantrac sim`: serve a simulated station, and switch its faults while it runs.
 
-``quantrac sim station --config FILE [--tcp-port N] [--pty] [--baud 9600] [--control SOCKET]``
-prints one JSON line first (``{"tcp_port": ..., "pty": ..., "control": ..., "units": ...}``)
+``quantrac sim station --config FILE [--tcp-port N] [--pty] [--rtu-tcp-port N] [--baud 9600]
+[--control SOCKET]`` prints one JSON line first (``{"tcp_port": ..., "pty": ...,
+"rtu_tcp_port": ..., "control": ..., "units": ...}``)
 so a test or the demo can read where to connect, then serves until interrupted (or for
 ``--duration`` seconds). ``quantrac sim fault [--control SOCKET] --unit U --fault NAME on|off``
 switches a fault on a running station.
@@ -54,6 +55,9 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
                          "unless only --pty is given)")
     st.add_argument("--pty", action="store_true", help="serve the RTU units on a socat pty pair")
     st.add_argument("--pty-link", default=None, help="path of the pty end clients open")
+    st.add_argument("--rtu-tcp-port", type=int, default=None,
+                    help="also serve the RTU units as raw RTU frames on this TCP port on "
+                         "127.0.0.1, as a serial device server does (0 picks a free one)")
     st.add_argument("--baud", type=int, default=None,
                     help="emulate the wire time of an RTU line at this baud rate")
     st.add_argument("--control", type=Path, default=None,
@@ -90,7 +94,8 @@ def _station(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, on_signal)
     def serve(control: Path | None) -> contextlib.AbstractContextManager[Any]:
         return running_station(args.config, tcp_port=tcp_port, pty=args.pty, baud=args.baud,
-                               control=control, pty_link=args.pty_link)
+                               control=control, pty_link=args.pty_link,
+                               rtu_tcp_port=args.rtu_tcp_port)
 
     with contextlib.ExitStack() as stack:
         try:

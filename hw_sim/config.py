@@ -9,6 +9,10 @@
     profile = "wastewater_multi"   # a built-in profile, or a path to a .toml (relative to here)
     unit = 1                       # Modbus unit id, unique per transport
     transports = ["tcp", "rtu"]    # served over Modbus TCP, the RTU pty bus, or both
+                                   # (the rtu units are also behind --rtu-tcp-port)
+    coils = 4                      # optional: coils 0..3 (FC01/05/15), all off at start
+    discrete_inputs = 4            # optional: inputs 0..3 (FC02); input i reads coil i,
+                                   # as a sampler's busy contact follows its trigger relay
     seed = 11                      # optional: the signals are a function of (seed, channel, t)
     calibration = { every_minutes = 60, seconds = 120, offset_seconds = 0 }   # optional
 
@@ -82,6 +86,8 @@ class DeviceConfig:
     seed: int = 0
     calibration: Calibration | None = None
     faults: tuple[ScheduledFault, ...] = ()
+    coils: int = 0
+    discrete_inputs: int = 0
 
 
 @dataclass(frozen=True)
@@ -126,7 +132,7 @@ def parse_station(doc: Mapping[str, Any], src: str = "<config>") -> SimStationCo
 
 def _device(d: Any, path: str, r: Reader) -> DeviceConfig:
     d = r.table(d, path, {"name", "profile", "unit", "transports", "seed", "calibration",
-                             "fault"})
+                             "fault", "coils", "discrete_inputs"})
     name = r.get(d, "name", path, "str")
     ref = r.get(d, "profile", path, "str")
     try:
@@ -141,6 +147,9 @@ def _device(d: Any, path: str, r: Reader) -> DeviceConfig:
         raise r.error(f"{path}.transports", transports,
                       "a non-empty list of 'tcp' and/or 'rtu'")
     seed = r.get(d, "seed", path, "int", unit)
+    bits = {key: r.get(d, key, path, "int", 0, check=lambda v: 0 <= v <= 0x10000,
+                       expected="a count of bits in 0..65536") for key in
+            ("coils", "discrete_inputs")}
     calibration = None
     if "calibration" in d:
         cpath = f"{path}.calibration"
@@ -157,7 +166,8 @@ def _device(d: Any, path: str, r: Reader) -> DeviceConfig:
     for j, f in enumerate(r.get(d, "fault", path, "list", [])):
         faults.append(_fault(f, f"{path}.fault[{j}]", r))
     return DeviceConfig(name=name, profile=profile, unit=unit, transports=tuple(transports),
-                        seed=seed, calibration=calibration, faults=tuple(faults))
+                        seed=seed, calibration=calibration, faults=tuple(faults),
+                        coils=bits["coils"], discrete_inputs=bits["discrete_inputs"])
 
 
 def _fault(f: Any, path: str, r: Reader) -> ScheduledFault:

@@ -1,10 +1,19 @@
-"""The simulated station on real transports: Modbus TCP on loopback, Modbus RTU on a pty pair.
+"""The simulated station on real transports: Modbus TCP on loopback, Modbus RTU on a pty pair,
+and RTU frames on a TCP socket through an emulated serial device server.
 
 The RTU line is a ``socat`` pty pair: the simulator opens one end with pyserial, the client
 (the poller, pymodbus, mbpoll) opens the other, exactly as it would open /dev/ttyUSB0. Several
 unit ids share that one bus; the simulator answers only its own and stays silent for others.
 With ``baud`` set, no response is written before the request and the response would have taken
 on a real line at that rate (drivers.modbus wire time), so a pty behaves like a 9600-baud bus.
+
+A serial device server (an RS-485-to-Ethernet converter in TCP server mode) is emulated as
+one: the station's RTU units are served on a pty pair of their own, and the converter
+(:class:`SerialDeviceServer`) opens the other end as its UART and relays bytes, unframed,
+between it and every TCP client, as the common 1-2 port converters do (what the line says
+goes to every connected client; what any client sends goes onto the line). So a master
+reaching it meets exactly what it would through the real box: the same RTU slave, the same
+line timing (``baud``), and no MBAP header.
 
 A control channel (a Unix socket taking one JSON object per line) lets another process switch
 faults while the station runs: ``quantrac sim fault`` speaks it. Two simulators must not share
@@ -235,6 +244,63 @@ class RtuBus(threading.Thread):
             self.port.close()
 
 
+class SerialDeviceServer(threading.Thread):
+    """A TCP listener relaying raw bytes to and from one serial line (a pty end), unframed."""
+
+    def __init__(self, path: str, port: int, stop: threading.Event) -> None:
+        super().__init__(name="hw_sim-serial-device-server", daemon=True)
+        self.stop = stop
+        self.line = serial.Serial(path, baudrate=9600, timeout=0)
+        self.listener = socket.create_server(("127.0.0.1", port))
+        self.port: int = self.listener.getsockname()[1]
+        self.clients: list[socket.socket] = []
+
+    def run(self) -> None:
+        line = self.line.fileno()
+        try:
+            while not self.stop.is_set():
+                watched = [self.listener, line, *self.clients]
+                readable, _, _ = select.select(watched, [], [], _POLL)
+                for r in readable:
+                    if r is self.listener:
+                        conn, _ = self.listener.accept()
+                        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                        self.clients.append(conn)
+                    elif r == line:
+                        data = self.line.read(max(1, self.line.in_waiting))
+                        for c in list(self.clients):
+                            try:
+                                c.sendall(data)
+                            except OSError:
+                                self._forget(c)
+                    else:
+                        assert isinstance(r, socket.socket)
+                        try:
+                            data = r.recv(4096)
+                        except OSError:
+                            data = b""
+                        if data:
+                            self.line.write(data)
+                        else:
+                            self._forget(r)
+        except (OSError, serial.SerialException) as exc:
+            if not self.stop.is_set():
+                log.error("serial_device_server_failed", extra={"reason": str(exc)})
+        finally:
+            self.close()
+
+    def _forget(self, conn: socket.socket) -> None:
+        with contextlib.suppress(ValueError):
+            self.clients.remove(conn)
+        conn.close()
+
+    def close(self) -> None:
+        for c in list(self.clients):
+            self._forget(c)
+        self.listener.close()
+        self.line.close()
+
+
 # --------------------------------------------------------------------------- control
 
 class _ControlHandler(socketserver.StreamRequestHandler):
@@ -350,6 +416,7 @@ class RunningStation:
         self.station = station
         self.tcp_port: int | None = None
         self.pty_path: str | None = None
+        self.rtu_tcp_port: int | None = None
         self.control_path: str | None = None
 
     def set_fault(self, unit: int, fault: str, on: bool = True, *, code: int = 4,
@@ -367,7 +434,8 @@ class RunningStation:
 
     def endpoints(self) -> dict[str, Any]:
         """The machine-readable description ``quantrac sim station`` prints first."""
-        return {"tcp_port": self.tcp_port, "pty": self.pty_path, "control": self.control_path,
+        return {"tcp_port": self.tcp_port, "pty": self.pty_path,
+                "rtu_tcp_port": self.rtu_tcp_port, "control": self.control_path,
                 "units": {d.name: {"unit": d.unit, "profile": d.profile.name,
                                    "transports": list(d.transports)}
                           for d in self.station.config.devices}}
@@ -377,11 +445,14 @@ class RunningStation:
 def running_station(config: SimStationConfig | str | Path, *, tcp_port: int | None = 0,
                     pty: bool = False, baud: int | None = None, clock: Clock = time.time,
                     control: str | Path | None = None,
-                    pty_link: str | Path | None = None) -> Iterator[RunningStation]:
+                    pty_link: str | Path | None = None,
+                    rtu_tcp_port: int | None = None) -> Iterator[RunningStation]:
     """Serve ``config`` until the block exits; everything is stopped and joined on exit.
 
     ``tcp_port=0`` picks a free loopback port, None serves no TCP; ``pty=True`` creates a socat
-    pty pair (``sim.pty_path`` is the end to open); ``baud`` turns on wire-time emulation.
+    pty pair (``sim.pty_path`` is the end to open); ``baud`` turns on wire-time emulation;
+    ``rtu_tcp_port`` (0: a free one) serves the RTU units through a serial device server on
+    a pty pair of its own (``sim.rtu_tcp_port``).
     """
     if not isinstance(config, SimStationConfig):
         config = load_station(config)
@@ -393,6 +464,8 @@ def running_station(config: SimStationConfig | str | Path, *, tcp_port: int | No
     ctl: _ControlServer | None = None
     pair: PtyPair | None = None
     bus: RtuBus | None = None
+    pairs: list[PtyPair] = []
+    ports: list[RtuBus | SerialDeviceServer] = []  # what holds a port open until started
     started = False
     try:
         if control is not None:  # first: a taken socket refuses before anything has started
@@ -410,11 +483,19 @@ def running_station(config: SimStationConfig | str | Path, *, tcp_port: int | No
             sim.pty_path = pair.client_path
             bus = RtuBus(station, pair.sim_path, baud, stop)
             threads.append(bus)
+        if rtu_tcp_port is not None:
+            converter_line = PtyPair()
+            pairs.append(converter_line)
+            ports.append(RtuBus(station, converter_line.sim_path, baud, stop))
+            ports.append(SerialDeviceServer(converter_line.client_path, rtu_tcp_port, stop))
+            sim.rtu_tcp_port = ports[-1].port
+            threads.extend(ports)
         for th in threads:
             th.start()
         started = True
         log.info("sim_started", extra={"station": config.name, "tcp_port": sim.tcp_port,
-                                       "pty": sim.pty_path, "baud": baud})
+                                       "pty": sim.pty_path, "rtu_tcp_port": sim.rtu_tcp_port,
+                                       "baud": baud})
         yield sim
     finally:
         stop.set()
@@ -428,8 +509,15 @@ def running_station(config: SimStationConfig | str | Path, *, tcp_port: int | No
                 th.join(5)
         if bus is not None and not started:
             bus.port.close()
+        for held in ports if not started else ():  # a started thread closes its own
+            if isinstance(held, RtuBus):
+                held.port.close()
+            else:
+                held.close()
         if pair is not None:
             pair.close()
+        for p in pairs:
+            p.close()
         if control is not None and ctl is not None:
             Path(control).unlink(missing_ok=True)
         log.info("sim_stopped", extra={"station": config.name})

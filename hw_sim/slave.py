@@ -6,14 +6,17 @@ must be injected at the byte level (a broken CRC, random bytes, a late answer).
 
 Register space of a device: for each function, every address between the lowest and the highest
 register its profile uses is readable (unused words read 0, as on most analysers, so the
-planner may bridge gaps); anything outside is exception 02; functions other than 03/04 are
-exception 01; a count outside 1..125 is exception 03.
+planner may bridge gaps); anything outside is exception 02; a count outside 1..125 is
+exception 03. A device with ``coils`` / ``discrete_inputs`` also answers FC01/05/15 and FC02 on
+them (a sampler's trigger relay and its contacts: discrete input i reads coil i); every other
+function is exception 01.
 """
 
 from __future__ import annotations
 
 import logging
 import random
+import struct
 import threading
 import time
 from dataclasses import dataclass, field
@@ -61,6 +64,7 @@ class Served:
 class _State:
     faults: dict[str, F.FaultSpec] = field(default_factory=dict)
     served: Served | None = None
+    coils: list[bool] = field(default_factory=list)
     received: int = 0
     answered: int = 0
 
@@ -105,7 +109,7 @@ class SimStation:
         self._lock = threading.Lock()
         self._devices = {d.unit: d for d in config.devices}
         self._spans = {d.unit: _spans(d) for d in config.devices}
-        self._state = {d.unit: _State() for d in config.devices}
+        self._state = {d.unit: _State(coils=[False] * d.coils) for d in config.devices}
         self._rng = random.Random(0x5157)
 
     # ----------------------------------------------------------------- control
@@ -138,6 +142,11 @@ class SimStation:
         with self._lock:
             st = self._state[unit]
             return st.received, st.answered
+
+    def coils(self, unit: int) -> list[bool]:
+        """The coils of ``unit`` as the last write left them."""
+        with self._lock:
+            return list(self._state[unit].coils)
 
     def units(self, transport: str) -> list[int]:
         return sorted(u for u, d in self._devices.items() if transport in d.transports)
@@ -180,9 +189,41 @@ class SimStation:
 
     # ----------------------------------------------------------------- requests
 
+    def _bits(self, unit: int, req: ReadRequest) -> bytes | int:
+        """The response PDU to a coil or discrete-input request, or an exception code.
+
+        Discrete input i reads coil i (the relay's feedback contact); inputs past the last
+        coil read 0.
+        """
+        device = self._devices[unit]
+        fn = req.function
+        size = device.discrete_inputs if fn == modbus.READ_DISCRETE_INPUTS else device.coils
+        if not size:  # a device without coils (or inputs) does not know the function
+            return modbus.ILLEGAL_FUNCTION
+        count = 1 if fn == modbus.WRITE_COIL else req.count
+        limit = modbus.MAX_WRITE_COILS if fn == modbus.WRITE_COILS else modbus.MAX_BIT_COUNT
+        bad_coil = fn == modbus.WRITE_COIL and req.count not in (modbus.COIL_ON, modbus.COIL_OFF)
+        bad_bytes = fn == modbus.WRITE_COILS and len(req.data) != (count + 7) // 8
+        if not 1 <= count <= limit or bad_coil or bad_bytes:
+            return modbus.ILLEGAL_DATA_VALUE
+        if req.address + count > size:
+            return modbus.ILLEGAL_DATA_ADDRESS
+        request = struct.pack(">BHH", fn, req.address, req.count)
+        with self._lock:
+            coils = self._state[unit].coils
+            if fn == modbus.WRITE_COIL:
+                coils[req.address] = req.count == modbus.COIL_ON
+                return modbus.write_response_pdu(request)
+            if fn == modbus.WRITE_COILS:
+                coils[req.address:req.address + count] = modbus.unpack_bits(req.data, count)
+                return modbus.write_response_pdu(request)
+            padded = coils + [False] * max(0, req.address + count - len(coils))
+            return modbus.read_bits_response_pdu(fn, padded[req.address:req.address + count])
+
     def _answer(self, unit: int, req: ReadRequest, transport: str
-                ) -> tuple[str, list[int] | int | None, float, F.FaultSpec | None]:
-        """(kind, payload, delay, corrupting fault): kind is 'data', 'exception' or 'silent'."""
+                ) -> tuple[str, list[int] | bytes | int | None, float, F.FaultSpec | None]:
+        """(kind, payload, delay, corrupting fault): kind is 'data' (words), 'pdu' (a whole
+        response PDU), 'exception' or 'silent'."""
         t = self.clock()
         active = self.active_faults(unit, t)
         with self._lock:
@@ -191,6 +232,13 @@ class SimStation:
             return "silent", None, 0.0, None
         delay = active["slow"].delay if "slow" in active else 0.0
         corrupt = active.get("garbage") or active.get("crc_error")
+        if req.function in (*modbus.BIT_READ_FUNCTIONS, modbus.WRITE_COIL, modbus.WRITE_COILS):
+            if "exception" in active:
+                return "exception", active["exception"].code, delay, corrupt
+            answer = self._bits(unit, req)
+            if isinstance(answer, int):
+                return "exception", answer, delay, corrupt
+            return "pdu", answer, delay, corrupt
         if req.function not in modbus.READ_FUNCTIONS:
             return "exception", modbus.ILLEGAL_FUNCTION, delay, corrupt
         if not 1 <= req.count <= modbus.MAX_READ_COUNT:
@@ -243,6 +291,9 @@ class SimStation:
         if kind == "exception":
             assert isinstance(payload, int)
             out = modbus.rtu_exception_response(req.unit, req.function, payload)
+        elif kind == "pdu":
+            assert isinstance(payload, bytes)
+            out = modbus.rtu_frame(req.unit, payload)
         else:
             assert isinstance(payload, list)
             out = modbus.rtu_read_response(req.unit, req.function, payload)
@@ -272,6 +323,9 @@ class SimStation:
         if kind == "exception":
             assert isinstance(payload, int)
             out = modbus.tcp_exception_response(tid, unit, req.function, payload)
+        elif kind == "pdu":
+            assert isinstance(payload, bytes)
+            out = modbus.tcp_adu(tid, unit, payload)
         else:
             assert isinstance(payload, list)
             out = modbus.tcp_read_response(tid, unit, req.function, payload)
