@@ -36,11 +36,13 @@ import contextlib
 import os
 import pwd
 import re
+import shutil
 import signal
 import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 SSHD = "/usr/sbin/sshd"  # an absolute path: sshd re-executes itself for each connection
@@ -245,6 +247,20 @@ class SshdServer:
                 os.kill(pid, signal.SIGKILL)
         proc.kill()
         proc.wait(10)
+
+
+@contextlib.contextmanager
+def serving(*, refuse_rename: bool = False, extra_host_keys: tuple[str, ...] = ()
+            ) -> Iterator[SshdServer]:
+    """A started server in a fresh :func:`server_dir`; stopped and its folder removed after."""
+    root = server_dir()
+    server = SshdServer(root, refuse_rename=refuse_rename, extra_host_keys=extra_host_keys)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def _free_port() -> int:

@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import os
 import random
-import shutil
 import signal
 import subprocess
 import sys
@@ -47,7 +46,7 @@ from tests.agent_world import StationWorld, station_world
 from tests.ftp_server import FtpServer, make_tls
 from tests.mqtt_world import wait_for
 from tests.receiver_emulation import Receiver
-from tests.sshd_server import SshdServer, remove_account, server_dir
+from tests.sshd_server import SshdServer, remove_account, serving
 from tests.test_uplink_ftp import Clock, closed_starts
 
 pytestmark = pytest.mark.slow
@@ -143,14 +142,8 @@ transport = "sftp"
 
 @pytest.fixture
 def sshd() -> Iterator[SshdServer]:
-    root = server_dir()
-    server = SshdServer(root)
-    server.start()
-    try:
+    with serving() as server:
         yield server
-    finally:
-        server.stop()
-        shutil.rmtree(root, ignore_errors=True)
 
 
 def configure(sw: StationWorld, link: Link) -> StationConfig:

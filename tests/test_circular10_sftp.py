@@ -4,7 +4,6 @@ acts on (LinkDown, PermanentRefusal with its fix, RenameRefused)."""
 
 from __future__ import annotations
 
-import shutil
 import socket
 import subprocess
 import threading
@@ -26,7 +25,7 @@ from tests.sshd_server import (
     SshdServer,
     keygen,
     remove_account,
-    server_dir,
+    serving,
 )
 from tests.test_circular10 import STATION
 from tests.test_uplink_ftp import (
@@ -48,14 +47,8 @@ def _account() -> Iterator[None]:
 
 
 def _server(refuse_rename: bool = False) -> Iterator[SshdServer]:
-    root = server_dir()
-    server = SshdServer(root, refuse_rename=refuse_rename)
-    server.start()
-    try:
+    with serving(refuse_rename=refuse_rename) as server:
         yield server
-    finally:
-        server.stop()
-        shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture
@@ -193,16 +186,10 @@ def test_a_wrong_pinned_key_is_refused_before_login_showing_the_offered_fingerpr
 
 def test_a_server_with_several_host_keys_is_asked_for_the_pinned_kind() -> None:
     """paramiko would take the ed25519 key first; pinned to the RSA one, it must ask for that."""
-    root = server_dir()
-    server = SshdServer(root, extra_host_keys=("rsa", "ecdsa"))
-    server.start()
-    try:
+    with serving(extra_host_keys=("rsa", "ecdsa")) as server:
         for kind in ("rsa", "ecdsa"):
             connect_key(server, host_key=server.extra_host_keys[kind]).close()
         connect_key(server).close()  # the ed25519 pin, as before
-    finally:
-        server.stop()
-        shutil.rmtree(root, ignore_errors=True)
 
 
 def test_a_known_hosts_entry_for_another_port_is_no_pin(sshd: SshdServer) -> None:
