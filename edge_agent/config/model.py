@@ -88,14 +88,17 @@ class PollPolicy:
 
 @dataclass(frozen=True, slots=True)
 class BusConfig:
-    """A ``[[bus]]``: a serial line (``serial``) or a Modbus TCP endpoint (``host``). Opening
-    it is :func:`edge_agent.poll.build.open_transport`'s job, not this data's."""
+    """A ``[[bus]]``: a serial line (``serial``) or a TCP endpoint (``host``), the latter
+    speaking Modbus TCP (``transport`` "tcp") or raw RTU frames through a serial device server
+    ("rtu-over-tcp"). Opening it is :func:`edge_agent.poll.build.open_transport`'s job, not
+    this data's."""
 
     name: str
     serial: SerialSettings | None = None
     host: str | None = None
     tcp_port: int = 502
     turnaround: float | None = None
+    transport: str = "tcp"
 
 
 @dataclass(frozen=True, slots=True)

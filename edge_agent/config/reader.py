@@ -40,6 +40,7 @@ normalisation and the uplinks::
     name = "plc"
     host = "192.168.1.10"           # or Modbus TCP: host, tcp_port (default 502)
     tcp_port = 502
+    # transport = "rtu-over-tcp"    # a serial device server: raw RTU frames on the socket
 
     [[device]]
     name = "hach"
@@ -314,7 +315,7 @@ def _poll(r: _Reader, doc: Mapping[str, Any], source: Path,
     for i, b in enumerate(r.tables(doc, "bus", "bus")):
         where = f"bus[{i}]"
         b = r.table(b, where, {"name", "port", "baud", "parity", "stopbits", "turnaround",
-                               "host", "tcp_port"})
+                               "host", "tcp_port", "transport"})
         # A bus without a usable name is still checked key by key (its other mistakes are
         # as real, and an installer wants them in the same pass); it is only not registered.
         name = r.get(b, "name", where, "str", check=bool,
@@ -329,6 +330,11 @@ def _poll(r: _Reader, doc: Mapping[str, Any], source: Path,
         if ("port" in b) == ("host" in b):
             r.fail(where, {k: b[k] for k in ("port", "host") if k in b},
                    "either port (serial) or host (TCP), not both")
+            continue
+        if "transport" in b and "port" in b:
+            r.fail(f"{where}.transport", b["transport"],
+                   "no transport on a serial bus (port): transport says what a TCP bus "
+                   "(host) speaks")
             continue
         if "port" in b:
             port = r.get(b, "port", where, "str")
@@ -348,8 +354,13 @@ def _poll(r: _Reader, doc: Mapping[str, Any], source: Path,
             host = r.get(b, "host", where, "str")
             tcp_port = r.get(b, "tcp_port", where, "int", 502, check=lambda v: 1 <= v <= 65535,
                              expected="a TCP port in 1..65535")
-            if name is not None and host is not None and tcp_port is not None:
-                buses[name] = BusConfig(name, host=host, tcp_port=tcp_port)
+            transport = r.get(b, "transport", where, "str", "tcp",
+                              check=lambda v: v in ("tcp", "rtu-over-tcp"),
+                              expected="'tcp' (Modbus TCP) or 'rtu-over-tcp' (a serial device "
+                                       "server passing raw RTU frames)")
+            if None not in (name, host, tcp_port, transport):
+                buses[name] = BusConfig(name, host=host, tcp_port=tcp_port,
+                                        turnaround=turnaround, transport=transport)
     devices: list[tuple[str, Device]] = []
     stranded: list[Device] = []
     names: set[str] = set()

@@ -8,16 +8,19 @@ never when a config is read, checked (``quantrac config check``) or handed to th
 
 from __future__ import annotations
 
-from drivers.transport import RtuTransport, TcpTransport, Transport
+from drivers.transport import RtuOverTcpTransport, RtuTransport, TcpTransport, Transport
 from edge_agent.config.model import BusConfig, PollConfig
 from edge_agent.poll.poller import Bus
 
 
 def open_transport(bus: BusConfig) -> Transport:
-    """A fresh transport for ``bus``: RTU on its serial line, or Modbus TCP to its host."""
+    """A fresh transport for ``bus``: RTU on its serial line, Modbus TCP to its host, or RTU
+    frames to its host (a serial device server)."""
     if bus.serial is not None:
         return RtuTransport(bus.serial, turnaround=bus.turnaround)
     assert bus.host is not None
+    if bus.transport == "rtu-over-tcp":
+        return RtuOverTcpTransport(bus.host, bus.tcp_port, turnaround=bus.turnaround)
     return TcpTransport(bus.host, bus.tcp_port)
 
 
