@@ -157,9 +157,15 @@ def read_request_pdu(function: int, address: int, count: int) -> bytes:
     return struct.pack(">BHH", function, address, count)
 
 
+def _asked(function: int, count: int) -> bytes:
+    """The request PDU a read response is checked against (unvalidated: the parse functions
+    take whatever function and count the caller asked with, and name what came back)."""
+    return struct.pack(">BHH", function & 0xFF, 0, count & 0xFFFF)
+
+
 def parse_read_response_pdu(pdu: bytes, unit: int, function: int, count: int) -> list[int]:
     """Words of a read response PDU; raises for an exception PDU or any mismatch."""
-    return registers_of(check_response_pdu(pdu, read_request_pdu(function, 0, count), unit))
+    return registers_of(check_response_pdu(pdu, _asked(function, count), unit))
 
 
 def read_response_pdu(function: int, words: list[int] | tuple[int, ...]) -> bytes:
@@ -358,12 +364,12 @@ def rtu_response_length(head: bytes, function: int, count: int) -> int | None:
     A normal response is 5 + 2N bytes; an exception response is 5 bytes. Any other function
     byte is garbage: the caller reads until the line goes quiet and lets the parser name it.
     """
-    return rtu_expected_length(struct.pack(">BHH", function, 0, count), head)
+    return rtu_expected_length(_asked(function, count), head)
 
 
 def parse_rtu_read_response(frame: bytes, unit: int, function: int, count: int) -> list[int]:
     """Words of an RTU read response; raises FrameError or ModbusExceptionResponse."""
-    return registers_of(rtu_response_pdu(frame, unit, read_request_pdu(function, 0, count)))
+    return registers_of(rtu_response_pdu(frame, unit, _asked(function, count)))
 
 
 def parse_rtu_request(frame: bytes) -> ReadRequest:
@@ -430,7 +436,7 @@ def tcp_frame_length(header: bytes) -> int:
 def parse_tcp_read_response(adu: bytes, transaction_id: int, unit: int, function: int,
                             count: int) -> list[int]:
     return registers_of(tcp_response_pdu(adu, transaction_id, unit,
-                                         read_request_pdu(function, 0, count)))
+                                         _asked(function, count)))
 
 
 def parse_tcp_request(adu: bytes) -> tuple[int, ReadRequest]:

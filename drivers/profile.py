@@ -29,6 +29,11 @@ Schema (see drivers/profiles/*.toml for complete examples)::
     scale = 1.0                           # engineering = raw * scale + offset
     offset = 0.0
     status = { address = 2, mask = 0xFF00, shift = 8, map = { 0 = "measuring" } }
+    # or a status register of bit flags: each listed bit says a status when set; when several
+    # are set the first in ``priority`` wins (default: the gravest, fault > maintenance >
+    # calibrating, then the lower bit); no listed bit set is ``default`` (here "measuring");
+    # bits not listed (warnings, "service due") are ignored. Not with map, mask or shift.
+    # status = { address = 2, bits = { 0 = "calibrating", 3 = "fault" }, priority = [3, 0] }
 
 Every mistake raises :class:`ProfileError` naming the file, the key path and the value.
 """
@@ -58,7 +63,9 @@ _STATUS_NAMES = {
 _TOP_KEYS = {"name", "model", "description", "max_read", "defaults", "device_status", "channels"}
 _DEFAULT_KEYS = {"function", "dtype", "byte_order", "word_order"}
 _CHANNEL_KEYS = {"address", "unit", "range", "scale", "offset", "status", *_DEFAULT_KEYS}
-_STATUS_KEYS = {"function", "address", "mask", "shift", "map", "default"}
+_STATUS_KEYS = {"function", "address", "mask", "shift", "map", "default", "bits", "priority"}
+# The default priority of bit flags: the graver status wins (decode.worst's order).
+_GRAVITY = (Status.FAULT, Status.MAINTENANCE, Status.CALIBRATING, Status.MEASURING)
 
 
 class ProfileError(ConfigError):
@@ -75,6 +82,12 @@ class StatusSpec:
 
     raw = (word & mask) >> shift; ``mapping`` turns raw into our Status; any raw value the
     maker did not document is ``default`` (normally FAULT: an unknown code is not a reading).
+
+    A register of bit flags (``priority`` not empty) is read differently, because an analyser
+    sets several at once (calibrating while a fault is latched): ``priority`` lists the bits in
+    the order they win, ``mapping`` has ``1 << bit`` for each, ``mask`` is their union, and
+    ``default`` is the status when none is set. The raw values of ``mapping`` are then words
+    with one flag set, so :meth:`raw_for` and the simulator need nothing of their own.
     """
 
     function: int
@@ -83,8 +96,14 @@ class StatusSpec:
     shift: int = 0
     mapping: Mapping[int, Status] = field(default_factory=dict)
     default: Status = Status.FAULT
+    priority: tuple[int, ...] = ()
 
     def status_of(self, word: int) -> Status:
+        if self.priority:
+            for bit in self.priority:
+                if word >> bit & 1:
+                    return self.mapping[1 << bit]
+            return self.default
         return self.mapping.get((word & self.mask) >> self.shift, self.default)
 
     def raw_for(self, status: Status) -> int:
@@ -249,6 +268,8 @@ class _Parser(Reader):
         doc = self.table(doc, path, _STATUS_KEYS)
         function = self.choice(doc, "function", path, (3, 4), function)
         address = self.address(doc, path, 1)
+        if "bits" in doc or "priority" in doc:
+            return self.flag_status(doc, path, function, address)
         mask = self.get(doc, "mask", path, "int", 0xFFFF)
         if not 1 <= mask <= 0xFFFF:
             raise self.error(f"{path}.mask", mask, "a 16-bit mask, 0x0001..0xFFFF")
@@ -273,6 +294,43 @@ class _Parser(Reader):
             mapping[raw] = _STATUS_NAMES[value]
         return StatusSpec(function=function, address=address, mask=mask, shift=shift,
                           mapping=mapping, default=_STATUS_NAMES[default_name])
+
+    def flag_status(self, doc: Mapping[str, Any], path: str, function: int,
+                    address: int) -> StatusSpec:
+        """A status register of bit flags (``bits``, optional ``priority`` and ``default``)."""
+        for key in ("map", "mask", "shift"):
+            if key in doc:
+                raise self.error(f"{path}.{key}", doc[key],
+                                 "no map, mask or shift with bits (a bit flag is its own mask)")
+        raw_bits = self.get(doc, "bits", path, "table")
+        if not raw_bits:
+            raise self.error(f"{path}.bits", {}, "at least one bit, e.g. { 3 = \"fault\" }")
+        mapping: dict[int, Status] = {}
+        for key, value in raw_bits.items():
+            kpath = f"{path}.bits.{key}"
+            try:
+                bit = int(key, 0)
+            except ValueError:
+                raise self.error(kpath, key, "a bit number 0..15 as key") from None
+            if not 0 <= bit <= 15:
+                raise self.error(kpath, bit, "a bit number 0..15")
+            if value not in _STATUS_NAMES or value == "measuring":
+                raise self.error(kpath, value, "one of calibrating, fault, maintenance (a set "
+                                 "flag that means measuring is not a flag; leave it out)")
+            mapping[1 << bit] = _STATUS_NAMES[value]
+        bits = [raw.bit_length() - 1 for raw in mapping]
+        gravest = sorted(bits, key=lambda b: (_GRAVITY.index(mapping[1 << b]), b))
+        priority = self.get(doc, "priority", path, "list", gravest)
+        if sorted(p for p in priority if isinstance(p, int)) != sorted(bits) \
+                or len(priority) != len(bits):
+            raise self.error(f"{path}.priority", priority,
+                             f"each bit of bits once, the winner first (bits {sorted(bits)})")
+        default = self.choice(doc, "default", path, _STATUS_NAMES, "measuring")
+        mask = 0
+        for raw in mapping:
+            mask |= raw
+        return StatusSpec(function=function, address=address, mask=mask, mapping=mapping,
+                          default=_STATUS_NAMES[default], priority=tuple(priority))
 
     def check_overlaps(self, profile: Profile) -> None:
         """No word may carry two values, or a value and a status.
