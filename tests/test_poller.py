@@ -1,6 +1,7 @@
-"""The poller reads every shipped profile off the simulator, over a socat pty and over TCP,
-and decodes exactly what the simulator served: integers equal, floats bit for bit, statuses
-mapped, in every status the profile can express.
+"""The poller reads every shipped profile off the simulator, over a socat pty, over TCP and
+through the emulated serial device server (RTU frames on a TCP socket, the RTU units on a pty
+of their own behind it), and decodes exactly what the simulator served: integers equal, floats
+bit for bit, statuses mapped, in every status the profile can express.
 """
 
 from __future__ import annotations
@@ -9,12 +10,18 @@ import asyncio
 import math
 import struct
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
 from drivers.profile import builtin_profile, builtin_profile_names
-from drivers.transport import RtuTransport, SerialSettings, TcpTransport, Transport
+from drivers.transport import (
+    RtuOverTcpTransport,
+    RtuTransport,
+    SerialSettings,
+    TcpTransport,
+    Transport,
+)
 from edge_agent.config.model import Device, PollPolicy
 from edge_agent.poll.poller import Bus, DevicePoller, Poller, queue_sink
 from hw_sim import RunningStation, parse_station, running_station
@@ -40,16 +47,21 @@ def _station() -> dict[str, object]:
 
 @pytest.fixture(scope="module")
 def sim() -> Iterator[RunningStation]:
-    with running_station(parse_station(_station()), tcp_port=0, pty=True,
+    with running_station(parse_station(_station()), tcp_port=0, pty=True, rtu_tcp_port=0,
                          clock=lambda: T0) as s:
         yield s
 
 
-@pytest.fixture(scope="module", params=["rtu", "tcp"])
+@pytest.fixture(scope="module", params=["rtu", "tcp", "rtu-over-tcp"])
 def transport(request: pytest.FixtureRequest, sim: RunningStation) -> Iterator[Transport]:
     assert sim.pty_path is not None and sim.tcp_port is not None
-    t: Transport = (RtuTransport(SerialSettings(sim.pty_path, 19200))
-                    if request.param == "rtu" else TcpTransport("127.0.0.1", sim.tcp_port))
+    assert sim.rtu_tcp_port is not None
+    makers: dict[str, Callable[[], Transport]] = {
+        "rtu": lambda: RtuTransport(SerialSettings(sim.pty_path or "", 19200)),
+        "tcp": lambda: TcpTransport("127.0.0.1", sim.tcp_port or 0),
+        "rtu-over-tcp": lambda: RtuOverTcpTransport("127.0.0.1", sim.rtu_tcp_port or 0),
+    }
+    t = makers[request.param]()
     yield t
     t.close()
 

@@ -1,6 +1,8 @@
 """Peer check of the simulator's Modbus slave: pymodbus reads it, our decoder decodes it.
 
-For every shipped profile, over a real socat pty pair and over TCP loopback: the words pymodbus
+For every shipped profile, over a real socat pty pair, over TCP loopback and through the
+emulated serial device server (pymodbus's TCP client with its RTU framer, as a master behind a
+converter is set up): the words pymodbus
 reads are the words the simulator says it served, and decode_samples gives exactly the values
 (bitwise) and statuses it served.
 """
@@ -11,6 +13,7 @@ import struct
 from collections.abc import Iterator
 
 import pytest
+from pymodbus import FramerType
 from pymodbus.client import ModbusSerialClient, ModbusTcpClient
 
 from drivers.decode import decode_samples
@@ -47,7 +50,8 @@ def clock() -> Clock:
 
 @pytest.fixture(scope="module")
 def sim(clock: Clock) -> Iterator[RunningStation]:
-    with running_station(parse_station(_config()), tcp_port=0, pty=True, clock=clock) as s:
+    with running_station(parse_station(_config()), tcp_port=0, pty=True, rtu_tcp_port=0,
+                         clock=clock) as s:
         yield s
 
 
@@ -88,7 +92,7 @@ def _check(sim: RunningStation, client: ModbusTcpClient | ModbusSerialClient, cl
             assert s.status is (expected if can else Status.MEASURING), (name, s)
 
 
-@pytest.mark.parametrize("transport", ["tcp", "rtu"])
+@pytest.mark.parametrize("transport", ["tcp", "rtu", "rtu-over-tcp"])
 @pytest.mark.parametrize(("moment", "expected"), [
     (100.0, Status.MEASURING),
     (700.0, Status.CALIBRATING),    # inside the calibration window
@@ -101,6 +105,9 @@ def test_pymodbus_reads_what_the_sim_served(sim: RunningStation, clock: Clock, t
     if transport == "tcp":
         client: ModbusTcpClient | ModbusSerialClient = ModbusTcpClient(
             "127.0.0.1", port=sim.tcp_port or 0, timeout=2)
+    elif transport == "rtu-over-tcp":
+        client = ModbusTcpClient("127.0.0.1", port=sim.rtu_tcp_port or 0, framer=FramerType.RTU,
+                                 timeout=2, retries=0)
     else:
         assert sim.pty_path is not None
         client = ModbusSerialClient(sim.pty_path, baudrate=19200, timeout=2, retries=0)
