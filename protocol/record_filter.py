@@ -59,11 +59,24 @@ def zone(name: str) -> ZoneInfo:
         ) from None
 
 
-def parse_time(text: str, tz: ZoneInfo, what: str) -> float:
-    """``2026-11-23``, ``2026-11-23T07:30``, with or without offset (none: ``tz``), or epoch s."""
+def parse_time(text: str, tz: ZoneInfo, what: str, *, end: bool = False) -> float:
+    """``2026-11-23``, ``2026-11-23T07:30``, with or without offset (none: ``tz``), or epoch s.
+
+    ``end`` (a ``--to``): a date alone means the end of that day, so ``--from 2026-11-01 --to
+    2026-11-30`` is the whole of November, as a person reading a calendar means it; a time is
+    taken as given (the period ends before it). Every command with ``--from``/``--to``
+    (history, centre query, export, circular10) parses them here, so they agree.
+    """
     raw = text.strip()
     if raw.replace(".", "", 1).isdigit():
         return float(raw)
+    if end and len(raw) == 10:
+        try:
+            day = dt.date.fromisoformat(raw)
+        except ValueError:
+            pass
+        else:
+            return dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), tz).timestamp()
     try:
         when = dt.datetime.fromisoformat(raw)
     except ValueError:
@@ -90,7 +103,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--channel", help="only this channel (Circular 10 symbol, e.g. COD)")
     p.add_argument("--from", dest="t_from", help="windows starting at or after this time, e.g. "
                    "2026-11-23 or 2026-11-23T07:00 (station zone unless an offset is given)")
-    p.add_argument("--to", dest="t_to", help="windows starting before this time (same forms)")
+    p.add_argument("--to", dest="t_to", help="windows starting before this time (same forms; "
+                   "a date alone includes that day)")
     p.add_argument("--last", metavar="SPAN", help="the span before --to (or now): 24h, 90m, 7d")
     p.add_argument("--window", metavar="SECONDS", help="only windows this long: 300 or 5m, "
                    "3600 or 1h (default: every window width)")
@@ -107,7 +121,7 @@ def from_args(args: argparse.Namespace, tz: ZoneInfo, now: float,
     """The filter the options of ``add_arguments`` ask for (``now``: the caller's clock)."""
     if args.last and args.t_from:
         raise UsageError("--last and --from both give the start: use one of them")
-    t1 = parse_time(args.t_to, tz, "--to") if args.t_to else None
+    t1 = parse_time(args.t_to, tz, "--to", end=True) if args.t_to else None
     t0 = parse_time(args.t_from, tz, "--from") if args.t_from else None
     if args.last:
         t0 = (now if t1 is None else t1) - parse_duration(args.last, "--last")

@@ -281,7 +281,7 @@ def test_resend_asks_and_without_a_terminal_refuses_and_queues_nothing(world: Wo
     # a period without windows, and a reversed one, are refused by name
     empty = quantrac("resend", "--config", str(world.station), "--from", "2020-01-01",
                      "--to", "2020-01-02", "--yes")
-    assert empty.returncode == 1 and "2020-01-01 00:00 .. 2020-01-02 00:00" in empty.stderr
+    assert empty.returncode == 1 and "2020-01-01 00:00 .. 2020-01-03 00:00" in empty.stderr
     assert "nothing to send again" in empty.stderr
     reverse = quantrac("resend", "--config", str(world.station), "--from", "2020-01-02",
                        "--to", "2020-01-01", "--yes")

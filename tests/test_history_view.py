@@ -3,6 +3,7 @@ labels and the escaping, as both ``quantrac history`` and ``centre query`` show 
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 from zoneinfo import ZoneInfo
 
@@ -73,3 +74,15 @@ def test_seconds_are_shown_only_when_a_window_starts_off_the_minute() -> None:
     ten = Record("COD", T0 + 10, T0 + 20, 1.0, 1.0, 1.0, 0.0, 1, 1, True, Status.MEASURING, "")
     shown = render_text([Held(1, rec(60, valid=True)), Held(2, ten)], TZ).splitlines()
     assert shown[3].startswith("2026-09-21 21:15:10  10s")
+
+
+def test_a_date_alone_as_to_includes_that_day_in_every_command() -> None:
+    """``--from 2026-11-01 --to 2026-11-30`` is the whole of November; a time is as given."""
+    from protocol.record_filter import parse_time
+
+    tz = ZoneInfo("Asia/Ho_Chi_Minh")
+    midnight_dec = dt.datetime(2026, 12, 1, tzinfo=tz).timestamp()
+    assert parse_time("2026-11-30", tz, "--to", end=True) == midnight_dec
+    assert parse_time("2026-11-30", tz, "--from") == midnight_dec - 86400
+    assert parse_time("2026-11-30T00:00", tz, "--to", end=True) == midnight_dec - 86400
+    assert parse_time("1790000000", tz, "--to", end=True) == 1790000000.0

@@ -110,7 +110,7 @@ def _station(config: Path | None) -> _Station:
 
 def _period(args: argparse.Namespace, tz: ZoneInfo) -> tuple[float | None, float | None]:
     t0 = record_filter.parse_time(args.t_from, tz, "--from") if args.t_from else None
-    t1 = record_filter.parse_time(args.t_to, tz, "--to") if args.t_to else None
+    t1 = record_filter.parse_time(args.t_to, tz, "--to", end=True) if args.t_to else None
     if t0 is not None and t1 is not None and t0 >= t1:
         raise UsageError(f"--to {args.t_to!r} is not after --from {args.t_from!r}")
     return t0, t1

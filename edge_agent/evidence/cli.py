@@ -21,7 +21,6 @@ anyone who rewrites an export can ship their own key).
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import sqlite3
 import sys
 import time
@@ -36,6 +35,7 @@ from buffer import OUTBOX_NAME
 from edge_agent.evidence.verify import KeyLookup
 from protocol.cli_error import CommandError, UsageError
 from protocol.envelope import key_id
+from protocol.record_filter import parse_time
 from provisioning.keys import fingerprint
 
 #: ``quantrac verify``'s exit codes (module docstring)
@@ -76,22 +76,6 @@ def register_verify(sub: argparse._SubParsersAction[Any]) -> None:
     p.set_defaults(func=_verify)
 
 
-def parse_when(text: str, tz: dt.tzinfo, *, end: bool, flag: str) -> float:
-    """A ``--from``/``--to`` value as UTC epoch seconds: a date is its midnight, or for
-    ``--to`` the next midnight (the day is included); a time without zone is in ``tz``."""
-    try:
-        if len(text) == 10:
-            day = dt.date.fromisoformat(text)
-            at = dt.datetime.combine(day + dt.timedelta(days=1 if end else 0), dt.time(), tz)
-        else:
-            at = dt.datetime.fromisoformat(text)
-            at = at if at.tzinfo is not None else at.replace(tzinfo=tz)
-    except ValueError:
-        raise UsageError(f"{flag} {text!r}: not a date (YYYY-MM-DD) or time "
-                         "(YYYY-MM-DDTHH:MM)") from None
-    return at.timestamp()
-
-
 def _export(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
     from buffer import Store
     from buffer.chain import Signer
@@ -125,8 +109,8 @@ def _export(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
     bad = [f for f in formats if f not in FORMATS]
     if bad or not formats:
         raise UsageError(f"--format {args.format!r}: one or both of {','.join(FORMATS)}")
-    start = parse_when(args.start, tz, end=False, flag="--from")
-    end = parse_when(args.end, tz, end=True, flag="--to")
+    start = parse_time(args.start, tz, "--from")
+    end = parse_time(args.end, tz, "--to", end=True)
     if end <= start:
         raise UsageError(f"--to {args.end!r} is not after --from {args.start!r}")
     signer = None
