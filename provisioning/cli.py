@@ -84,6 +84,9 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
 
     p = add("show", "identity, fingerprints, certificate expiry")
     p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--public-key", action="store_true",
+                   help="print the station key's public half (PEM), for `quantrac verify "
+                   "--public-key FILE`; compare its fingerprint with `provision show`")
     p.set_defaults(func=_show)
 
     p = add("rotate", "new signing key; writes the rotation request for the centre")
@@ -275,6 +278,9 @@ def _import(args: argparse.Namespace) -> int:
 def _show(args: argparse.Namespace) -> int:
     from provisioning import identity
 
+    if args.public_key:
+        sys.stdout.write(identity.public_key_pem(_state_dir(args)).decode("ascii"))
+        return 0
     info = identity.show(_state_dir(args))
     if args.json:
         print(json.dumps(info, indent=2))

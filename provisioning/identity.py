@@ -414,6 +414,17 @@ def load(state_dir: Path = DEFAULT_STATE_DIR) -> StationIdentity:
     )
 
 
+def public_key_pem(state_dir: Path = DEFAULT_STATE_DIR) -> bytes:
+    """The active signing key's public half (SubjectPublicKeyInfo PEM): what an inspector
+    gives ``quantrac verify --public-key`` when the centre's registry is not at hand. Public,
+    so it may go on any stick; it is compared by its fingerprint (``show``) read out loud."""
+    state = _read_state(state_dir)
+    kid, _ = _key_ids(state)
+    public = load_ed25519_private(_key_path(state_dir, kid)).public_key()
+    return public.public_bytes(serialization.Encoding.PEM,
+                               serialization.PublicFormat.SubjectPublicKeyInfo)
+
+
 def show(state_dir: Path = DEFAULT_STATE_DIR) -> dict[str, Any]:
     """Public facts about this station, for ``quantrac provision show`` (no secret in it)."""
     state = _read_state(state_dir)

@@ -155,8 +155,10 @@ def test_a_provisioned_station_exports_signed_and_verify_trusts_only_a_key_from_
     assert identity.load(site.state_dir).station_id == "HCM-WW-0001"
 
     station_pub = tmp_path / "from-the-station.pub"  # the station's key, not the export's
-    station_pub.write_bytes(ident.signing_key.public_key().public_bytes(
-        Encoding.PEM, PublicFormat.SubjectPublicKeyInfo))
+    shown = ok(site.station("show", "--public-key"))  # what the inspector asks the station for
+    assert shown.encode() == ident.signing_key.public_key().public_bytes(
+        Encoding.PEM, PublicFormat.SubjectPublicKeyInfo)
+    station_pub.write_text(shown)
     registry = site.centre_dir / "registry.sqlite"
 
     def verify_cmd(export_dir: Path, *key: str) -> subprocess.CompletedProcess[str]:
