@@ -5,7 +5,10 @@ morning shift, a peak in the afternoon. Each channel gets that diurnal swing (wi
 drawn from the seed), a slower wander over a few hours, and noise that is smooth over seconds
 (interpolated between hashed points, so two reads a second apart differ a little, not wildly).
 Everything stays inside the profile's typical range. Totalisers (``...Total`` channels of an
-integer type) count up instead. Being pure, a test can recompute any value the simulator served.
+integer type) count up instead. A wind direction (a channel in ``deg``) swings around north
+instead of across its range, so a station's vane crosses 360/0 as real ones do (350 and 10
+degrees in one window: the case an arithmetic mean gets wrong). Being pure, a test can
+recompute any value the simulator served.
 """
 
 from __future__ import annotations
@@ -39,9 +42,19 @@ def is_totaliser(ch: ChannelSpec) -> bool:
     return ch.name.endswith("Total") and ch.dtype in ("uint16", "uint32", "int32")
 
 
+def is_direction(ch: ChannelSpec) -> bool:
+    return ch.unit == "deg"
+
+
 def channel_value(seed: int, ch: ChannelSpec, t: float) -> float:
     """The engineering value of ``ch`` at UTC epoch ``t``, within [ch.lo, ch.hi]."""
     span = ch.hi - ch.lo
+    if is_direction(ch):
+        # +-60 deg around north, wandering over hours, gusting over seconds; wrapped into
+        # [0, 360) and kept inside the profile's range (e.g. [0, 359.9])
+        swing = 45.0 * _smooth(seed, ch.name + "~", t, 3 * 3600.0) \
+            + 15.0 * _smooth(seed, ch.name, t, 5.0)
+        return min(ch.hi, max(ch.lo, swing % 360.0))
     if is_totaliser(ch):
         # ~100 m3/h on average, wrapping inside the range so the integer type never overflows
         return ch.lo + math.floor((t / 36.0 + 1000 * (seed % 97)) % span)

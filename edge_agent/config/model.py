@@ -27,8 +27,15 @@ from edge_agent.averaging.rules import RULES, ValidityRule
 CIRCULAR10_SYMBOLS = (
     "Flow", "Temp", "Color", "pH", "TSS", "COD", "NH4", "TP", "TN", "TOC", "Cl", "RH", "P", "NO",
     "NO2", "NOx", "CO", "SO2", "O2", "H2S", "NH3", "PM", "O3", "PM10", "PM2,5",
+    "TSP", "WS", "WD", "SR",
 )  # fmt: skip
-"""Parameter symbols of Circular 10/2021/TT-BTNMT: the names the centre files records under."""
+"""Parameter symbols of Circular 10/2021/TT-BTNMT: the names the centre files records under.
+
+Ambient air (QCVN 05:2023/BTNMT) adds total suspended particulate ``TSP`` and the weather:
+wind speed ``WS``, wind direction ``WD`` and solar radiation ``SR`` (temperature, humidity
+and pressure are ``Temp``, ``RH``, ``P`` as elsewhere). Provinces' receivers spell some of
+these their own way (``PM-10``, ``PM-2-5``, ``PM2.5``, ``Wind_Dir``): that is the receiver's
+``aliases``, so the record keeps one name whatever the province."""
 
 DAY_S = 86_400
 _TAG = re.compile(r"[A-Za-z0-9]{1,16}")
