@@ -27,7 +27,7 @@ from edge_agent.averaging.rules import RULES, ValidityRule
 CIRCULAR10_SYMBOLS = (
     "Flow", "Temp", "Color", "pH", "TSS", "COD", "NH4", "TP", "TN", "TOC", "Cl", "RH", "P", "NO",
     "NO2", "NOx", "CO", "SO2", "O2", "H2S", "NH3", "PM", "O3", "PM10", "PM2,5",
-    "TSP", "WS", "WD", "SR",
+    "TSP", "WS", "WD", "SR", "Level", "Total", "V",
 )  # fmt: skip
 """Parameter symbols of Circular 10/2021/TT-BTNMT: the names the centre files records under.
 
@@ -35,7 +35,12 @@ Ambient air (QCVN 05:2023/BTNMT) adds total suspended particulate ``TSP`` and th
 wind speed ``WS``, wind direction ``WD`` and solar radiation ``SR`` (temperature, humidity
 and pressure are ``Temp``, ``RH``, ``P`` as elsewhere). Provinces' receivers spell some of
 these their own way (``PM-10``, ``PM-2-5``, ``PM2.5``, ``Wind_Dir``): that is the receiver's
-``aliases``, so the record keeps one name whatever the province."""
+``aliases``, so the record keeps one name whatever the province.
+
+Groundwater extraction (Circular 17/2021/TT-BTNMT) adds the water level in the production well
+``Level`` (m), the flowmeter's totaliser reading ``Total`` (m3) and the extracted volume ``V``
+(m3 per day or month, from the totaliser: ``edge_agent.averaging.totaliser``); the flow is
+``Flow``. A site's wells are tagged: ``Flow_W1``, ``Level_W1``, ``V_W1``."""
 
 DAY_S = 86_400
 _TAG = re.compile(r"[A-Za-z0-9]{1,16}")
