@@ -13,7 +13,9 @@ directory; numba itself is imported lazily on the first aggregation.
 * wind: ``aggregate_wind(t, direction, status, speed=...)`` -> ``WindStats`` (vector mean
   direction, scalar and vector mean speed, NaN with a reason when calm or cancelled).
 * rolling: ``rolling_channel(channel, unit, hourly, rolling=ROLLING_8H)`` (the 8-hour CO/O3
-  average of ambient air), ``rolling_arrays(...)`` -> ``RollingStats``.
+  average of ambient air), ``rolling_arrays(...)`` -> ``RollingStats``; ``StreamingRolling``
+  the same as hourly records close. ``StreamChannel(..., average="direction", speed=...)``
+  makes the streaming averager average a wind vane as a vector.
 """
 
 from edge_agent.averaging.batch import (
@@ -49,7 +51,12 @@ from edge_agent.averaging.rolling import (
     rolling_channel,
 )
 from edge_agent.averaging.rules import CFR_60_13_H, COVERAGE_75, RULES, ValidityRule
-from edge_agent.averaging.streaming import StreamChannel, StreamingAverager, StreamingRollup
+from edge_agent.averaging.streaming import (
+    StreamChannel,
+    StreamingAverager,
+    StreamingRolling,
+    StreamingRollup,
+)
 from edge_agent.averaging.wind import WindStats, aggregate_wind
 from edge_agent.averaging.windows import DEFAULT_UTC_OFFSET_S, utc_offset_for
 
@@ -68,6 +75,7 @@ __all__ = [
     "RollingStats",
     "StreamChannel",
     "StreamingAverager",
+    "StreamingRolling",
     "StreamingRollup",
     "UnknownGasError",
     "UnknownUnitError",

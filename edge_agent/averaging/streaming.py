@@ -10,6 +10,19 @@ shutdown closes everything still open; a window not yet over at ``now`` is flagg
 
 The clock is never read here: ``now`` is always passed in. Each closed window is aggregated by
 ``batch.aggregate`` / ``batch.rollup_arrays``, i.e. by the same kernels as batch mode.
+
+Wind direction (a channel with ``average="direction"``) is aggregated by
+``wind.aggregate_wind`` instead: the vector mean, NaN and not valid (the reason logged,
+``wind_direction_undefined``) when there is no direction: calm or cancelled. With ``speed``
+naming the anemometer's channel, each direction sample is paired with the speed sample of the
+same poll (same device, same time stamp) and weighted by it; a direction without its speed
+does not count. Such a record's ``min`` and ``max`` are the extreme directions as signed
+deviations from the mean, not folded into [0, 360) (350 and 10 deg: mean 0, min -10, max
+10), so ``min <= mean <= max`` holds and the sector the wind came from is kept; its ``std`` is
+Yamartino's estimate of the direction's standard deviation from the resultant's length.
+
+Rolling averages (``StreamingRolling``, the 8-hour CO/O3 average) take closed child records
+and give one record per child: the window of ``span`` children ending with it.
 """
 
 from __future__ import annotations
@@ -20,11 +33,15 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from typing import Generic, TypeVar
 
+import numpy as np
+
 from edge_agent.averaging.batch import aggregate, rollup_channel, to_records
 from edge_agent.averaging.errors import InputError
+from edge_agent.averaging.rolling import Rolling, rolling_channel
 from edge_agent.averaging.rules import COVERAGE_75, ValidityRule
+from edge_agent.averaging.wind import WindStats, aggregate_wind
 from edge_agent.averaging.windows import check_width, floor_start, n_expected
-from protocol.model import Record, RecordFlag, Sample
+from protocol.model import Record, RecordFlag, Sample, Status
 
 log = logging.getLogger("quantrac.averaging.streaming")
 
@@ -42,6 +59,10 @@ class StreamChannel:
     name: str
     unit: str
     period_s: float
+    #: "mean" (arithmetic) or "direction" (a wind vane: the vector mean, ``wind``)
+    average: str = "mean"
+    #: a direction weighted by this channel's speed (same device); None: unit vectors
+    speed: str | None = None
 
 
 @dataclass
@@ -141,25 +162,95 @@ class StreamingAverager(_Windowed[Sample]):
     ) -> None:
         super().__init__(width_s, grace_s, utc_offset_s, rule)
         self._specs = {spec.name: spec for spec in channels}
+        # speed channel -> the direction channels it weighs, and their copies of its samples
+        self._weighs: dict[str, list[str]] = {}
+        self._speeds: dict[str, dict[int, list[Sample]]] = {}
         for name, spec in self._specs.items():
             n_expected(width_s, spec.period_s, name)  # a bad period fails here, not at close
             self._add_channel(name)
+            if spec.average not in ("mean", "direction"):
+                raise InputError(f"channel {name!r}: average={spec.average!r} is not 'mean' "
+                                 "or 'direction'")
+            if spec.speed is not None:
+                if spec.average != "direction" or spec.speed not in self._specs \
+                        or spec.speed == name:
+                    raise InputError(f"channel {name!r}: speed={spec.speed!r} must be another "
+                                     "configured channel, for a direction")
+                self._weighs.setdefault(spec.speed, []).append(name)
+                self._speeds[name] = {}
+            if spec.average == "direction" and rule.parts != 1:
+                raise InputError(f"channel {name!r}: rule {rule.name!r} cuts windows into "
+                                 "parts; wind averages take a coverage rule")
 
     def feed(self, sample: Sample) -> None:
         """Buffer one sample (or drop it, logged, if its window has already closed)."""
         if sample.channel not in self._specs:
             raise InputError(f"channel {sample.channel!r} is not configured for averaging")
+        for direction in self._weighs.get(sample.channel, ()):
+            ws = floor_start(sample.t, self.width_s, self.utc_offset_s)
+            first = self._open[direction].next_start
+            if first is None or ws >= first or not self._open[direction].closed_any:
+                self._speeds[direction].setdefault(ws, []).append(sample)
         self._put(sample.channel, sample.t, sample)
 
     def _close(self, channel: str, ws: int, samples: list[Sample], flags: RecordFlag) -> Record:
         spec = self._specs[channel]
         samples.sort(key=lambda s: s.t)  # late arrivals inside the grace come out of order
+        if spec.average == "direction":
+            return self._close_direction(spec, ws, samples, flags)
         stats = aggregate(
             [s.t for s in samples], [s.value for s in samples], [int(s.status) for s in samples],
             width_s=self.width_s, period_s=spec.period_s, utc_offset_s=self.utc_offset_s,
             rule=self.rule, start=ws, end=ws + self.width_s, channel=channel,
         )  # fmt: skip
         return to_records(stats, channel, spec.unit, flags)[0]
+
+    def _close_direction(self, spec: StreamChannel, ws: int, samples: list[Sample],
+                         flags: RecordFlag) -> Record:
+        channel = spec.name
+        t = [s.t for s in samples]
+        speed = speed_status = None
+        if spec.speed is not None:
+            kept = self._speeds[channel]
+            by_t = {s.t: s for s in kept.pop(ws, [])}
+            for old in [k for k in kept if k < ws]:
+                del kept[old]  # windows that closed without a direction sample
+            paired = [by_t.get(s.t) for s in samples]
+            speed = [math.nan if p is None else p.value for p in paired]
+            speed_status = [int(Status.OFFLINE) if p is None else int(p.status) for p in paired]
+        stats = aggregate_wind(
+            t, [s.value for s in samples], [int(s.status) for s in samples],
+            width_s=self.width_s, period_s=spec.period_s, speed=speed, speed_status=speed_status,
+            utc_offset_s=self.utc_offset_s, rule=self.rule, start=ws, end=ws + self.width_s,
+            channel=channel,
+        )  # fmt: skip
+        return _direction_record(stats, samples, speed_status, channel, spec.unit, flags)
+
+
+def _direction_record(stats: WindStats, samples: list[Sample], speed_status: list[int] | None,
+                      channel: str, unit: str, flags: RecordFlag) -> Record:
+    """The record of one wind-direction window (see the module docstring for min/max/std)."""
+    mean = float(stats.direction[0])
+    lo = hi = std = math.nan
+    if math.isfinite(mean):
+        d = np.array([s.value for s in samples], dtype=np.float64)
+        ok = np.array([s.status == Status.MEASURING for s in samples], dtype=np.bool_)
+        if speed_status is not None:
+            ok &= np.array(speed_status, dtype=np.int64) == int(Status.MEASURING)
+        d = d[ok & np.isfinite(d) & (d >= 0) & (d <= 360)]
+        dev = (d - mean + 180.0) % 360.0 - 180.0
+        lo, hi = mean + float(dev.min()), mean + float(dev.max())
+        eps = math.sqrt(max(0.0, 1.0 - float(stats.ratio[0]) ** 2))
+        std = math.degrees(math.asin(min(1.0, eps)) * (1.0 + 0.1547 * eps**3))
+    elif stats.n_valid[0] > 0:
+        log.info("wind_direction_undefined", extra={
+            "channel": channel, "start": int(stats.start0), "reason": stats.why(0)})
+    return Record(
+        channel=channel, start=int(stats.start0), end=int(stats.start0) + stats.width_s,
+        mean=mean, min=lo, max=hi, std=std, n_valid=int(stats.n_valid[0]),
+        n_expected=stats.n_expected, valid=bool(stats.valid[0]),
+        status=Status(int(stats.status[0])), unit=unit, flags=flags,
+    )  # fmt: skip
 
 
 class StreamingRollup(_Windowed[Record]):
@@ -205,3 +296,59 @@ class StreamingRollup(_Windowed[Record]):
             end=ws + self.width_s,
         )  # fmt: skip
         return replace(parent, flags=parent.flags | flags)
+
+
+class StreamingRolling:
+    """Rolling averages (``rolling.Rolling``, e.g. the 8-hour CO/O3 one) of closed records.
+
+    Each child record (hourly) fed makes the rolling record of the window ending with it,
+    ``[child.end - span*child_s, child.end)``: rolling windows overlap, one per child, so a
+    record is known by its end (``end`` is the hour it is "at"). The children come from a
+    streaming averager or roll-up, which closes every window in order (an empty one too), so
+    no hour is skipped; a child older than the newest one seen is late, logged and dropped
+    (its windows are out already). Records are handed out by ``advance`` and ``close_all``,
+    the interface of :class:`StreamingRollup`, so the pipeline runs both alike. A rolling
+    record whose newest child was cut short (``PARTIAL``, at shutdown) is ``PARTIAL`` too.
+    """
+
+    def __init__(self, rolling: Rolling, channels: Iterable[str], *,
+                 utc_offset_s: int = 0) -> None:
+        self.rolling = rolling
+        self.width_s = rolling.width_s
+        self.child_width_s = rolling.child_s
+        self.utc_offset_s = utc_offset_s
+        self.channels = frozenset(channels)
+        self._children: dict[str, dict[int, Record]] = {}
+        self._ready: list[Record] = []
+
+    def feed(self, record: Record) -> None:
+        """Take one closed child; channels not configured for this rolling are ignored."""
+        if record.channel not in self.channels:
+            return
+        if record.end - record.start != self.child_width_s:
+            raise InputError(
+                f"channel {record.channel!r}: record of {record.end - record.start} s fed to "
+                f"rolling {self.rolling.name!r} of {self.child_width_s} s children")
+        kids = self._children.setdefault(record.channel, {})
+        if kids and record.start <= max(kids):
+            log.warning("rolling_late_child_dropped", extra={
+                "channel": record.channel, "start": record.start, "newest": max(kids)})
+            return
+        kids[record.start] = record
+        end = record.end
+        for old in [s for s in kids if s < end - self.width_s]:
+            del kids[old]
+        (out,) = rolling_channel(record.channel, record.unit, list(kids.values()),
+                                 rolling=self.rolling, utc_offset_s=self.utc_offset_s,
+                                 first_end=end, last_end=end)
+        if record.flags & RecordFlag.PARTIAL:
+            out = replace(out, flags=out.flags | RecordFlag.PARTIAL)
+        self._ready.append(out)
+
+    def advance(self, now: float) -> list[Record]:
+        """The rolling records made since the last call (they are complete when made)."""
+        out, self._ready = self._ready, []
+        return out
+
+    def close_all(self, now: float) -> list[Record]:
+        return self.advance(now)

@@ -146,6 +146,7 @@ from edge_agent.config.model import (
     is_symbol,
     remote_dir_ok,
 )
+from edge_agent.config.totalisers import parse_totalisers
 from protocol.config_file import MISSING as _MISSING
 from protocol.config_file import ConfigError as ConfigError
 from protocol.config_file import Problem as Problem
@@ -170,7 +171,8 @@ def load_config(path: str | Path, *, station_required: bool = True) -> StationCo
     return parse_config(doc, path, station_required=station_required)
 
 
-_TOP = {"station", "agent", "poll", "bus", "device", "averaging", "normalise", "uplink"}
+_TOP = {"station", "agent", "poll", "bus", "device", "averaging", "normalise", "uplink",
+        "totaliser"}
 
 
 def parse_config(doc: Mapping[str, Any], source: str | Path, *,
@@ -195,10 +197,11 @@ def parse_config(doc: Mapping[str, Any], source: str | Path, *,
     )
     mqtt = _uplinks(r, doc.get("uplink", {}))
     c10 = _circular10(r, doc.get("uplink", {}), source, station, averaging, channels)
+    totalisers = parse_totalisers(r, doc, units, {c.symbol: c.period_s for c in channels})
     if r.problems:
         raise ConfigError(_by_name(r.problems, doc))
     return StationConfig(source, station, agent, poll, channels, averaging, normalise, mqtt,
-                         c10, doc)
+                         c10, doc, totalisers=totalisers)
 
 
 _PLACE = re.compile(r"(bus|device)\[(\d+)\](?:\.(.*))?", re.DOTALL)

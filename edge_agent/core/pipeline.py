@@ -58,6 +58,7 @@ from edge_agent.averaging import (
     AveragingError,
     StreamChannel,
     StreamingAverager,
+    StreamingRolling,
     StreamingRollup,
     normalise_record,
 )
@@ -105,13 +106,14 @@ class Pipeline:
 
     def _build(self) -> None:
         avg = self.cfg.averaging
-        specs = [StreamChannel(c.symbol, c.unit, c.period_s) for c in self.cfg.channels]
+        specs = [StreamChannel(c.symbol, c.unit, c.period_s, c.average, c.speed)
+                 for c in self.cfg.channels]
         self.averagers = {
             w: StreamingAverager(specs, width_s=w, grace_s=avg.grace_s, rule=avg.rule,
                                  utc_offset_s=self.utc_offset_s)
             for w in avg.windows
         }
-        self.rollups: list[tuple[int, StreamingRollup]] = []
+        self.rollups: list[tuple[int, StreamingRollup | StreamingRolling]] = []
         graces = dict.fromkeys(avg.windows, avg.grace_s)
         for ru in avg.rollups:
             grace = graces[ru.child] + max(avg.grace_s, 1.0) + 1.0
@@ -119,6 +121,12 @@ class Pipeline:
             self.rollups.append((ru.child, StreamingRollup(
                 width_s=ru.width, child_width_s=ru.child, grace_s=grace, rule=ru.rule,
                 utc_offset_s=self.utc_offset_s)))
+        # rolling averages last: their children (hourly) come from the windows and roll-ups
+        # above, closed in the same tick; their windows overlap, so one is known by its end
+        self._rolling_widths = {ro.rolling.width_s for ro in avg.rolling}
+        for ro in avg.rolling:
+            self.rollups.append((ro.rolling.child_s, StreamingRolling(
+                ro.rolling, ro.channels, utc_offset_s=self.utc_offset_s)))
 
     @property
     def widths(self) -> list[int]:
@@ -252,8 +260,9 @@ class Pipeline:
                 if child != width:
                     continue
                 if resume and rec.start < self._fence.get((rollup.width_s, rec.channel),
-                                                          -math.inf):
-                    continue
+                                                          -math.inf) \
+                        and not isinstance(rollup, StreamingRolling):
+                    continue  # a rolling one needs its history: _fenced drops what it made
                 try:
                     rollup.feed(rec)
                 except AveragingError as exc:
@@ -263,8 +272,7 @@ class Pipeline:
     def _finish(self, records: list[Record], extra: RecordFlag = RecordFlag.NONE,
                 normalise: bool = True) -> list[Record]:
         """Normalise, flag; drop windows a restart fenced off as already stored."""
-        kept = [r for r in records
-                if r.start >= self._fence.get((r.end - r.start, r.channel), -math.inf)]
+        kept = [r for r in records if not self._fenced(r)]
         by_window: dict[tuple[int, int, str], Record] = {(r.start, r.end, r.channel): r
                                                          for r in kept}
         out = []
@@ -272,6 +280,15 @@ class Pipeline:
             r = self._flag(self._normalise(r, by_window) if normalise else r, extra)
             out.append(self._clash(r) if self._is_taken(r) else r)
         return out
+
+    def _fenced(self, r: Record) -> bool:
+        """A window a restart found stored already (``emitted_up_to`` is the newest end).
+
+        Tiled windows start at or after the newest stored end; rolling ones overlap (the
+        8-hour one ending 18:00 starts before the one ending 17:00 ended), so theirs end
+        after it."""
+        fence = self._fence.get((r.end - r.start, r.channel), -math.inf)
+        return r.end <= fence if r.end - r.start in self._rolling_widths else r.start < fence
 
     # ---------------------------------------------------------------- windows stored already
 
