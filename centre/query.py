@@ -49,9 +49,10 @@ def render_text(records: Sequence[StoredRecord], tz: ZoneInfo, *, wide: bool = F
 
 
 def render_stations(summaries: Sequence[StationSummary], now: float, tz: ZoneInfo) -> str:
-    """Per station: records held, seq state, last arrival and its age, security events."""
+    """Per station: records held, seq state, last arrival and its age, security events, and
+    the records the station flagged over their limit (``exceed``)."""
     rows = [["station", "records", "last seq", "all held to", "missing", "last received",
-             "age", "security"]]
+             "age", "security", "exceed"]]
     for s in summaries:
         when = None if s.last_received is None else local_time(s.last_received, tz)
         last = ("-" if s.last_received is None else epoch_text(s.last_received) if when is None
@@ -59,7 +60,7 @@ def render_stations(summaries: Sequence[StationSummary], now: float, tz: ZoneInf
         age = "-" if s.last_received is None else _age(now - s.last_received)
         rows.append([escape_controls(s.station), str(s.records), str(s.last_seq),
                      str(s.contiguous), str(s.last_seq - s.contiguous), last, age,
-                     str(s.security_events)])
+                     str(s.security_events), str(s.exceedances)])
     return columns(rows)
 
 

@@ -52,7 +52,7 @@ from buffer.rows import RECORD_COLUMNS, RECORD_COLUMNS_SQL, record_row, row_reco
 from buffer.store import APPLICATION_ID as OUTBOX_APPLICATION_ID
 from protocol.cli_error import UserError
 from protocol.clock import Clock
-from protocol.model import Record
+from protocol.model import Record, RecordFlag
 from protocol.payload import same_record
 from protocol.record_filter import RecordFilter
 
@@ -72,6 +72,7 @@ class StationSummary:
     contiguous: int
     last_received: float | None
     security_events: int
+    exceedances: int = 0  # records flagged EXCEEDANCE (over their limit at the station)
 
 
 _SCHEMA = f"""
@@ -548,13 +549,14 @@ class CentreStore:
             "SELECT s.station, s.contiguous, s.top, "
             "(SELECT count(*) FROM records r WHERE r.station = s.station), "
             "(SELECT max(received) FROM records r WHERE r.station = s.station), "
-            "(SELECT count(*) FROM security_events e WHERE e.station = s.station) "
-            "FROM stations s ORDER BY s.station"
+            "(SELECT count(*) FROM security_events e WHERE e.station = s.station), "
+            "(SELECT count(*) FROM records r WHERE r.station = s.station AND r.flags & ?) "
+            "FROM stations s ORDER BY s.station", (int(RecordFlag.EXCEEDANCE),)
         ).fetchall()
         return [
             StationSummary(str(st), int(n), int(top), int(contiguous),
-                           None if last is None else float(last), int(events))
-            for st, contiguous, top, n, last, events in rows
+                           None if last is None else float(last), int(events), int(over))
+            for st, contiguous, top, n, last, events, over in rows
         ]
 
     def current_values(self, station: str) -> dict[str, tuple[int, int, float]]:

@@ -42,6 +42,8 @@ class RecordFlag(IntFlag):
     CLOCK_UNSYNCED = 32  # the station clock was not synchronised while measuring
     LATE_DROPPED = 64  # samples arrived after the grace period and were dropped
     UNIT_ESCAPED = 128  # the stored unit label broke the label rule: sent escaped/shortened
+    EXCEEDANCE = 256  # a valid record over (or under) its configured limit ([[limit]])
+    SAMPLER_TRIGGERED = 512  # this record made the station trigger its automatic sampler
 
 
 class Sample(NamedTuple):

@@ -81,9 +81,11 @@ def _needed(n_expected: int, min_fraction: float) -> int:
 
 
 def reason(rec: Record, min_fraction: float = DEFAULT_MIN_FRACTION) -> str:
-    """Why ``rec`` is not valid, for people (module docstring); ``""`` for a valid record."""
+    """Why ``rec`` is not valid, for people (module docstring); ``""`` for a valid record,
+    except one the station flagged over its limit: ``over limit`` (the table has no flags
+    column, and that is the record a reader of it must not miss)."""
     if rec.valid:
-        return ""
+        return "over limit" if rec.flags & RecordFlag.EXCEEDANCE else ""
     n, expected = rec.n_valid, rec.n_expected
     status = Status(rec.status)
     counts = f"{n}/{expected}"

@@ -9,6 +9,7 @@ import math
 import sqlite3
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -123,6 +124,7 @@ def test_stations_summary_shows_gaps_and_security_events(
 ) -> None:
     path = tmp_path / "records.sqlite"
     records = make_records(10)
+    records[2] = replace(records[2], flags=RecordFlag.EXCEEDANCE)  # seq 3: over its limit
     with CentreStore(path) as store:
         store.ingest("HCM-Q2", list(enumerate(records[:5], start=1)), b"a" * 32, 1)
         store.ingest("HCM-Q2", list(enumerate(records[7:], start=8)), b"b" * 32, 2)
@@ -134,7 +136,8 @@ def test_stations_summary_shows_gaps_and_security_events(
     fields = out[1].split()
     # 8 records held, highest seq 10, everything up to 5 held, 5 seqs not (yet) contiguous
     assert fields[:5] == ["HCM-Q2", "8", "10", "5", "5"]
-    assert fields[-1] == "1"
+    assert out[0].split()[-2:] == ["security", "exceed"]
+    assert fields[-2:] == ["1", "1"]  # one security event, one record over its limit
     assert out[2].startswith("security  ")
     assert out[2].endswith("HCM-Q2  bad_signature  packet 3 of 3")
 

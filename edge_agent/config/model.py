@@ -24,6 +24,7 @@ from drivers.serial_settings import SerialSettings
 from edge_agent.averaging.normalise import Normalisation
 from edge_agent.averaging.rules import RULES, ValidityRule
 from edge_agent.averaging.totaliser import TotaliserSpec
+from edge_agent.config.limits import Limit
 
 CIRCULAR10_SYMBOLS = (
     "Flow", "Temp", "Color", "pH", "TSS", "COD", "NH4", "TP", "TN", "TOC", "Cl", "RH", "P", "NO",
@@ -198,6 +199,7 @@ class StationConfig:
     mqtt: MqttSettings | None = None
     circular10: Circular10Settings | None = None
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    limits: tuple[Limit, ...] = ()  # [[limit]]: edge_agent.config.limits
     totalisers: tuple[TotaliserSpec, ...] = ()  # [[totaliser]]: edge_agent.config.totalisers
 
     def channel_of(self, device: str, channel: str) -> ChannelMap | None:

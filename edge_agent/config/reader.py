@@ -123,6 +123,7 @@ from edge_agent.config.circular10_units import (
     is_ascii_unit,
     known_targets,
 )
+from edge_agent.config.limits import parse_limits
 from edge_agent.config.model import (
     CIRCULAR10_SYMBOLS,
     DAY_S,
@@ -172,7 +173,7 @@ def load_config(path: str | Path, *, station_required: bool = True) -> StationCo
 
 
 _TOP = {"station", "agent", "poll", "bus", "device", "averaging", "normalise", "uplink",
-        "totaliser"}
+        "totaliser", "limit"}
 
 
 def parse_config(doc: Mapping[str, Any], source: str | Path, *,
@@ -198,10 +199,12 @@ def parse_config(doc: Mapping[str, Any], source: str | Path, *,
     mqtt = _uplinks(r, doc.get("uplink", {}))
     c10 = _circular10(r, doc.get("uplink", {}), source, station, averaging, channels)
     totalisers = parse_totalisers(r, doc, units, {c.symbol: c.period_s for c in channels})
+    limits = parse_limits(r, doc, units, {*averaging.windows,
+                                          *(ru.width for ru in averaging.rollups)})
     if r.problems:
         raise ConfigError(_by_name(r.problems, doc))
     return StationConfig(source, station, agent, poll, channels, averaging, normalise, mqtt,
-                         c10, doc, totalisers=totalisers)
+                         c10, doc, limits=limits, totalisers=totalisers)
 
 
 _PLACE = re.compile(r"(bus|device)\[(\d+)\](?:\.(.*))?", re.DOTALL)

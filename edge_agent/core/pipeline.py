@@ -1,9 +1,10 @@
 """The agent's sans-IO core: polled samples in, finished records out.
 
 It names each polled channel by its Circular 10 symbol, averages it into every configured
-window, rolls closed records up (hourly, daily), normalises stack gases, and flags what the
-clock did. No thread, socket, file or clock here: the daemon (:mod:`edge_agent.daemon.agent`) passes
-``now`` and the clock observations in, and stores what comes out.
+window, rolls closed records up (hourly, daily), normalises stack gases, flags what the
+clock did and the valid records over their configured limit (``EXCEEDANCE``). No thread,
+socket, file or clock here: the daemon (:mod:`edge_agent.daemon.agent`) passes ``now`` and
+the clock observations in, and stores what comes out.
 
 Clock rules:
 
@@ -91,6 +92,7 @@ class Pipeline:
         self.tolerance_s = tolerance_s
         self.maps = {(c.device, c.channel): c for c in cfg.channels}
         self.units = {c.symbol: c.unit for c in cfg.channels}
+        self._limits = {(lim.channel, lim.window): lim for lim in cfg.limits}
         self.last: dict[str, LastSample] = {}
         self._unsynced: list[list[float]] = []  # [from, to] (to = inf while still unsynced)
         self._jump_marks: list[float] = []  # wall times where a fresh time line began
@@ -278,8 +280,21 @@ class Pipeline:
         out = []
         for r in kept:
             r = self._flag(self._normalise(r, by_window) if normalise else r, extra)
-            out.append(self._clash(r) if self._is_taken(r) else r)
+            out.append(self._clash(r) if self._is_taken(r) else self._judge(r))
         return out
+
+    def _judge(self, r: Record) -> Record:
+        """Flag a valid record over its limit (``[[limit]]``: per channel and window width).
+
+        After normalisation, because a permit's limit is in the normalised unit (mg/Nm3 at
+        the reference O2); never a record of a window stored already (it does not count)."""
+        limit = self._limits.get((r.channel, r.end - r.start))
+        if limit is None or not r.valid or not limit.breached(r.mean):
+            return r
+        log.warning("limit_exceeded", extra={
+            "channel": r.channel, "start": r.start, "end": r.end, "mean": r.mean,
+            "limit": limit.text(), "source": limit.source})
+        return replace(r, flags=r.flags | RecordFlag.EXCEEDANCE)
 
     def _fenced(self, r: Record) -> bool:
         """A window a restart found stored already (``emitted_up_to`` is the newest end).
