@@ -22,6 +22,7 @@ from typing import Any
 from drivers.profile import Profile
 from drivers.serial_settings import SerialSettings
 from edge_agent.averaging.normalise import Normalisation
+from edge_agent.averaging.rolling import Rolling
 from edge_agent.averaging.rules import RULES, ValidityRule
 from edge_agent.averaging.totaliser import TotaliserSpec
 from edge_agent.config.limits import Limit
@@ -155,6 +156,10 @@ class ChannelMap:
     symbol: str
     unit: str
     period_s: float  # the device's poll interval: the averaging's expected sample period
+    #: "mean", or "direction" for a wind vane (vector mean; the default for a ``WD`` symbol)
+    average: str = "mean"
+    #: a direction weighted by this symbol's speed (a channel of the same device)
+    speed: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,11 +170,20 @@ class Rollup:
 
 
 @dataclass(frozen=True, slots=True)
+class RollingSettings:
+    """``[[averaging.rolling]]``: a rolling average (8-hour CO/O3) of these channels."""
+
+    rolling: Rolling
+    channels: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class AveragingSettings:
     windows: tuple[int, ...] = (300,)
     rule: ValidityRule = RULES["coverage_75"]
     grace_s: float = 30.0
     rollups: tuple[Rollup, ...] = ()
+    rolling: tuple[RollingSettings, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -332,7 +346,9 @@ def circular10_warnings(c: Circular10Settings) -> list[str]:
 
 
 def records_per_day(cfg: StationConfig) -> float:
-    """Records the station makes a day: one per channel per window, and per roll-up."""
+    """Records the station makes a day: one per channel per window, and per roll-up; a
+    rolling average one per child window of each of its channels."""
     widths = [*cfg.averaging.windows, *(r.width for r in cfg.averaging.rollups)]
-    return len(cfg.channels) * sum(DAY_S / w for w in widths)
+    rolling = sum(len(ro.channels) * DAY_S / ro.rolling.child_s for ro in cfg.averaging.rolling)
+    return len(cfg.channels) * sum(DAY_S / w for w in widths) + rolling
 

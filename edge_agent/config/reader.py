@@ -54,6 +54,8 @@ normalisation and the uplinks::
     # [device.channels.Temp]        # ... or a table: profile channel -> symbol and unit label
     # symbol = "Temp"
     # unit = "°C"                   # a label only: conversions belong in [[normalise]]
+    # [device.channels.WD]          # a wind vane: average = "direction" (the default for WD)
+    # speed = "WS"                  # weighted by this speed symbol of the same device
 
     [averaging]
     windows = [60, 300]             # seconds; each divides a day
@@ -64,6 +66,9 @@ normalisation and the uplinks::
     width = 3600
     from = 300
     rule = "coverage_75"
+    [[averaging.rolling]]           # ambient air: the 8-hour rolling CO/O3 average
+    channels = ["CO", "O3"]
+    from = 3600                     # hourly records; span = 8 of them, min_valid = 6
 
     [[normalise]]                   # stack gas: reference O2, wet->dry, ppm->mg/Nm3
     channels = ["SO2", "NOx", "CO", "PM"]
@@ -115,7 +120,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from drivers.profile import Profile, ProfileError, resolve_profile
 from drivers.serial_settings import SerialSettings
+from edge_agent.averaging.errors import InputError
 from edge_agent.averaging.normalise import MOLAR_MASS_G_PER_MOL, Normalisation
+from edge_agent.averaging.rolling import Rolling
 from edge_agent.averaging.rules import RULES, ValidityRule
 from edge_agent.config.circular10_units import (
     ascii_unit,
@@ -141,6 +148,7 @@ from edge_agent.config.model import (
     NormaliseSettings,
     PollConfig,
     PollPolicy,
+    RollingSettings,
     Rollup,
     StationConfig,
     StationInfo,
@@ -448,18 +456,31 @@ def _channels(r: _Reader, doc: Mapping[str, Any],
     for device in sorted(devices, key=lambda d: raw_devices[d.name][0]):
         i, raw = raw_devices[device.name]
         spec = raw.get("channels")
+        mine: list[ChannelMap] = []
+        speeds: dict[str, tuple[str, str]] = {}  # symbol -> (key, speed symbol)
         for ch in device.channel_names:
             where = f"device[{i}].channels.{ch}"
             symbol, unit = ch, device.profile.channel(ch).unit
+            average: str | None = None
             if isinstance(spec, Mapping):
-                t = r.table(spec[ch], where, {"symbol", "unit"})
+                t = r.table(spec[ch], where, {"symbol", "unit", "average", "speed"})
                 symbol = r.get(t, "symbol", where, "str", ch)
                 unit = r.get(t, "unit", where, "str", unit)
+                average = r.get(t, "average", where, "str", None, check=lambda v: v in AVERAGES,
+                                expected=" or ".join(map(repr, AVERAGES)))
+                speed = r.get(t, "speed", where, "str", None)
                 key = f"{where}.symbol" if "symbol" in t else where
                 unit_key = f"{where}.unit" if "unit" in t else ""
+                if isinstance(symbol, str) and isinstance(speed, str):
+                    speeds[symbol] = (f"{where}.speed", speed)
             else:
                 key = f"device[{i}].channels"
                 unit_key = ""
+            if isinstance(symbol, str) and symbol.partition("_")[0] == "WD":
+                if average == "mean":
+                    r.fail(f"{where}.average", average, "'direction': an arithmetic mean of "
+                           "wind directions is wrong across north (350 and 10 deg give 180)")
+                average = "direction"
             why = unit_problem(unit) if isinstance(unit, str) else None
             if why is not None:
                 if unit_key:
@@ -478,8 +499,37 @@ def _channels(r: _Reader, doc: Mapping[str, Any],
                 r.fail(key, symbol, f"a symbol not already reported by device {taken[symbol]!r}")
                 continue
             taken[symbol] = device.name
-            out.append(ChannelMap(device.name, ch, symbol, unit, device.interval))
+            mine.append(ChannelMap(device.name, ch, symbol, unit, device.interval,
+                                   average or "mean"))
+        out += _paired_speeds(r, mine, speeds)
     return tuple(out)
+
+
+AVERAGES = ("mean", "direction")
+"""How a channel's samples become a window's value: arithmetic, or a wind vane's vector mean."""
+
+
+def _paired_speeds(r: _Reader, mine: list[ChannelMap],
+                   speeds: Mapping[str, tuple[str, str]]) -> list[ChannelMap]:
+    """Give each speed-weighted direction its speed symbol: one of the same device, because
+    a direction sample is weighed by the speed polled with it (the same time stamp)."""
+    by_symbol = {c.symbol: c for c in mine}
+    out: list[ChannelMap] = []
+    for c in mine:
+        if c.symbol not in speeds:
+            out.append(c)
+            continue
+        key, speed = speeds[c.symbol]
+        other = by_symbol.get(speed)
+        if c.average != "direction":
+            r.fail(key, speed, "no speed unless average = 'direction'")
+        elif other is None or other is c or other.average != "mean":
+            r.fail(key, speed, f"a wind speed symbol reported by the same device {c.device!r} "
+                   f"({', '.join(o.symbol for o in mine if o is not c) or 'none'})")
+        else:
+            c = replace(c, speed=speed)
+        out.append(c)
+    return out
 
 
 def _rule(r: _Reader, t: Mapping[str, Any], path: str, default: ValidityRule) -> ValidityRule:
@@ -503,7 +553,8 @@ def _width(r: _Reader, value: Any, key: str) -> int | None:
 
 
 def _averaging(r: _Reader, value: Any, channels: tuple[ChannelMap, ...]) -> AveragingSettings:
-    t = r.table(value, "averaging", {"windows", "rule", "min_fraction", "grace_s", "rollup"})
+    t = r.table(value, "averaging", {"windows", "rule", "min_fraction", "grace_s", "rollup",
+                                     "rolling"})
     rule = _rule(r, t, "averaging", RULES["coverage_75"])
     raw = r.get(t, "windows", "averaging", "list", [300])
     widths = [w for i, v in enumerate(raw or [])
@@ -542,8 +593,61 @@ def _averaging(r: _Reader, value: Any, channels: tuple[ChannelMap, ...]) -> Aver
             continue
         known.add(width)
         rollups.append(Rollup(width, child, rrule))
+    rolling = _rolling(r, t, known, channels)
     return AveragingSettings(tuple(widths), rule, grace if grace is not None else 30.0,
-                             tuple(rollups))
+                             tuple(rollups), rolling)
+
+
+def _rolling(r: _Reader, t: Mapping[str, Any], known: set[int],
+             channels: tuple[ChannelMap, ...]) -> tuple[RollingSettings, ...]:
+    """``[[averaging.rolling]]``: rolling averages of child records (QCVN 05:2023's 8-hour CO
+    and O3: 8 hourly means, valid with 6). Its records overlap, one per child window, and
+    the store, the centre and the history tell a window by channel, width and start, so a
+    rolling width must differ from every tiled window's (an 8-hour rolling average and an
+    8-hour block average of one channel would be indistinguishable)."""
+    out: list[RollingSettings] = []
+    symbols = {c.symbol: c for c in channels}
+    widths = set(known)
+    for i, ro in enumerate(r.tables(t, "rolling", "averaging.rolling")):
+        where = f"averaging.rolling[{i}]"
+        ro = r.table(ro, where, {"channels", "from", "span", "min_valid"})
+        chans = r.get(ro, "channels", where, "list") or []
+        good = True
+        for ch in chans:
+            if not isinstance(ch, str) or ch not in symbols:
+                r.fail(f"{where}.channels", ch, "a reported channel symbol")
+                good = False
+            elif symbols[ch].average != "mean":
+                r.fail(f"{where}.channels", ch, "a channel averaged as a mean (a rolling mean "
+                       "of wind directions is not a direction)")
+                good = False
+        if chans == []:
+            r.fail(f"{where}.channels", chans, "at least one channel")
+        child = r.get(ro, "from", where, "int", 3600, check=lambda v: v in known,
+                      expected=f"the width of a window or roll-up "
+                               f"({', '.join(map(str, sorted(known))) or 'none'})")
+        span = r.get(ro, "span", where, "int", 8, check=lambda v: v >= 2,
+                     expected="a number of child windows >= 2")
+        most = span if isinstance(span, int) else 8
+        min_valid = r.get(ro, "min_valid", where, "int", 6,
+                          check=lambda v: 1 <= v <= most,  # noqa: B023 (called right here)
+                          expected=f"a number of valid child windows in 1..span ({span})")
+        if not good or chans == [] or None in (child, span, min_valid):
+            continue
+        try:
+            rolling = Rolling(f"{span * child // 3600}h" if span * child % 3600 == 0
+                              else f"{span * child}s", span, min_valid, child)
+        except InputError as exc:
+            r.fail(where, ro, str(exc))
+            continue
+        if rolling.width_s in widths:
+            r.fail(f"{where}.span", span, f"a span whose width (span x from = "
+                   f"{rolling.width_s} s) is not already a window, roll-up or rolling "
+                   f"average's ({', '.join(map(str, sorted(widths)))})")
+            continue
+        widths.add(rolling.width_s)
+        out.append(RollingSettings(rolling, tuple(chans)))
+    return tuple(out)
 
 
 def _normalise(r: _Reader, value: Any, where: str, symbols: set[str],
