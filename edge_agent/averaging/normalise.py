@@ -1,12 +1,18 @@
 """Normalisation of stack-gas concentrations: wet to dry, ppm to mg/Nm3, reference O2.
 
-Emission limits (QCVN 19:2009, 40 CFR 60) are stated as mass per normal dry cubic metre at a
-reference O2, so a raw ppm reading is not comparable to the limit until converted:
+Emission limits (QCVN 19:2024, QCVN 19:2009, 40 CFR 60) are stated as mass per normal dry
+cubic metre at a reference O2, so a raw ppm reading is not comparable to the limit until
+converted:
 
-* wet to dry: ``C_dry = C_wet / (1 - H2O_fraction)``;
+* wet to dry: ``C_dry = C_wet / (1 - H2O_fraction)``, the water fraction a constant of the
+  analyser or, better, the H2O % a moisture analyser measured in the same window;
 * ppm to mg/Nm3: ``C_mg = C_ppm * M / Vm`` with M in g/mol and Vm the molar volume in L/mol at
-  the station's reference conditions (QCVN 19:2009: 25 degC, 760 mmHg, Vm = 24.45 L/mol);
+  the standard's reference conditions (QCVN 19:2009: 25 degC, 760 mmHg, Vm = 24.45 L/mol; the
+  standards themselves are data, in ``edge_agent/config/standards/``, and give Vm as printed);
 * reference O2: ``C_ref = C * (21 - O2_ref) / (21 - O2_meas)`` (O2 in % by volume, dry).
+  Near 21 % (a stack at shutdown breathes air) the factor explodes (at 20.9 % and a 6 %
+  reference it is 150), so above ``o2_max`` (20 % unless configured) the window is not
+  referred at all: the caller keeps it, invalid, with the reason logged.
 
 Conversions are applied in that order, and every one applied is recorded in the record's flags
 (DRY_BASIS, MG_PER_NM3, O2_NORMALISED) so the centre never mistakes a converted value for a raw
@@ -33,6 +39,8 @@ MOLAR_MASS_G_PER_MOL = {
     "NO": 30.006,
     "H2S": 34.08,
     "NH3": 17.031,
+    "HCl": 36.461,
+    "HF": 20.006,
 }
 QCVN_MOLAR_VOLUME_L = 24.45  # at 25 degC and 760 mmHg, as QCVN 19:2009 states it
 QCVN_TEMP_C = 25.0
@@ -60,10 +68,15 @@ def molar_volume(temp_c: float = QCVN_TEMP_C, pressure_mmhg: float = QCVN_PRESSU
     )
 
 
+def gas_of(channel: str) -> str:
+    """The gas a channel measures: its symbol before a point tag (``SO2_inlet`` is SO2)."""
+    return channel.partition("_")[0]
+
+
 def ppm_factor(gas: str, vm_l: float = QCVN_MOLAR_VOLUME_L) -> float:
     """mg/Nm3 per ppm of ``gas``: ``M / Vm``."""
     try:
-        mass = MOLAR_MASS_G_PER_MOL[gas]
+        mass = MOLAR_MASS_G_PER_MOL[gas_of(gas)]
     except KeyError:
         known = ", ".join(MOLAR_MASS_G_PER_MOL)
         raise UnknownGasError(f"gas {gas!r} has no molar mass on file (known: {known})") from None
@@ -75,12 +88,21 @@ def _check_o2(channel: str, what: str, o2: float) -> None:
         raise O2RangeError(f"channel {channel!r}: {what}={float(o2)!r} % is outside [0, 21)")
 
 
-def o2_factor(o2_meas: float, o2_ref: float, channel: str = "?") -> float:
-    """``(21 - O2_ref) / (21 - O2_meas)``; NaN when the O2 reading is NaN (a gap)."""
+def o2_factor(o2_meas: float, o2_ref: float, channel: str = "?",
+              o2_max: float = 21.0) -> float:
+    """``(21 - O2_ref) / (21 - O2_meas)``; NaN when the O2 reading is NaN (a gap).
+
+    A reading above ``o2_max`` is refused like one at 21 %: the factor is too steep there for
+    the result to mean anything (a 0.1 % O2 error at 20.5 % moves it by a fifth).
+    """
     _check_o2(channel, "o2_ref", o2_ref)
     if not math.isfinite(o2_ref):
         raise O2RangeError(f"channel {channel!r}: o2_ref={o2_ref!r} is not a number")
     _check_o2(channel, "o2_meas", o2_meas)
+    if o2_meas > o2_max:
+        raise O2RangeError(
+            f"channel {channel!r}: o2_meas={float(o2_meas)!r} % is above o2_max={o2_max!r} %, "
+            "too near 21 % to refer to the reference O2 (shutdown or air ingress?)")
     return (21.0 - o2_ref) / (21.0 - o2_meas)
 
 
@@ -102,6 +124,14 @@ class Normalisation:
     to_mg_nm3: bool = False
     temp_c: float = QCVN_TEMP_C
     pressure_mmhg: float = QCVN_PRESSURE_MMHG
+    vm_l: float | None = None  # molar volume as the standard prints it; None: from temp/pressure
+    o2_max: float = 20.0  # measured O2 above this: not referred (the window is invalid)
+    h2o_measured: bool = False  # wet analyser: the water fraction is the H2O record's % / 100
+
+    @property
+    def molar_volume_l(self) -> float:
+        return self.vm_l if self.vm_l is not None else molar_volume(self.temp_c,
+                                                                     self.pressure_mmhg)
 
 
 def _unit_factor(channel: str, unit: str, how: Normalisation) -> tuple[float, str, RecordFlag]:
@@ -109,11 +139,15 @@ def _unit_factor(channel: str, unit: str, how: Normalisation) -> tuple[float, st
     if unit not in UNITS:
         raise UnknownUnitError(f"channel {channel!r}: unit {unit!r} is not one of {UNITS}")
     factor, flags = 1.0, RecordFlag.NONE
+    if how.h2o_fraction is not None and how.h2o_measured:
+        raise InputError(f"channel {channel!r}: h2o_fraction and h2o_measured both set")
     if how.h2o_fraction is not None:
         factor *= dry_factor(how.h2o_fraction, channel)
         flags |= RecordFlag.DRY_BASIS
+    if how.h2o_measured:
+        flags |= RecordFlag.DRY_BASIS  # the factor is the window's, applied by the caller
     if how.to_mg_nm3 and unit == PPM:
-        factor *= ppm_factor(channel, molar_volume(how.temp_c, how.pressure_mmhg))
+        factor *= ppm_factor(channel, how.molar_volume_l)
         flags |= RecordFlag.MG_PER_NM3
         unit = MG_NM3
     if how.o2_ref is not None:
@@ -122,23 +156,39 @@ def _unit_factor(channel: str, unit: str, how: Normalisation) -> tuple[float, st
     return factor, unit, flags
 
 
-def normalise_record(record: Record, how: Normalisation, o2: Record | None = None) -> Record:
-    """Convert one averaged record; ``o2`` is the O2 record (dry %) of the same window.
+def _same_window(record: Record, other: Record, what: str) -> None:
+    if (other.start, other.end) != (record.start, record.end):
+        raise InputError(
+            f"channel {record.channel!r}: {what} record [{other.start}, {other.end}) is not "
+            f"the window [{record.start}, {record.end})"
+        )
 
-    The gas is the record's channel (a Circular 10 symbol). If the O2 record is invalid, so is
-    the result: a concentration cannot be referred to an O2 nobody measured.
+
+def normalise_record(record: Record, how: Normalisation, o2: Record | None = None,
+                     h2o: Record | None = None) -> Record:
+    """Convert one averaged record; ``o2`` is the O2 record (dry %) of the same window, ``h2o``
+    the moisture record (% by volume) when ``how.h2o_measured``.
+
+    The gas is the record's channel (a Circular 10 symbol). If the O2 or H2O record is invalid,
+    so is the result: a concentration cannot be referred to an O2 or a moisture nobody
+    measured.
     """
     factor, unit, flags = _unit_factor(record.channel, record.unit, how)
     valid = record.valid
+    if how.h2o_measured:
+        if h2o is None:
+            raise InputError(f"channel {record.channel!r}: h2o_measured but no H2O record given")
+        _same_window(record, h2o, "H2O")
+        if math.isfinite(h2o.mean):
+            factor *= dry_factor(h2o.mean / 100.0, h2o.channel)
+        else:
+            factor = math.nan
+        valid = valid and h2o.valid and math.isfinite(h2o.mean)
     if how.o2_ref is not None:
         if o2 is None:
             raise InputError(f"channel {record.channel!r}: o2_ref set but no O2 record given")
-        if (o2.start, o2.end) != (record.start, record.end):
-            raise InputError(
-                f"channel {record.channel!r}: O2 record [{o2.start}, {o2.end}) is not the "
-                f"window [{record.start}, {record.end})"
-            )
-        factor *= o2_factor(o2.mean, how.o2_ref, o2.channel)
+        _same_window(record, o2, "O2")
+        factor *= o2_factor(o2.mean, how.o2_ref, o2.channel, how.o2_max)
         valid = valid and o2.valid and math.isfinite(o2.mean)
     return replace(
         record,
@@ -158,22 +208,36 @@ def normalise_values(
     values: npt.ArrayLike,
     how: Normalisation,
     o2: npt.ArrayLike | None = None,
+    h2o: npt.ArrayLike | None = None,
 ) -> tuple[F64, str, RecordFlag]:
-    """Convert samples (or record means) in bulk; ``o2`` per element, NaN marks a gap.
+    """Convert samples (or record means) in bulk; ``o2`` (and ``h2o`` in % when
+    ``how.h2o_measured``) per element, NaN marks a gap.
 
     Returns the converted values, their unit and the flags to put on records made from them.
     """
     factor, out_unit, flags = _unit_factor(channel, unit, how)
     out = np.asarray(values, dtype=np.float64) * factor
+    if how.h2o_measured:
+        if h2o is None:
+            raise InputError(f"channel {channel!r}: h2o_measured but no H2O values given")
+        wet = np.broadcast_to(np.asarray(h2o, dtype=np.float64), out.shape) / 100.0
+        bad = np.isfinite(wet) & ((wet < 0.0) | (wet >= 1.0))
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            raise InputError(
+                f"channel {channel!r}: h2o[{i}]={float(wet[i]) * 100.0!r} % is outside [0, 100)"
+            )
+        out = out / (1.0 - wet)
     if how.o2_ref is not None:
         if o2 is None:
             raise InputError(f"channel {channel!r}: o2_ref set but no O2 values given")
         o2a = np.broadcast_to(np.asarray(o2, dtype=np.float64), out.shape)
-        bad = np.isfinite(o2a) & ((o2a < 0.0) | (o2a >= 21.0))
+        bad = np.isfinite(o2a) & ((o2a < 0.0) | (o2a >= 21.0) | (o2a > how.o2_max))
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
             raise O2RangeError(
-                f"channel {channel!r}: o2[{i}]={float(o2a[i])!r} % is outside [0, 21)"
+                f"channel {channel!r}: o2[{i}]={float(o2a[i])!r} % is outside [0, 21) or "
+                f"above o2_max={how.o2_max!r} %"
             )
         out = out * ((21.0 - how.o2_ref) / (21.0 - o2a))
     return out, out_unit, flags

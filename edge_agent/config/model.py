@@ -30,6 +30,7 @@ from edge_agent.config.limits import Limit
 CIRCULAR10_SYMBOLS = (
     "Flow", "Temp", "Color", "pH", "TSS", "COD", "NH4", "TP", "TN", "TOC", "Cl", "RH", "P", "NO",
     "NO2", "NOx", "CO", "SO2", "O2", "H2S", "NH3", "PM", "O3", "PM10", "PM2,5",
+    "H2O", "HCl", "HF",  # stack gas: moisture for wet -> dry; acid gases of QCVN 19:2024
     "TSP", "WS", "WD", "SR", "Level", "Total", "V",
 )  # fmt: skip
 """Parameter symbols of Circular 10/2021/TT-BTNMT: the names the centre files records under.
@@ -191,6 +192,9 @@ class NormaliseSettings:
     channels: tuple[str, ...]
     o2_channel: str | None
     how: Normalisation
+    h2o_channel: str | None = None  # the measured H2O (%) when how.h2o_measured
+    standard: str | None = None  # e.g. "QCVN 19:2024": edge_agent.config.standards
+    source: str | None = None  # its source category, e.g. "gas_turbine"
 
 
 @dataclass(frozen=True, slots=True)

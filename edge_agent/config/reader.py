@@ -155,6 +155,7 @@ from edge_agent.config.model import (
     is_symbol,
     remote_dir_ok,
 )
+from edge_agent.config.standards import Standard, standards
 from edge_agent.config.totalisers import parse_totalisers
 from protocol.config_file import MISSING as _MISSING
 from protocol.config_file import ConfigError as ConfigError
@@ -653,7 +654,8 @@ def _rolling(r: _Reader, t: Mapping[str, Any], known: set[int],
 def _normalise(r: _Reader, value: Any, where: str, symbols: set[str],
                units: Mapping[str, str]) -> NormaliseSettings | None:
     t = r.table(value, where, {"channels", "o2_channel", "o2_ref", "h2o_fraction", "to_mg_nm3",
-                               "temp_c", "pressure_mmhg"})
+                               "temp_c", "pressure_mmhg", "standard", "source", "h2o_channel",
+                               "o2_max"})
     n_before = len(r.problems)
     chans = r.get(t, "channels", where, "list") or []
     for ch in chans:
@@ -667,15 +669,36 @@ def _normalise(r: _Reader, value: Any, where: str, symbols: set[str],
         elif units.get(ch) not in ("ppm", "mg/Nm3"):
             r.fail(f"{where}.channels", ch,
                    f"a gas channel in ppm or mg/Nm3 (its unit is {units.get(ch)!r})")
-    o2_ref = r.get(t, "o2_ref", where, "number", None, check=lambda v: 0 <= v < 21,
-                   expected="a reference O2 in [0, 21) %")
+    std, source = _standard(r, t, where)
+    if std is not None:
+        o2_ref = std.categories[source].o2_ref if source in std.categories else None
+    else:
+        o2_ref = r.get(t, "o2_ref", where, "number", None, check=lambda v: 0 <= v < 21,
+                       expected="a reference O2 in [0, 21) %")
     o2_channel = r.get(t, "o2_channel", where, "str", None)
     if o2_ref is not None and o2_channel is None:
-        r.fail(f"{where}.o2_channel", _MISSING, "the O2 channel's symbol when o2_ref is set")
+        r.fail(f"{where}.o2_channel", _MISSING, "the O2 channel's symbol when o2_ref is set"
+               if std is None else f"the O2 channel's symbol: {std.name} refers source "
+               f"{source!r} to {o2_ref:g} % O2")
     if o2_channel is not None and o2_channel not in symbols:
         r.fail(f"{where}.o2_channel", o2_channel, "a reported channel symbol")
     h2o = r.get(t, "h2o_fraction", where, "number", None, check=lambda v: 0 <= v < 1,
                 expected="a water fraction in [0, 1)")
+    h2o_channel = r.get(t, "h2o_channel", where, "str", None)
+    if h2o_channel is not None:
+        if h2o is not None:
+            r.fail(f"{where}.h2o_channel", h2o_channel,
+                   "either h2o_channel (measured) or h2o_fraction (fixed), not both")
+        elif h2o_channel not in symbols:
+            r.fail(f"{where}.h2o_channel", h2o_channel, "a reported channel symbol "
+                                                       f"({', '.join(sorted(symbols))})")
+        elif units.get(h2o_channel) != "%":
+            r.fail(f"{where}.h2o_channel", h2o_channel,
+                   f"a moisture channel in % by volume (its unit is {units.get(h2o_channel)!r})")
+    o2_max = r.get(t, "o2_max", where, "number", 20.0, check=lambda v: 0 < v < 21,
+                   expected="the highest measured O2 still referred, in (0, 21) %")
+    if o2_ref is not None and o2_max <= o2_ref:
+        r.fail(f"{where}.o2_max", o2_max, f"more than the reference O2 ({o2_ref:g} %)")
     to_mg = r.get(t, "to_mg_nm3", where, "bool", False)
     if to_mg:
         for ch in chans:
@@ -688,9 +711,42 @@ def _normalise(r: _Reader, value: Any, where: str, symbols: set[str],
                      expected="a positive pressure in mmHg")
     if len(r.problems) > n_before:
         return None
-    return NormaliseSettings(tuple(chans), o2_channel if o2_ref is not None else None,
-                             Normalisation(o2_ref=o2_ref, h2o_fraction=h2o, to_mg_nm3=to_mg,
-                                           temp_c=temp_c, pressure_mmhg=pressure))
+    how = Normalisation(o2_ref=o2_ref, h2o_fraction=h2o, to_mg_nm3=to_mg, temp_c=temp_c,
+                        pressure_mmhg=pressure, o2_max=o2_max,
+                        h2o_measured=h2o_channel is not None)
+    if std is not None:  # the standard's conditions, its molar volume as printed
+        how = replace(how, temp_c=std.temp_c, pressure_mmhg=std.pressure_mmhg,
+                      vm_l=std.molar_volume_l)
+    return NormaliseSettings(tuple(chans), o2_channel if o2_ref is not None else None, how,
+                             h2o_channel, std.name if std else None, source)
+
+
+def _standard(r: _Reader, t: Mapping[str, Any], where: str) -> tuple[Standard | None, str]:
+    """The ``standard`` and ``source`` of a [[normalise]] table, each checked against the
+    standards on file (edge_agent/config/standards/*.toml); the standard fixes the reference
+    O2 and conditions, so a table giving them too is refused (two truths would diverge)."""
+    name = r.get(t, "standard", where, "str", None)
+    source = r.get(t, "source", where, "str", None)
+    if name is None:
+        if source is not None:
+            r.fail(f"{where}.standard", _MISSING, "the standard source = "
+                   f"{source!r} belongs to ({', '.join(standards())})")
+        return None, ""
+    known = standards()
+    std = known.get(name)
+    if std is None:
+        r.fail(f"{where}.standard", name, f"a standard on file ({', '.join(known)})")
+        return None, ""
+    cats = ", ".join(std.categories)
+    if source is None:
+        r.fail(f"{where}.source", _MISSING, f"the source category under {name} ({cats})")
+    elif source not in std.categories:
+        r.fail(f"{where}.source", source, f"a source category of {name} ({cats})")
+    for key in ("o2_ref", "temp_c", "pressure_mmhg"):
+        if key in t:
+            r.fail(f"{where}.{key}", t[key],
+                   f"no {key} with standard = {name!r}: the standard sets it")
+    return std, source or ""
 
 
 def _uplinks(r: _Reader, value: Any) -> MqttSettings | None:

@@ -341,11 +341,12 @@ class Pipeline:
             if r.channel not in n.channels:
                 continue
             o2 = by_window.get((r.start, r.end, n.o2_channel)) if n.o2_channel else None
+            h2o = by_window.get((r.start, r.end, n.h2o_channel)) if n.h2o_channel else None
             try:
-                return normalise_record(r, n.how, o2)
+                return normalise_record(r, n.how, o2, h2o)
             except AveragingError as exc:
-                # e.g. O2 >= 21 % while the stack is shut down: the window cannot be referred
-                # to the reference O2, so it is kept, marked invalid, never dropped
+                # e.g. O2 above o2_max while the stack is shut down, or no H2O record: the
+                # window cannot be referred, so it is kept, marked invalid, never dropped
                 log.warning("normalise_failed_record_invalid", extra={
                     "channel": r.channel, "start": r.start, "end": r.end,
                     "o2": None if o2 is None else o2.mean, "reason": str(exc)})

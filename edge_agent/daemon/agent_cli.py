@@ -130,6 +130,11 @@ def _check(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
 
         for warning in circular10_warnings(cfg.circular10):
             print(f"{args.file}: warning: {warning}", file=out)
+    from edge_agent.config.standards import unverified_warnings
+
+    for warning in unverified_warnings([(f"normalise[{i}]", n.standard, n.source or "")
+                                        for i, n in enumerate(cfg.normalise) if n.standard]):
+        print(f"{args.file}: warning: {warning}", file=out)
     if args.offline:
         print("station not checked (--offline)", file=out)
         return 0
