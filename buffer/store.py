@@ -78,6 +78,7 @@ the top and the log names both. The live outbox remembers each import (``meta``
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import json
@@ -699,6 +700,33 @@ class Store:
             return self._write("NORMAL", True, take)
         except StoreFullError:  # not even the marks fit: checked, unmarked, offered again
             return self._checked(self.conn.execute(select, (limit,)).fetchall())[0]
+
+    @_locked
+    def next_urgent(self, flags: int, after_seq: int, limit: int
+                    ) -> tuple[list[tuple[int, Record]], int]:
+        """Pending records newer than ``after_seq`` carrying any of ``flags``, marked sent
+        now, and the highest seq the outbox held when asked (the next ``after_seq``).
+
+        Why: a record over its limit must reach the centre at once, not behind a backlog of
+        days (the uplink sends these ahead of the oldest-first drain). Only these seqs are
+        marked, so the backlog keeps its order; ``after_seq`` keeps the look to the rows
+        added since the last one (a range of the primary key, however long the backlog)."""
+        now = self.clock()
+        top = int(self.conn.execute("SELECT coalesce(max(seq), 0) FROM records").fetchone()[0])
+        rows = self.conn.execute(
+            f"{_SELECT} WHERE seq > ? AND seq <= ? AND {_SENDABLE} AND (flags & ?) != 0 "
+            "ORDER BY seq LIMIT ?", (after_seq, top, flags, limit)).fetchall()
+        good = self._checked_read(rows)
+        if len(rows) == limit:  # more than one batch: look again from the last one taken
+            top = int(rows[-1][0])
+        if good:
+            def mark() -> None:
+                self.conn.executemany("UPDATE records SET sent_at=? WHERE seq=?",
+                                      [(now, seq) for seq, _ in good])
+            # on a full disk unmarked: sent again with the backlog, the centre takes it as such
+            with contextlib.suppress(StoreFullError):
+                self._write("NORMAL", True, mark)
+        return good, top
 
     @_locked
     def acknowledge(self, ranges: Iterable[tuple[int, int]]) -> int:

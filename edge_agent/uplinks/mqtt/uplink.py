@@ -23,6 +23,13 @@ what waited too long. Paho callbacks run inside ``step()``, on that same thread.
   is sent with the label in the form ``safe_unit`` gives (controls escaped, cut to 32
   characters) and flagged ``UNIT_ESCAPED``, so the centre stores it and knows; the uplink
   logs it and says so in ``stats.problem`` (shown by ``quantrac status``).
+* An exceedance reaches the centre at once. Oldest first would put a record over its limit
+  behind whatever backlog a link cut left (a day of records, minutes to drain on a metered
+  link), so each turn first sends the pending records flagged ``EXCEEDANCE`` (or
+  ``SAMPLER_TRIGGERED``) in a packet of their own, then the oldest-first drain goes on. It is
+  the same sealed packet on the same topic, acknowledged the same way, so nothing new is
+  needed at the centre or in the broker's ACL; the centre sees a hole below it for a while
+  (it may ask for it: those records are pending anyway, and arrive in order behind it).
 """
 
 from __future__ import annotations
@@ -65,6 +72,9 @@ from protocol.payload import RECORD_SIZE, safe_unit, unit_problem
 from provisioning.identity import StationIdentity
 
 log = logging.getLogger("quantrac.edge_agent.uplink_mqtt")
+
+#: records that jump the queue: an exceedance (and the sampler it triggered) is news now
+URGENT_FLAGS = RecordFlag.EXCEEDANCE | RecordFlag.SAMPLER_TRIGGERED
 
 
 
@@ -140,6 +150,7 @@ class UplinkStats:
     commands_rejected: int = 0
     requeued: int = 0
     units_escaped: int = 0  # records sent with their unit label escaped (UNIT_ESCAPED)
+    urgent_sent: int = 0  # records sent ahead of the backlog (URGENT_FLAGS: exceedances)
     problem: str | None = None  # what needs a person's attention; None when all is well
 
 
@@ -171,6 +182,7 @@ class MqttUplink:
         self._next_send = 0.0  # pacing: when the next packet may leave
         self._outbox_empty = False
         self._stopped = False
+        self._urgent_after = 0  # seqs up to here were looked at for URGENT_FLAGS
         # A fetch that nearly fills one packet (batch_records still splits exactly).
         self._batch_limit = max(1, (settings.max_packet - 2048) // RECORD_SIZE)
 
@@ -308,7 +320,7 @@ class MqttUplink:
         while self._ready and len(self.inflight) < s.window:
             if s.max_packets_per_s > 0 and self.clock() < self._next_send:
                 return
-            records = self.outbox.next_batch(self._batch_limit)
+            records = self._urgent() or self.outbox.next_batch(self._batch_limit)
             self._outbox_empty = not records
             if not records:
                 return
@@ -341,6 +353,16 @@ class MqttUplink:
                     self._next_send = max(self._next_send, now) + 1.0 / s.max_packets_per_s
                 self.stats.packets_sent += 1
                 self.stats.records_sent += len(batch)
+
+    def _urgent(self) -> list[tuple[int, Record]]:
+        """Records over their limit that are still pending, ahead of the backlog (module doc)."""
+        records, self._urgent_after = self.outbox.next_urgent(
+            int(URGENT_FLAGS), self._urgent_after, self._batch_limit)
+        if records:
+            self.stats.urgent_sent += len(records)
+            log.info("exceedance_sent_first", extra={
+                "seqs": ",".join(str(seq) for seq, _ in records[:20]), "records": len(records)})
+        return records
 
     def _sendable(self, records: list[tuple[int, Record]]) -> list[tuple[int, Record]]:
         """The records as they can go: a unit label that breaks the rule is escaped and the
