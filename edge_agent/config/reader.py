@@ -77,8 +77,10 @@ normalisation and the uplinks::
 
     [[normalise]]                   # stack gas: reference O2, wet->dry, ppm->mg/Nm3
     channels = ["SO2", "NOx", "CO", "PM"]
+    standard = "QCVN 19:2024"       # reference O2 and Nm3 from edge_agent/config/standards
+    source = "solid_fuel_boiler"    # ... by source category (or o2_ref = 6.0: the permit's)
     o2_channel = "O2"
-    o2_ref = 6.0
+    # h2o_channel = "H2O"           # wet analysers: dry by the window's measured moisture
     to_mg_nm3 = true
 
     [uplink.mqtt]                   # optional; broker, keys and topics come from provisioning
