@@ -161,10 +161,6 @@ class ChannelMap:
     average: str = "mean"
     #: a direction weighted by this symbol's speed (a channel of the same device)
     speed: str | None = None
-    #: "mean", or "direction" for a wind vane (vector mean; the default for a ``WD`` symbol)
-    average: str = "mean"
-    #: a direction weighted by this symbol's speed (a channel of the same device)
-    speed: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,20 +179,11 @@ class RollingSettings:
 
 
 @dataclass(frozen=True, slots=True)
-class RollingSettings:
-    """``[[averaging.rolling]]``: a rolling average (8-hour CO/O3) of these channels."""
-
-    rolling: Rolling
-    channels: tuple[str, ...]
-
-
-@dataclass(frozen=True, slots=True)
 class AveragingSettings:
     windows: tuple[int, ...] = (300,)
     rule: ValidityRule = RULES["coverage_75"]
     grace_s: float = 30.0
     rollups: tuple[Rollup, ...] = ()
-    rolling: tuple[RollingSettings, ...] = ()
     rolling: tuple[RollingSettings, ...] = ()
 
 

@@ -56,8 +56,6 @@ normalisation and the uplinks::
     # unit = "°C"                   # a label only: conversions belong in [[normalise]]
     # [device.channels.WD]          # a wind vane: average = "direction" (the default for WD)
     # speed = "WS"                  # weighted by this speed symbol of the same device
-    # [device.channels.WD]          # a wind vane: average = "direction" (the default for WD)
-    # speed = "WS"                  # weighted by this speed symbol of the same device
 
     [averaging]
     windows = [60, 300]             # seconds; each divides a day
@@ -68,9 +66,6 @@ normalisation and the uplinks::
     width = 3600
     from = 300
     rule = "coverage_75"
-    [[averaging.rolling]]           # ambient air: the 8-hour rolling CO/O3 average
-    channels = ["CO", "O3"]
-    from = 3600                     # hourly records; span = 8 of them, min_valid = 6
     [[averaging.rolling]]           # ambient air: the 8-hour rolling CO/O3 average
     channels = ["CO", "O3"]
     from = 3600                     # hourly records; span = 8 of them, min_valid = 6
@@ -128,9 +123,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from drivers.profile import Profile, ProfileError, resolve_profile
 from drivers.serial_settings import SerialSettings
 from edge_agent.averaging.errors import InputError
-from edge_agent.averaging.errors import InputError
 from edge_agent.averaging.normalise import MOLAR_MASS_G_PER_MOL, Normalisation
-from edge_agent.averaging.rolling import Rolling
 from edge_agent.averaging.rolling import Rolling
 from edge_agent.averaging.rules import RULES, ValidityRule
 from edge_agent.config.circular10_units import (
@@ -157,7 +150,6 @@ from edge_agent.config.model import (
     NormaliseSettings,
     PollConfig,
     PollPolicy,
-    RollingSettings,
     RollingSettings,
     Rollup,
     StationConfig,
