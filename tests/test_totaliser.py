@@ -8,6 +8,7 @@ Station time is Asia/Ho_Chi_Minh (UTC+7): the local day of 30 Nov 2026 is
 from __future__ import annotations
 
 import math
+import tomllib
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
@@ -20,6 +21,9 @@ from edge_agent.averaging.totaliser import (
     period_bounds,
     volumes,
 )
+from edge_agent.config.model import StationConfig
+from edge_agent.config.reader import ConfigError, parse_config
+from edge_agent.core.pipeline import Pipeline
 from protocol.model import Record, RecordFlag, Sample, Status
 
 ICT = timezone(timedelta(hours=7))
@@ -146,3 +150,88 @@ def test_streaming_waits_for_the_grace_and_a_silent_day_has_no_value() -> None:
     tv.feed(Sample("Total_W1", at(1, 8, month=12), 1_900, Status.MEASURING))
     (dec_1,) = tv.close_all(at(1, 9, month=12))
     assert dec_1.mean == 900.0 and not dec_1.valid and dec_1.flags & RecordFlag.PARTIAL
+
+
+# ----------------------------------------------------------------- config and pipeline
+
+WELL = """
+[station]
+id = "THA-GW-0001"
+province = "THA"
+facility = "Demo"
+name = "Wellfield1"
+timezone = "Asia/Ho_Chi_Minh"
+
+[[bus]]
+name = "rs485"
+port = "/dev/ttyUSB0"
+
+[[device]]
+name = "well1-flow"
+bus = "rs485"
+profile = "well_flowmeter"
+unit = 1
+interval = 60.0
+[device.channels.Flow]
+symbol = "Flow_W1"
+[device.channels.Total]
+symbol = "Total_W1"
+
+[averaging]
+windows = [3600]
+"""
+
+
+def config(extra: str) -> StationConfig:
+    return parse_config(tomllib.loads(WELL + extra), "station.toml")
+
+
+def test_a_totaliser_table_becomes_a_spec() -> None:
+    cfg = config("""
+[[totaliser]]
+channel = "Total_W1"
+modulus = 100000000
+replaced_at = [2026-11-30T09:00:00+07:00]
+""")
+    (spec_,) = cfg.totalisers
+    assert spec_.source == "Total_W1" and spec_.channel == "V_W1"  # V + the channel's tag
+    assert spec_.modulus == 1e8 and spec_.on_drop == "auto" and spec_.periods == ("day", "month")
+    assert spec_.replaced_at == (at(30, 9),) and spec_.period_s == 60.0
+
+
+@pytest.mark.parametrize(("table", "key", "value"), [
+    ('channel = "Flow_W1"', "totaliser[0].channel", "'Flow_W1'"),  # m3/h is not a count
+    ('channel = "Total_W9"', "totaliser[0].channel", "'Total_W9'"),
+    ('channel = "Total_W1"\nmodulus = -1', "totaliser[0].modulus", "-1"),
+    ('channel = "Total_W1"\non_drop = "rollover"', "totaliser[0].on_drop", "'rollover'"),
+    ('channel = "Total_W1"\non_drop = "guess"', "totaliser[0].on_drop", "'guess'"),
+    ('channel = "Total_W1"\nvolume = "Flow_W1"', "totaliser[0].volume", "'Flow_W1'"),
+    ('channel = "Total_W1"\nperiods = ["week"]', "totaliser[0].periods", "['week']"),
+    ('channel = "Total_W1"\nreplaced_at = [2026-11-30T09:00:00]',
+     "totaliser[0].replaced_at[0]", "datetime"),
+    ('channel = "Total_W1"\nreplaced_at = ["yesterday"]',
+     "totaliser[0].replaced_at[0]", "'yesterday'"),
+])
+def test_a_broken_totaliser_is_named_by_key_and_value(table: str, key: str, value: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        config("[[totaliser]]\n" + table + "\n")
+    text = str(err.value)
+    assert key in text and value in text, text
+
+
+def test_the_pipeline_sends_the_daily_volume_as_a_record() -> None:
+    cfg = config('[[totaliser]]\nchannel = "Total_W1"\nmodulus = 100000000\n'
+                 'periods = ["day"]\n')
+    pipe = Pipeline(cfg, OFFSET)
+    readings = [(at(29, 23, 30), 99_999_500), (at(30, 6), 99_999_800), (at(30, 12), 100),
+                (at(30, 23, 30), 600)]
+    out: list[Record] = []
+    for t, v in readings:
+        pipe.feed("well1-flow", [Sample("Total", t, v, Status.MEASURING),
+                                 Sample("Flow", t, 40.0, Status.MEASURING)], now=t)
+        out += pipe.tick(t)
+    out += pipe.tick(DAY_30[1] + cfg.averaging.grace_s + 1)
+    (vol,) = [r for r in out if r.channel == "V_W1" and (r.start, r.end) == DAY_30]
+    assert vol.mean == 1100.0 and vol.valid and vol.unit == "m3"
+    # the totaliser and the flow are still averaged like any channel
+    assert {"Total_W1", "Flow_W1"} <= {r.channel for r in out}

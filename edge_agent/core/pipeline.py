@@ -63,6 +63,7 @@ from edge_agent.averaging import (
     StreamingRollup,
     normalise_record,
 )
+from edge_agent.averaging.totaliser import TotaliserVolumes
 from edge_agent.averaging.windows import floor_start
 from edge_agent.config.model import StationConfig
 from edge_agent.core.clock import ClockJump
@@ -102,6 +103,11 @@ class Pipeline:
         self._flag_next: set[tuple[int, str]] = set()  # first record after resume: CLOCK_JUMP
         self._dropped_future = 0
         self._clashes = 0
+        # extracted volume per day/month ([[totaliser]]): built once, not again on a clock
+        # jump, because the meter's count does not jump with the clock; its last reading is
+        # what the next period counts from
+        self.volumes = [TotaliserVolumes(t, utc_offset_s, grace_s=cfg.averaging.grace_s)
+                        for t in cfg.totalisers]
         self._build()
 
     # ---------------------------------------------------------------- windows
@@ -160,6 +166,8 @@ class Pipeline:
             for width, averager in self.averagers.items():
                 if s.t >= self._fence.get((width, m.symbol), -math.inf):
                     averager.feed(named)
+            for volume in self.volumes:
+                volume.feed(named)
         return out
 
     def clock_state(self, now: float, synced: bool | None) -> None:
@@ -213,6 +221,8 @@ class Pipeline:
         for s in sorted(samples, key=lambda s: s.t):
             if s.channel not in self.units:
                 continue
+            for volume in self.volumes:  # its stored periods are fenced off in _finish
+                volume.feed(s)
             for width, averager in self.averagers.items():
                 if s.t >= self._fence.get((width, s.channel), -math.inf):
                     averager.feed(s)
@@ -231,6 +241,9 @@ class Pipeline:
             closed = self._finish(rollup.advance(now), normalise=False)
             out += closed
             self._to_rollups(closed)
+        for volume in self.volumes:
+            out += self._finish(self._volume_events(volume, volume.advance(now)),
+                                normalise=False)
         return out
 
     def close(self, now: float) -> list[Record]:
@@ -246,7 +259,20 @@ class Pipeline:
             closed = self._finish(rollup.close_all(now), extra, normalise=False)
             out += closed
             self._to_rollups(closed)
+        for volume in self.volumes:
+            out += self._finish(self._volume_events(volume, volume.close_all(now)), extra,
+                                normalise=False)
         return out
+
+    def _volume_events(self, volume: TotaliserVolumes, records: list[Record]) -> list[Record]:
+        """Log each roll-over and meter replacement the totaliser saw: the reading pair a
+        volume was (or was not) counted across, for whoever checks a day's figure."""
+        for e in volume.events:
+            log.warning("totaliser_rollover" if e.kind == "rollover" else "meter_replaced",
+                        extra={"channel": e.source, "t": e.t, "previous": e.prev,
+                               "reading": e.cur})
+        volume.events.clear()
+        return records
 
     def _to_rollups(self, records: Sequence[Record], resume: bool = False) -> None:
         """Feed closed records to the roll-ups built on their width (parents close later).
