@@ -298,3 +298,62 @@ def test_the_rolling_width_is_not_confused_with_a_tiled_one(tmp_path: Path) -> N
         '[[averaging.rolling]]\nchannels = ["CO"]\n'
     [problem] = problems(text)
     assert "averaging.rolling[0].span = 8" in problem and "28800 s" in problem
+
+
+# --------------------------------------------------------------------------- the shipped pair
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_the_shipped_ambient_example_passes_config_check() -> None:
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, "-m", "edge_agent.daemon.cli", "config", "check", "--offline",
+         ROOT / "examples" / "ambient.toml"], capture_output=True, text=True, timeout=120,
+        cwd=ROOT)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert ": ok: station THA-AQ-0001" in result.stdout
+    from edge_agent.config.reader import load_config
+
+    cfg = load_config(ROOT / "examples" / "ambient.toml")
+    wd = next(c for c in cfg.channels if c.symbol == "WD")
+    assert (wd.average, wd.speed) == ("direction", None)
+    [rolling] = cfg.averaging.rolling
+    assert rolling.channels == ("CO", "O3") and rolling.rolling.width_s == 28800
+    symbols = {c.symbol for c in cfg.channels}
+    assert {"SO2", "CO", "NO2", "O3", "TSP", "PM10", "PM2,5", "Temp", "RH", "P", "WS", "WD",
+            "SR"} <= symbols  # every QCVN 05:2023 parameter and the meteorology
+
+
+def test_the_simulated_vane_averages_to_north_through_the_pipeline() -> None:
+    """A day of the ambient simulator's vane (hw_sim/examples/ambient.toml's seed), polled
+    every 10 s and averaged into 5-minute records: every record's direction lies in the
+    sector the vane swept (within 60 deg of north), including the windows whose samples
+    straddle 360/0, where an arithmetic mean would land near 180."""
+    from drivers.profile import builtin_profile
+    from hw_sim.config import load_station
+    from hw_sim.signals import channel_value
+
+    sim = load_station(ROOT / "hw_sim" / "examples" / "ambient.toml")
+    seed = next(d.seed for d in sim.devices if d.profile.name == "weather_station")
+    prof = builtin_profile("weather_station")
+    cfg = config('channels = ["WS", "WD"]\n[averaging]\nwindows = [300]\ngrace_s = 1.0\n')
+    p = Pipeline(cfg, utc_offset_s=UTC7)
+    p.clock_state(T0, synced=True)
+    out: list[Record] = []
+    crossing = 0
+    for i in range(8640):
+        t = T0 + 10.0 * i
+        d = round(channel_value(seed, prof.channel("WD"), t), 1)
+        s = round(channel_value(seed, prof.channel("WS"), t), 2)
+        p.feed("weather", [Sample("WD", t, d, M), Sample("WS", t, s, M)], now=t + 0.1)
+        out += p.tick(t + 0.2)
+    out += p.tick(T0 + 86400 + 5.0)
+    wd = [r for r in out if r.channel == "WD"]
+    assert len(wd) == 288
+    for r in wd:
+        assert r.valid and min(r.mean, 360 - r.mean) <= 60, r
+        crossing += r.min < 0 <= r.max or r.min <= 360 < r.max
+    assert crossing >= 50  # windows with samples on both sides of north (153 of 288 here)
