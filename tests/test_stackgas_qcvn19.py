@@ -142,6 +142,21 @@ def test_the_2009_settings_give_the_2009_number() -> None:
     assert 43.98287422401815 / nox.mean == pytest.approx(24.45 / 22.414, rel=1e-12)
 
 
+def test_wet_o2_of_an_in_situ_probe_is_made_dry_first_hand_worked() -> None:
+    # The gas turbine above seen by in-situ probes on wet gas with 10 % H2O: NOx 22.5 ppm wet,
+    # O2 12.6 % wet.
+    #   O2 dry: 12.6 / (1 - 0.10) = 14.0 %;  NOx dry: 22.5 / 0.9 = 25 ppm
+    #   then as above: 25 * 46.0055 / 22.414 * (21 - 15) / (21 - 14)   = 43.9828742240 mg/Nm3
+    # Taken as dry, the 12.6 % would give 51.3133532614 * 6 / 8.4 = 36.65 (17 % too low).
+    cfg = config(GAS_TURBINE_2024 + '\nh2o_channel = "H2O"\no2_basis = "wet"')
+    nox = one_window(cfg, "NOx", 22.5, 12.6, h2o=10.0)
+    assert nox.mean == pytest.approx(43.98287422401815, rel=1e-12)
+    assert nox.flags == RecordFlag.DRY_BASIS | RecordFlag.MG_PER_NM3 | RecordFlag.O2_NORMALISED
+    as_dry = one_window(config(GAS_TURBINE_2024 + '\nh2o_channel = "H2O"'), "NOx", 22.5, 12.6,
+                        h2o=10.0)
+    assert as_dry.mean == pytest.approx(25 * 46.0055 / 22.414 * 6 / 8.4, rel=1e-12)
+
+
 def test_o2_near_21_percent_keeps_the_window_invalid() -> None:
     # At 20.5 % O2 (a stack at shutdown breathing air) the factor to 15 % would be 6 / 0.5 = 12:
     # above o2_max (20 % by default) the window is kept, invalid, never referred.
@@ -178,6 +193,11 @@ def test_bulk_values_with_measured_moisture() -> None:
         normalise_values("SO2", "ppm", [1.0], how, o2=[9.0], h2o=[100.0])
     with pytest.raises(ValueError, match=r"o2\[0\]=20.5.*o2_max=20.0"):
         normalise_values("SO2", "ppm", [1.0], how, o2=[20.5], h2o=[0.0])
+    # wet O2 per sample: 12.6 % at 10 % H2O is 14 % dry (the gas turbine, NOx 22.5 ppm wet)
+    wet_o2 = Normalisation(o2_ref=15.0, to_mg_nm3=True, vm_l=22.414, h2o_measured=True,
+                           o2_wet=True)
+    out, _, _ = normalise_values("NOx", "ppm", [22.5], wet_o2, o2=[12.6], h2o=[10.0])
+    assert out[0] == pytest.approx(43.98287422401815, rel=1e-12)
 
 
 # ------------------------------------------------------------------------- mistakes named
@@ -215,6 +235,15 @@ def test_bulk_values_with_measured_moisture() -> None:
     (GAS_TURBINE_2024 + '\nh2o_channel = "NOx"',
      f"{F}: normalise[0].h2o_channel = 'NOx': expected a moisture channel in % by volume "
      "(its unit is 'ppm')"),
+    (GAS_TURBINE_2024 + '\no2_basis = "wet"',
+     f"{F}: normalise[0].o2_basis = 'wet': expected a water content to make the O2 dry with "
+     "(h2o_channel or h2o_fraction)"),
+    (GAS_TURBINE_2024 + '\no2_basis = "moist"',
+     f"{F}: normalise[0].o2_basis = 'moist': expected one of dry, wet"),
+    (GAS_TURBINE_2024 + '\n[[normalise]]\nchannels = ["NOx"]\nstandard = "QCVN 19:2009"\n'
+     'source = "process"',
+     f"{F}: normalise[1].channels = 'NOx': expected a channel no other [[normalise]] converts "
+     "(normalise[0] does)"),
 ])
 def test_a_broken_reference_condition_is_refused_naming_key_and_value(body: str,
                                                                       expected: str) -> None:

@@ -9,7 +9,9 @@ converted:
 * ppm to mg/Nm3: ``C_mg = C_ppm * M / Vm`` with M in g/mol and Vm the molar volume in L/mol at
   the standard's reference conditions (QCVN 19:2009: 25 degC, 760 mmHg, Vm = 24.45 L/mol; the
   standards themselves are data, in ``edge_agent/config/standards/``, and give Vm as printed);
-* reference O2: ``C_ref = C * (21 - O2_ref) / (21 - O2_meas)`` (O2 in % by volume, dry).
+* reference O2: ``C_ref = C * (21 - O2_ref) / (21 - O2_meas)`` (O2 in % by volume, dry; an
+  in-situ zirconia probe measures wet O2, made dry first by the same water fraction:
+  ``O2_dry = O2_wet / (1 - H2O_fraction)``).
   Near 21 % (a stack at shutdown breathes air) the factor explodes (at 20.9 % and a 6 %
   reference it is 150), so above ``o2_max`` (20 % unless configured) the window is not
   referred at all: the caller keeps it, invalid, with the reason logged.
@@ -127,6 +129,7 @@ class Normalisation:
     vm_l: float | None = None  # molar volume as the standard prints it; None: from temp/pressure
     o2_max: float = 20.0  # measured O2 above this: not referred (the window is invalid)
     h2o_measured: bool = False  # wet analyser: the water fraction is the H2O record's % / 100
+    o2_wet: bool = False  # the O2 is measured wet (an in-situ zirconia probe): made dry first
 
     @property
     def molar_volume_l(self) -> float:
@@ -175,20 +178,24 @@ def normalise_record(record: Record, how: Normalisation, o2: Record | None = Non
     """
     factor, unit, flags = _unit_factor(record.channel, record.unit, how)
     valid = record.valid
+    water = how.h2o_fraction  # the window's water fraction, if the conversion needs one
     if how.h2o_measured:
         if h2o is None:
             raise InputError(f"channel {record.channel!r}: h2o_measured but no H2O record given")
         _same_window(record, h2o, "H2O")
-        if math.isfinite(h2o.mean):
-            factor *= dry_factor(h2o.mean / 100.0, h2o.channel)
-        else:
-            factor = math.nan
+        water = h2o.mean / 100.0
+        factor *= dry_factor(water, h2o.channel) if math.isfinite(water) else math.nan
         valid = valid and h2o.valid and math.isfinite(h2o.mean)
     if how.o2_ref is not None:
         if o2 is None:
             raise InputError(f"channel {record.channel!r}: o2_ref set but no O2 record given")
         _same_window(record, o2, "O2")
-        factor *= o2_factor(o2.mean, how.o2_ref, o2.channel, how.o2_max)
+        o2_meas = o2.mean
+        if how.o2_wet:  # O2_dry = O2_wet / (1 - H2O): the reference O2 is on dry gas
+            if water is None:
+                raise InputError(f"channel {record.channel!r}: o2_wet but no water fraction")
+            o2_meas = o2_meas / (1.0 - water) if math.isfinite(water) else math.nan
+        factor *= o2_factor(o2_meas, how.o2_ref, o2.channel, how.o2_max)
         valid = valid and o2.valid and math.isfinite(o2.mean)
     return replace(
         record,
@@ -232,6 +239,13 @@ def normalise_values(
         if o2 is None:
             raise InputError(f"channel {channel!r}: o2_ref set but no O2 values given")
         o2a = np.broadcast_to(np.asarray(o2, dtype=np.float64), out.shape)
+        if how.o2_wet:
+            if how.h2o_measured:
+                o2a = o2a / (1.0 - wet)
+            elif how.h2o_fraction is not None:
+                o2a = o2a / (1.0 - how.h2o_fraction)
+            else:
+                raise InputError(f"channel {channel!r}: o2_wet but no water fraction")
         bad = np.isfinite(o2a) & ((o2a < 0.0) | (o2a >= 21.0) | (o2a > how.o2_max))
         if bad.any():
             i = int(np.flatnonzero(bad)[0])

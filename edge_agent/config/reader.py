@@ -203,10 +203,7 @@ def parse_config(doc: Mapping[str, Any], source: str | Path, *,
     averaging = _averaging(r, doc.get("averaging", {}), channels)
     symbols = {c.symbol for c in channels}
     units = {c.symbol: c.unit for c in channels}
-    normalise = tuple(
-        n for i, t in enumerate(r.tables(doc, "normalise", "normalise"))
-        if (n := _normalise(r, t, f"normalise[{i}]", symbols, units)) is not None
-    )
+    normalise = _normalise_all(r, doc, symbols, units)
     mqtt = _uplinks(r, doc.get("uplink", {}))
     c10 = _circular10(r, doc.get("uplink", {}), source, station, averaging, channels)
     totalisers = parse_totalisers(r, doc, units, {c.symbol: c.period_s for c in channels})
@@ -657,7 +654,7 @@ def _normalise(r: _Reader, value: Any, where: str, symbols: set[str],
                units: Mapping[str, str]) -> NormaliseSettings | None:
     t = r.table(value, where, {"channels", "o2_channel", "o2_ref", "h2o_fraction", "to_mg_nm3",
                                "temp_c", "pressure_mmhg", "standard", "source", "h2o_channel",
-                               "o2_max"})
+                               "o2_max", "o2_basis"})
     n_before = len(r.problems)
     chans = r.get(t, "channels", where, "list") or []
     for ch in chans:
@@ -701,6 +698,10 @@ def _normalise(r: _Reader, value: Any, where: str, symbols: set[str],
                    expected="the highest measured O2 still referred, in (0, 21) %")
     if o2_ref is not None and o2_max <= o2_ref:
         r.fail(f"{where}.o2_max", o2_max, f"more than the reference O2 ({o2_ref:g} %)")
+    o2_wet = r.choice(t, "o2_basis", where, ("dry", "wet"), "dry") == "wet"
+    if o2_wet and h2o is None and h2o_channel is None:
+        r.fail(f"{where}.o2_basis", "wet", "a water content to make the O2 dry with "
+                                           "(h2o_channel or h2o_fraction)")
     to_mg = r.get(t, "to_mg_nm3", where, "bool", False)
     if to_mg:
         for ch in chans:
@@ -715,12 +716,31 @@ def _normalise(r: _Reader, value: Any, where: str, symbols: set[str],
         return None
     how = Normalisation(o2_ref=o2_ref, h2o_fraction=h2o, to_mg_nm3=to_mg, temp_c=temp_c,
                         pressure_mmhg=pressure, o2_max=o2_max,
-                        h2o_measured=h2o_channel is not None)
+                        h2o_measured=h2o_channel is not None, o2_wet=o2_wet)
     if std is not None:  # the standard's conditions, its molar volume as printed
         how = replace(how, temp_c=std.temp_c, pressure_mmhg=std.pressure_mmhg,
                       vm_l=std.molar_volume_l)
     return NormaliseSettings(tuple(chans), o2_channel if o2_ref is not None else None, how,
                              h2o_channel, std.name if std else None, source)
+
+
+def _normalise_all(r: _Reader, doc: Mapping[str, Any], symbols: set[str],
+                   units: Mapping[str, str]) -> tuple[NormaliseSettings, ...]:
+    """Every [[normalise]] table; a channel in two is refused, since only the first would
+    convert it and the second's standard would be silently ignored."""
+    out: list[NormaliseSettings] = []
+    first: dict[str, str] = {}
+    for i, t in enumerate(r.tables(doc, "normalise", "normalise")):
+        where = f"normalise[{i}]"
+        n = _normalise(r, t, where, symbols, units)
+        for ch in n.channels if n is not None else ():
+            if ch in first:
+                r.fail(f"{where}.channels", ch, f"a channel no other [[normalise]] converts "
+                                                f"({first[ch]} does)")
+            first.setdefault(ch, where)
+        if n is not None:
+            out.append(n)
+    return tuple(out)
 
 
 def _standard(r: _Reader, t: Mapping[str, Any], where: str) -> tuple[Standard | None, str]:
