@@ -357,3 +357,17 @@ def test_the_simulated_vane_averages_to_north_through_the_pipeline() -> None:
         assert r.valid and min(r.mean, 360 - r.mean) <= 60, r
         crossing += r.min < 0 <= r.max or r.min <= 360 < r.max
     assert crossing >= 50  # windows with samples on both sides of north (153 of 288 here)
+
+
+def test_a_limit_on_the_8_hour_average_flags_the_rolling_records_over_it() -> None:
+    """QCVN 05:2023 limits CO on its 8-hour average: a [[limit]] names window = 28800 and
+    the rolling records over it (valid ones only) carry EXCEEDANCE. Hourly means 1000 +
+    100 h: the 8-hour averages ending 08:00, 09:00, 10:00 are 1350, 1450, 1550."""
+    from protocol.model import RecordFlag
+
+    cfg = config(CO + '[[limit]]\nchannel = "CO"\nwindow = 28800\nmax = 1400.0\n')
+    p = Pipeline(cfg, utc_offset_s=UTC7)
+    p.clock_state(T0, synced=True)
+    out = feed_hours(p, {h: 1000.0 + 100 * h for h in range(10)}, range(10))
+    over = {(r.end - T0) // 3600: bool(r.flags & RecordFlag.EXCEEDANCE) for r in out}
+    assert [over[h] for h in (6, 7, 8, 9, 10)] == [False, False, False, True, True]

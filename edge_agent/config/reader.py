@@ -208,7 +208,8 @@ def parse_config(doc: Mapping[str, Any], source: str | Path, *,
     c10 = _circular10(r, doc.get("uplink", {}), source, station, averaging, channels)
     totalisers = parse_totalisers(r, doc, units, {c.symbol: c.period_s for c in channels})
     limits = parse_limits(r, doc, units, {*averaging.windows,
-                                          *(ru.width for ru in averaging.rollups)})
+                                          *(ru.width for ru in averaging.rollups),
+                                          *(ro.rolling.width_s for ro in averaging.rolling)})
     if r.problems:
         raise ConfigError(_by_name(r.problems, doc))
     return StationConfig(source, station, agent, poll, channels, averaging, normalise, mqtt,
