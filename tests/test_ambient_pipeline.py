@@ -315,6 +315,7 @@ def test_the_shipped_ambient_example_passes_config_check() -> None:
         cwd=ROOT)
     assert result.returncode == 0, result.stdout + result.stderr
     assert ": ok: station THA-AQ-0001" in result.stdout
+    assert "roll-ups 3600 s, 86400 s, rolling 28800 s of CO, O3," in result.stdout
     from edge_agent.config.reader import load_config
 
     cfg = load_config(ROOT / "examples" / "ambient.toml")
@@ -357,6 +358,13 @@ def test_the_simulated_vane_averages_to_north_through_the_pipeline() -> None:
         assert r.valid and min(r.mean, 360 - r.mean) <= 60, r
         crossing += r.min < 0 <= r.max or r.min <= 360 < r.max
     assert crossing >= 50  # windows with samples on both sides of north (153 of 288 here)
+
+
+def test_history_judges_a_rolling_record_by_its_own_threshold() -> None:
+    """6 of 8 hours: quantrac history's reason for an invalid 8-hour record uses 0.75."""
+    from edge_agent.daemon.history_cli import thresholds
+
+    assert thresholds(config(CO))[28800] == pytest.approx(6 / 8)
 
 
 def test_a_limit_on_the_8_hour_average_flags_the_rolling_records_over_it() -> None:

@@ -120,6 +120,8 @@ def _check(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
           f"{', '.join(f'{w} s' for w in cfg.averaging.windows)}"
           + (f", roll-ups {', '.join(f'{r.width} s' for r in cfg.averaging.rollups)}"
              if cfg.averaging.rollups else "")
+          + "".join(f", rolling {ro.rolling.width_s} s of {', '.join(ro.channels)}"
+                    for ro in cfg.averaging.rolling)
           + (", uplink mqtt" if cfg.mqtt else ", no uplink")
           + (f", circular10 {cfg.circular10.transport}://{cfg.circular10.host}:"
              f"{cfg.circular10.port} every {cfg.circular10.interval_minutes:g} min"

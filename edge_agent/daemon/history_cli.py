@@ -45,6 +45,9 @@ def thresholds(cfg: StationConfig) -> dict[int, float]:
     """Window width -> the coverage fraction the station's rule for it needs."""
     out = {w: cfg.averaging.rule.min_fraction for w in cfg.averaging.windows}
     out.update({r.width: r.rule.min_fraction for r in cfg.averaging.rollups})
+    # a rolling average (8-hour CO/O3) is valid with min_valid of its span child records
+    out.update({ro.rolling.width_s: ro.rolling.min_valid / ro.rolling.span
+                for ro in cfg.averaging.rolling})
     return out
 
 
