@@ -23,6 +23,7 @@ from edge_agent.averaging.totaliser import (
 )
 from edge_agent.config.model import StationConfig
 from edge_agent.config.reader import ConfigError, parse_config
+from edge_agent.core.clock import ClockJump
 from edge_agent.core.pipeline import Pipeline
 from protocol.model import Record, RecordFlag, Sample, Status
 
@@ -235,3 +236,21 @@ def test_the_pipeline_sends_the_daily_volume_as_a_record() -> None:
     assert vol.mean == 1100.0 and vol.valid and vol.unit == "m3"
     # the totaliser and the flow are still averaged like any channel
     assert {"Total_W1", "Flow_W1"} <= {r.channel for r in out}
+
+
+def test_a_clock_jump_does_not_split_the_days_volume() -> None:
+    # the meter's count does not jump with the clock: a forward step of 2 minutes at noon
+    # closes the averaging windows (CLOCK_JUMP) but the day's volume goes on being counted
+    cfg = config('[[totaliser]]\nchannel = "Total_W1"\nperiods = ["day"]\n')
+    pipe = Pipeline(cfg, OFFSET)
+    out: list[Record] = []
+    for t, v in [(at(29, 23, 30), 1_000), (at(30, 11), 1_400)]:
+        pipe.feed("well1-flow", [Sample("Total", t, v, Status.MEASURING)], now=t)
+        out += pipe.tick(t)
+    out += pipe.jump(ClockJump(at_wall=at(30, 12, 2), offset=120.0))
+    for t, v in [(at(30, 13), 1_500), (at(30, 23, 30), 2_000)]:
+        pipe.feed("well1-flow", [Sample("Total", t, v, Status.MEASURING)], now=t)
+        out += pipe.tick(t)
+    out += pipe.tick(DAY_30[1] + 60)
+    days = [r for r in out if r.channel == "V_W1" and (r.start, r.end) == DAY_30]
+    assert [(d.mean, d.valid) for d in days] == [(1000.0, True)]

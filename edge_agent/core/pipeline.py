@@ -248,7 +248,11 @@ class Pipeline:
 
     def close(self, now: float) -> list[Record]:
         """Shutdown: close every open window (PARTIAL where not over)."""
-        return self._close_all(now, RecordFlag.NONE)
+        out = self._close_all(now, RecordFlag.NONE)
+        for volume in self.volumes:  # not on a clock jump: a day's count goes on across it
+            out += self._finish(self._volume_events(volume, volume.close_all(now)),
+                                normalise=False)
+        return out
 
     def _close_all(self, now: float, extra: RecordFlag) -> list[Record]:
         out: list[Record] = []
@@ -259,9 +263,6 @@ class Pipeline:
             closed = self._finish(rollup.close_all(now), extra, normalise=False)
             out += closed
             self._to_rollups(closed)
-        for volume in self.volumes:
-            out += self._finish(self._volume_events(volume, volume.close_all(now)), extra,
-                                normalise=False)
         return out
 
     def _volume_events(self, volume: TotaliserVolumes, records: list[Record]) -> list[Record]:
