@@ -26,6 +26,7 @@ from edge_agent.averaging.rolling import Rolling
 from edge_agent.averaging.rules import RULES, ValidityRule
 from edge_agent.averaging.totaliser import TotaliserSpec
 from edge_agent.config.limits import Limit
+from edge_agent.config.sampler import SamplerSettings
 
 CIRCULAR10_SYMBOLS = (
     "Flow", "Temp", "Color", "pH", "TSS", "COD", "NH4", "TP", "TN", "TOC", "Cl", "RH", "P", "NO",
@@ -217,8 +218,9 @@ class StationConfig:
     mqtt: MqttSettings | None = None
     circular10: Circular10Settings | None = None
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
-    limits: tuple[Limit, ...] = ()  # [[limit]]: edge_agent.config.limits
     totalisers: tuple[TotaliserSpec, ...] = ()  # [[totaliser]]: edge_agent.config.totalisers
+    limits: tuple[Limit, ...] = ()  # [[limit]]: edge_agent.config.limits
+    sampler: SamplerSettings | None = None  # [sampler]: edge_agent.config.sampler
 
     def channel_of(self, device: str, channel: str) -> ChannelMap | None:
         for c in self.channels:

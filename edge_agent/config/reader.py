@@ -157,6 +157,7 @@ from edge_agent.config.model import (
     is_symbol,
     remote_dir_ok,
 )
+from edge_agent.config.sampler import parse_sampler
 from edge_agent.config.standards import Standard, standards
 from edge_agent.config.totalisers import parse_totalisers
 from protocol.config_file import MISSING as _MISSING
@@ -184,7 +185,7 @@ def load_config(path: str | Path, *, station_required: bool = True) -> StationCo
 
 
 _TOP = {"station", "agent", "poll", "bus", "device", "averaging", "normalise", "uplink",
-        "totaliser", "limit"}
+        "limit", "totaliser", "sampler"}
 
 
 def parse_config(doc: Mapping[str, Any], source: str | Path, *,
@@ -210,10 +211,12 @@ def parse_config(doc: Mapping[str, Any], source: str | Path, *,
     limits = parse_limits(r, doc, units, {*averaging.windows,
                                           *(ru.width for ru in averaging.rollups),
                                           *(ro.rolling.width_s for ro in averaging.rolling)})
+    sampler = parse_sampler(r, doc, {b.name for b in poll.buses},
+                            {lim.channel for lim in limits})
     if r.problems:
         raise ConfigError(_by_name(r.problems, doc))
     return StationConfig(source, station, agent, poll, channels, averaging, normalise, mqtt,
-                         c10, doc, limits=limits, totalisers=totalisers)
+                         c10, doc, limits=limits, sampler=sampler, totalisers=totalisers)
 
 
 _PLACE = re.compile(r"(bus|device)\[(\d+)\](?:\.(.*))?", re.DOTALL)

@@ -11,6 +11,8 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from protocol.record_view import window_label
+
 WIDTH = 80
 
 
@@ -85,7 +87,36 @@ def render(st: Mapping[str, Any], now: float) -> list[str]:
         lines.append(_circular10_line(st["uplink_circular10"]))
         if st["uplink_circular10"].get("fix"):  # refused: what a person must do
             lines.append(f"! circ10 fix: {st['uplink_circular10']['fix']}"[:WIDTH])
+    lines += _exceedance_lines(st, now)
     return [line.rstrip() for line in lines]
+
+
+def _exceedance_lines(st: Mapping[str, Any], now: float) -> list[str]:
+    """Records over their limit since the agent started, the last one with its limit, and the
+    sampler: busy or idle, starts today against the cap, the last start and how it went. A
+    ``!`` line when something needs a person: an exceedance, a sampler that does not answer."""
+    out: list[str] = []
+    ex = st.get("exceedances") or {}
+    last: Mapping[str, Any] = ex.get("last") or {}
+    if ex.get("count") and last:
+        out.append(f"! exceed {ex['count']} over limit; last {last['channel']} "
+                   f"{_value(last['mean'])} {last['unit']} "
+                   f"({window_label(int(last['width']))}, {_age(last['window_start'], now)}),"
+                   f" limit {last['limit']} ({last['source']})"[:WIDTH])
+    elif "exceedances" in st:
+        out.append("exceed  none since start")
+    sm = st.get("sampler")
+    if sm:
+        busy = {True: "busy", False: "idle", None: "state unknown"}[sm.get("busy")]
+        start = sm.get("last_start")
+        how = "-" if not start else (
+            f"{_age(start.get('at'), now)} by {start.get('by')}, "
+            f"{'acknowledged' if start.get('ok') else 'NOT acknowledged'}")
+        out.append(f"sampler {busy}, {sm.get('starts_today', 0)}/{sm.get('daily_cap')} "
+                   f"today, last start {how}"[:WIDTH])
+        if sm.get("problem"):
+            out.append(f"! sampler {sm['problem']}"[:WIDTH])
+    return out
 
 
 def _circular10_line(c: Mapping[str, Any]) -> str:

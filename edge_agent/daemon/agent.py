@@ -39,6 +39,7 @@ from buffer import OUTBOX_NAME, Store, chain
 from buffer.chain import Signer
 from buffer.db import StoreFullError
 from buffer.store import ForeignDatabaseError
+from drivers.transport import Transport
 from edge_agent.averaging import configure_cache, utc_offset_for
 from edge_agent.config.model import StationConfig
 from edge_agent.config.reader import ConfigError, load_config
@@ -49,9 +50,11 @@ from edge_agent.core.clock import ClockWatch
 from edge_agent.core.pipeline import Pipeline
 from edge_agent.daemon.clock_sync import kernel_clock_synchronised
 from edge_agent.daemon.control import ControlServer
+from edge_agent.daemon.exceedance import Exceedances
 from edge_agent.daemon.sdnotify import Notifier
-from edge_agent.poll.build import build_buses
+from edge_agent.poll.build import build_buses, open_transport
 from edge_agent.poll.poller import Poller, queue_sink
+from edge_agent.poll.sampler import SamplerBus
 from protocol.clock import Clock
 from protocol.model import Record, Sample
 
@@ -137,10 +140,13 @@ class Agent:
         self.backfill = BackfillState(cfg.averaging.grace_s, cfg.agent.backfill_horizon_s)
         self.store_problem: str | None = None
         self.reported: set[str] = set()
+        self._sampler_transport: Transport | None = None  # a sampler alone on its bus
         self.ready = False
         self._stop = asyncio.Event()
         self._reload = asyncio.Event()
         self.pipeline = self._new_pipeline(cfg)
+        # [[limit]] exceedances and the [sampler] (edge_agent.daemon.exceedance)
+        self.exceedances = Exceedances(cfg, self.pipeline.utc_offset_s, clock)
 
     # ------------------------------------------------------------------ setup
 
@@ -241,6 +247,24 @@ class Agent:
         self.backfill.horizon_s = self.cfg.agent.backfill_horizon_s
         self.poller.start()
         self.reported = set()
+        self.exceedances.start_sampler(self._sampler_bus)
+
+    def _sampler_bus(self) -> SamplerBus | None:
+        """The open transport of the [sampler]'s bus: the poller's when it polls that bus
+        (one master per line), else one of the sampler's own, opened once."""
+        s = self.cfg.sampler
+        if s is None:
+            return None
+        bus = next((b for b in self.cfg.poll.buses if b.name == s.bus), None)
+        if bus is None:
+            return None
+        name = bus.serial.port if bus.serial else f"{bus.host}:{bus.tcp_port}"
+        transport = self.poller.transport(name) if self.poller else None
+        if transport is None:
+            if self._sampler_transport is None:
+                self._sampler_transport = open_transport(bus)
+            transport = self._sampler_transport
+        return transport if isinstance(transport, SamplerBus) else None
 
     # ------------------------------------------------------------------ run
 
@@ -305,13 +329,16 @@ class Agent:
         self._drain_queue()
         now = self.clock()
         closed = self.pipeline.close(now)
-        self.held += closed
+        self.held += self.exceedances.judge(closed)
         self._flush_records()
         spilled = self._spill_held()
         self._flush_samples()
         if self.uplink is not None:
             await asyncio.to_thread(self.uplink.stop)
         await self._stop_circular10()
+        await asyncio.to_thread(self.exceedances.stop)
+        if self._sampler_transport is not None:
+            self._sampler_transport.close()
         if self.control is not None:
             await self.control.close()
         assert self.store is not None
@@ -356,7 +383,7 @@ class Agent:
             self._flush_samples()  # samples of the old time line go to the store first
             stored = [*self.held, *stored_after(self.store, self.pipeline.widths, jump.at_wall)] \
                 if self.store is not None else list(self.held)
-            self.held += self.pipeline.jump(jump, stored)
+            self.held += self.exceedances.judge(self.pipeline.jump(jump, stored))
             self._flush_records()
 
     # ------------------------------------------------------------------ ticks
@@ -378,7 +405,8 @@ class Agent:
                     self.synced = synced
                     self.pipeline.clock_state(now, synced)
                     next_sync = mono + 10.0
-                self.held += self.pipeline.tick(self.backfill.tick_now(now))
+                self.held += self.exceedances.judge(
+                    self.pipeline.tick(self.backfill.tick_now(now)))
                 self._flush_records()
                 if mono >= next_flush:
                     self._flush_samples()
@@ -496,7 +524,7 @@ class Agent:
             (old.channels, old.averaging, old.normalise, old.station.timezone)
         self.cfg = new
         if rebuilt:
-            self.held += self.pipeline.close(self.clock())
+            self.held += self.exceedances.judge(self.pipeline.close(self.clock()))
             self._flush_records()
             self._flush_samples()
             self.pipeline = self._new_pipeline(new)
@@ -626,6 +654,7 @@ class Agent:
             **({"uplink_circular10": self.circular10.status()} if self.circular10 else {}),
             "clock": {"synchronised": self.synced, "jumps": len(jumps),
                       "last_jump": asdict(jumps[-1]) if jumps else None},
+            **self.exceedances.status(),
         }
 
     async def _handle(self, msg: dict[str, Any]) -> dict[str, Any]:
@@ -638,7 +667,9 @@ class Agent:
             assert self.poller is not None
             return await asyncio.to_thread(read_on_agent_bus, self.cfg.poll.buses, self.poller,
                                            msg)
-        raise ValueError(f"unknown op {op!r}; expected status, read or ping")
+        if op == "sampler_trigger":  # quantrac sampler trigger
+            return self.exceedances.command()
+        raise ValueError(f"unknown op {op!r}; expected status, read, sampler_trigger or ping")
 
 
 def run(cfg: StationConfig, notifier: Notifier | None = None) -> int:
