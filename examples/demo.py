@@ -21,6 +21,17 @@ The simulated wastewater station answers on a pty (Modbus RTU, the pH/temperatur
 transmitter and the COD/NH4 controller on one multidrop bus) and on TCP (the nutrient cabinet
 and the flowmeter). Windows are 10 s and 60 s instead of 5 min so records reach the centre in
 seconds. Every process started is stopped on the way out, also on Ctrl-C or an error.
+
+Other station types: ``--station TYPE`` (or ``DEMO_STATION=TYPE make demo``) runs
+``examples/TYPE.toml`` against ``hw_sim/examples/TYPE.toml``, found by name, so a new type
+needs only its two files. The example is the installer's config; the demo changes only what a
+short run on this machine needs (:func:`demo_config`): the simulator's pty and TCP port for
+its buses, 1 s polls, the 10 s and 60 s windows (so the roll-ups, rolling averages and limits
+written for the example's own windows are left out), its own state dir and uplink. The
+analyser that goes silent is the one the simulator config already schedules a ``no_answer``
+fault for (its cable fault), else the first one without a calibration cycle (a calibration
+would hide the fault behind "calibrating"); it is named as its device in the station config.
+The wastewater demo keeps its own written-out config, the one the tests and docs show.
 """
 
 from __future__ import annotations
@@ -38,9 +49,11 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Callable, Sequence
+import tomllib
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 from zoneinfo import ZoneInfo
 
 STATION_ID = "HCM-DEMO-WW01"
@@ -284,6 +297,146 @@ ack_timeout_s = 15.0
 """
 
 
+STATIONS = ("wastewater", "stackgas", "groundwater", "ambient")
+"""The station types ``--station`` / ``$DEMO_STATION`` offers; each but wastewater is the pair
+``examples/TYPE.toml`` + ``hw_sim/examples/TYPE.toml``."""
+
+
+@dataclass(frozen=True)
+class Station:
+    """What one demo runs: the station config it writes, the simulator, the analyser to fault."""
+
+    kind: str
+    station_id: str
+    sim_config: Path
+    fault_device: str
+    fault_unit: int
+    fault_channel: str  # the first symbol the faulted device reports: the summary shows it
+    fault_analyser: str  # how the demo's text names that device
+    config: Callable[[str, int], str]  # the station config, given the pty and the TCP port
+    buses: int
+    analysers: int
+
+
+WASTEWATER = Station("wastewater", STATION_ID, SIM_CONFIG, FAULT_DEVICE, FAULT_UNIT,
+                     FAULT_CHANNEL, FAULT_ANALYSER, agent_config, 2, 4)
+
+
+class MissingStation(Exception):
+    """A station type whose example or simulator config is not there (yet)."""
+
+
+def station_for(kind: str) -> Station:
+    """The demo of ``kind``: wastewater's own, or one made from the type's two config files."""
+    if kind == "wastewater":
+        return WASTEWATER
+    example = ROOT / "examples" / f"{kind}.toml"
+    sim = ROOT / "hw_sim" / "examples" / f"{kind}.toml"
+    missing = [str(p.relative_to(ROOT)) for p in (example, sim) if not p.exists()]
+    if missing:
+        raise MissingStation(
+            f"DEMO_STATION={kind}: {' and '.join(missing)} missing; this demo runs the "
+            f"example station config against its simulator config, found by name "
+            f"(examples/{kind}.toml + hw_sim/examples/{kind}.toml)")
+    doc = tomllib.loads(example.read_text(encoding="utf-8"))
+    sim_doc = tomllib.loads(sim.read_text(encoding="utf-8"))
+    devices: list[dict[str, Any]] = doc.get("device", [])
+    by_name = {d.get("name"): d for d in sim_doc.get("device", [])}
+
+    def simulated(d: Mapping[str, Any]) -> Mapping[str, Any]:
+        found: Mapping[str, Any] = by_name.get(d["name"], {})
+        return found
+
+    silent = [d for d in devices
+              if any(f.get("fault") == "no_answer" for f in simulated(d).get("fault", []))]
+    calm = [d for d in devices if "calibration" not in simulated(d)]
+    pick = (silent or calm or devices)[0]
+    return Station(kind, doc["station"]["id"], sim, pick["name"], int(pick["unit"]),
+                   reported(pick)[0], pick["name"],
+                   lambda pty, port: demo_config(doc, example, pty, port),
+                   len(doc.get("bus", [])), len(devices))
+
+
+def reported(device: Mapping[str, Any]) -> list[str]:
+    """The symbols a ``[[device]]`` reports, as the example names them."""
+    channels = device.get("channels")
+    if isinstance(channels, list):
+        return [str(c) for c in channels]
+    if isinstance(channels, Mapping):
+        return [str(v.get("symbol", k)) for k, v in channels.items()]
+    raise MissingStation(f"device {device.get('name')!r}: the demo needs its channels listed "
+                         "to know what it reports")
+
+
+def demo_config(doc: Mapping[str, Any], example: Path, pty: str, tcp_port: int) -> str:
+    """``doc`` (an example station config) pointed at the simulator, for a short run.
+
+    Only what a run of a minute or two on this machine needs changes: every serial bus is the
+    simulator's pty (19200 baud), every TCP bus its port on loopback (Modbus TCP), devices are
+    polled every second into the 10 s and 60 s windows, the state dir and the uplink are the
+    demo's. Roll-ups, rolling averages and limits are written for the example's own windows, so
+    they are left out; ``[uplink.circular10]`` needs the province's server, so it is too."""
+    out: dict[str, Any] = {"station": doc["station"], "agent": {"state_dir": "station"}}
+    out["poll"] = {"timeout": 0.5, "retries": 1, "backoff_max": 10.0}
+    buses = []
+    for bus in doc.get("bus", []):
+        if "port" in bus:
+            buses.append({"name": bus["name"], "port": pty, "baud": 19200, "parity": "N"})
+        else:
+            buses.append({"name": bus["name"], "host": "127.0.0.1", "tcp_port": tcp_port})
+    out["bus"] = buses
+    out["device"] = [{**d, "interval": 1.0} for d in doc.get("device", [])]
+    out["averaging"] = {"windows": [WINDOW_S, 60], "rule": "coverage_75", "grace_s": GRACE_S}
+    out.update((k, v) for k, v in doc.items() if k not in (*out, "limit", "uplink"))
+    out["uplink"] = {"mqtt": {"window": 8, "ack_timeout_s": 15.0}}
+    head = (f"# Demo station from {example.parent.name}/{example.name}, written by `make "
+            "demo`;\n# paths are relative to this file.\n")
+    return head + to_toml(out)
+
+
+def to_toml(doc: Mapping[str, Any], path: str = "") -> str:
+    """``doc`` as TOML text: its keys and values, then its tables and arrays of tables in their
+    order (a table holding only tables gets no header of its own)."""
+    lines: list[str] = []
+    nested: list[tuple[str, Mapping[str, Any], bool]] = []  # (name, table, one of an array)
+    for key, value in doc.items():
+        name = f"{path}.{_key(key)}" if path else _key(key)
+        if isinstance(value, Mapping):
+            nested.append((name, value, False))
+        elif isinstance(value, list) and value and all(isinstance(v, Mapping) for v in value):
+            nested += [(name, item, True) for item in value]
+        else:
+            lines.append(f"{_key(key)} = {_value(value)}")
+    text = "\n".join(lines) + ("\n" if lines else "")
+    for name, table, in_array in nested:
+        if in_array:
+            text += f"\n[[{name}]]\n"
+        elif any(not isinstance(v, Mapping | list) or (isinstance(v, list) and not all(
+                isinstance(i, Mapping) for i in v)) for v in table.values()):
+            text += f"\n[{name}]\n"
+        text += to_toml(table, name)
+    return text
+
+
+def _key(key: str) -> str:
+    bare = key and all(c.isascii() and (c.isalnum() or c in "_-") for c in key)
+    return key if bare else json.dumps(key)
+
+
+def _value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, dt.datetime | dt.date | dt.time):
+        return value.isoformat()
+    if isinstance(value, list):
+        return "[" + ", ".join(_value(v) for v in value) + "]"
+    if isinstance(value, Mapping):
+        return "{ " + ", ".join(f"{_key(k)} = {_value(v)}" for k, v in value.items()) + " }"
+    return json.dumps(str(value))
+
+
 def centre_config(port: int) -> str:
     """The centre receiver's config; paths are relative to the file, in ``demo-run/``."""
     return f"""\
@@ -305,7 +458,7 @@ group = "demo"
 """
 
 
-def provision(sh: Shell, work: Path, port: int) -> None:
+def provision(sh: Shell, work: Path, port: int, station_id: str = STATION_ID) -> None:
     """The offline flow an installer follows, with a USB stick that is just a folder."""
     usb = work / "usb-stick"
     usb.mkdir()
@@ -314,8 +467,8 @@ def provision(sh: Shell, work: Path, port: int) -> None:
     fingerprint = sh.run("centre", "fingerprint", "--dir", work / "centre").strip()
     note("The centre operator reads this fingerprint to the installer (phone, letter): it is "
          "how the station knows the bundle it imports really comes from this centre.")
-    say(f"installer: provision gateway {STATION_ID} (keys made on the device)")
-    sh.run("provision", "init", "--station-id", STATION_ID, "--out", usb / "request.json",
+    say(f"installer: provision gateway {station_id} (keys made on the device)")
+    sh.run("provision", "init", "--station-id", station_id, "--out", usb / "request.json",
            "--state-dir", work / "station")
     say("centre: enrol the station from the request on the stick")
     sh.run("centre", "enrol", usb / "request.json", "--out", usb / "bundle.json",
@@ -326,10 +479,11 @@ def provision(sh: Shell, work: Path, port: int) -> None:
     sh.run("provision", "show", "--state-dir", work / "station")
 
 
-def start_simulator(sh: Shell, procs: Processes, work: Path) -> tuple[str, int]:
+def start_simulator(sh: Shell, procs: Processes, work: Path,
+                    sim_config: Path = SIM_CONFIG) -> tuple[str, int]:
     say("simulated analysers: Modbus RTU on a pty and Modbus TCP on loopback")
     sim = procs.start("simulator", [
-        "quantrac", "sim", "station", "--config", SIM_CONFIG, "--pty", "--tcp-port", "0",
+        "quantrac", "sim", "station", "--config", sim_config, "--pty", "--tcp-port", "0",
         "--baud", "19200", "--control", work / "sim.sock",
     ], stdout=subprocess.PIPE)
     assert sim.stdout is not None
@@ -365,19 +519,19 @@ class Schedule:
 
 
 def run_station(sh: Shell, procs: Processes, config: Path, work: Path,
-                seconds: float) -> Schedule:
+                seconds: float, st: Station = WASTEWATER) -> Schedule:
     """Run the agent for ``seconds`` (or longer: :class:`Schedule`) with the fault."""
     start = time.time()
     plan = Schedule(start, seconds)
-    say(f"running for {plan.end - start:.0f} s; the {FAULT_ANALYSER} goes silent at "
+    say(f"running for {plan.end - start:.0f} s; the {st.fault_analyser} goes silent at "
         f"+{plan.fault_on - start:.0f} s for {plan.fault_off - plan.fault_on:.0f} s")
     def fault(state: str) -> Callable[[], None]:
         def act() -> None:
             print()
-            sh.run("sim", "fault", "--control", work / "sim.sock", "--unit", str(FAULT_UNIT),
+            sh.run("sim", "fault", "--control", work / "sim.sock", "--unit", str(st.fault_unit),
                    "--fault", "no_answer", state)
             if state == "on":
-                note(f"The {FAULT_ANALYSER} (unit {FAULT_UNIT}) stops answering: the agent "
+                note(f"The {st.fault_analyser} (unit {st.fault_unit}) stops answering: the agent "
                      "times out, records its samples as offline, and keeps probing it.")
             else:
                 note("It answers again; the agent's next probe finds it within about a "
@@ -419,17 +573,17 @@ def explain_clock(synchronised: bool | None) -> None:
              "runs chrony or systemd-timesyncd and is synced minutes after boot.")
 
 
-def look_further(sh: Shell, work: Path) -> None:
+def look_further(sh: Shell, work: Path, st: Station = WASTEWATER) -> None:
     say("to look further (from this directory, after the demo)")
     commands: list[list[str | Path]] = [
-        ["history", "--config", work / "station.toml", "--channel", FAULT_CHANNEL],
-        ["centre", "query", "--config", work / "centre.toml", "--station", STATION_ID,
+        ["history", "--config", work / "station.toml", "--channel", st.fault_channel],
+        ["centre", "query", "--config", work / "centre.toml", "--station", st.station_id,
          "--invalid", "--wide"],
         ["centre", "stations", "--config", work / "centre.toml"],
     ]
     for args in commands:
         sh.show(["quantrac", *sh.argv(args)])
-    note(f"the station's own records of {FAULT_CHANNEL}; every invalid window at the centre "
+    note(f"the station's own records of {st.fault_channel}; every invalid window at the centre "
          "with its counts and flags; per station: records held, seq gaps, security events. "
          f"Logs: {sh.word(work / 'logs')}/.")
 
@@ -443,7 +597,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--work", type=Path, default=ROOT / "demo-run",
                         help="working directory, wiped at the start (default ./demo-run); "
                              "commands run from its parent")
+    parser.add_argument("--station", choices=STATIONS,
+                        default=os.environ.get("DEMO_STATION") or "wastewater",
+                        help="the station type (default wastewater, or $DEMO_STATION)")
     args = parser.parse_args(argv)
+    try:
+        st = station_for(args.station)
+    except MissingStation as exc:
+        print(f"demo: {exc}", file=sys.stderr)
+        return 2
     work: Path = args.work.resolve()
     if work.exists():
         shutil.rmtree(work)
@@ -454,7 +616,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     port = _free_port()
     note(f"Everything runs from {sh.cwd}; files and logs go to {sh.word(work)}/.")
     try:
-        provision(sh, work, port)
+        provision(sh, work, port, st.station_id)
 
         say("broker: Mosquitto with TLS client certificates and a per-station ACL")
         sh.run("centre", "broker-config", "--dir", work / "centre", "--out-dir",
@@ -467,16 +629,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"   wrote {sh.word(work / 'centre.toml')}: broker, store, time zone")
         procs.start("centre", ["quantrac", "centre", "serve", "--config", work / "centre.toml"])
 
-        pty, tcp_port = start_simulator(sh, procs, work)
+        pty, tcp_port = start_simulator(sh, procs, work, st.sim_config)
 
         say("station: the edge agent (poll -> average -> outbox -> sealed MQTT packets)")
         config = work / "station.toml"
-        config.write_text(agent_config(pty, tcp_port))
-        print(f"   wrote {sh.word(config)}: 2 buses, 4 analysers, 10 s and 60 s windows")
+        config.write_text(st.config(pty, tcp_port))
+        print(f"   wrote {sh.word(config)}: {st.buses} buses, {st.analysers} analysers, "
+              f"{WINDOW_S} s and 60 s windows")
         sh.run("config", "check", config)
         procs.start("agent", ["quantrac", "run", "--config", config])
 
-        plan = run_station(sh, procs, config, work, args.seconds)
+        plan = run_station(sh, procs, config, work, args.seconds, st)
         say("stopping everything (the agent first: SIGTERM closes partial windows)")
     except (RuntimeError, TimeoutError, OSError) as exc:
         print(f"\ndemo failed: {exc}", file=sys.stderr)
@@ -487,24 +650,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         procs.stop_all()
 
     try:
-        say(f"what the centre stored and verified of the {FAULT_ANALYSER}")
-        sh.run("centre", "query", "--config", work / "centre.toml", "--station", STATION_ID,
-               "--channel", FAULT_CHANNEL)
+        say(f"what the centre stored and verified of the {st.fault_analyser}")
+        sh.run("centre", "query", "--config", work / "centre.toml", "--station", st.station_id,
+               "--channel", st.fault_channel)
         note("A window is valid when at least 75% of its expected samples are (rule "
              "coverage_75). offline: the analyser was silent (nearly) all the window; "
              "coverage n/m < 75%: too few valid samples (the first windows after the agent "
              "starts count what it missed); partial: the agent stopped mid-window. --wide "
              "adds the counts, status and flags.")
-        say("every channel in the minute the flowmeter went silent")
+        say(f"every channel in the minute the {st.fault_analyser} went silent")
         minute = dt.datetime.fromtimestamp(plan.fault_on, ZoneInfo(ZONE)).replace(
             second=0, microsecond=0)
-        sh.run("centre", "query", "--config", work / "centre.toml", "--station", STATION_ID,
+        sh.run("centre", "query", "--config", work / "centre.toml", "--station", st.station_id,
                "--window", "1m", "--from", f"{minute:%Y-%m-%dT%H:%M}",
                "--to", f"{minute + dt.timedelta(minutes=1):%Y-%m-%dT%H:%M}")
         note("A silent analyser costs only its own channels' windows; the others keep "
              "theirs (unless they were calibrating, or the agent started or stopped in that "
              "minute).")
-        look_further(sh, work)
+        look_further(sh, work, st)
     except RuntimeError as exc:
         print(f"\ndemo failed: {exc}", file=sys.stderr)
         return 1
