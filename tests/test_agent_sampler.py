@@ -17,6 +17,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -45,8 +46,9 @@ pulse_s = 0.2
 
 @pytest.fixture
 def sw(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[StationWorld]:
-    sim = copy.deepcopy(aw.SIM)
-    for d in sim["device"]:
+    sim: dict[str, Any] = copy.deepcopy(aw.SIM)
+    devices: list[dict[str, Any]] = sim["device"]
+    for d in devices:
         if d["name"] == "flow":
             d.update(coils=2, discrete_inputs=2)
     monkeypatch.setattr(aw, "SIM", sim)
