@@ -10,9 +10,11 @@ from __future__ import annotations
 import math
 import tomllib
 from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
 
 import pytest
 
+from buffer.store import Store
 from edge_agent.averaging.errors import AveragingError
 from edge_agent.averaging.totaliser import (
     TotaliserSpec,
@@ -25,6 +27,7 @@ from edge_agent.config.model import StationConfig
 from edge_agent.config.reader import ConfigError, parse_config
 from edge_agent.core.clock import ClockJump
 from edge_agent.core.pipeline import Pipeline
+from edge_agent.daemon.agent import resume_from_store
 from protocol.model import Record, RecordFlag, Sample, Status
 
 ICT = timezone(timedelta(hours=7))
@@ -254,3 +257,29 @@ def test_a_clock_jump_does_not_split_the_days_volume() -> None:
     out += pipe.tick(DAY_30[1] + 60)
     days = [r for r in out if r.channel == "V_W1" and (r.start, r.end) == DAY_30]
     assert [(d.mean, d.valid) for d in days] == [(1000.0, True)]
+
+
+def test_a_restart_mid_day_keeps_the_day_valid_and_sends_no_day_twice(tmp_path: Path) -> None:
+    # the outbox as a crash at 06:30 on the 30th left it: the readings, the 29th's volume
+    # and the last hourly window (05:00-06:00) already stored
+    cfg = config('[[totaliser]]\nchannel = "Total_W1"\nperiods = ["day"]\n')
+    now = at(30, 6, 30)
+    with Store(tmp_path / "outbox.sqlite", lambda: now) as store:
+        store.append_samples([Sample("Total_W1", at(29, 23, 30), 1_000, Status.MEASURING),
+                              Sample("Total_W1", at(30, 6), 1_300, Status.MEASURING)])
+        hour = Record("Total_W1", int(at(30, 5)), int(at(30, 6)), 1_300, 1_300, 1_300, 0.0,
+                      1, 60, False, Status.MEASURING, "m3")
+        day_29 = Record("V_W1", DAY_30[0] - 86400, DAY_30[0], 500.0, 500.0, 500.0, 0.0, 10,
+                        1440, True, Status.MEASURING, "m3")
+        store.append([hour, day_29])
+        pipe = Pipeline(cfg, OFFSET)
+        resume_from_store(store, pipe, now)
+    out = pipe.tick(now)
+    for t, v in [(at(30, 12), 1_500), (at(30, 23, 30), 2_000)]:
+        pipe.feed("well1-flow", [Sample("Total", t, v, Status.MEASURING)], now=t)
+        out += pipe.tick(t)
+    out += pipe.tick(DAY_30[1] + 60)
+    volumes_ = [(r.start, r.mean, r.valid) for r in out if r.channel == "V_W1"]
+    # the 30th counted from the 29th's 23:30 reading (read back from the outbox): valid;
+    # the 29th, stored already, is not made again
+    assert volumes_ == [(DAY_30[0], 1000.0, True)]

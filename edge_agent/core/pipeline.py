@@ -64,7 +64,7 @@ from edge_agent.averaging import (
     normalise_record,
 )
 from edge_agent.averaging.totaliser import TotaliserVolumes
-from edge_agent.averaging.windows import floor_start
+from edge_agent.averaging.windows import DAY_S, floor_start
 from edge_agent.config.model import StationConfig
 from edge_agent.core.clock import ClockJump
 from protocol.model import Record, RecordFlag, Sample
@@ -140,6 +140,21 @@ class Pipeline:
     def widths(self) -> list[int]:
         return [*self.averagers, *(r.width_s for _, r in self.rollups)]
 
+    @property
+    def volume_widths(self) -> list[int]:
+        """Widths of the ``[[totaliser]]`` records (a day; a month of 28 to 31 days): a
+        restart fences them off like any window, so no day or month is sent twice."""
+        return [DAY_S * d for d in (1, 28, 29, 30, 31)] if self.volumes else []
+
+    def volume_since(self, now: float) -> float | None:
+        """From when a restart must read the totaliser readings back: the day's boundary
+        reading is the last one before local midnight (``edge_s`` before it at most), and
+        without it the day's volume after a restart could not be valid."""
+        if not self.volumes:
+            return None
+        midnight = floor_start(now, DAY_S, self.utc_offset_s)
+        return min(midnight - v.spec.edge_s for v in self.volumes)
+
     # ---------------------------------------------------------------- input
 
     def feed(self, device: str, samples: Iterable[Sample], now: float) -> list[Sample]:
@@ -201,7 +216,7 @@ class Pipeline:
 
     def resume(self, emitted_up_to: Mapping[tuple[int, str], int], samples: Sequence[Sample],
                children: Sequence[Record], *, ahead: Sequence[Record] = (),
-               now: float | None = None) -> None:
+               now: float | None = None, readings: Sequence[Sample] = ()) -> None:
         """After a restart: windows up to ``emitted_up_to[(width, symbol)]`` were stored; re-feed
         the raw samples and child records kept since then, fence off the rest.
 
@@ -209,8 +224,14 @@ class Pipeline:
         ``emitted_up_to``): the clock that made them was ahead of this one. Their windows are
         taken (a record made of them again is marked invalid, CLOCK_JUMP); every other window
         is produced as usual, and the first record of each channel and width after the restart
-        carries CLOCK_JUMP: the clock went back across it, which the centre must see."""
+        carries CLOCK_JUMP: the clock went back across it, which the centre must see.
+
+        ``readings``: raw samples from ``volume_since`` up to the first of ``samples``, for the
+        totaliser volumes only (the windows are fenced where ``samples`` begin)."""
         self._fence = {k: float(v) for k, v in emitted_up_to.items()}
+        for s in sorted(readings, key=lambda s: s.t):
+            for volume in self.volumes:
+                volume.feed(s)
         if ahead:
             self._take(ahead, after=-math.inf)
             newest = max(r.end for r in ahead)

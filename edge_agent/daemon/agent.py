@@ -101,13 +101,21 @@ def resume_from_store(store: Store, pipeline: Pipeline, now: float) -> None:
     first = min(emitted.values(), default=None)
     since = horizon if first is None else max(float(first), horizon)
     samples = store.samples_between(since, now + 1) if first is not None else []
+    # [[totaliser]] days and months: fenced like windows, and their readings read back to
+    # the day's boundary reading (only the volumes get those: Pipeline.resume's readings)
+    for width in pipeline.volume_widths:
+        for channel, end in store.last_window_ends(width, started_by=now).items():
+            emitted.setdefault((width, channel), end)
+    lead = pipeline.volume_since(now)
+    readings = store.samples_between(lead, since) \
+        if lead is not None and first is not None and lead < since else []
     children: list[Record] = []
     if first is not None:
         for child in sorted({r.child_width_s for _, r in pipeline.rollups}):
             children += [rec for _, rec in store.windows(child, start_from=since - 86400)]
     if first is None and not ahead:
         return
-    pipeline.resume(emitted, samples, children, ahead=ahead, now=now)
+    pipeline.resume(emitted, samples, children, ahead=ahead, now=now, readings=readings)
     log.info("resumed", extra={"samples": len(samples), "child_records": len(children),
                                "since": since, "windows_ahead": len(ahead)})
 
