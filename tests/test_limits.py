@@ -162,3 +162,18 @@ def test_people_read_an_exceedance_in_the_reason_and_the_flag_names() -> None:
     assert rec.valid and reason(rec) == ""
     assert reason(over) == "over limit"
     assert flag_names(int(over.flags)) == "exceedance|sampler_triggered"
+
+
+def test_a_reloaded_limit_judges_the_next_record() -> None:
+    cfg = config({"channel": "COD", "window": 300, "max": 500.0})
+    p = Pipeline(cfg, utc_offset_s=7 * 3600)
+    p.clock_state(T0, synced=True)
+    for k in range(5):
+        feed_minute(p, T0 + 60 * k, 160.0)
+    [five] = [r for r in p.tick(T0 + 305) if r.end - r.start == 300 and r.channel == "COD"]
+    assert not five.flags & RecordFlag.EXCEEDANCE  # 160 is within 500
+    p.set_limits(config({"channel": "COD", "window": 300, "max": 150.0}).limits)
+    for k in range(5, 10):
+        feed_minute(p, T0 + 60 * k, 160.0)
+    [five] = [r for r in p.tick(T0 + 605) if r.end - r.start == 300 and r.channel == "COD"]
+    assert five.flags & RecordFlag.EXCEEDANCE

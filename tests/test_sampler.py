@@ -256,3 +256,31 @@ def test_status_shows_the_exceedance_and_the_sampler_in_80_columns() -> None:
     assert all(len(line) <= WIDTH for line in lines)
     quiet = render({**st, "exceedances": {"count": 0, "last": None}}, now)
     assert "exceed  none since start" in quiet
+
+
+def test_a_reload_keeps_the_starts_so_the_cooldown_holds(sim: RunningStation) -> None:
+    """A changed [sampler] (a longer pulse) after a start: the new policy still knows the
+    start, so an exceedance a minute later is refused by the cooldown."""
+    assert sim.tcp_port is not None
+    cfg = parse_config(station_doc(sim.tcp_port), Path("station.toml"))
+    now = [float(T10 + 302)]
+    desk = Exceedances(cfg, OFFSET, clock=lambda: now[0])
+    t = TcpTransport("127.0.0.1", sim.tcp_port)
+    desk.start_sampler(lambda: t)
+    try:
+        over = Record("COD", T10, T10 + 300, 200.0, 190.0, 210.0, 1.0, 30, 30, True,
+                      Status.MEASURING, "mg/L", RecordFlag.EXCEEDANCE)
+        [first] = desk.judge([over])
+        assert first.flags & RecordFlag.SAMPLER_TRIGGERED
+        wait_for(lambda: desk.status()["sampler"]["starts"] == 1, 10, "the start done")
+        desk.reconfigure(parse_config(station_doc(sim.tcp_port, pulse_s=0.5),
+                                      Path("station.toml")), OFFSET)
+        assert desk.worker is None  # the daemon starts the new one with the poller
+        desk.start_sampler(lambda: t)
+        now[0] += 60
+        [second] = desk.judge([over])
+        assert not second.flags & RecordFlag.SAMPLER_TRIGGERED
+        assert desk.status()["sampler"]["next_allowed"].startswith("cooldown: last start 60 s")
+    finally:
+        desk.stop()
+        t.close()

@@ -65,6 +65,7 @@ from edge_agent.averaging import (
 )
 from edge_agent.averaging.totaliser import TotaliserVolumes
 from edge_agent.averaging.windows import DAY_S, floor_start
+from edge_agent.config.limits import Limit
 from edge_agent.config.model import StationConfig
 from edge_agent.core.clock import ClockJump
 from protocol.model import Record, RecordFlag, Sample
@@ -330,6 +331,11 @@ class Pipeline:
             r = self._flag(self._normalise(r, by_window) if normalise else r, extra)
             out.append(self._clash(r) if self._is_taken(r) else self._judge(r))
         return out
+
+    def set_limits(self, limits: Iterable[Limit]) -> None:
+        """A reloaded config's ``[[limit]]``: judged from the next record on (a limit is no
+        reason to close the open windows, as a change of windows is)."""
+        self._limits = {(lim.channel, lim.window): lim for lim in limits}
 
     def _judge(self, r: Record) -> Record:
         """Flag a valid record over its limit (``[[limit]]``: per channel and window width).

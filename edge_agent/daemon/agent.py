@@ -538,6 +538,9 @@ class Agent:
             self.pipeline = self._new_pipeline(new)
             assert self.store is not None
             self._resume(self.store, self.pipeline)
+        elif new.limits != old.limits:
+            self.pipeline.set_limits(new.limits)
+        await asyncio.to_thread(self.exceedances.reconfigure, new, self.pipeline.utc_offset_s)
         self._start_poller(loop)
         if new.mqtt != old.mqtt or new.station.id != old.station.id:
             if self.uplink is not None:

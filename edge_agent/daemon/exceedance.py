@@ -57,6 +57,20 @@ class Exceedances:
         if self.worker is not None:
             self.worker.stop()
 
+    def reconfigure(self, cfg: StationConfig, utc_offset_s: int) -> None:
+        """A reloaded config: its limits from now on; a changed ``[sampler]`` stops the
+        sampler's thread (the daemon starts the new one with the poller). The starts made so
+        far are kept, so a reload is no way around the cooldown or the daily cap."""
+        self.limits = {(lim.channel, lim.window): lim for lim in cfg.limits}
+        if cfg.sampler == self.settings:
+            return
+        self.stop()
+        self.worker = None
+        starts = self.policy.starts if self.policy else []
+        self.settings = cfg.sampler
+        self.policy = (SamplerPolicy(cfg.sampler.cooldown_s, cfg.sampler.daily_cap,
+                                     utc_offset_s, list(starts)) if cfg.sampler else None)
+
     # ---------------------------------------------------------------- records
 
     def judge(self, records: Iterable[Record]) -> list[Record]:
