@@ -211,7 +211,7 @@ def test_broken_profile_names_file_key_and_value(tmp_path: Path, old: str, new: 
 
 
 def test_unknown_builtin_and_unreadable_file(tmp_path: Path) -> None:
-    with pytest.raises(ProfileError, match="no such built-in profile; known: ambient_co, .*cems"):
+    with pytest.raises(ProfileError, match=r"no such built-in profile; known: ambient_co, .*cems"):
         builtin_profile("nope")
     with pytest.raises(ProfileError, match="expected a readable file"):
         load_profile(tmp_path / "absent.toml")
