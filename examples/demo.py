@@ -352,7 +352,7 @@ def station_for(kind: str) -> Station:
     calm = [d for d in devices if "calibration" not in simulated(d)]
     pick = (silent or calm or devices)[0]
     return Station(kind, doc["station"]["id"], sim, pick["name"], int(pick["unit"]),
-                   reported(pick)[0], pick["name"],
+                   reported(pick)[0], f"analyser {pick['name']!r}",
                    lambda pty, port: demo_config(doc, example, pty, port),
                    len(doc.get("bus", [])), len(devices))
 
