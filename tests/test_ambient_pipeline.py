@@ -379,3 +379,35 @@ def test_a_limit_on_the_8_hour_average_flags_the_rolling_records_over_it() -> No
     out = feed_hours(p, {h: 1000.0 + 100 * h for h in range(10)}, range(10))
     over = {(r.end - T0) // 3600: bool(r.flags & RecordFlag.EXCEEDANCE) for r in out}
     assert [over[h] for h in (6, 7, 8, 9, 10)] == [False, False, False, True, True]
+
+
+def test_the_vector_mean_speed_is_a_record_of_its_own() -> None:
+    """2 m/s from 90 deg and 2 m/s from 180 deg, three polls each: the scalar mean speed is
+    2 m/s (the WS record), the vector mean speed |(6, -6)| / 6 = sqrt(2) = 1.414 m/s (the
+    WS_vector record, same window, in m/s). In a calm it is 0 and valid, while the direction
+    has none."""
+    cfg = config(WIND.replace('speed = "WS"', 'speed = "WS"\nvector_speed = "WS_vector"'))
+    recs = wind(cfg, [(90.0, 2.0), (180.0, 2.0)] * 3)
+    assert recs["WS"].mean == pytest.approx(2.0)
+    vec = recs["WS_vector"]
+    assert vec.mean == pytest.approx(math.sqrt(2)) and vec.valid and vec.unit == "m/s"
+    assert (vec.start, vec.end, vec.n_valid) == (recs["WD"].start, recs["WD"].end, 6)
+    assert recs["WD"].mean == pytest.approx(135.0)
+    calm = wind(cfg, [(10.0, 0.0)] * 6)
+    assert not calm["WD"].valid and math.isnan(calm["WD"].mean)
+    assert calm["WS_vector"].mean == 0.0 and calm["WS_vector"].valid
+
+
+def test_broken_vector_speed_keys_are_named() -> None:
+    at = "<test>: bus 'rs485-1' device 'weather': channels."
+    assert problems('[device.channels.WS]\n[device.channels.WD]\nvector_speed = "WS_v"\n') == [
+        f"{at}WD.vector_speed = 'WS_v': expected no vector_speed unless speed names the wind "
+        "speed symbol"]
+    assert problems('[device.channels.WS]\n[device.channels.WD]\nspeed = "WS"\n'
+                    'vector_speed = "WS"\n') == [
+        f"{at}WD.vector_speed = 'WS': expected a symbol not already reported by device "
+        "'weather'"]
+    assert problems('[device.channels.WS]\n[device.channels.WD]\nspeed = "WS"\n'
+                    'vector_speed = "Gust"\n') == [
+        f"{at}WD.vector_speed = 'Gust': expected a Circular 10 symbol with a tag, such as "
+        "'WS_vector'"]

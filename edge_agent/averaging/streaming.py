@@ -63,6 +63,8 @@ class StreamChannel:
     average: str = "mean"
     #: a direction weighted by this channel's speed (same device); None: unit vectors
     speed: str | None = None
+    #: with ``speed``: also make a record of the vector mean speed under this name
+    vector_speed: str | None = None
 
 
 @dataclass
@@ -165,6 +167,7 @@ class StreamingAverager(_Windowed[Sample]):
         # speed channel -> the direction channels it weighs, and their copies of its samples
         self._weighs: dict[str, list[str]] = {}
         self._speeds: dict[str, dict[int, list[Sample]]] = {}
+        self._derived: list[Record] = []  # vector mean speeds, handed out with their window
         for name, spec in self._specs.items():
             n_expected(width_s, spec.period_s, name)  # a bad period fails here, not at close
             self._add_channel(name)
@@ -178,6 +181,10 @@ class StreamingAverager(_Windowed[Sample]):
                                      "configured channel, for a direction")
                 self._weighs.setdefault(spec.speed, []).append(name)
                 self._speeds[name] = {}
+            if spec.vector_speed is not None and (spec.speed is None or spec.vector_speed
+                                                  in self._specs):
+                raise InputError(f"channel {name!r}: vector_speed={spec.vector_speed!r} "
+                                 "needs a speed and a name no channel has")
             if spec.average == "direction" and rule.parts != 1:
                 raise InputError(f"channel {name!r}: rule {rule.name!r} cuts windows into "
                                  "parts; wind averages take a coverage rule")
@@ -224,7 +231,42 @@ class StreamingAverager(_Windowed[Sample]):
             utc_offset_s=self.utc_offset_s, rule=self.rule, start=ws, end=ws + self.width_s,
             channel=channel,
         )  # fmt: skip
+        if spec.vector_speed is not None and spec.speed is not None:
+            self._derived.append(_vector_speed_record(
+                stats, spec.vector_speed, self._specs[spec.speed].unit, flags,
+                self.rule.min_valid(stats.n_expected)))
         return _direction_record(stats, samples, speed_status, channel, spec.unit, flags)
+
+    def advance(self, now: float) -> list[Record]:
+        return self._with_derived(super().advance(now))
+
+    def close_all(self, now: float) -> list[Record]:
+        return self._with_derived(super().close_all(now))
+
+    def _with_derived(self, out: list[Record]) -> list[Record]:
+        if self._derived:
+            out = sorted([*out, *self._derived], key=lambda r: r.start)
+            self._derived = []
+        return out
+
+
+def _vector_speed_record(stats: WindStats, name: str, unit: str, flags: RecordFlag,
+                         min_valid: int) -> Record:
+    """The vector mean speed of a window: the length of the mean wind vector over the valid
+    pairs (never more than the scalar mean speed, equal for a steady direction). It exists
+    when the direction does not: a calm gives 0, cancelling winds nearly 0, both real
+    answers, so it is valid on coverage alone. One figure per window: min and max are it,
+    std 0 (the centre refuses a valid record with a NaN std)."""
+    v = float(stats.vector_speed[0])
+    has = math.isfinite(v)
+    ok = has and int(stats.n_valid[0]) >= min_valid
+    return Record(
+        channel=name, start=int(stats.start0), end=int(stats.start0) + stats.width_s,
+        mean=v, min=v if has else math.nan, max=v if has else math.nan,
+        std=0.0 if has else math.nan, n_valid=int(stats.n_valid[0]),
+        n_expected=stats.n_expected, valid=ok, status=Status(int(stats.status[0])),
+        unit=unit, flags=flags,
+    )  # fmt: skip
 
 
 def _direction_record(stats: WindStats, samples: list[Sample], speed_status: list[int] | None,

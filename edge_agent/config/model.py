@@ -162,6 +162,8 @@ class ChannelMap:
     average: str = "mean"
     #: a direction weighted by this symbol's speed (a channel of the same device)
     speed: str | None = None
+    #: with ``speed``: the symbol its window's vector mean speed is reported under
+    vector_speed: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -356,5 +358,6 @@ def records_per_day(cfg: StationConfig) -> float:
     rolling average one per child window of each of its channels."""
     widths = [*cfg.averaging.windows, *(r.width for r in cfg.averaging.rollups)]
     rolling = sum(len(ro.channels) * DAY_S / ro.rolling.child_s for ro in cfg.averaging.rolling)
-    return len(cfg.channels) * sum(DAY_S / w for w in widths) + rolling
+    derived = sum(1 for c in cfg.channels if c.vector_speed)  # a vector mean speed each
+    return (len(cfg.channels) + derived) * sum(DAY_S / w for w in widths) + rolling
 

@@ -56,6 +56,7 @@ normalisation and the uplinks::
     # unit = "°C"                   # a label only: conversions belong in [[normalise]]
     # [device.channels.WD]          # a wind vane: average = "direction" (the default for WD)
     # speed = "WS"                  # weighted by this speed symbol of the same device
+    # vector_speed = "WS_vector"    # and the vector mean speed reported under this symbol
 
     [averaging]
     windows = [60, 300]             # seconds; each divides a day
@@ -453,6 +454,7 @@ def _channels(r: _Reader, doc: Mapping[str, Any],
     """Each polled channel's Circular 10 symbol and unit; a symbol is reported by one device."""
     out: list[ChannelMap] = []
     taken: dict[str, str] = {}
+    vectors: dict[str, tuple[str, str]] = {}  # direction symbol -> (key, vector speed symbol)
     # only named devices reach here; a name of the wrong type (``name = ["flow"]``) was already
     # reported by _poll, and cannot be a dict key
     raw_devices = {d["name"]: (i, d) for i, d in enumerate(doc.get("device", []))
@@ -467,7 +469,8 @@ def _channels(r: _Reader, doc: Mapping[str, Any],
             symbol, unit = ch, device.profile.channel(ch).unit
             average: str | None = None
             if isinstance(spec, Mapping):
-                t = r.table(spec[ch], where, {"symbol", "unit", "average", "speed"})
+                t = r.table(spec[ch], where, {"symbol", "unit", "average", "speed",
+                                              "vector_speed"})
                 symbol = r.get(t, "symbol", where, "str", ch)
                 unit = r.get(t, "unit", where, "str", unit)
                 average = r.get(t, "average", where, "str", None, check=lambda v: v in AVERAGES,
@@ -477,6 +480,9 @@ def _channels(r: _Reader, doc: Mapping[str, Any],
                 unit_key = f"{where}.unit" if "unit" in t else ""
                 if isinstance(symbol, str) and isinstance(speed, str):
                     speeds[symbol] = (f"{where}.speed", speed)
+                vector = r.get(t, "vector_speed", where, "str", None)
+                if isinstance(symbol, str) and isinstance(vector, str):
+                    vectors[symbol] = (f"{where}.vector_speed", vector)
             else:
                 key = f"device[{i}].channels"
                 unit_key = ""
@@ -506,11 +512,34 @@ def _channels(r: _Reader, doc: Mapping[str, Any],
             mine.append(ChannelMap(device.name, ch, symbol, unit, device.interval,
                                    average or "mean"))
         out += _paired_speeds(r, mine, speeds)
-    return tuple(out)
+    return tuple(_vector_speeds(r, out, vectors, taken))
 
 
 AVERAGES = ("mean", "direction")
 """How a channel's samples become a window's value: arithmetic, or a wind vane's vector mean."""
+
+
+def _vector_speeds(r: _Reader, channels: list[ChannelMap],
+                   vectors: Mapping[str, tuple[str, str]],
+                   taken: dict[str, str]) -> list[ChannelMap]:
+    """``vector_speed``: the symbol a speed-weighted direction's vector mean speed goes under
+    (the scalar mean is the speed channel's own record). A symbol of its own, like any other
+    (``WS_vector``: tagged, so the centre files it under ``WS``), reported by nobody else."""
+    out: list[ChannelMap] = []
+    for c in channels:
+        if c.symbol in vectors:
+            key, name = vectors[c.symbol]
+            if c.speed is None:
+                r.fail(key, name, "no vector_speed unless speed names the wind speed symbol")
+            elif not is_symbol(name):
+                r.fail(key, name, "a Circular 10 symbol with a tag, such as 'WS_vector'")
+            elif name in taken:
+                r.fail(key, name, f"a symbol not already reported by device {taken[name]!r}")
+            else:
+                taken[name] = c.device
+                c = replace(c, vector_speed=name)
+        out.append(c)
+    return out
 
 
 def _paired_speeds(r: _Reader, mine: list[ChannelMap],

@@ -94,6 +94,9 @@ class Pipeline:
         self.tolerance_s = tolerance_s
         self.maps = {(c.device, c.channel): c for c in cfg.channels}
         self.units = {c.symbol: c.unit for c in cfg.channels}
+        # a wind vane's vector mean speed: a record of its own, in the speed's unit
+        self.units.update({c.vector_speed: self.units[c.speed] for c in cfg.channels
+                           if c.vector_speed and c.speed})
         self._limits = {(lim.channel, lim.window): lim for lim in cfg.limits}
         self.last: dict[str, LastSample] = {}
         self._unsynced: list[list[float]] = []  # [from, to] (to = inf while still unsynced)
@@ -115,7 +118,8 @@ class Pipeline:
 
     def _build(self) -> None:
         avg = self.cfg.averaging
-        specs = [StreamChannel(c.symbol, c.unit, c.period_s, c.average, c.speed)
+        specs = [StreamChannel(c.symbol, c.unit, c.period_s, c.average, c.speed,
+                               c.vector_speed)
                  for c in self.cfg.channels]
         self.averagers = {
             w: StreamingAverager(specs, width_s=w, grace_s=avg.grace_s, rule=avg.rule,
