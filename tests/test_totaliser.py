@@ -283,3 +283,18 @@ def test_a_restart_mid_day_keeps_the_day_valid_and_sends_no_day_twice(tmp_path: 
     # the 30th counted from the 29th's 23:30 reading (read back from the outbox): valid;
     # the 29th, stored already, is not made again
     assert volumes_ == [(DAY_30[0], 1000.0, True)]
+
+
+def test_a_permits_daily_volume_is_a_limit_on_the_volume_record() -> None:
+    # the permit allows 1 000 m3 a day; the 30th's 1 100 m3 (the roll-over day) is over it
+    cfg = config('[[totaliser]]\nchannel = "Total_W1"\nmodulus = 100000000\n'
+                 'periods = ["day"]\n'
+                 '[[limit]]\nchannel = "V_W1"\nwindow = 86400\nmax = 1000.0\n')
+    pipe = Pipeline(cfg, OFFSET)
+    out: list[Record] = []
+    for t, v in [(at(29, 23, 30), 99_999_500), (at(30, 12), 100), (at(30, 23, 30), 600)]:
+        pipe.feed("well1-flow", [Sample("Total", t, v, Status.MEASURING)], now=t)
+        out += pipe.tick(t)
+    out += pipe.tick(DAY_30[1] + 60)
+    (vol,) = [r for r in out if r.channel == "V_W1" and (r.start, r.end) == DAY_30]
+    assert vol.mean == 1100.0 and vol.valid and vol.flags & RecordFlag.EXCEEDANCE

@@ -209,9 +209,12 @@ def parse_config(doc: Mapping[str, Any], source: str | Path, *,
     mqtt = _uplinks(r, doc.get("uplink", {}))
     c10 = _circular10(r, doc.get("uplink", {}), source, station, averaging, channels)
     totalisers = parse_totalisers(r, doc, units, {c.symbol: c.period_s for c in channels})
-    limits = parse_limits(r, doc, units, {*averaging.windows,
-                                          *(ru.width for ru in averaging.rollups),
-                                          *(ro.rolling.width_s for ro in averaging.rolling)})
+    # a well's permitted volume per day is a [[limit]] on its daily volume record (V_W1)
+    volumes = {t.channel: t.unit for t in totalisers}
+    days = {DAY_S} if any("day" in t.periods for t in totalisers) else set()
+    limits = parse_limits(r, doc, {**units, **volumes},
+                          {*averaging.windows, *(ru.width for ru in averaging.rollups),
+                           *(ro.rolling.width_s for ro in averaging.rolling), *days})
     sampler = parse_sampler(r, doc, {b.name for b in poll.buses},
                             {lim.channel for lim in limits})
     if r.problems:
