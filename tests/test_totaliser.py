@@ -298,3 +298,30 @@ def test_a_permits_daily_volume_is_a_limit_on_the_volume_record() -> None:
     out += pipe.tick(DAY_30[1] + 60)
     (vol,) = [r for r in out if r.channel == "V_W1" and (r.start, r.end) == DAY_30]
     assert vol.mean == 1100.0 and vol.valid and vol.flags & RecordFlag.EXCEEDANCE
+
+
+def test_a_replacement_declared_on_reload_recounts_today_and_sends_no_day_twice() -> None:
+    # 10:00: the new meter came with 5 000 on it and the day counted 3 680 m3 of it; the
+    # technician writes the work order's time into replaced_at and reloads at 11:00
+    cfg = config('[[totaliser]]\nchannel = "Total_W1"\nperiods = ["day"]\n')
+    pipe = Pipeline(cfg, OFFSET)
+    readings = [(at(29, 22, 30), 900), (at(29, 23, 30), 1_000), (at(30, 8), 1_320),
+                (at(30, 10), 5_000)]
+    kept: list[Sample] = []
+    out: list[Record] = []
+    for t, v in readings:
+        kept += pipe.feed("well1-flow", [Sample("Total", t, v, Status.MEASURING)], now=t)
+        out += pipe.tick(t)
+    assert [r.start for r in out if r.channel == "V_W1"] == [DAY_30[0] - 86400]  # the 29th
+    declared = config('[[totaliser]]\nchannel = "Total_W1"\nperiods = ["day"]\n'
+                      'replaced_at = [2026-11-30T09:00:00+07:00]\n')
+    now = at(30, 11)
+    since = pipe.volume_since(now, declared.totalisers)
+    assert since == DAY_30[0] - 3600
+    pipe.recount_volumes(declared.totalisers, [s for s in kept if s.t >= since], now)
+    for t, v in [(at(30, 23, 30), 5_417)]:
+        pipe.feed("well1-flow", [Sample("Total", t, v, Status.MEASURING)], now=t)
+        out += pipe.tick(t)
+    out += pipe.tick(DAY_30[1] + 60)
+    volumes_ = [(r.start, r.mean, r.valid) for r in out if r.channel == "V_W1"]
+    assert volumes_ == [(DAY_30[0] - 86400, 100.0, False), (DAY_30[0], 737.0, True)]

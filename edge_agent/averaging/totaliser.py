@@ -157,6 +157,7 @@ class TotaliserVolumes:
         self._open: dict[str, _Open] = {}
         self._replaced = sorted(spec.replaced_at)
         self._done: list[Record] = []  # closed by a reading after them, not yet returned
+        self.emit_after = -math.inf  # periods ending by then are counted through, not sent
         self.events: list[Event] = []  # the caller logs and clears them
 
     def feed(self, s: Sample) -> None:
@@ -206,7 +207,8 @@ class TotaliserVolumes:
         for kind in list(self._open):
             p = self._open[kind]
             while p.end <= t:
-                out.append(self._record(p))
+                if p.end > self.emit_after:
+                    out.append(self._record(p))
                 base = None if self._last is None else self._last[0]
                 start, end = period_bounds(kind, p.end, self.utc_offset_s)
                 p = self._open[kind] = _Open(start, end, base)

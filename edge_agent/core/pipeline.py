@@ -63,7 +63,7 @@ from edge_agent.averaging import (
     StreamingRollup,
     normalise_record,
 )
-from edge_agent.averaging.totaliser import TotaliserVolumes
+from edge_agent.averaging.totaliser import TotaliserSpec, TotaliserVolumes
 from edge_agent.averaging.windows import DAY_S, floor_start
 from edge_agent.config.limits import Limit
 from edge_agent.config.model import StationConfig
@@ -151,14 +151,17 @@ class Pipeline:
         restart fences them off like any window, so no day or month is sent twice."""
         return [DAY_S * d for d in (1, 28, 29, 30, 31)] if self.volumes else []
 
-    def volume_since(self, now: float) -> float | None:
+    def volume_since(self, now: float,
+                     specs: Iterable[TotaliserSpec] | None = None) -> float | None:
         """From when a restart must read the totaliser readings back: the day's boundary
         reading is the last one before local midnight (``edge_s`` before it at most), and
-        without it the day's volume after a restart could not be valid."""
-        if not self.volumes:
+        without it the day's volume after a restart could not be valid. ``specs``: other
+        tables than the running ones (a reload's)."""
+        edges = [t.edge_s for t in specs] if specs is not None else \
+            [v.spec.edge_s for v in self.volumes]
+        if not edges:
             return None
-        midnight = floor_start(now, DAY_S, self.utc_offset_s)
-        return min(midnight - v.spec.edge_s for v in self.volumes)
+        return floor_start(now, DAY_S, self.utc_offset_s) - max(edges)
 
     # ---------------------------------------------------------------- input
 
@@ -335,6 +338,21 @@ class Pipeline:
             r = self._flag(self._normalise(r, by_window) if normalise else r, extra)
             out.append(self._clash(r) if self._is_taken(r) else self._judge(r))
         return out
+
+    def recount_volumes(self, specs: Iterable[TotaliserSpec], readings: Sequence[Sample],
+                        now: float) -> None:
+        """A reloaded config's ``[[totaliser]]`` (a declared meter replacement, a modulus):
+        today's volumes counted again from ``readings`` (the raw samples from
+        :meth:`volume_since`) under the new tables, nothing closed or sent for it. The days
+        before today are sent already, so they are only counted through; the month restarts
+        from the readings (not valid: its 1st is further back than they reach)."""
+        midnight = floor_start(now, DAY_S, self.utc_offset_s)
+        self.volumes = [TotaliserVolumes(t, self.utc_offset_s, grace_s=self.cfg.averaging.grace_s)
+                        for t in specs]
+        for volume in self.volumes:
+            volume.emit_after = midnight
+            for s in sorted(readings, key=lambda s: s.t):
+                volume.feed(s)
 
     def set_limits(self, limits: Iterable[Limit]) -> None:
         """A reloaded config's ``[[limit]]``: judged from the next record on (a limit is no

@@ -540,6 +540,15 @@ class Agent:
             self._resume(self.store, self.pipeline)
         elif new.limits != old.limits:
             self.pipeline.set_limits(new.limits)
+        if not rebuilt and new.totalisers != old.totalisers and self.store is not None:
+            # today's volumes counted again under the new [[totaliser]] (a declared meter
+            # replacement applies to the day it happened), from the readings stored
+            self._flush_samples()
+            now = self.clock()
+            since = self.pipeline.volume_since(now, new.totalisers)
+            self.pipeline.recount_volumes(
+                new.totalisers, [] if since is None else
+                self.store.samples_between(since, now + 1), now)
         await asyncio.to_thread(self.exceedances.reconfigure, new, self.pipeline.utc_offset_s)
         self._start_poller(loop)
         if new.mqtt != old.mqtt or new.station.id != old.station.id:
