@@ -411,3 +411,40 @@ def test_broken_vector_speed_keys_are_named() -> None:
                     'vector_speed = "Gust"\n') == [
         f"{at}WD.vector_speed = 'Gust': expected a Circular 10 symbol with a tag, such as "
         "'WS_vector'"]
+
+
+def test_an_ambient_window_in_a_circular10_file_with_the_provinces_spellings() -> None:
+    """One 5-minute window of the station as the Circular 10 file the uplink writes: one
+    line per record of that window (the 8-hour records are another width and never in it),
+    PM2,5 and PM10 under the province's names (receiver aliases), a calm WD with no value
+    (the missing-value placeholder, status 00: the vane was measuring) and its vector mean
+    speed 0."""
+    from zoneinfo import ZoneInfo
+
+    from edge_agent.config.model import Circular10Receiver
+    from edge_agent.uplinks.circular10.render import render_file
+
+    cfg = config('[device.channels.WS]\n[device.channels.WD]\nspeed = "WS"\n'
+                 'vector_speed = "WS_vector"\n'
+                 '[[device]]\nname = "dust"\nbus = "rs485-1"\nprofile = "ambient_pm"\n'
+                 'unit = 2\ninterval = 10.0\nchannels = ["PM10", "PM2,5"]\n'
+                 '[averaging]\nwindows = [300]\ngrace_s = 1.0\n')
+    p = Pipeline(cfg, utc_offset_s=UTC7)
+    p.clock_state(T0, synced=True)
+    for i in range(30):
+        t = T0 + 10.0 * i
+        p.feed("weather", [Sample("WD", t, 350.0, M), Sample("WS", t, 0.0, M)], now=t + 0.1)
+        p.feed("dust", [Sample("PM10", t, 40.0, M), Sample("PM2,5", t, 25.5, M)], now=t + 0.2)
+    records = p.tick(T0 + 305.0)
+    rx = Circular10Receiver(file_prefix="THA_DemoCityAir_Station1_", missing_value="---",
+                            aliases=(("PM2,5", "PM-2-5"), ("PM10", "PM-10")))
+    f = render_file(rx, ZoneInfo("Asia/Ho_Chi_Minh"), T0, 300, records)
+    assert f.name == "THA_DemoCityAir_Station1_20260921000500.txt"
+    lines = sorted(f.data.decode("ascii").splitlines())
+    assert lines == sorted([
+        "PM-10\t40\tug/m3\t20260921000500\t00",
+        "PM-2-5\t25.5\tug/m3\t20260921000500\t00",
+        "WD\t---\tdeg\t20260921000500\t00",
+        "WS\t0\tm/s\t20260921000500\t00",
+        "WS_vector\t0\tm/s\t20260921000500\t00",
+    ])
