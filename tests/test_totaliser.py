@@ -23,7 +23,7 @@ from edge_agent.averaging.totaliser import (
     period_bounds,
     volumes,
 )
-from edge_agent.config.model import StationConfig
+from edge_agent.config.model import StationConfig, records_per_day
 from edge_agent.config.reader import ConfigError, parse_config
 from edge_agent.core.clock import ClockJump
 from edge_agent.core.pipeline import Pipeline
@@ -325,3 +325,9 @@ def test_a_replacement_declared_on_reload_recounts_today_and_sends_no_day_twice(
     out += pipe.tick(DAY_30[1] + 60)
     volumes_ = [(r.start, r.mean, r.valid) for r in out if r.channel == "V_W1"]
     assert volumes_ == [(DAY_30[0] - 86400, 100.0, False), (DAY_30[0], 737.0, True)]
+
+
+def test_config_checks_disk_estimate_counts_the_volume_records() -> None:
+    plain = config("")
+    with_volume = config('[[totaliser]]\nchannel = "Total_W1"\n')
+    assert records_per_day(with_volume) - records_per_day(plain) == pytest.approx(1 + 1 / 28)

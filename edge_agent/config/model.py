@@ -359,5 +359,7 @@ def records_per_day(cfg: StationConfig) -> float:
     widths = [*cfg.averaging.windows, *(r.width for r in cfg.averaging.rollups)]
     rolling = sum(len(ro.channels) * DAY_S / ro.rolling.child_s for ro in cfg.averaging.rolling)
     derived = sum(1 for c in cfg.channels if c.vector_speed)  # a vector mean speed each
-    return (len(cfg.channels) + derived) * sum(DAY_S / w for w in widths) + rolling
+    # [[totaliser]]: a volume a day, and a month's (1/28 a day at most)
+    volumes = sum(("day" in t.periods) + ("month" in t.periods) / 28 for t in cfg.totalisers)
+    return (len(cfg.channels) + derived) * sum(DAY_S / w for w in widths) + rolling + volumes
 
