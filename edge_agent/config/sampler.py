@@ -10,8 +10,9 @@ bus"::
     [sampler]
     bus = "rs485-1"          # a [[bus]] name
     unit = 9                 # its Modbus unit (or the field node's)
-    trigger_coil = 0         # FC05 on, then off after pulse_s ... or trigger_register = 40
-    # trigger_value = 1      # ... with the value FC06 writes (default 1)
+    trigger_coil = 0         # FC05 on, then off after pulse_s ... or trigger_register = 2
+    # trigger_value = 1      # ... FC06 this value, 0 after pulse_s (the field node's relay
+                             # is its holding register 2: 1 closed, 0 open)
     busy_input = 0           # FC02 discrete input: 1 while it samples (or busy_coil, FC01)
     cooldown_s = 3600.0      # no second automatic start within this
     daily_cap = 4            # starts per local day (its bottles run out)

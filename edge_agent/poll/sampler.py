@@ -4,8 +4,11 @@ The daemon decides *whether* to start (``edge_agent.core.sampler_policy``: coold
 cap) and flags the record that caused it; this thread does the Modbus part (``[sampler]``,
 ``edge_agent.config.sampler``):
 
-* start: FC05 coil on, ``pulse_s`` later off (a relay contact the sampler sees as a pulse;
-  the field node's relay the same way), or FC06 the register value;
+* start: FC05 coil on, ``pulse_s`` later off (a relay contact the sampler sees as a pulse),
+  or FC06 the register value and ``pulse_s`` later 0 (``pulse_s = 0``: the value stays):
+  the field node's relay is its holding register 2 (``firmware/regmap.py`` HR_RELAY, 1
+  closed, 0 open), so ``trigger_register = 2`` pulses the relay that closes the sampler's
+  start contact;
 * state: FC02 discrete input (or FC01 coil) read every ``STATE_EVERY_S``: busy or idle, so
   ``quantrac status`` shows whether the sample is being taken and when it is done.
 
@@ -117,6 +120,9 @@ class SamplerWorker:
                 self.bus.write_coil(s.unit, s.address, False, s.timeout_s)
             else:
                 self.bus.write_register(s.unit, s.address, s.value, s.timeout_s)
+                if s.pulse_s > 0:  # a relay register (the field node's): closed, then open
+                    self._thread.wait(s.pulse_s)
+                    self.bus.write_register(s.unit, s.address, 0, s.timeout_s)
         except (ModbusError, OSError) as exc:
             self.state.failed += 1
             self.state.last_start = {**why, "at": at, "ok": False, "error": str(exc)}
