@@ -177,3 +177,54 @@ def test_a_reloaded_limit_judges_the_next_record() -> None:
         feed_minute(p, T0 + 60 * k, 160.0)
     [five] = [r for r in p.tick(T0 + 605) if r.end - r.start == 300 and r.channel == "COD"]
     assert five.flags & RecordFlag.EXCEEDANCE
+
+
+def test_quantrac_config_check_names_a_broken_limit_and_sampler(tmp_path: Path) -> None:
+    """The command itself (a subprocess, as an installer runs it): every mistake at once."""
+    import subprocess
+    import sys
+
+    path = tmp_path / "station.toml"
+    path.write_text(f"""\
+[station]
+id = "HCM-WW-0001"
+[agent]
+state_dir = "{tmp_path / 'state'}"
+[[bus]]
+name = "rs485-1"
+port = "/dev/null"
+[[device]]
+name = "hach"
+bus = "rs485-1"
+profile = "hach_sc"
+unit = 2
+interval = 10.0
+channels = ["COD", "NH4"]
+[averaging]
+windows = [300]
+[[limit]]
+channel = "COD"
+window = 3600
+max = 150.0
+[[limit]]
+channel = "NH4"
+window = 300
+standard = "QCVN 40:2011"
+column = "B"
+kq = 3.0
+kf = 1.0
+[sampler]
+bus = "rs485-1"
+unit = 9
+trigger_coil = 0
+daily_cap = 0
+""")
+    out = subprocess.run([sys.executable, "-m", "edge_agent.daemon.cli", "config", "check",
+                          str(path)], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 1, out
+    assert out.stdout.endswith("3 problem(s) found\n"), out.stdout  # its answer: stdout
+    for text in ("limit[0].window = 3600: expected the width in seconds of a configured "
+                 "window or roll-up (300)",
+                 "limit[1].kq = 3.0: expected the permit's Kq",
+                 "sampler.daily_cap = 0: expected starts per day in 1..96"):
+        assert f"{path}: {text}" in out.stdout, out.stdout
