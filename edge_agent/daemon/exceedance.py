@@ -118,7 +118,9 @@ class Exceedances:
                 "daily_cap": self.settings.daily_cap}
 
     def status(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"exceedances": {"count": self.count, "last": self.last}}
+        out: dict[str, Any] = {}
+        if self.limits:  # a station without [[limit]] has no exceedance line to show
+            out["exceedances"] = {"count": self.count, "last": self.last}
         if self.settings is not None and self.policy is not None:
             now = self.clock()
             out["sampler"] = {
