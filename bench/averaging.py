@@ -11,7 +11,8 @@ Two more cases hold the new averaging to the same two ratios: the wind vector me
 vanes x 7 days at 1 Hz, speed-weighted, into 5-minute windows) and the 8-hour rolling average
 (30 channels x 10 years of hourly records, a few hours missing or invalid). Their numpy
 baselines are vectorised too (bincount sums of sin/cos; cumulative sums and sliding windows
-over a dense hourly grid), not loops.
+over a dense hourly grid), not loops, and make the outputs the kernels make (the rolling one:
+count, mean, min, max, std and dominant status), each checked against the kernel's.
 
 Run: ``.venv/bin/python bench/averaging.py`` (about two minutes on two cores).
 """
