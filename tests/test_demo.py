@@ -143,7 +143,11 @@ def test_it_ends_with_three_commands_that_work_after_it(demo: Run) -> None:
     bad = table(invalid)
     assert {r["valid"] for r in bad} == {"no"}
     silent = {r["time"] for r in bad if r["win"] == "10s" and r["reason"].startswith("offline")}
-    assert silent and {r["channel"] for r in bad if r["time"] in silent} == {"Flow"}  # only it
+    # only it: the simulated analysers also calibrate on a wall-clock schedule (every 30, 60
+    # and 120 min), which can fall in the run; a calibrating window is invalid for its own
+    # reason, shown in the status column, and is not the fault's doing
+    faulted = {r["channel"] for r in bad if r["time"] in silent and r["status"] != "calibrating"}
+    assert silent and faulted == {"Flow"}, bad
     # every record the agent sent arrived: no seq missing, no security event
     lines = stations.splitlines()
     header, row = lines[0], next(x for x in lines if x.startswith(STATION))
