@@ -81,6 +81,7 @@ _DIGEST_PERSON = b"quantrac-rec-v2"  # domain separation: these bytes hash nothi
 #: so the checksum costs a fraction of the insert it guards (``bench/outbox.py``)
 _DIGEST_FIXED = struct.Struct(">qqqddddqqBqqII")
 _CANON_NAN = float("nan")  # one bit pattern for every NaN (a NaN's sign and payload vary)
+_DIGEST_BASE = hashlib.blake2b(digest_size=16, person=_DIGEST_PERSON)
 
 
 def _canon_real(value: float) -> float:
@@ -90,13 +91,20 @@ def _canon_real(value: float) -> float:
 
 def record_canonical(seq: int, rec: Record) -> bytes:
     """``seq`` and every field of ``rec`` as one canonical byte string: what the checksum and
-    the evidence chain (``buffer.chain``) hash, so both see a record alike."""
+    the evidence chain (``buffer.chain``) hash, so both see a record alike.
+
+    The four reals are canonicalised inline (as ``_canon_real`` does): this runs once per
+    record in every append, where a function call per real was a tenth of the append's time.
+    """
     channel = rec.channel.encode("utf-8")
     unit = rec.unit.encode("utf-8")
+    mean, low, high, std = float(rec.mean), float(rec.min), float(rec.max), float(rec.std)
     return _DIGEST_FIXED.pack(
-        seq, int(rec.start), int(rec.end), _canon_real(rec.mean), _canon_real(rec.min),
-        _canon_real(rec.max), _canon_real(rec.std), int(rec.n_valid), int(rec.n_expected),
-        1 if rec.valid else 0, int(rec.status), int(rec.flags), len(channel), len(unit)
+        seq, int(rec.start), int(rec.end),
+        _CANON_NAN if mean != mean else mean + 0.0, _CANON_NAN if low != low else low + 0.0,
+        _CANON_NAN if high != high else high + 0.0, _CANON_NAN if std != std else std + 0.0,
+        int(rec.n_valid), int(rec.n_expected), 1 if rec.valid else 0, int(rec.status),
+        int(rec.flags), len(channel), len(unit)
     ) + channel + unit
 
 
@@ -108,4 +116,6 @@ def record_digest(seq: int, rec: Record) -> bytes:
 def canonical_digest(canonical: bytes) -> bytes:
     """``record_digest`` from ``record_canonical``'s bytes (computed once by the outbox's
     append, which also chains them)."""
-    return hashlib.blake2b(canonical, digest_size=16, person=_DIGEST_PERSON).digest()
+    h = _DIGEST_BASE.copy()  # a copy of a keyed-up hasher: about half the cost of a new one
+    h.update(canonical)
+    return h.digest()

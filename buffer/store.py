@@ -658,11 +658,12 @@ class Store:
             first = self._last_seq() + 1
             n, _, prev = self._chain_head()
             rows = []
-            for i, r in enumerate(records):
-                canonical = record_canonical(first + i, r)
-                prev = chain.canonical_link(prev, n + 1 + i, canonical)
-                rows.append((first + i, *record_row(r), now, canonical_digest(canonical),
-                             n + 1 + i, prev))
+            link, digest = chain.canonical_link, canonical_digest  # the hot loop of append
+            for seq, pos, r in zip(range(first, first + len(records)),
+                                   range(n + 1, n + 1 + len(records)), records, strict=True):
+                canonical = record_canonical(seq, r)
+                prev = link(prev, pos, canonical)
+                rows.append((seq, *record_row(r), now, digest(canonical), pos, prev))
             self.conn.executemany(_INSERT, rows)
             self._set_chain_head(n + len(records), first + len(records) - 1, prev)
             return list(range(first, first + len(records)))

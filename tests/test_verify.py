@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from buffer import Store
@@ -226,6 +226,7 @@ NAMES = [mf.MANIFEST, mf.SIGNATURE, mf.PUBLIC_KEY, mf.CHECKPOINTS, mf.RECORDS]
 @settings(max_examples=150, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(ops=damage(NAMES))
+@example(ops=[("flip", mf.PUBLIC_KEY, 6815, 0)])  # found: a key OID no one knows crashed it
 def test_fuzzed_exports_never_crash_it(pristine: Path, ops: list[tuple[str, str, int, int]]
                                        ) -> None:
     files = read_export(pristine)

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any, TextIO
 from zoneinfo import ZoneInfo
 
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
@@ -154,7 +155,7 @@ def file_key(path: Path) -> KeyLookup:
         key = load_pem_public_key(path.read_bytes())
     except OSError as exc:
         raise UsageError(f"--public-key {path}: cannot read ({exc.strerror})") from None
-    except ValueError:
+    except (ValueError, UnsupportedAlgorithm):
         raise UsageError(f"--public-key {path}: not a PEM public key") from None
     if not isinstance(key, Ed25519PublicKey):
         raise UsageError(f"--public-key {path}: not an Ed25519 key")

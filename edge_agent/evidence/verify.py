@@ -33,7 +33,7 @@ import difflib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
@@ -122,8 +122,8 @@ def _manifest_key(files: Mapping[str, bytes], m: mf.Manifest, data: bytes,
         try:
             loaded = load_pem_public_key(pem)
             shipped = loaded if isinstance(loaded, Ed25519PublicKey) else None
-        except (ValueError, TypeError):
-            shipped = None
+        except (ValueError, TypeError, UnsupportedAlgorithm):  # one flipped byte in the
+            shipped = None  # DER's algorithm OID names a key type nobody knows: unreadable
         if shipped is None:
             report.add(mf.PUBLIC_KEY, None, UNREADABLE, "not an Ed25519 public key (PEM)")
     report.shipped_key = shipped
