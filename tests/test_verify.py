@@ -5,6 +5,7 @@ named by file and line; fuzzed exports never crash it."""
 from __future__ import annotations
 
 import base64
+import os
 import shutil
 import subprocess
 import sys
@@ -223,7 +224,8 @@ def damage(draw: st.DrawFn, names: list[str]) -> list[tuple[str, str, int, int]]
 NAMES = [mf.MANIFEST, mf.SIGNATURE, mf.PUBLIC_KEY, mf.CHECKPOINTS, mf.RECORDS]
 
 
-@settings(max_examples=150, deadline=None,
+# FUZZ_EXAMPLES=20000 for a longer hunt by hand; CI runs the default
+@settings(max_examples=int(os.environ.get("FUZZ_EXAMPLES", "150")), deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(ops=damage(NAMES))
 @example(ops=[("flip", mf.PUBLIC_KEY, 6815, 0)])  # found: a key OID no one knows crashed it
