@@ -7,6 +7,7 @@ bit for bit, statuses mapped, in every status the profile can express.
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import struct
 import time
@@ -14,6 +15,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
+from drivers.modbus import FrameError
 from drivers.profile import builtin_profile, builtin_profile_names
 from drivers.transport import (
     RtuOverTcpTransport,
@@ -21,6 +23,7 @@ from drivers.transport import (
     SerialSettings,
     TcpTransport,
     Transport,
+    TransportTimeout,
 )
 from edge_agent.config.model import Device, PollPolicy
 from edge_agent.poll.poller import Bus, DevicePoller, Poller, queue_sink
@@ -143,3 +146,50 @@ def test_asyncio_daemon_receives_samples_through_queue_sink(sim: RunningStation)
     got = asyncio.run(main())
     assert {s.channel for s in got["hach"]} == set(builtin_profile("hach_sc").channel_names)
     assert all(not math.isnan(s.value) for s in got["cems"])
+
+
+class _Scripted:
+    """A bus whose every read fails, alternating a timeout and a bad frame, as the stale
+    bytes of a late answer make a real RTU line do (seen in CI with the simulator's 'slow'
+    fault); then answers again."""
+
+    name = "scripted"
+
+    def __init__(self) -> None:
+        self.reads = 0
+        self.healthy = False
+
+    def read_registers(self, unit: int, function: int, address: int, count: int,
+                       timeout: float) -> list[int]:
+        self.reads += 1
+        if self.healthy:
+            return [0] * count
+        if self.reads % 2:
+            raise TransportTimeout(f"unit {unit}: no answer in {timeout} s")
+        raise FrameError(f"unit {unit}: bad CRC at byte 7")
+
+    def close(self) -> None:
+        pass
+
+
+def test_a_failure_kind_is_warned_once_per_episode_however_the_kinds_alternate(
+        caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG, logger="quantrac.edge_agent.poller")
+    bus = _Scripted()
+    poller = DevicePoller(Device("ph", builtin_profile("ph_probe"), 3), bus.name,
+                          lambda: T0, PollPolicy(timeout=0.1, retries=0))
+
+    def warnings() -> list[str]:
+        return [getattr(r, "kind", "") for r in caplog.records
+                if r.getMessage() == "poll_failed" and r.levelno == logging.WARNING]
+
+    for _ in range(12):
+        assert all(s.status is Status.OFFLINE for s in poller.poll(bus))
+    assert sorted(warnings()) == ["bad_frame", "timeout"]  # not one per alternation
+    assert sum(r.getMessage() == "poll_failed" for r in caplog.records) >= 12  # rest at debug
+    bus.healthy = True
+    poller.poll(bus)
+    assert [r.getMessage() for r in caplog.records][-1] == "device_recovered"
+    bus.healthy = False
+    poller.poll(bus)
+    assert len(warnings()) == 3  # a new episode warns again

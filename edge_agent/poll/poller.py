@@ -120,6 +120,11 @@ class DevicePoller:
         self._polls_ok = 0
         self._polls_failed = 0
         self._failing: str | None = None  # kind of the current failure, None when healthy
+        # Every kind seen since the device last answered in full. A late answer makes the
+        # failures of one episode alternate (timeout, then the stale bytes as a bad frame,
+        # then timeout again); warning on each alternation would flood the journal, so a
+        # kind is warned about once per episode and repeats go to debug.
+        self._episode_kinds: set[str] = set()
         self._failing_since = 0.0
         self._implausible: set[str] = set()  # channels whose last value was implausible
 
@@ -226,12 +231,14 @@ class DevicePoller:
                     "down_for": round(max(arrived.values()) - self._failing_since, 3),
                 })
                 self._failing = None
+                self._episode_kinds.clear()
             self._failures = 0
             self._polls_ok += 1
             return
         block, exc = failure
         kind = _kind(exc)
-        level = logging.WARNING if kind != self._failing else logging.DEBUG
+        level = logging.DEBUG if kind in self._episode_kinds else logging.WARNING
+        self._episode_kinds.add(kind)
         log.log(level, "poll_failed", extra={
             "device": dev.name, "bus": self.bus, "unit": dev.unit, "function": block.function,
             "register": block.address, "count": block.count, "kind": kind, "reason": str(exc),
