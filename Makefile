@@ -14,7 +14,8 @@ PY := $(VENV)/bin/python
 #   useradd/chpasswd/userdel: its throw-away login account with a real password (tests as root).
 DEB_PROGRAMS := mosquitto=mosquitto mosquitto_pub=mosquitto-clients socat=socat mbpoll=mbpoll \
 	openssl=openssl mount=mount umount=mount sqlite3=sqlite3 sshd=openssh-server \
-	ssh-keygen=openssh-client useradd=passwd chpasswd=passwd userdel=passwd
+	ssh-keygen=openssh-client useradd=passwd chpasswd=passwd userdel=passwd \
+	initdb=postgresql pg_ctl=postgresql runuser=util-linux
 
 .PHONY: setup deb test lint bench demo clean
 
