@@ -12,6 +12,9 @@ PY := $(VENV)/bin/python
 #   SQLite shell, to look into an outbox or centre store as an inspector would; sshd: OpenSSH's
 #   server, the province's SFTP server of the Circular 10 tests; ssh-keygen: its host and user keys;
 #   useradd/chpasswd/userdel: its throw-away login account with a real password (tests as root).
+#   initdb/pg_ctl: a throw-away PostgreSQL server for the centre's PostgreSQL store tests
+#   (Debian keeps them in /usr/lib/postgresql/<ver>/bin, off PATH: `deb` looks there too);
+#   runuser: to run them as the `postgres` user when the tests run as root (postgres refuses root).
 DEB_PROGRAMS := mosquitto=mosquitto mosquitto_pub=mosquitto-clients socat=socat mbpoll=mbpoll \
 	openssl=openssl mount=mount umount=mount sqlite3=sqlite3 sshd=openssh-server \
 	ssh-keygen=openssh-client useradd=passwd chpasswd=passwd userdel=passwd \
@@ -31,7 +34,8 @@ setup: deb $(VENV)/.installed
 # every program in DEB_PROGRAMS must be on PATH; the packages of the missing ones are installed.
 deb:
 	@missing=$$(for pair in $(DEB_PROGRAMS); do \
-	  command -v "$${pair%%=*}" >/dev/null || echo "$${pair#*=}"; done | sort -u | tr '\n' ' '); \
+	  command -v "$${pair%%=*}" >/dev/null || compgen -G "/usr/lib/postgresql/*/bin/$${pair%%=*}" \
+	  >/dev/null || echo "$${pair#*=}"; done | sort -u | tr '\n' ' '); \
 	if [ -z "$$missing" ]; then exit 0; fi; \
 	if [ "$$(id -u)" = 0 ]; then \
 	  echo "installing Debian packages: $$missing"; \
