@@ -109,6 +109,7 @@ def test_every_program_a_test_bench_or_demo_starts_is_installed_by_the_project()
 def test_every_listed_program_is_on_path() -> None:
     """`make setup` ran `make deb`, so each listed program must now be found (PostgreSQL's
     server programs where Debian puts them, off PATH, as `make deb` looks for them)."""
+    pg_bin = Path("/usr/lib/postgresql")
     missing = {p: pkg for p, pkg in listed_programs().items()
-               if shutil.which(p) is None and not any(Path("/usr/lib/postgresql").glob(f"*/bin/{p}"))}
+               if shutil.which(p) is None and not any(pg_bin.glob(f"*/bin/{p}"))}
     assert not missing, f"listed but not installed (make deb): {missing}"
