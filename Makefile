@@ -15,10 +15,12 @@ PY := $(VENV)/bin/python
 #   initdb/pg_ctl: a throw-away PostgreSQL server for the centre's PostgreSQL store tests
 #   (Debian keeps them in /usr/lib/postgresql/<ver>/bin, off PATH: `deb` looks there too);
 #   runuser: to run them as the `postgres` user when the tests run as root (postgres refuses root).
+#   tmux: an 80x24 terminal the console tests type into and read; picocom: a serial terminal
+#   client on a socat pty pair, as a technician's laptop is.
 DEB_PROGRAMS := mosquitto=mosquitto mosquitto_pub=mosquitto-clients socat=socat mbpoll=mbpoll \
 	openssl=openssl mount=mount umount=mount sqlite3=sqlite3 sshd=openssh-server \
 	ssh-keygen=openssh-client useradd=passwd chpasswd=passwd userdel=passwd \
-	initdb=postgresql pg_ctl=postgresql runuser=util-linux
+	initdb=postgresql pg_ctl=postgresql runuser=util-linux tmux=tmux picocom=picocom
 
 .PHONY: setup deb test lint bench demo clean
 
