@@ -10,9 +10,9 @@ the regulation, not by a programmer. So each standard is one TOML file beside th
     in_force = "2025-07-01"
     replaced_by = "..."              # optional: the standard that replaced it
     [conditions]                     # what "Nm3" means under it
-    temp_c = 0.0                     # reference temperature, degC
+    temp_c = 25.0                    # reference temperature, degC
     pressure_kpa = 101.325           # reference pressure, kPa absolute
-    molar_volume_l = 22.414          # L/mol there, as the regulation prints it
+    molar_volume_l = 24.45           # L/mol there, as the regulation prints it
     dry = true                       # concentrations are on dry gas
     verified = false                 # checked against the gazetted text?
     note = "..."                     # where the values come from
