@@ -63,7 +63,8 @@ def _modules(package: str) -> set[str]:
 
 
 @pytest.mark.parametrize(("package", "edges"), [
-    ("protocol", {"protocol.mqtt_client"}),  # the MQTT/TLS client factory: paho and ssl
+    # the MQTT/TLS client factory (paho and ssl); the pages' HTTP server (sockets, threads)
+    ("protocol", {"protocol.mqtt_client", "protocol.web_server"}),
     ("drivers", {"drivers.transport"}),  # pyserial and sockets
 ])
 def test_every_module_is_checked_sans_io_or_named_an_edge(package: str, edges: set[str]) -> None:

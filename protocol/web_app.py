@@ -1,0 +1,305 @@
+"""A read-only web application as a function: ``Request`` in, ``Response`` out.
+
+The station page and the centre dashboard answer HTTP the same way, so the rules live here
+once and a test drives them without a socket: every page needs a login (except the routes
+marked public: the login form, and the centre's open data); only GET and HEAD reach a page,
+and the one POST is the login form (no page or API changes configuration); a bad query
+parameter is a 400 whose text names the parameter; an unknown path is a 404; a handler's
+``UserError`` (a missing store, say) is a 503 with its message, escaped. The thin adapter
+to a real socket is ``protocol.web_server``.
+
+Every response carries a Content-Security-Policy that allows no script, no frame and no
+outside resource (``default-src 'none'``; styles and images from the page itself): the pages
+have no script (``protocol.html_page``), so even markup that slipped through escaping cannot
+run code, and ``X-Content-Type-Options: nosniff`` keeps a CSV download from being read as
+HTML. ``Cache-Control: no-store``: pages show a plant's data to the logged-in operator only.
+
+API:
+
+* ``Request(method, path, query, headers, body=b"", client="")``: ``query`` maps a name to
+  its values (``urllib.parse.parse_qs``); ``headers`` keys are lower case. ``Request.make``
+  builds one from a raw target (``/plot?ch=COD``).
+* ``Response(status, body, content_type, headers)``; ``html(text)``, ``text(status, msg)``,
+  ``redirect(location)``, ``download(data, filename, content_type)``.
+* ``BadParameter(name, problem)``: raise it in a handler -> 400 ``<name>: <problem>``.
+* ``one(req, name)``, ``choice(req, name, choices, default)``, ``time_param(req, name, tz,
+  end=False)`` (``protocol.record_filter.parse_time``), ``duration_param(req, name,
+  default)``: read a parameter or raise ``BadParameter`` naming it (given twice is an error).
+* ``App(title, password_hash, *, sessions=None, limiter=None)``: ``.route(path, handler,
+  public=False)`` with ``handler(req, now) -> Response``; ``.handle(req, now) -> Response``.
+  ``password_hash`` is the stored scrypt hash (``protocol.web_auth``) or None (then nobody
+  can log in and the login page says how to set one). ``/login`` (GET form, POST check),
+  ``/logout`` are built in; after login the browser goes to the ``next`` it came from (a
+  path on this server only).
+* ``respond(app, method, target, headers, body, client, now) -> Response``: parse and handle
+  one request (what ``protocol.web_server`` calls).
+* ``parse_listen(text, what) -> (host, port)``: ``192.168.1.10:8080``, ``[::1]:8080``;
+  UsageError naming ``what`` (the config key or option) otherwise.
+"""
+
+from __future__ import annotations
+
+import urllib.parse
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from http import HTTPStatus
+from zoneinfo import ZoneInfo
+
+from protocol import record_filter
+from protocol.cli_error import UsageError, UserError
+from protocol.html_page import el, page, void
+from protocol.safe_text import escape_controls
+from protocol.web_auth import COOKIE, Limiter, Sessions, check_password
+
+CSP = ("default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; "
+       "form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
+#: a login form is a few dozen bytes; anything bigger is refused unread
+MAX_BODY = 4096
+#: parameters a query may carry (parse_qs refuses more): no page takes more than a few
+MAX_FIELDS = 20
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    method: str
+    path: str
+    query: Mapping[str, Sequence[str]]
+    headers: Mapping[str, str]
+    body: bytes = b""
+    client: str = ""
+
+    @classmethod
+    def make(cls, method: str, target: str, headers: Mapping[str, str] | None = None,
+             body: bytes = b"", client: str = "") -> Request:
+        """From a request line's target; raises BadParameter on a malformed query."""
+        split = urllib.parse.urlsplit(target)
+        try:
+            query = urllib.parse.parse_qs(split.query, keep_blank_values=True, strict_parsing=False,
+                                          max_num_fields=MAX_FIELDS)
+        except ValueError:
+            raise BadParameter("query", f"more than {MAX_FIELDS} parameters") from None
+        hdrs = {k.lower(): v for k, v in (headers or {}).items()}
+        return cls(method.upper(), urllib.parse.unquote(split.path) or "/", query, hdrs, body,
+                   client)
+
+    def cookie(self, name: str) -> str | None:
+        for part in self.headers.get("cookie", "").split(";"):
+            key, _, value = part.strip().partition("=")
+            if key == name:
+                return value
+        return None
+
+
+@dataclass(slots=True)
+class Response:
+    status: int
+    body: bytes
+    content_type: str = "text/html; charset=utf-8"
+    headers: list[tuple[str, str]] = field(default_factory=list)
+
+    def all_headers(self) -> list[tuple[str, str]]:
+        """The response's headers with the security ones every response carries."""
+        return [("Content-Type", self.content_type), ("Content-Length", str(len(self.body))),
+                ("Content-Security-Policy", CSP), ("X-Content-Type-Options", "nosniff"),
+                ("Referrer-Policy", "no-referrer"), ("Cache-Control", "no-store"),
+                *self.headers]
+
+
+def html(text: str, status: int = 200) -> Response:
+    return Response(status, text.encode())
+
+
+def text(status: int, message: str) -> Response:
+    """A plain-text answer (errors): the message's outside parts are already escaped."""
+    return Response(status, (message + "\n").encode(), "text/plain; charset=utf-8")
+
+
+def redirect(location: str, headers: Sequence[tuple[str, str]] = ()) -> Response:
+    return Response(303, b"", "text/plain; charset=utf-8", [("Location", location), *headers])
+
+
+def download(data: bytes, filename: str, content_type: str) -> Response:
+    """An attachment; ``filename`` is ours (built from parsed times), never a client's text."""
+    return Response(200, data, content_type,
+                    [("Content-Disposition", f'attachment; filename="{filename}"')])
+
+
+class BadParameter(UsageError):
+    """A query parameter that cannot be used: a 400 naming it."""
+
+    def __init__(self, name: str, problem: str) -> None:
+        super().__init__(f"{name}: {problem}")
+        self.name = name
+
+
+def one(req: Request, name: str) -> str | None:
+    """The parameter's one value, None when absent; BadParameter when given twice."""
+    values = req.query.get(name)
+    if not values:
+        return None
+    if len(values) > 1:
+        raise BadParameter(name, "given more than once")
+    return values[0]
+
+
+def choice(req: Request, name: str, choices: Sequence[str], default: str) -> str:
+    value = one(req, name)
+    if value is None or value == "":
+        return default
+    if value not in choices:
+        raise BadParameter(name, f"{escape_controls(value)!r} is not one of {', '.join(choices)}")
+    return value
+
+
+def time_param(req: Request, name: str, tz: ZoneInfo, *, end: bool = False) -> float | None:
+    """A time as the ``--from``/``--to`` options take it (``record_filter.parse_time``)."""
+    value = one(req, name)
+    if value is None or value == "":
+        return None
+    try:
+        return record_filter.parse_time(value, tz, name, end=end)
+    except UsageError:
+        raise BadParameter(name, f"{escape_controls(value)!r} is not a time (use 2026-11-23, "
+                           "2026-11-23T07:30 or epoch seconds)") from None
+
+
+def duration_param(req: Request, name: str, default: int) -> int:
+    value = one(req, name)
+    if value is None or value == "":
+        return default
+    try:
+        return record_filter.parse_duration(value, name)
+    except UsageError:
+        raise BadParameter(name, f"{escape_controls(value)!r} is not a duration "
+                           "(use 5m, 24h or 7d)") from None
+
+
+Handler = Callable[[Request, float], Response]
+
+
+def _local_next(value: str | None) -> str:
+    """Where to go after login: a path on this server, never another site (``//evil``)."""
+    if not value or not value.startswith("/") or value.startswith("//") or "\\" in value:
+        return "/"
+    return value
+
+
+class App:
+    """Routes, login and the rules above; one instance per server (not thread-safe: the
+    adapter serialises calls)."""
+
+    def __init__(self, title: str, password_hash: str | None, *,
+                 sessions: Sessions | None = None, limiter: Limiter | None = None,
+                 passwd_hint: str = "quantrac web passwd") -> None:
+        self.title = title
+        self.password_hash = password_hash
+        self.sessions = sessions or Sessions()
+        self.limiter = limiter or Limiter()
+        self.passwd_hint = passwd_hint
+        self._routes: dict[str, tuple[Handler, bool]] = {}
+
+    def route(self, path: str, handler: Handler, *, public: bool = False) -> None:
+        self._routes[path] = (handler, public)
+
+    def handle(self, req: Request, now: float) -> Response:
+        try:
+            return self._handle(req, now)
+        except BadParameter as exc:
+            return text(400, f"400 bad request: {exc}")
+        except UserError as exc:
+            return text(503, f"503 unavailable: {escape_controls(str(exc))}")
+
+    def _handle(self, req: Request, now: float) -> Response:
+        if req.path == "/login":
+            return self._login(req, now)
+        if req.path == "/logout":
+            self.sessions.end(req.cookie(COOKIE))
+            return redirect("/login", [("Set-Cookie", _cookie("", 0))])
+        found = self._routes.get(req.path)
+        if found is None:
+            return text(404, f"404 not found: {escape_controls(req.path)}")
+        handler, public = found
+        if req.method not in ("GET", "HEAD"):
+            return Response(405, b"405: read-only: only GET here\n", "text/plain; charset=utf-8",
+                            [("Allow", "GET, HEAD")])
+        if not public and not self.sessions.valid(req.cookie(COOKIE), now):
+            target = req.path + ("?" + urllib.parse.urlencode(req.query, doseq=True)
+                                 if req.query else "")
+            return redirect("/login?" + urllib.parse.urlencode({"next": target}))
+        return handler(req, now)
+
+    def _login(self, req: Request, now: float) -> Response:
+        if req.method in ("GET", "HEAD"):
+            return self._form(one(req, "next"), None, 200)
+        if req.method != "POST":
+            return Response(405, b"405: GET or POST\n", "text/plain; charset=utf-8",
+                            [("Allow", "GET, POST")])
+        if len(req.body) > MAX_BODY:
+            return text(413, "413: the login form is small; this request is not one")
+        form = urllib.parse.parse_qs(req.body.decode("utf-8", "replace"),
+                                     max_num_fields=MAX_FIELDS)
+        password = (form.get("password") or [""])[0]
+        target = form["next"][0] if form.get("next") else None
+        wait = self.limiter.retry_after(req.client, now)
+        if wait is not None:
+            resp = self._form(target, f"too many wrong passwords: try again in {wait:.0f} s",
+                              429)
+            resp.headers.append(("Retry-After", f"{wait:.0f}"))
+            return resp
+        if self.password_hash is None:
+            return self._form(target, f"no password is set: run `{self.passwd_hint}`", 403)
+        if not check_password(password, self.password_hash):
+            self.limiter.failed(req.client, now)
+            return self._form(target, "wrong password", 401)
+        self.limiter.succeeded(req.client)
+        token = self.sessions.start(now)
+        return redirect(_local_next(target),
+                        [("Set-Cookie", _cookie(token, int(self.sessions.ttl_s)))])
+
+    def _form(self, target: str | None, error: str | None, status: int) -> Response:
+        body = [el("h2", "Log in")]
+        if error is not None:
+            body.append(el("p", error, class_="error", id="login-error"))
+        body.append(el(
+            "form",
+            el("label", "Password ", void("input", type="password", name="password",
+                                          autofocus=True, autocomplete="current-password")),
+            void("input", type="hidden", name="next", value=_local_next(target)),
+            el("button", "Log in", type="submit"),
+            method="post", action="/login"))
+        resp = html(page(self.title, *body), status)
+        return resp
+
+
+def _cookie(token: str, max_age: int) -> str:
+    return f"{COOKIE}={token}; HttpOnly; SameSite=Strict; Path=/; Max-Age={max_age}"
+
+
+def respond(app: App, method: str, target: str, headers: Mapping[str, str], body: bytes,
+            client: str, now: float) -> Response:
+    """What the adapter calls for each request: parse it, then ``app.handle`` (a query that
+    cannot be parsed is a 400 too)."""
+    try:
+        req = Request.make(method, target, headers, body, client)
+    except BadParameter as exc:
+        return text(400, f"400 bad request: {exc}")
+    return app.handle(req, now)
+
+
+def parse_listen(text: str, what: str) -> tuple[str, int]:
+    """``HOST:PORT`` (an IPv6 host in brackets) as ``(host, port)``."""
+    host, sep, port = text.strip().rpartition(":")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise UsageError(f"{what}: {escape_controls(text)!r} is not HOST:PORT "
+                         "(e.g. 192.168.1.10:8080)")
+    return host, int(port)
+
+
+def status_line(status: int) -> str:
+    """``404 Not Found``: the reason phrase of a status, for the adapter."""
+    try:
+        return f"{status} {HTTPStatus(status).phrase}"
+    except ValueError:
+        return str(status)

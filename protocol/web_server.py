@@ -1,0 +1,95 @@
+"""The socket side of a ``protocol.web_app.App``: the standard library's HTTP server.
+
+``http.server.ThreadingHTTPServer`` because a station page or a centre dashboard has a handful
+of readers on a LAN: no new dependency, nothing to vendor, and a thread per connection keeps
+one slow reader (a laptop on a bad Wi-Fi link, a large export download) from holding up the
+others. The application itself is not thread-safe (its sessions and login limits are plain
+dicts), so calls to ``App.handle`` are serialised with one lock; rendering is CPU work under
+the GIL anyway, so a lock costs nothing a second core would have given.
+
+Hardening that belongs to the socket: a connection idle for ``TIMEOUT_S`` is closed (a client
+that opens connections and sends nothing cannot exhaust the threads); a body longer than
+``web_app.MAX_BODY`` is refused before it is read; the client address handed to the login
+limiter is the peer's IP (a proxy's ``X-Forwarded-For`` is not trusted: it is whatever the
+client wrote). Access is logged at debug level, errors at warning, in the project's logfmt.
+
+API: ``make_server(app, host, port, clock=time.time) -> ThreadingHTTPServer`` (bound, not yet
+serving; ``.server_address`` has the real port when ``port`` is 0); ``serve(server)`` runs it
+until ``server.shutdown()`` from another thread or KeyboardInterrupt.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+import time
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from protocol import web_app
+
+log = logging.getLogger(__name__)
+TIMEOUT_S = 20.0
+
+
+def make_server(app: web_app.App, host: str, port: int,
+                clock: Callable[[], float] = time.time) -> ThreadingHTTPServer:
+    lock = threading.Lock()
+
+    class Handler(BaseHTTPRequestHandler):
+        server_version = "quantrac"
+        sys_version = ""
+        timeout = TIMEOUT_S
+        protocol_version = "HTTP/1.1"
+
+        def _serve(self) -> None:
+            try:
+                length = int(self.headers.get("Content-Length") or 0)
+            except ValueError:
+                length = -1
+            if not 0 <= length <= web_app.MAX_BODY:
+                refused = web_app.text(413, "413: the request body has no length or is too large")
+                self._send(refused, body=True)
+                self.close_connection = True
+                return
+            body = self.rfile.read(length) if length > 0 else b""
+            headers = {k: v for k, v in self.headers.items()}
+            with lock:
+                resp = web_app.respond(app, self.command, self.path, headers, body,
+                                       self.client_address[0], clock())
+            self._send(resp, body=self.command != "HEAD")
+
+        def _send(self, resp: web_app.Response, *, body: bool) -> None:
+            self.send_response(resp.status)
+            for key, value in resp.all_headers():
+                self.send_header(key, value)
+            self.end_headers()
+            if body:
+                self.wfile.write(resp.body)
+
+        do_GET = do_HEAD = do_POST = do_PUT = do_DELETE = do_PATCH = _serve
+
+        def log_message(self, format: str, *args: object) -> None:
+            log.debug("event=http client=%s request=%r", self.client_address[0],
+                      format % args)
+
+        def log_error(self, format: str, *args: object) -> None:
+            log.warning("event=http_error client=%s problem=%r", self.client_address[0],
+                        format % args)
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    server_class = type("Server", (ThreadingHTTPServer,), {"address_family": family})
+    server: ThreadingHTTPServer = server_class((host, port), Handler)
+    server.daemon_threads = True
+    return server
+
+
+def serve(server: ThreadingHTTPServer) -> None:
+    """Serve until shut down; the socket is closed on the way out."""
+    try:
+        server.serve_forever(poll_interval=0.5)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
