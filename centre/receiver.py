@@ -30,6 +30,7 @@ from 0.5 s doubling up to ``reconnect_max_s``, back to the start once connected)
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import time
 from collections.abc import Callable
@@ -101,6 +102,17 @@ class ReceiverStats:
     acks_sent: int = 0
     resend_requests: int = 0
     reasons: dict[str, int] = field(default_factory=dict)
+
+
+def state_of(payload: bytes) -> str:
+    """``online``/``offline`` from a station's state message (JSON ``{"state": ...}``, the
+    uplink's birth and will); ``unknown`` for anything else (the station wrote it)."""
+    try:
+        body = json.loads(payload[:4096])
+    except ValueError:
+        return "unknown"
+    state = body.get("state") if isinstance(body, dict) else None
+    return state if state in ("online", "offline") else "unknown"
 
 
 class Receiver:
@@ -366,6 +378,9 @@ class Receiver:
                     "state": bytes(msg.payload[:200]).decode("utf-8", "replace"),
                 },
             )
+            station = station_of(msg.topic)
+            if station is not None:  # the dashboard's online/offline
+                self.store.station_state(station, state_of(bytes(msg.payload)))
             return
         self.handle_packet(msg.topic, bytes(msg.payload), redelivery=bool(msg.dup))
 

@@ -117,6 +117,12 @@ CREATE TABLE IF NOT EXISTS security_events (
     reason TEXT NOT NULL,
     detail TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS station_state (
+    station TEXT PRIMARY KEY,
+    state TEXT NOT NULL,
+    since REAL NOT NULL,
+    seen REAL NOT NULL
+) WITHOUT ROWID;
 """
 
 STORED = "stored"
@@ -557,6 +563,45 @@ class CentreStore:
             StationSummary(str(st), int(n), int(top), int(contiguous),
                            None if last is None else float(last), int(events), int(over))
             for st, contiguous, top, n, last, events, over in rows
+        ]
+
+    # --- birth/will state ------------------------------------------------------------------
+    def station_state(self, station: str, state: str) -> None:
+        """Record the station's retained ``online``/``offline`` message (its MQTT birth and
+        will), as the broker gave it to a receiver. ``since`` is when it last changed: the
+        broker hands the retained message again at every (re)connect of a receiver, which
+        refreshes ``seen`` but is no change of state."""
+        now = self.clock()
+        with transaction(self.conn):
+            self.conn.execute(
+                "INSERT INTO station_state (station, state, since, seen) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (station) DO UPDATE SET seen = excluded.seen, "
+                "since = CASE WHEN station_state.state = excluded.state "
+                "THEN station_state.since ELSE excluded.since END, state = excluded.state",
+                (station, state, now, now),
+            )
+
+    def station_states(self) -> dict[str, tuple[str, float]]:
+        """Per station its last birth/will state and since when; ``{}`` from a store made
+        before the table existed (opened read-only, so it was not added)."""
+        try:
+            rows = self.conn.execute("SELECT station, state, since FROM station_state")
+        except sqlite3.OperationalError:
+            return {}
+        return {str(st): (str(state), float(since)) for st, state, since in rows}
+
+    def latest_valid(self, station: str) -> list[StoredRecord]:
+        """Per channel and window width the newest *valid* record of ``station`` (what the
+        open-data feed publishes as "latest validated averages"), by channel then width."""
+        rows = self.conn.execute(
+            f"SELECT station, seq, {_COLS}, received, packet_created FROM ("
+            f"SELECT *, row_number() OVER (PARTITION BY channel, \"end\" - start "
+            f"ORDER BY start DESC) AS k FROM records WHERE station = ? AND valid = 1) "
+            f'WHERE k = 1 ORDER BY channel, "end" - start', (station,),
+        ).fetchall()
+        return [
+            StoredRecord(str(r[0]), int(r[1]), row_record(r[2:-2]), float(r[-2]), int(r[-1]))
+            for r in rows
         ]
 
     def current_values(self, station: str) -> dict[str, tuple[int, int, float]]:

@@ -1,0 +1,49 @@
+"""The store's reads the dashboard and the open-data feed add: birth/will state, the newest
+valid record per channel and window width (centre/store.py)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from centre.receiver import state_of
+from centre.store import CentreStore
+from protocol.model import Record, Status
+
+T0 = 1_764_561_600
+
+
+def rec(channel: str, start: int, width: int, mean: float, valid: bool = True) -> Record:
+    return Record(channel, start, start + width, mean, mean, mean, 0.0, 10, 10, valid,
+                  Status.MEASURING if valid else Status.OFFLINE, "mg/L")
+
+
+def test_state_since_changes_only_with_the_state(tmp_path: Path) -> None:
+    now = [1000.0]
+    with CentreStore(tmp_path / "c.sqlite", clock=lambda: now[0]) as store:
+        store.station_state("S1", "online")
+        now[0] = 1010.0
+        store.station_state("S1", "online")  # the retained message again: no change
+        assert store.station_states() == {"S1": ("online", 1000.0)}
+        now[0] = 1020.0
+        store.station_state("S1", "offline")
+        assert store.station_states() == {"S1": ("offline", 1020.0)}
+    assert state_of(b'{"state": "online", "station": "S1"}') == "online"
+    assert state_of(b'{"state": "<script>"}') == "unknown"
+    assert state_of(b"\xff not json") == "unknown"
+
+
+def test_latest_valid_per_channel_and_width(tmp_path: Path) -> None:
+    with CentreStore(tmp_path / "c.sqlite", clock=lambda: T0 + 9000.0) as store:
+        records = [
+            (1, rec("COD", T0, 300, 10.0)),
+            (2, rec("COD", T0 + 300, 300, 11.0)),
+            (3, rec("COD", T0 + 600, 300, math.nan, valid=False)),  # newest, invalid
+            (4, rec("COD", T0, 3600, 10.5)),
+            (5, rec("pH", T0, 300, 7.1)),
+        ]
+        store.ingest("S1", records, b"d" * 32, 0)
+        got = [(r.record.channel, r.record.end - r.record.start, r.seq)
+               for r in store.latest_valid("S1")]
+        assert got == [("COD", 300, 2), ("COD", 3600, 4), ("pH", 300, 5)]
+        assert store.latest_valid("nobody") == []
