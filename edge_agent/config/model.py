@@ -27,6 +27,7 @@ from edge_agent.averaging.rules import RULES, ValidityRule
 from edge_agent.averaging.totaliser import TotaliserSpec
 from edge_agent.config.limits import Limit
 from edge_agent.config.sampler import SamplerSettings
+from edge_agent.config.web import WebSettings
 
 CIRCULAR10_SYMBOLS = (
     "Flow", "Temp", "Color", "pH", "TSS", "COD", "NH4", "TP", "TN", "TOC", "Cl", "RH", "P", "NO",
@@ -223,6 +224,7 @@ class StationConfig:
     totalisers: tuple[TotaliserSpec, ...] = ()  # [[totaliser]]: edge_agent.config.totalisers
     limits: tuple[Limit, ...] = ()  # [[limit]]: edge_agent.config.limits
     sampler: SamplerSettings | None = None  # [sampler]: edge_agent.config.sampler
+    web: WebSettings | None = None  # [web]: edge_agent.config.web
 
     def channel_of(self, device: str, channel: str) -> ChannelMap | None:
         for c in self.channels:

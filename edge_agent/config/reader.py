@@ -161,6 +161,7 @@ from edge_agent.config.model import (
 from edge_agent.config.sampler import parse_sampler
 from edge_agent.config.standards import Standard, standards
 from edge_agent.config.totalisers import parse_totalisers
+from edge_agent.config.web import parse_web
 from protocol.config_file import MISSING as _MISSING
 from protocol.config_file import ConfigError as ConfigError
 from protocol.config_file import Problem as Problem
@@ -186,7 +187,7 @@ def load_config(path: str | Path, *, station_required: bool = True) -> StationCo
 
 
 _TOP = {"station", "agent", "poll", "bus", "device", "averaging", "normalise", "uplink",
-        "limit", "totaliser", "sampler"}
+        "limit", "totaliser", "sampler", "web"}
 
 
 def parse_config(doc: Mapping[str, Any], source: str | Path, *,
@@ -217,10 +218,12 @@ def parse_config(doc: Mapping[str, Any], source: str | Path, *,
                            *(ro.rolling.width_s for ro in averaging.rolling), *days})
     sampler = parse_sampler(r, doc, {b.name for b in poll.buses},
                             {lim.channel for lim in limits})
+    web = parse_web(r, doc)
     if r.problems:
         raise ConfigError(_by_name(r.problems, doc))
     return StationConfig(source, station, agent, poll, channels, averaging, normalise, mqtt,
-                         c10, doc, limits=limits, sampler=sampler, totalisers=totalisers)
+                         c10, doc, limits=limits, sampler=sampler, totalisers=totalisers,
+                         web=web)
 
 
 _PLACE = re.compile(r"(bus|device)\[(\d+)\](?:\.(.*))?", re.DOTALL)
