@@ -20,13 +20,11 @@ import argparse
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from edge_agent.config.coverage import thresholds as thresholds  # the station page's too
 from edge_agent.daemon.agent_cli import DEFAULT_CONFIG
 from protocol import record_filter
-
-if TYPE_CHECKING:
-    from edge_agent.config.model import StationConfig
 
 EXTRA_COLUMNS = ("state",)
 
@@ -39,16 +37,6 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     where.add_argument("--store", type=Path, help="an outbox file (outbox.sqlite) to read")
     record_filter.add_arguments(p)
     p.set_defaults(func=_history)
-
-
-def thresholds(cfg: StationConfig) -> dict[int, float]:
-    """Window width -> the coverage fraction the station's rule for it needs."""
-    out = {w: cfg.averaging.rule.min_fraction for w in cfg.averaging.windows}
-    out.update({r.width: r.rule.min_fraction for r in cfg.averaging.rollups})
-    # a rolling average (8-hour CO/O3) is valid with min_valid of its span child records
-    out.update({ro.rolling.width_s: ro.rolling.min_valid / ro.rolling.span
-                for ro in cfg.averaging.rolling})
-    return out
 
 
 def _history(args: argparse.Namespace) -> int:
