@@ -1,9 +1,15 @@
-"""The centre's record store (SQLite): every station's records exactly once, and what is missing.
+"""The centre's record store: every station's records exactly once, and what is missing.
 
-Opened with ``buffer.db.open_checked`` (WAL, synchronous=FULL, integrity check, move-aside)
-and the record columns of ``buffer.rows``, so the centre stores a record exactly as the
-station's outbox does. Several receivers may share one file: every write is one
-``BEGIN IMMEDIATE`` transaction, so the de-duplication decision and the insert are atomic.
+The rules are here, once; the database is a backend (``centre.store_backends``): one SQLite
+file by default (``store_backends.sqlite``: what one receiver needs, and what the tests and the
+demo run on), or PostgreSQL for a province's centre with several receivers
+(``store_backends.postgresql``), selected by giving ``CentreStore`` a ``postgresql://`` URL
+instead of a path. Both hold the record columns of ``buffer.rows``, so the centre stores a
+record exactly as the station's outbox does, and both take their schema from one list of
+migrations (``centre.migrations``). Every write is one transaction that excludes every other
+writer of the same station (SQLite's write lock; PostgreSQL's per-station advisory lock), so
+a de-duplication decision and its insert are atomic even when two receivers hold the same
+packet, and ``(station, seq)`` is the records' primary key in both.
 
 De-duplication rule (what ``ingest`` decides for a verified packet, on ``(station, seq)``):
 
@@ -39,28 +45,24 @@ channel (a backfilled record never overwrites a newer one), and the security eve
 from __future__ import annotations
 
 import math
-import sqlite3
 import time
-import urllib.parse
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from buffer.db import open_checked, transaction
 from buffer.record_select import ORDER, where
-from buffer.rows import RECORD_COLUMNS, RECORD_COLUMNS_SQL, record_row, row_record
-from buffer.store import APPLICATION_ID as OUTBOX_APPLICATION_ID
-from protocol.cli_error import UserError
+from buffer.rows import RECORD_COLUMNS, record_row, row_record
+from centre import migrations
+from centre.store_backends import Backend, NotACentreStoreError, StoreUnavailableError, is_dsn
 from protocol.clock import Clock
 from protocol.model import Record, RecordFlag
 from protocol.payload import same_record
 from protocol.record_filter import RecordFilter
 
+__all__ = ["CentreStore", "NotACentreStoreError", "StoreUnavailableError", "record_problem"]
+
 _COLS = ", ".join(RECORD_COLUMNS)
-_INSERT = (
-    f"INSERT INTO records (station, seq, {_COLS}, received, packet_created) "
-    f"VALUES ({', '.join('?' * (len(RECORD_COLUMNS) + 4))})"
-)
+_RECORD_ROW = ("station", "seq", *RECORD_COLUMNS, "received", "packet_created")
 
 @dataclass(frozen=True, slots=True)
 class StationSummary:
@@ -74,56 +76,6 @@ class StationSummary:
     security_events: int
     exceedances: int = 0  # records flagged EXCEEDANCE (over their limit at the station)
 
-
-_SCHEMA = f"""
-CREATE TABLE IF NOT EXISTS records (
-    station TEXT NOT NULL,
-    seq INTEGER NOT NULL,
-    {RECORD_COLUMNS_SQL},
-    received REAL NOT NULL,
-    packet_created INTEGER NOT NULL,
-    PRIMARY KEY (station, seq)
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS records_time ON records (station, start);
-CREATE TABLE IF NOT EXISTS current_values (
-    station TEXT NOT NULL,
-    channel TEXT NOT NULL,
-    seq INTEGER NOT NULL,
-    start INTEGER NOT NULL,
-    "end" INTEGER NOT NULL,
-    mean REAL,
-    valid INTEGER NOT NULL,
-    status INTEGER NOT NULL,
-    unit TEXT NOT NULL,
-    PRIMARY KEY (station, channel)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS packets (
-    digest BLOB PRIMARY KEY,
-    station TEXT NOT NULL,
-    first_seq INTEGER NOT NULL,
-    last_seq INTEGER NOT NULL,
-    received REAL NOT NULL
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS stations (
-    station TEXT PRIMARY KEY,
-    counter INTEGER NOT NULL,
-    contiguous INTEGER NOT NULL,
-    top INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS security_events (
-    id INTEGER PRIMARY KEY,
-    t REAL NOT NULL,
-    station TEXT NOT NULL,
-    reason TEXT NOT NULL,
-    detail TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS station_state (
-    station TEXT PRIMARY KEY,
-    state TEXT NOT NULL,
-    since REAL NOT NULL,
-    seen REAL NOT NULL
-) WITHOUT ROWID;
-"""
 
 STORED = "stored"
 RESENT = "resent"
@@ -234,74 +186,50 @@ _TABLES = ("records", "current_values", "packets", "stations", "security_events"
 COUNTER_FLOOR_PER_S = 1_000_000
 
 
-class NotACentreStoreError(UserError):
-    """The file given as the record store is not one, or cannot be read (names the file)."""
+def open_backend(location: Path | str, clock: Clock, *, read_only: bool) -> Backend:
+    """The database at ``location``: a ``postgresql://`` URL, or a SQLite file's path."""
+    if is_dsn(location):
+        from centre.store_backends.postgresql import PostgresBackend  # psycopg only if asked
 
+        return PostgresBackend(str(location), read_only=read_only)
+    from centre.store_backends.sqlite import SqliteBackend
 
-def _open_read_only(path: Path) -> sqlite3.Connection:
-    """``path`` opened with SQLite's ``mode=ro``: for the read commands (``centre query``,
-    ``centre stations``), which must never create, migrate or move aside a file that an
-    operator merely pointed them at (a typo, another tool's database, a store in use)."""
-    if not path.is_file():
-        raise NotACentreStoreError(f"{path}: no such record store")
-    uri = "file:" + urllib.parse.quote(str(path.absolute())) + "?mode=ro"
-    try:
-        conn = sqlite3.connect(uri, uri=True, isolation_level=None, timeout=10.0)
-    except sqlite3.Error as exc:
-        raise NotACentreStoreError(f"{path}: cannot open the record store: {exc}") from None
-    try:
-        app_id = int(conn.execute("PRAGMA application_id").fetchone()[0])
-        found = {
-            str(r[0]) for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
-        }
-    except sqlite3.Error as exc:
-        conn.close()
-        raise NotACentreStoreError(
-            f"{path}: not a centre record store (SQLite says: {exc})"
-        ) from None
-    if app_id == OUTBOX_APPLICATION_ID:  # the mistake the two file names invite
-        conn.close()
-        raise NotACentreStoreError(
-            f"{path}: that file is a station outbox, not a centre record store; a station's "
-            f"own records are read with `quantrac history --store {path}`"
-        )
-    missing = [t for t in _TABLES if t not in found]
-    if missing:
-        conn.close()
-        raise NotACentreStoreError(
-            f"{path}: not a centre record store (no table {', '.join(missing)})"
-        )
-    return conn
+    return SqliteBackend(Path(location), clock, read_only=read_only)
 
 
 class CentreStore:
-    """One SQLite file of records; one connection, used from one thread.
+    """The record store at ``path``: a SQLite file, or a ``postgresql://`` URL (a DSN).
 
-    ``read_only``: open an existing store for reading only (``_open_read_only``); raises
-    ``NotACentreStoreError`` naming the file if it is not one. Otherwise the file is checked,
-    moved aside if corrupt and created or completed (``open_checked`` and the schema).
+    One connection, used from one thread. ``read_only``: open an existing store for reading
+    only (never created, migrated or moved aside); raises ``NotACentreStoreError`` naming it
+    if it is not one. Otherwise a SQLite file is checked, moved aside if corrupt, and every
+    store is created or migrated to the latest schema (``centre.migrations``). A database that
+    cannot be reached now raises ``StoreUnavailableError``, here and from any method.
     """
 
     def __init__(
         self, path: Path | str, clock: Clock = time.time, *, read_only: bool = False
     ) -> None:
-        self.path = Path(path)
         self.clock = clock
-        self.conn: sqlite3.Connection
-        self.moved_aside: Path | None = None
-        if read_only:
-            self.conn = _open_read_only(self.path)
-            return
-        opened = open_checked(self.path, clock)
-        self.conn = opened.conn
-        self.moved_aside = opened.moved_aside
-        with transaction(self.conn):
-            for statement in _SCHEMA.split(";"):
-                if statement.strip():
-                    self.conn.execute(statement)
+        self.db = open_backend(path, clock, read_only=read_only)
+        #: the SQLite file (None for PostgreSQL); ``name`` is how messages call either
+        self.path: Path | None = None if is_dsn(path) else Path(path)
+        self.name = self.db.name
+        self.moved_aside = self.db.moved_aside
+        try:
+            if read_only:
+                missing = [t for t in _TABLES if t not in self.db.tables()]
+                if missing:
+                    raise NotACentreStoreError(
+                        f"{self.name}: not a centre record store (no table {', '.join(missing)})")
+            else:
+                migrations.migrate(self.db, clock)
+        except BaseException:
+            self.db.close()
+            raise
 
     def close(self) -> None:
-        self.conn.close()
+        self.db.close()
 
     def __enter__(self) -> CentreStore:
         return self
@@ -336,10 +264,11 @@ class CentreStore:
             # as dealt with for the contiguous mark below and is acknowledged by the receiver.
             records = plausible
         now = self.clock()
-        with transaction(self.conn):
+        db, greatest = self.db, self.db.greatest
+        with db.transaction(lock=_station_lock(station)):
             held = {
                 int(row[0]): row_record(row[1:])
-                for row in self.conn.execute(
+                for row in db.execute(
                     f"SELECT seq, {_COLS} FROM records WHERE station = ? AND seq BETWEEN ? AND ?",
                     (station, first, last),
                 )
@@ -351,43 +280,35 @@ class CentreStore:
                 return Ingest(CONFLICT, known=len(held), conflicts=conflicts, refused=refused)
             fresh = [(seq, rec) for seq, rec in records if seq not in held]
             if not fresh:
-                seen = self.conn.execute(
-                    "SELECT 1 FROM packets WHERE digest = ?", (digest,)
-                ).fetchone()
-                if seen is not None and not redelivery:
+                seen = db.execute("SELECT 1 FROM packets WHERE digest = ?", (digest,))
+                if seen and not redelivery:
                     return Ingest(REPLAYED, known=len(held), refused=refused)
-                outcome = (
-                    REDELIVERED if seen is not None else RESENT if records else IMPLAUSIBLE
-                )
+                outcome = REDELIVERED if seen else RESENT if records else IMPLAUSIBLE
             else:
                 outcome = STORED
-                self.conn.executemany(
-                    _INSERT,
-                    [(station, seq, *record_row(rec), now, created_ms) for seq, rec in fresh],
-                )
+                db.insert("records", _RECORD_ROW, [
+                    (station, seq, *record_row(rec), now, created_ms) for seq, rec in fresh])
                 self._update_current(station, fresh)
-            self.conn.execute(
-                "INSERT OR IGNORE INTO packets (digest, station, first_seq, last_seq, received) "
-                "VALUES (?, ?, ?, ?, ?)",
+            db.execute(
+                "INSERT INTO packets (digest, station, first_seq, last_seq, received) "
+                "VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
                 (digest, station, first, last, now),
             )
             # A station's outbox numbers from 1, so for a station new to us everything below
             # its first packet is a gap too (its first packet may be the one that got lost).
-            self.conn.execute(
-                "INSERT OR IGNORE INTO stations (station, counter, contiguous, top) "
-                "VALUES (?, ?, 0, 0)",
+            db.execute(
+                "INSERT INTO stations (station, counter, contiguous, top) "
+                "VALUES (?, ?, 0, 0) ON CONFLICT DO NOTHING",
                 (station, self._counter_floor()),
             )
-            counter = int(
-                self.conn.execute(
-                    "UPDATE stations SET counter = counter + 1, top = max(top, ?), "
-                    "contiguous = CASE WHEN ? <= contiguous + 1 THEN max(contiguous, ?) "
-                    "ELSE contiguous END WHERE station = ? RETURNING counter",
-                    (last, first, last, station),
-                ).fetchone()[0]
+            [(counter,)] = db.execute(
+                f"UPDATE stations SET counter = counter + 1, top = {greatest}(top, ?), "
+                f"contiguous = CASE WHEN ? <= contiguous + 1 THEN {greatest}(contiguous, ?) "
+                "ELSE contiguous END WHERE station = ? RETURNING counter",
+                (last, first, last, station),
             )
         return Ingest(
-            outcome, new=len(fresh), known=len(held), counter=counter, refused=refused
+            outcome, new=len(fresh), known=len(held), counter=int(counter), refused=refused
         )
 
     def _update_current(self, station: str, fresh: Sequence[tuple[int, Record]]) -> None:
@@ -396,7 +317,7 @@ class CentreStore:
             best = newest.get(rec.channel)
             if best is None or rec.start >= best[1].start:
                 newest[rec.channel] = (seq, rec)
-        self.conn.executemany(
+        self.db.executemany(
             'INSERT INTO current_values (station, channel, seq, start, "end", mean, valid, '
             "status, unit) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
             'ON CONFLICT (station, channel) DO UPDATE SET seq = excluded.seq, start = '
@@ -413,19 +334,19 @@ class CentreStore:
 
     def next_counter(self, station: str) -> int:
         """A fresh command counter for ``station`` (for commands other than acks)."""
-        with transaction(self.conn):
-            row = self.conn.execute(
+        with self.db.transaction(lock=_station_lock(station)):
+            rows = self.db.execute(
                 "UPDATE stations SET counter = counter + 1 WHERE station = ? RETURNING counter",
                 (station,),
-            ).fetchone()
-            if row is None:
+            )
+            if not rows:
                 first = self._counter_floor() + 1
-                self.conn.execute(
+                self.db.execute(
                     "INSERT INTO stations (station, counter, contiguous, top) VALUES (?, ?, 0, 0)",
                     (station, first),
                 )
                 return first
-        return int(row[0])
+        return int(rows[0][0])
 
     def _counter_floor(self) -> int:
         """Where a station's command counter starts in this store (``COUNTER_FLOOR_PER_S``)."""
@@ -434,24 +355,22 @@ class CentreStore:
     # --- gaps ------------------------------------------------------------------------------
     def stations_behind(self) -> list[str]:
         """Stations holding records above a missing seq."""
-        return [
-            str(r[0])
-            for r in self.conn.execute("SELECT station FROM stations WHERE top > contiguous")
-        ]
+        return [str(r[0]) for r in self.db.execute(
+            "SELECT station FROM stations WHERE top > contiguous ORDER BY station")]
 
     def holes(self, station: str) -> list[tuple[int, int]]:
         """The missing seq ranges above the contiguous mark; advances the mark past filled ones."""
-        with transaction(self.conn):
-            row = self.conn.execute(
-                "SELECT contiguous, top FROM stations WHERE station = ?", (station,)
-            ).fetchone()
-            if row is None or row[1] <= row[0]:
+        db = self.db
+        with db.transaction(lock=_station_lock(station)):
+            rows = db.execute(
+                "SELECT contiguous, top FROM stations WHERE station = ?", (station,))
+            if not rows or rows[0][1] <= rows[0][0]:
                 return []
-            contiguous = int(row[0])
-            lowest = self.conn.execute(
+            contiguous, top = int(rows[0][0]), int(rows[0][1])
+            [(lowest,)] = db.execute(
                 "SELECT min(seq) FROM records WHERE station = ? AND seq > ?",
                 (station, contiguous),
-            ).fetchone()[0]
+            )
             holes: list[tuple[int, int]] = []
             if lowest is None:
                 return []
@@ -459,37 +378,36 @@ class CentreStore:
                 holes.append((contiguous + 1, int(lowest) - 1))
             holes += [
                 (int(seq) + 1, int(nxt) - 1)
-                for seq, nxt in self.conn.execute(
+                for seq, nxt in db.execute(
                     "SELECT seq, nxt FROM (SELECT seq, lead(seq) OVER (ORDER BY seq) AS nxt "
-                    "FROM records WHERE station = ? AND seq > ?) "
-                    "WHERE nxt IS NOT NULL AND nxt > seq + 1",
+                    "FROM records WHERE station = ? AND seq > ?) AS gaps "
+                    "WHERE nxt IS NOT NULL AND nxt > seq + 1 ORDER BY seq",
                     (station, contiguous),
                 )
             ]
             if not holes:
-                mark = int(row[1])
+                mark = top
             elif holes[0][0] == contiguous + 1:
                 mark = contiguous
             else:
                 mark = holes[0][0] - 1
             if mark != contiguous:
-                self.conn.execute(
-                    "UPDATE stations SET contiguous = ? WHERE station = ?", (mark, station)
-                )
+                db.execute("UPDATE stations SET contiguous = ? WHERE station = ?", (mark, station))
         return holes
 
     def give_up_gap(self, station: str, upto: int) -> None:
         """Stop asking for seqs up to ``upto`` (the station no longer holds them)."""
-        with transaction(self.conn):
-            self.conn.execute(
-                "UPDATE stations SET contiguous = max(contiguous, ?) WHERE station = ?",
+        with self.db.transaction(lock=_station_lock(station)):
+            self.db.execute(
+                f"UPDATE stations SET contiguous = {self.db.greatest}(contiguous, ?) "
+                "WHERE station = ?",
                 (upto, station),
             )
 
     # --- security events -------------------------------------------------------------------
     def security_event(self, station: str, reason: str, detail: str) -> None:
-        with transaction(self.conn):
-            self.conn.execute(
+        with self.db.transaction():
+            self.db.execute(
                 "INSERT INTO security_events (t, station, reason, detail) VALUES (?, ?, ?, ?)",
                 (self.clock(), station, reason, detail),
             )
@@ -497,7 +415,7 @@ class CentreStore:
     def security_events(self) -> list[tuple[float, str, str, str]]:
         return [
             (float(t), str(s), str(r), str(d))
-            for t, s, r, d in self.conn.execute(
+            for t, s, r, d in self.db.execute(
                 "SELECT t, station, reason, detail FROM security_events ORDER BY id"
             )
         ]
@@ -512,10 +430,10 @@ class CentreStore:
     def select(self, f: RecordFilter) -> list[StoredRecord]:
         """The records ``f`` asks for (``f.station`` required), in ``record_select.ORDER``."""
         clause, params = where(f, by_station=True)
-        rows = self.conn.execute(
+        rows = self.db.execute(
             f"SELECT station, seq, {_COLS}, received, packet_created FROM records "
             f"WHERE {clause} {ORDER}", params,
-        ).fetchall()
+        )
         return [
             StoredRecord(str(r[0]), int(r[1]), row_record(r[2:-2]), float(r[-2]), int(r[-1]))
             for r in rows
@@ -523,93 +441,56 @@ class CentreStore:
 
     def station_ids(self) -> list[str]:
         """Every station this store has heard from (a row in ``stations`` per first packet)."""
-        return [str(r[0]) for r in self.conn.execute(
+        return [str(r[0]) for r in self.db.execute(
             "SELECT station FROM stations ORDER BY station")]
 
     def channels(self, station: str) -> list[str]:
         """Every channel ``station`` sent (``current_values`` keeps a row per channel)."""
-        return [str(r[0]) for r in self.conn.execute(
+        return [str(r[0]) for r in self.db.execute(
             "SELECT channel FROM current_values WHERE station = ? ORDER BY channel", (station,))]
 
     def by_seq(self, station: str) -> list[tuple[int, Record]]:
         """Every record of ``station`` in sequence order."""
         return [
             (int(r[0]), row_record(r[1:]))
-            for r in self.conn.execute(
+            for r in self.db.execute(
                 f"SELECT seq, {_COLS} FROM records WHERE station = ? ORDER BY seq", (station,)
             )
         ]
 
     def count(self, station: str | None = None) -> int:
         if station is None:
-            return int(self.conn.execute("SELECT count(*) FROM records").fetchone()[0])
-        return int(
-            self.conn.execute(
-                "SELECT count(*) FROM records WHERE station = ?", (station,)
-            ).fetchone()[0]
-        )
+            return int(self.db.execute("SELECT count(*) FROM records")[0][0])
+        return int(self.db.execute(
+            "SELECT count(*) FROM records WHERE station = ?", (station,))[0][0])
 
     def summaries(self) -> list[StationSummary]:
         """One line per station the centre has heard from: what a centre operator checks first."""
-        rows = self.conn.execute(
+        rows = self.db.execute(
             "SELECT s.station, s.contiguous, s.top, "
             "(SELECT count(*) FROM records r WHERE r.station = s.station), "
             "(SELECT max(received) FROM records r WHERE r.station = s.station), "
             "(SELECT count(*) FROM security_events e WHERE e.station = s.station), "
-            "(SELECT count(*) FROM records r WHERE r.station = s.station AND r.flags & ?) "
+            "(SELECT count(*) FROM records r WHERE r.station = s.station AND (r.flags & ?) <> 0) "
             "FROM stations s ORDER BY s.station", (int(RecordFlag.EXCEEDANCE),)
-        ).fetchall()
+        )
         return [
             StationSummary(str(st), int(n), int(top), int(contiguous),
                            None if last is None else float(last), int(events), int(over))
             for st, contiguous, top, n, last, events, over in rows
         ]
 
-    # --- birth/will state ------------------------------------------------------------------
-    def station_state(self, station: str, state: str) -> None:
-        """Record the station's retained ``online``/``offline`` message (its MQTT birth and
-        will), as the broker gave it to a receiver. ``since`` is when it last changed: the
-        broker hands the retained message again at every (re)connect of a receiver, which
-        refreshes ``seen`` but is no change of state."""
-        now = self.clock()
-        with transaction(self.conn):
-            self.conn.execute(
-                "INSERT INTO station_state (station, state, since, seen) VALUES (?, ?, ?, ?) "
-                "ON CONFLICT (station) DO UPDATE SET seen = excluded.seen, "
-                "since = CASE WHEN station_state.state = excluded.state "
-                "THEN station_state.since ELSE excluded.since END, state = excluded.state",
-                (station, state, now, now),
-            )
-
-    def station_states(self) -> dict[str, tuple[str, float]]:
-        """Per station its last birth/will state and since when; ``{}`` from a store made
-        before the table existed (opened read-only, so it was not added)."""
-        try:
-            rows = self.conn.execute("SELECT station, state, since FROM station_state")
-        except sqlite3.OperationalError:
-            return {}
-        return {str(st): (str(state), float(since)) for st, state, since in rows}
-
-    def latest_valid(self, station: str) -> list[StoredRecord]:
-        """Per channel and window width the newest *valid* record of ``station`` (what the
-        open-data feed publishes as "latest validated averages"), by channel then width."""
-        rows = self.conn.execute(
-            f"SELECT station, seq, {_COLS}, received, packet_created FROM ("
-            f"SELECT *, row_number() OVER (PARTITION BY channel, \"end\" - start "
-            f"ORDER BY start DESC) AS k FROM records WHERE station = ? AND valid = 1) "
-            f'WHERE k = 1 ORDER BY channel, "end" - start', (station,),
-        ).fetchall()
-        return [
-            StoredRecord(str(r[0]), int(r[1]), row_record(r[2:-2]), float(r[-2]), int(r[-1]))
-            for r in rows
-        ]
-
     def current_values(self, station: str) -> dict[str, tuple[int, int, float]]:
         """Per channel the newest record's ``(seq, start, mean)``."""
         return {
             str(ch): (int(seq), int(start), math.nan if mean is None else float(mean))
-            for ch, seq, start, mean in self.conn.execute(
+            for ch, seq, start, mean in self.db.execute(
                 "SELECT channel, seq, start, mean FROM current_values WHERE station = ?",
                 (station,),
             )
         }
+
+
+def _station_lock(station: str) -> str:
+    """The transaction lock key of one station's rows (see ``Backend.transaction``)."""
+    return f"station:{station}"
