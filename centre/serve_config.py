@@ -23,6 +23,13 @@ Example::
     drop_acks = 0                             # drills only: drop the first N acks
     lose_packets = 0                          # drills only: lose the first N packets
 
+    [web]                                     # `quantrac centre web`: centre/web/settings.py
+    listen = "0.0.0.0:8090"
+
+    [station."THA-AQ-0001"]                   # published without login (default: nothing)
+    public = true
+    public_channels = ["PM10", "PM2,5", "SO2", "NO2", "CO", "O3"]
+
 Every error names the file, the key and the value at fault, in the one style of every config
 file (:mod:`protocol.config_file`, which also does the reading and the type checks); the first
 mistake raises.
@@ -31,11 +38,12 @@ mistake raises.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from centre.receiver import ReceiverSettings
+from centre.web import settings as web_settings
 from protocol.config_file import MISSING, Reader, read_toml
 from protocol.config_file import ConfigError as _ConfigBase
 
@@ -52,9 +60,11 @@ class ServeConfig:
     store: Path
     zone: str
     receiver: ReceiverSettings | None  # None when the [broker] table is absent (query only)
+    #: [web] and [station."ID"]: the dashboard and what is public (centre/web/settings.py)
+    web: web_settings.WebSettings = field(default_factory=web_settings.WebSettings)
 
 
-_TOP = {"centre_dir", "store", "zone", "broker", "receiver"}
+_TOP = {"centre_dir", "store", "zone", "broker", "receiver", "web", "station"}
 _BROKER = {"host", "port", "ca", "cert", "key", "client_id", "keepalive"}
 _RECEIVER = {  # key -> "name", "int" or "number"
     "group": "name",
@@ -98,9 +108,10 @@ def load(path: Path) -> ServeConfig:
             r.get(receiver, key, "receiver", kind, check=lambda v: v >= 0,
                   expected=f"a non-negative {kind}")
         tuning[key] = receiver[key]  # as written: an int stays an int
+    web = web_settings.read(r, path, data)
     broker = data.get("broker")
     if broker is None:
-        return ServeConfig(centre_dir, store, zone, None)
+        return ServeConfig(centre_dir, store, zone, None, web)
     broker = r.table(broker, "broker", _BROKER)
     host, port = broker.get("host"), broker.get("port")
     if host is None or port is None:
@@ -132,7 +143,7 @@ def load(path: Path) -> ServeConfig:
         tls_key=_path(r, path, "broker.key", broker["key"]),
         **extra,
     )
-    return ServeConfig(centre_dir, store, zone, settings)
+    return ServeConfig(centre_dir, store, zone, settings, web)
 
 
 def _default_broker(centre_dir: Path) -> tuple[str, int] | None:
