@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from tests.pg_server import PgServer
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -13,3 +18,25 @@ def numba_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from edge_agent.averaging import configure_cache
 
     return configure_cache(tmp_path_factory.mktemp("state"))
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[PgServer]:
+    """One real PostgreSQL server for the whole session (``tests/pg_server.py``)."""
+    from tests.pg_server import PgServer
+
+    server = PgServer()
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_location(request: pytest.FixtureRequest, tmp_path: Path) -> Path | str:
+    """Where a centre record store test opens its store, once per backend: a new SQLite file,
+    or the session's PostgreSQL test database emptied (a ``postgresql://`` URL)."""
+    if request.param == "sqlite":
+        return tmp_path / "records.sqlite"
+    server: PgServer = request.getfixturevalue("pg_server")
+    return server.fresh()

@@ -1,10 +1,12 @@
-"""The centre's store on a real SQLite file: the de-duplication rule, current values, gaps."""
+"""The centre's store, the de-duplication rule, current values, gaps: each test on a real SQLite
+file and on a real PostgreSQL database (``store_location`` in tests/conftest.py)."""
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
 import math
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -26,8 +28,9 @@ def digest(tag: str) -> bytes:
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> CentreStore:
-    return CentreStore(tmp_path / "records.sqlite", clock=lambda: 1_800_000_000.0)
+def store(store_location: Path | str) -> Iterator[CentreStore]:
+    with CentreStore(store_location, clock=lambda: 1_800_000_000.0) as store:
+        yield store
 
 
 def test_new_records_are_stored_with_values_identical(store: CentreStore) -> None:
@@ -118,8 +121,8 @@ def test_a_lost_first_packet_is_a_hole_too(store: CentreStore) -> None:
     assert store.holes("S1") == [(1, 93)]
 
 
-def test_time_range_query_and_reopen(tmp_path: Path) -> None:
-    path = tmp_path / "r.sqlite"
+def test_time_range_query_and_reopen(store_location: Path | str) -> None:
+    path = store_location
     with CentreStore(path) as store:
         store.ingest("S1", pairs(1, 50), digest("a"), 1)
     with CentreStore(path) as store:
