@@ -1,0 +1,116 @@
+"""The thin curses driver: draw the pages, read keys, leave the terminal as it was found.
+
+Why stdlib :mod:`curses`: ncurses does the terminfo work for ``vt100`` and ``linux`` (and
+whatever else ``$TERM`` names), and its optimiser sends only the cells that changed between
+two refreshes, which is what makes a repaint cheap on a 9600-baud line (``bench/
+console_repaint.py`` measures it); and it is no new dependency on the gateway. Colour only
+when the terminal has it (``curses.has_colors()``); otherwise bold marks a ``!`` line.
+
+The terminal is always given back: :func:`curses.wrapper` runs ``endwin`` on every way out.
+Raw mode (not cbreak) so Ctrl-C and Ctrl-Z arrive as keys: on the serial getty the console is
+the login shell, and a suspended login shell is a dead console port; Ctrl-C quits like q.
+A cable pulled out (the pty or tty hangs up: SIGHUP, or POLLHUP on stdin) ends the program
+cleanly. A failure in a page is drawn as a line by :func:`~.pages.screen`; nothing here lets
+a traceback reach the screen (:mod:`.cli` reports anything else after ``endwin``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import curses
+import locale
+import select
+import signal
+import threading
+import types
+
+from edge_agent.console.screen.keys import Ui, handle
+from edge_agent.console.screen.pages import screen
+from edge_agent.console.screen.source import Source
+
+TICK_MS = 250  # how long a key is waited for before the screen is redrawn from new data
+CTRL_C, CTRL_L = "\x03", "\x0c"
+
+
+def run(source: Source) -> int:
+    """Run the console on the process's terminal until q, Ctrl-C or a hang-up; exit code."""
+    locale.setlocale(locale.LC_ALL, "")
+    gone = threading.Event()
+
+    def hang_up(signum: int, frame: types.FrameType | None) -> None:
+        gone.set()
+
+    old = {s: signal.signal(s, hang_up) for s in (signal.SIGHUP, signal.SIGTERM)}
+    try:
+        return curses.wrapper(_main, source, gone)
+    except curses.error:
+        if gone.is_set():  # the terminal went away under endwin: nothing to restore
+            return 0
+        raise
+    finally:
+        for s, handler in old.items():
+            signal.signal(s, handler)
+
+
+def _hung_up(poller: select.poll) -> bool:
+    return any(ev & (select.POLLHUP | select.POLLERR | select.POLLNVAL)
+               for _, ev in poller.poll(0))
+
+
+def _attrs() -> tuple[int, int]:
+    """(title, warning) attributes: colour pairs when the terminal has colour, else bold."""
+    if curses.has_colors():
+        curses.init_pair(1, curses.COLOR_RED, -1 if _default_colors() else curses.COLOR_BLACK)
+        return curses.A_BOLD, curses.color_pair(1) | curses.A_BOLD
+    return curses.A_BOLD, curses.A_BOLD
+
+
+def _default_colors() -> bool:
+    try:
+        curses.use_default_colors()
+    except curses.error:
+        return False
+    return True
+
+
+def _main(scr: curses.window, source: Source, gone: threading.Event) -> int:
+    curses.raw()
+    with contextlib.suppress(curses.error):  # vt100 may not hide the cursor: harmless
+        curses.curs_set(0)
+    title, warning = _attrs()
+    scr.timeout(TICK_MS)
+    poller = select.poll()
+    poller.register(0, select.POLLIN)
+    encoding = locale.getpreferredencoding(False)
+    ui = Ui()
+    shown: list[str] | None = None
+    while not ui.quit:
+        if gone.is_set() or _hung_up(poller):
+            return 0
+        view = source.snapshot()
+        height, width = scr.getmaxyx()
+        lines = screen(view, ui, width, height)
+        if lines != shown:
+            scr.erase()  # ncurses compares with what is on the glass: only changes are sent
+            for row, line in enumerate(lines):
+                text = line.encode(encoding, "replace").decode(encoding)
+                attr = title if row == 0 else warning if line.startswith(("!", "  !")) else 0
+                with contextlib.suppress(curses.error):  # the bottom-right cell: harmless
+                    scr.addstr(row, 0, text, attr)
+            scr.refresh()
+            shown = lines
+        try:
+            got = scr.get_wch()
+        except curses.error:  # no key within the tick
+            continue
+        key = got if isinstance(got, str) else curses.keyname(got).decode("ascii", "replace")
+        if key == CTRL_C:
+            return 0
+        if key in ("KEY_RESIZE", CTRL_L):
+            curses.update_lines_cols()
+            scr.clear()  # the next refresh repaints everything
+            shown = None
+        action = handle(ui, key, len(view.buses))
+        if action is not None:
+            source.ask(action, ui.form)
+    return 0

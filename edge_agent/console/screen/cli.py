@@ -1,0 +1,55 @@
+"""``quantrac console [--config FILE]``: the technician's full-screen program.
+
+The agent's control socket is found the way ``quantrac status`` finds it (the config's
+``[agent]`` state dir, ``--socket`` to name another). The config is read in full when it is a
+station config, else as the poll-only view ``diag watch`` uses, so the console works on a
+station whose config does not (yet) pass ``config check``. Anything unexpected is reported
+after the terminal is restored, as one line: never a traceback over the screen.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+DEFAULT_CONFIG = Path(os.environ.get("QUANTRAC_CONFIG", "/etc/quantrac/station.toml"))
+INTERNAL_ERROR = 70  # EX_SOFTWARE
+
+
+def register(sub: argparse._SubParsersAction[Any]) -> None:
+    p = sub.add_parser("console", help="the technician's full-screen program (serial console)",
+                       description="Overview, live values, buses, a register read, the agent's "
+                                   "events and network tests, on single keys (? lists them).")
+    p.add_argument("--config", type=Path, default=None,
+                   help=f"station config (default $QUANTRAC_CONFIG or {DEFAULT_CONFIG})")
+    p.add_argument("--socket", type=Path, default=None,
+                   help="the agent's control socket (default: the config's state dir)")
+    p.add_argument("--log", type=Path, default=os.environ.get("QUANTRAC_AGENT_LOG") or None,
+                   help="the agent's log file for the events page (default "
+                        "$QUANTRAC_AGENT_LOG, else the journal of quantrac-agent)")
+    p.set_defaults(func=_console)
+
+
+def _console(args: argparse.Namespace) -> int:
+    from edge_agent.config.reader import ConfigError, load_config
+    from edge_agent.console.screen.app import run
+    from edge_agent.console.screen.source import Source
+
+    path = args.config or DEFAULT_CONFIG
+    try:
+        cfg = load_config(path)
+    except ConfigError:  # not a whole station config: what to poll is enough here
+        cfg = load_config(path, station_required=False)
+    source = Source(cfg, args.socket or cfg.agent.control_socket, args.log)
+    source.start()
+    try:
+        return run(source)
+    except Exception as exc:  # a bug; the terminal is back, so say it in one line
+        print(f"quantrac console: internal error: {type(exc).__name__}: {exc}",
+              file=sys.stderr)
+        return INTERNAL_ERROR
+    finally:
+        source.stop()

@@ -1,0 +1,220 @@
+"""One pure renderer per page: a :class:`View`, the UI state and the terminal size in, the
+screen's lines out, none wider than the terminal.
+
+The frame is a title line, a banner when the agent does not answer, the page body (scrolled,
+cut to the rows left) and a hint line at the bottom. Long sentences (an error, a diagnosis)
+are wrapped, not cut: the part a technician acts on is often at the end of the agent's
+message. Below 20x4 there is no room for a page and the screen says so.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from edge_agent.console.screen.diagnose import health_verdict
+from edge_agent.console.screen.keys import FIELDS, Ui
+from edge_agent.console.screen.text import age, clean, fit, number, sparkline, wrap
+from edge_agent.console.screen.view import View
+
+MIN_WIDTH, MIN_HEIGHT = 20, 4
+HOUR = 3600.0
+KEYS = "o overview v values b buses r read e events n network ? help q quit"
+
+
+def screen(view: View, ui: Ui, width: int, height: int) -> list[str]:
+    """The whole screen: at most ``height`` lines of at most ``width`` columns."""
+    if width < MIN_WIDTH or height < MIN_HEIGHT:
+        return [fit(s, width) for s in ("terminal too small", f"{width}x{height}",
+                                        f"need {MIN_WIDTH}x{MIN_HEIGHT}")][:height]
+    stamp = datetime.fromtimestamp(view.now, UTC).strftime("%H:%M:%S")
+    top = [fit(f"quantrac console  {clean(view.station)}  [{ui.page}]  {stamp} UTC", width)]
+    if not view.agent:
+        problem = clean(view.agent_problem or "no answer")
+        top += wrap(f"! agent not running ({problem}); retrying. Reading the ports "
+                    "directly meanwhile.", width)[:2]
+    try:
+        body = PAGES[ui.page](view, ui, width)
+    except Exception as exc:  # a page that cannot draw says so; the console goes on
+        body = wrap(f"! this page could not be drawn: {clean(exc)}", width)
+    rows = max(0, height - len(top) - 1)
+    ui.scroll = min(ui.scroll, max(0, len(body) - rows))
+    shown = body[ui.scroll:ui.scroll + rows]
+    more = len(body) > ui.scroll + rows
+    hint = ui.hint or (f"{KEYS}  (j/k scroll)" if more or ui.scroll else KEYS)
+    lines = top + shown + [""] * (rows - len(shown)) + [hint]
+    return [fit(line, width) for line in lines[:height]]
+
+
+# --------------------------------------------------------------------------- pages
+
+
+def overview(view: View, ui: Ui, width: int) -> list[str]:
+    st, now = view.status, view.now
+    out: list[str] = []
+    if view.agent:
+        up = age(float(st.get("started", now)), now)
+        out += wrap(f"station {clean(st.get('station') or '?')}, agent pid {st.get('pid')}, "
+                    f"up {up}, {'ready' if st.get('ready') else 'starting'}", width)
+    else:
+        out.append(fit(f"station {clean(view.station)}, agent not running", width))
+    out += wrap(f"config {clean(view.config)}", width)
+    out += wrap(_clock(st.get("clock") or {}, now, view.agent), width)
+    link = st.get("uplink") or {}
+    if link:
+        out += wrap(f"uplink {clean(link.get('state'))}: {clean(link.get('detail') or '')}",
+                    width)
+    c10 = st.get("uplink_circular10")
+    if c10:
+        stats = c10.get("stats") or {}
+        out += wrap(f"circular10 {clean(c10.get('state'))}: {stats.get('files_sent', 0)} sent, "
+                    f"{stats.get('pending', 0)} pending; {clean(c10.get('detail') or '')}", width)
+        if c10.get("fix"):
+            out += wrap(f"! circular10 fix: {clean(c10['fix'])}", width)
+    ob = st.get("outbox") or {}
+    if ob:
+        oldest = ob.get("oldest_unacked_start")
+        out += wrap(f"backlog {ob.get('unacked', 0)} records not yet acknowledged, oldest "
+                    f"{age(oldest, now) if oldest is not None else '-'}", width)
+        if ob.get("problem"):
+            out += wrap(f"! store: {clean(ob['problem'])}", width)
+    devices = st.get("devices") or []
+    bad = [d for d in devices if d.get("consecutive_failures")]
+    out.append(fit(f"devices {len(devices) - len(bad)}/{len(devices)} answering", width))
+    errors = [d for d in devices if d.get("last_error")]
+    if errors:
+        out.append("last errors:")
+    for d in errors:
+        out += wrap(f"  {clean(d['device'])} ({age(d.get('last_error_at'), now)} ago): "
+                    f"{clean(d['last_error'])}", width, indent=4)
+    return out
+
+
+def _clock(clock: Mapping[str, Any], now: float, agent: bool) -> str:
+    sync = clock.get("synchronised")
+    jumps = int(clock.get("jumps") or 0)
+    text = f"clock {datetime.fromtimestamp(now, UTC):%Y-%m-%d %H:%M} UTC, "
+    if not agent:
+        return text + "synchronisation unknown (the agent tells it)"
+    if sync is True:
+        text += "synchronised"
+    elif sync is False:
+        text += ("NOT synchronised: no NTP server answered this gateway (see n: network); "
+                 "records are marked with an untrusted clock until it syncs")
+    else:
+        text += "sync unknown: systemd-timesyncd does not say (no timedatectl?)"
+    if jumps:
+        last = clock.get("last_jump") or {}
+        text += (f"; {jumps} clock jump(s), last {float(last.get('offset', 0)):+.1f} s "
+                 f"{age(last.get('at_wall'), now)} ago")
+    return text
+
+
+def values(view: View, ui: Ui, width: int) -> list[str]:
+    now = view.now
+    wide = width >= 60
+    head = (f"{'channel':<8} {'device':<10} {'value':>10} {'unit':<6} {'status':<8} "
+            f"{'age':>4}" if wide else f"{'chan':<6} {'value':>9} {'status':<8} {'age':>4}")
+    spark = width - len(head) - 1
+    out = [fit(head + (" last hour" if spark >= 10 else ""), width)]
+    for c in view.status.get("channels") or []:
+        sym = clean(c.get("symbol"))
+        status, when = clean(c.get("status")), age(c.get("t"), now)
+        if wide:
+            line = (f"{sym[:8]:<8} {clean(c.get('device'))[:10]:<10} "
+                    f"{number(c.get('value'))[:10]:>10} {clean(c.get('unit'))[:6]:<6} "
+                    f"{status[:8]:<8} {when:>4}")
+        else:
+            line = f"{sym[:6]:<6} {number(c.get('value'))[:9]:>9} {status[:8]:<8} {when:>4}"
+        if spark >= 10:
+            line += " " + sparkline(view.history.get(sym, []), now, HOUR, spark)
+        out.append(fit(line, width))
+    if not view.status.get("channels"):
+        out.append("no values yet")
+    for key, verdict in sorted(view.findings.items()):
+        out += wrap(f"! {clean(key)}: {verdict}", width)
+    return out
+
+
+def buses(view: View, ui: Ui, width: int) -> list[str]:
+    now = view.now
+    health = {d.get("device"): d for d in view.status.get("devices") or []}
+    out: list[str] = []
+    for i, bus in enumerate(view.buses):
+        mark = ">" if i == ui.form.bus % max(1, len(view.buses)) else " "
+        out += wrap(f"{mark}bus {clean(bus.name)} ({clean(bus.where)})", width)
+        out.append(fit(f"  {'unit':>4} {'device':<12} {'profile':<16} {'last answer':>11}",
+                       width))
+        for e in bus.expected:
+            d = health.get(e.device, {})
+            out.append(fit(f"  {e.unit:>4} {clean(e.device)[:12]:<12} "
+                           f"{clean(e.profile)[:16]:<16} {age(d.get('last_good'), now):>11}",
+                           width))
+        for e in bus.expected:
+            verdict = health_verdict(health.get(e.device, {}))
+            if verdict:
+                out += wrap(f"  ! {verdict}", width, indent=4)
+    if view.scan_progress:
+        out.append("")
+        out += wrap(f"scan of {clean(view.scan_bus)}: {clean(view.scan_progress)}", width)
+        for line in view.scan_lines:
+            out += wrap(f"  {line}", width, indent=4)
+    out.append("")
+    out += wrap("s scans the bus marked > and compares it with the config (Tab picks "
+                "the bus)", width)
+    return out
+
+
+def read(view: View, ui: Ui, width: int) -> list[str]:
+    form = ui.form
+    names = [b.name for b in view.buses] or ["(no bus in the config)"]
+    out = ["register read (Tab next field, digits, Enter reads)"]
+    for i, name in enumerate(FIELDS):
+        value = (clean(names[form.bus % len(names)]) + "  (Space: next bus)" if name == "bus"
+                 else form.value(name))
+        cursor = ">" if i == form.field else " "
+        extra = "  (3 holding, 4 input)" if name == "function" else ""
+        out.append(fit(f"{cursor} {name:<9} {value}{extra}", width))
+    out.append("")
+    for line in view.read_lines:
+        out += wrap(line, width, indent=4)
+    return out
+
+
+def events(view: View, ui: Ui, width: int) -> list[str]:
+    lines = view.events if ui.events_all else [e for e in view.events if e[:1] in "WE"]
+    head = (f"agent log, {'all lines' if ui.events_all else 'warnings and errors'} "
+            f"(a toggles), newest first; from {clean(view.events_from) or '-'}")
+    out = wrap(head, width)
+    out += [fit(clean(e), width) for e in reversed(lines)] or ["nothing to show"]
+    return out
+
+
+def network(view: View, ui: Ui, width: int) -> list[str]:
+    out = ["network tests (t runs them again)"]
+    for c in view.network:
+        result = "..." if c.ok is None else ("ok" if c.ok else "FAIL")
+        out += wrap(f"{result:<4} {clean(c.name)} {clean(c.target)}: {clean(c.detail)}", width,
+                    indent=5)
+    if not view.network:
+        out.append("nothing configured to test")
+    return out
+
+
+def help_page(view: View, ui: Ui, width: int) -> list[str]:
+    text = [
+        "o  overview: station, clock, uplinks, backlog, last errors",
+        "v  values: every channel, its status, age and last hour",
+        "b  buses: each device, silent units; s scans and compares",
+        "r  register read: Tab moves, digits, Enter reads",
+        "e  events: the agent's warnings (a: all lines)",
+        "n  network: broker, FTP, DNS, NTP (t: test again)",
+        "j/k or arrows: scroll;  ? or h: this help;  q: quit",
+    ]
+    return [line for t in text for line in wrap(t, width, indent=3)]
+
+
+PAGES: dict[str, Callable[[View, Ui, int], list[str]]] = {
+    "overview": overview, "values": values, "buses": buses, "read": read,
+    "events": events, "network": network, "help": help_page}

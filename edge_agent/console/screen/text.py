@@ -1,0 +1,85 @@
+"""Fitting text to a small terminal: cut, wrap (actionable part kept), ages, sparklines.
+
+Pure. Every outside string (a device name, an error from the agent, a log line) passes
+:func:`clean` first, so a station or analyser can never put an escape sequence on the
+technician's terminal; then :func:`fit` or :func:`wrap` make it at most ``width`` columns.
+"""
+
+from __future__ import annotations
+
+import math
+import textwrap
+from collections.abc import Sequence
+
+from protocol.safe_text import escape_controls
+
+# an ASCII ramp: vt100 and a 9600-baud line have no block characters to rely on
+RAMP = "_.-=+*#"
+
+
+def clean(value: object) -> str:
+    """``value`` as text with every control character escaped (``\\x1b``, ``\\n``)."""
+    return escape_controls(str(value))
+
+
+def fit(line: str, width: int) -> str:
+    """``line`` cut to ``width`` columns (no trailing blanks)."""
+    return line[:max(0, width)].rstrip()
+
+
+def wrap(text: str, width: int, indent: int = 2) -> list[str]:
+    """``text`` wrapped to ``width``, continuation lines indented: an error is shown whole
+    (its actionable end is what a cut would lose), never cut."""
+    if width <= indent + 4:
+        return [fit(text, width)]
+    return textwrap.wrap(text, width, subsequent_indent=" " * indent,
+                         break_long_words=True, break_on_hyphens=False) or [""]
+
+
+def age(t: float | None, now: float) -> str:
+    """How long ago ``t`` was, short ("12s", "3m", "2h", "4d"); "never" for None."""
+    if t is None:
+        return "never"
+    s = max(0.0, now - t)
+    if s < 120:
+        return f"{s:.0f}s"
+    if s < 7200:
+        return f"{s / 60:.0f}m"
+    if s < 172800:
+        return f"{s / 3600:.0f}h"
+    return f"{s / 86400:.0f}d"
+
+
+def number(v: object) -> str:
+    """A value for a column: "-" when there is none (None, NaN), else 6 significant digits."""
+    if not isinstance(v, int | float) or isinstance(v, bool) or (
+            isinstance(v, float) and not math.isfinite(v)):
+        return "-"
+    return f"{v:.6g}"
+
+
+def sparkline(points: Sequence[tuple[float, float]], now: float, span: float,
+              width: int) -> str:
+    """The last ``span`` seconds of ``points`` (t, value) as ``width`` ASCII cells, oldest
+    left: each cell is the mean of its slice of time scaled between the minimum and maximum
+    shown, a blank where there is no value (offline, or before the console started)."""
+    if width <= 0:
+        return ""
+    cells: list[list[float]] = [[] for _ in range(width)]
+    start = now - span
+    for t, v in points:
+        if start <= t <= now and math.isfinite(v):
+            cells[min(width - 1, int((t - start) / span * width))].append(v)
+    means = [math.fsum(c) / len(c) if c else None for c in cells]
+    known = [m for m in means if m is not None]
+    if not known:
+        return " " * width
+    lo, hi = min(known), max(known)
+    top = len(RAMP) - 1
+    out = []
+    for m in means:
+        if m is None:
+            out.append(" ")
+        else:
+            out.append(RAMP[round((m - lo) / (hi - lo) * top) if hi > lo else top // 2])
+    return "".join(out)
