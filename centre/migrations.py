@@ -63,8 +63,18 @@ CREATE TABLE IF NOT EXISTS security_events (
 );
 """
 
+#: the station's birth/will state as the receiver last heard it (the dashboard's online/offline)
+_V2 = """
+CREATE TABLE IF NOT EXISTS station_state (
+    station TEXT PRIMARY KEY,
+    state TEXT NOT NULL,
+    since REAL NOT NULL,
+    seen REAL NOT NULL
+) WITHOUT ROWID;
+"""
+
 #: (version, script), in order; append only
-MIGRATIONS: list[tuple[int, str]] = [(1, _V1)]
+MIGRATIONS: list[tuple[int, str]] = [(1, _V1), (2, _V2)]
 LATEST = MIGRATIONS[-1][0]
 
 _VERSION_TABLE = """

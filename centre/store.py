@@ -131,6 +131,10 @@ def record_problem(rec: Record) -> str | None:
         return f"mean {rec.mean} of no valid sample (n_valid 0)"
     if rec.std < 0:
         return f"std {rec.std} negative"
+    if False and "\x00" in rec.unit:
+        # the wire allows any UTF-8 in a unit, but no station's unit holds a NUL (the uplink
+        # escapes control characters) and PostgreSQL's text cannot: refused on every backend
+        return "unit holds a NUL character (0x00)"
     lo, mean, hi = rec.min, rec.mean, rec.max
     if lo > hi:
         return f"min {lo} above max {hi}"
@@ -478,6 +482,44 @@ class CentreStore:
             StationSummary(str(st), int(n), int(top), int(contiguous),
                            None if last is None else float(last), int(events), int(over))
             for st, contiguous, top, n, last, events, over in rows
+        ]
+
+    # --- birth/will state ------------------------------------------------------------------
+    def station_state(self, station: str, state: str) -> None:
+        """Record the station's retained ``online``/``offline`` message (its MQTT birth and
+        will), as the broker gave it to a receiver. ``since`` is when it last changed: the
+        broker hands the retained message again at every (re)connect of a receiver, which
+        refreshes ``seen`` but is no change of state."""
+        now = self.clock()
+        with self.db.transaction(lock=_station_lock(station)):
+            self.db.execute(
+                "INSERT INTO station_state (station, state, since, seen) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (station) DO UPDATE SET seen = excluded.seen, "
+                "since = CASE WHEN station_state.state = excluded.state "
+                "THEN station_state.since ELSE excluded.since END, state = excluded.state",
+                (station, state, now, now),
+            )
+
+    def station_states(self) -> dict[str, tuple[str, float]]:
+        """Per station its last birth/will state and since when; ``{}`` from a store of
+        schema version 1 opened read-only (not migrated, so it has no such table)."""
+        if "station_state" not in self.db.tables():
+            return {}
+        return {str(st): (str(state), float(since)) for st, state, since in self.db.execute(
+            "SELECT station, state, since FROM station_state")}
+
+    def latest_valid(self, station: str) -> list[StoredRecord]:
+        """Per channel and window width the newest *valid* record of ``station`` (what the
+        open-data feed publishes as "latest validated averages"), by channel then width."""
+        rows = self.db.execute(
+            f"SELECT station, seq, {_COLS}, received, packet_created FROM ("
+            f'SELECT *, row_number() OVER (PARTITION BY channel, "end" - start '
+            f"ORDER BY start DESC) AS k FROM records WHERE station = ? AND valid = 1) AS v "
+            f'WHERE k = 1 ORDER BY channel, "end" - start', (station,),
+        )
+        return [
+            StoredRecord(str(r[0]), int(r[1]), row_record(r[2:-2]), float(r[-2]), int(r[-1]))
+            for r in rows
         ]
 
     def current_values(self, station: str) -> dict[str, tuple[int, int, float]]:

@@ -1,5 +1,5 @@
 """The store's reads the dashboard and the open-data feed add: birth/will state, the newest
-valid record per channel and window width (centre/store.py)."""
+valid record per channel and window width (centre/store.py), on both backends."""
 
 from __future__ import annotations
 
@@ -18,9 +18,9 @@ def rec(channel: str, start: int, width: int, mean: float, valid: bool = True) -
                   Status.MEASURING if valid else Status.OFFLINE, "mg/L")
 
 
-def test_state_since_changes_only_with_the_state(tmp_path: Path) -> None:
+def test_state_since_changes_only_with_the_state(store_location: Path | str) -> None:
     now = [1000.0]
-    with CentreStore(tmp_path / "c.sqlite", clock=lambda: now[0]) as store:
+    with CentreStore(store_location, clock=lambda: now[0]) as store:
         store.station_state("S1", "online")
         now[0] = 1010.0
         store.station_state("S1", "online")  # the retained message again: no change
@@ -33,8 +33,8 @@ def test_state_since_changes_only_with_the_state(tmp_path: Path) -> None:
     assert state_of(b"\xff not json") == "unknown"
 
 
-def test_latest_valid_per_channel_and_width(tmp_path: Path) -> None:
-    with CentreStore(tmp_path / "c.sqlite", clock=lambda: T0 + 9000.0) as store:
+def test_latest_valid_per_channel_and_width(store_location: Path | str) -> None:
+    with CentreStore(store_location, clock=lambda: T0 + 9000.0) as store:
         records = [
             (1, rec("COD", T0, 300, 10.0)),
             (2, rec("COD", T0 + 300, 300, 11.0)),
