@@ -1,0 +1,105 @@
+"""``quantrac web`` (serve the station page) and ``quantrac web passwd`` (set its password).
+
+Serving needs two things the installer chose: where (``[web] listen`` in the config, or
+``--listen``; off by default) and the password (``web passwd``; only its scrypt hash is kept,
+in the state directory as ``web.passwd``, mode 0600; ``protocol.web_auth``). Without either
+it refuses, saying which. It is a separate process from the agent (``quantrac run``): a page
+being rendered must never delay a poll, and the page has no write access to anything the
+agent owns beyond reading its outbox and asking its status. The first line on stdout is the
+URL, so a supervisor or a test learns the port when ``--listen`` gave port 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import os
+import signal
+import sys
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from protocol.cli_error import UsageError, UserError
+
+DEFAULT_CONFIG = Path(os.environ.get("QUANTRAC_CONFIG", "/etc/quantrac/station.toml"))
+PASSWORD_FILE = "web.passwd"
+MIN_PASSWORD = 8
+
+
+def register(sub: argparse._SubParsersAction[Any]) -> None:
+    p = sub.add_parser("web", help="the station's own web page (read-only, behind a password)",
+                       description="Serve the station page: live values, plots with invalid "
+                       "windows and their reasons, outbox and uplinks, clock, exceedances, "
+                       "export download. `quantrac web passwd` sets its password.")
+    p.add_argument("--config", type=Path, help=f"station config (default $QUANTRAC_CONFIG or "
+                   f"{DEFAULT_CONFIG})")
+    p.add_argument("--listen", metavar="HOST:PORT", help="address to serve on (default: "
+                   "[web] listen in the config; port 0 picks a free one)")
+    p.set_defaults(func=_serve, logs_always=True)
+    actions = p.add_subparsers(dest="web_command", metavar="passwd")
+    pw = actions.add_parser("passwd", help="set the page's password (stored as a hash)")
+    pw.add_argument("--config", type=Path, dest="passwd_config",
+                    help="station config (its state directory)")
+    pw.add_argument("--password-stdin", action="store_true",
+                    help="read the password from the first line of stdin (for scripts)")
+    pw.set_defaults(func=_passwd, logs_always=False)
+
+
+def _config(path: Path | None) -> Any:
+    from edge_agent.config.reader import load_config
+
+    return load_config(path or DEFAULT_CONFIG)
+
+
+def _passwd(args: argparse.Namespace) -> int:
+    from protocol.web_auth import hash_password, save_hash
+
+    cfg = _config(args.passwd_config or args.config)
+    if args.password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = getpass.getpass("new password for the station page: ")
+        if getpass.getpass("again: ") != password:
+            raise UsageError("the two passwords differ; nothing changed")
+    if len(password) < MIN_PASSWORD:
+        raise UsageError(f"the password needs at least {MIN_PASSWORD} characters")
+    path = cfg.agent.state_dir / PASSWORD_FILE
+    if not cfg.agent.state_dir.is_dir():
+        raise UserError(f"{cfg.agent.state_dir}: no such directory ([agent] state_dir of "
+                        f"{cfg.source})")
+    save_hash(path, hash_password(password))
+    print(f"password set ({path}, readable by its owner only); logged-in browsers stay "
+          "logged in until `quantrac web` restarts")
+    return 0
+
+
+def _stop(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from edge_agent.web.app import build
+    from protocol.web_app import parse_listen
+    from protocol.web_auth import load_hash
+    from protocol.web_server import make_server, serve
+
+    cfg = _config(args.config)
+    if args.listen is not None:
+        host, port = parse_listen(args.listen, "--listen")
+    elif cfg.web is not None:
+        host, port = cfg.web.host, cfg.web.port
+    else:
+        raise UsageError(f"{cfg.source}: the station page is off (no [web] table): add "
+                         "[web] listen = \"<LAN address>:8080\" or give --listen")
+    stored = load_hash(cfg.agent.state_dir / PASSWORD_FILE)
+    if stored is None:
+        raise UserError(f"{cfg.agent.state_dir / PASSWORD_FILE}: no password set for the "
+                        f"station page: run `quantrac web passwd --config {cfg.source}` first")
+    server = make_server(build(cfg, stored), host, port)
+    bound_host, shown_port = str(server.server_address[0]), int(server.server_address[1])
+    shown = f"[{bound_host}]" if ":" in bound_host else bound_host
+    print(f"quantrac web: http://{shown}:{shown_port}/ (station {cfg.station.id})", flush=True)
+    signal.signal(signal.SIGTERM, _stop)
+    serve(server)
+    return 0
