@@ -13,6 +13,12 @@
     coils = 4                      # optional: coils 0..3 (FC01/05/15), all off at start
     discrete_inputs = 4            # optional: inputs 0..3 (FC02); input i reads coil i,
                                    # as a sampler's busy contact follows its trigger relay
+    holding = { address = 100, count = 4 }   # optional: holding registers 100..103 that a
+                                   # master writes (FC06/FC16) and reads back (FC03), 0 at
+                                   # start: a sampler's trigger or setpoint words. Not over
+                                   # the profile's own FC03 registers (those are measured)
+    log_period_s = 60              # field_node profile only: the node's log slot, seconds
+                                   # (a divisor of 3600; default 60, as the firmware's)
     seed = 11                      # optional: the signals are a function of (seed, channel, t)
     calibration = { every_minutes = 60, seconds = 120, offset_seconds = 0 }   # optional
 
@@ -29,7 +35,7 @@ Every mistake raises :class:`ConfigError` naming the file, the key path and the 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -88,6 +94,15 @@ class DeviceConfig:
     faults: tuple[ScheduledFault, ...] = ()
     coils: int = 0
     discrete_inputs: int = 0
+    holding: tuple[int, int] | None = None  # (first address, count) of writable registers
+    log_period_s: int = 60
+
+    @property
+    def field_node(self) -> bool:
+        """The quantrac field node's profile (or a renamed copy: its model line stays): the
+        simulator then serves the node's register map and log (hw_sim.field_node)."""
+        return self.profile.name == "field_node" or self.profile.model.startswith(
+            "quantrac field node")
 
 
 @dataclass(frozen=True)
@@ -132,7 +147,8 @@ def parse_station(doc: Mapping[str, Any], src: str = "<config>") -> SimStationCo
 
 def _device(d: Any, path: str, r: Reader) -> DeviceConfig:
     d = r.table(d, path, {"name", "profile", "unit", "transports", "seed", "calibration",
-                             "fault", "coils", "discrete_inputs"})
+                             "fault", "coils", "discrete_inputs", "holding",
+                             "log_period_s"})
     name = r.get(d, "name", path, "str")
     ref = r.get(d, "profile", path, "str")
     try:
@@ -165,9 +181,36 @@ def _device(d: Any, path: str, r: Reader) -> DeviceConfig:
     faults = []
     for j, f in enumerate(r.get(d, "fault", path, "list", [])):
         faults.append(_fault(f, f"{path}.fault[{j}]", r))
-    return DeviceConfig(name=name, profile=profile, unit=unit, transports=tuple(transports),
-                        seed=seed, calibration=calibration, faults=tuple(faults),
-                        coils=bits["coils"], discrete_inputs=bits["discrete_inputs"])
+    device = DeviceConfig(name=name, profile=profile, unit=unit, transports=tuple(transports),
+                          seed=seed, calibration=calibration, faults=tuple(faults),
+                          coils=bits["coils"], discrete_inputs=bits["discrete_inputs"])
+    holding = _holding(d, path, r, profile) if "holding" in d else None
+    period = r.get(d, "log_period_s", path, "int", 60,
+                   check=lambda v: 1 <= v <= 3600 and 3600 % v == 0,
+                   expected="a log period in seconds dividing 3600")
+    if device.field_node and holding is not None:
+        raise r.error(f"{path}.holding", dict(d["holding"]),
+                      "no holding block on a field node (its holding registers are the "
+                      "node's own: clock, relay, cursor)")
+    if "log_period_s" in d and not device.field_node:
+        raise r.error(f"{path}.log_period_s", period,
+                      f"no log_period_s: profile {profile.name!r} is not a field node")
+    return replace(device, holding=holding, log_period_s=period)
+
+
+def _holding(d: Mapping[str, Any], path: str, r: Reader, profile: Profile) -> tuple[int, int]:
+    hpath = f"{path}.holding"
+    h = r.table(d["holding"], hpath, {"address", "count"})
+    address = r.get(h, "address", hpath, "int", check=lambda v: 0 <= v <= 0xFFFF,
+                    expected="a register address in 0..65535")
+    count = r.get(h, "count", hpath, "int", check=lambda v: 1 <= v <= 0x10000 - address,
+                  expected=f"a count of registers in 1..{0x10000 - address}")
+    measured = sorted(a for ch in profile.channels for fc, a in ch.registers()
+                      if fc == 3 and address <= a < address + count)
+    if measured:
+        raise r.error(hpath, dict(h), f"registers the profile {profile.name!r} does not read "
+                      f"(FC03 {measured[0]} is a measured value)")
+    return address, count
 
 
 def _fault(f: Any, path: str, r: Reader) -> ScheduledFault:

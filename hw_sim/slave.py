@@ -8,8 +8,11 @@ Register space of a device: for each function, every address between the lowest 
 register its profile uses is readable (unused words read 0, as on most analysers, so the
 planner may bridge gaps); anything outside is exception 02; a count outside 1..125 is
 exception 03. A device with ``coils`` / ``discrete_inputs`` also answers FC01/05/15 and FC02 on
-them (a sampler's trigger relay and its contacts: discrete input i reads coil i); every other
-function is exception 01.
+them (a sampler's trigger relay and its contacts: discrete input i reads coil i); a device with
+a ``holding`` block answers FC06/FC16 writes into it and FC03 reads of what was written (outside
+the block a write is exception 02; a device without one refuses writes with 01); every other
+function is exception 01. A field node (``field_node`` profile) answers with the firmware's
+register map and log instead (:mod:`hw_sim.field_node`), so the agent's backfill reads it.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import random
 import struct
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from drivers import modbus
@@ -27,6 +31,7 @@ from drivers.modbus import FrameError, ReadRequest
 from drivers.profile import ChannelSpec, StatusSpec
 from hw_sim import faults as F
 from hw_sim.config import DeviceConfig, SimStationConfig
+from hw_sim.field_node import ST_LOW, SimNode
 from hw_sim.signals import channel_value
 from protocol.clock import Clock
 from protocol.model import Status
@@ -65,6 +70,7 @@ class _State:
     faults: dict[str, F.FaultSpec] = field(default_factory=dict)
     served: Served | None = None
     coils: list[bool] = field(default_factory=list)
+    holding: list[int] = field(default_factory=list)
     received: int = 0
     answered: int = 0
 
@@ -78,6 +84,9 @@ def _spans(device: DeviceConfig) -> dict[int, tuple[int, int]]:
     if device.profile.device_status:
         ds = device.profile.device_status
         regs.add((ds.function, ds.address))
+    if device.holding:
+        a, n = device.holding
+        regs.update(((modbus.READ_HOLDING, a), (modbus.READ_HOLDING, a + n - 1)))
     spans: dict[int, tuple[int, int]] = {}
     for fn, a in regs:
         lo, hi = spans.get(fn, (a, a))
@@ -109,8 +118,20 @@ class SimStation:
         self._lock = threading.Lock()
         self._devices = {d.unit: d for d in config.devices}
         self._spans = {d.unit: _spans(d) for d in config.devices}
-        self._state = {d.unit: _State(coils=[False] * d.coils) for d in config.devices}
+        self._state = {d.unit: _State(coils=[False] * d.coils,
+                                      holding=[0] * (d.holding[1] if d.holding else 0))
+                       for d in config.devices}
+        self._nodes = {d.unit: SimNode(d.profile, self.start, self._node_value(d),
+                                       period_s=d.log_period_s)
+                       for d in config.devices if d.field_node}
         self._rng = random.Random(0x5157)
+
+    def _node_value(self, device: DeviceConfig) -> Callable[[ChannelSpec, float],
+                                                            tuple[float, int]]:
+        def value_of(ch: ChannelSpec, t: float) -> tuple[float, int]:
+            status = ST_LOW if self.device_status(device.unit, t) is Status.FAULT else 0
+            return channel_value(device.seed, ch, t), status
+        return value_of
 
     # ----------------------------------------------------------------- control
 
@@ -147,6 +168,11 @@ class SimStation:
         """The coils of ``unit`` as the last write left them."""
         with self._lock:
             return list(self._state[unit].coils)
+
+    def holding(self, unit: int) -> list[int]:
+        """The writable holding registers of ``unit`` (its ``holding`` block) as written."""
+        with self._lock:
+            return list(self._state[unit].holding)
 
     def units(self, transport: str) -> list[int]:
         return sorted(u for u, d in self._devices.items() if transport in d.transports)
@@ -220,6 +246,48 @@ class SimStation:
             padded = coils + [False] * max(0, req.address + count - len(coils))
             return modbus.read_bits_response_pdu(fn, padded[req.address:req.address + count])
 
+    def _write(self, unit: int, req: ReadRequest, t: float) -> bytes | int:
+        """The response PDU to an FC06/FC16 request, or an exception code (nothing written)."""
+        fn = req.function
+        if fn == modbus.WRITE_REGISTER:
+            words = [req.count]
+        else:
+            if not 1 <= req.count <= modbus.MAX_WRITE_COUNT or len(req.data) != 2 * req.count:
+                return modbus.ILLEGAL_DATA_VALUE
+            words = list(struct.unpack(f">{req.count}H", req.data))
+        request = struct.pack(">BHH", fn, req.address, req.count)
+        node = self._nodes.get(unit)
+        block = self._devices[unit].holding
+        with self._lock:
+            if node is not None:
+                code = node.write(req.address, words, t)
+                if code is not None:
+                    return code
+                return modbus.write_response_pdu(request)
+            if block is None:
+                return modbus.ILLEGAL_FUNCTION
+            first, n = block
+            if req.address < first or req.address + len(words) > first + n:
+                return modbus.ILLEGAL_DATA_ADDRESS
+            regs = self._state[unit].holding
+            regs[req.address - first:req.address - first + len(words)] = words
+        return modbus.write_response_pdu(request)
+
+    def _words(self, unit: int, req: ReadRequest, image: Image, t: float) -> list[int] | int:
+        node = self._nodes.get(unit)
+        block = self._devices[unit].holding
+        with self._lock:
+            if node is not None:
+                return node.read(req.function, req.address, req.count, t, image)
+            regs = self._state[unit].holding
+        out = []
+        for a in range(req.address, req.address + req.count):
+            if block and req.function == modbus.READ_HOLDING and 0 <= a - block[0] < block[1]:
+                out.append(regs[a - block[0]])
+            else:
+                out.append(image.get((req.function, a), 0))
+        return out
+
     def _answer(self, unit: int, req: ReadRequest, transport: str
                 ) -> tuple[str, list[int] | bytes | int | None, float, F.FaultSpec | None]:
         """(kind, payload, delay, corrupting fault): kind is 'data' (words), 'pdu' (a whole
@@ -239,20 +307,29 @@ class SimStation:
             if isinstance(answer, int):
                 return "exception", answer, delay, corrupt
             return "pdu", answer, delay, corrupt
+        if req.function in (modbus.WRITE_REGISTER, modbus.WRITE_MULTIPLE):
+            if "exception" in active:
+                return "exception", active["exception"].code, delay, corrupt
+            written = self._write(unit, req, t)
+            if isinstance(written, int):
+                return "exception", written, delay, corrupt
+            return "pdu", written, delay, corrupt
         if req.function not in modbus.READ_FUNCTIONS:
             return "exception", modbus.ILLEGAL_FUNCTION, delay, corrupt
         if not 1 <= req.count <= modbus.MAX_READ_COUNT:
             return "exception", modbus.ILLEGAL_DATA_VALUE, delay, corrupt
         span = self._spans[unit].get(req.function)
-        if span is None or req.address < span[0] or req.address + req.count - 1 > span[1]:
+        outside = span is None or req.address < span[0] or req.address + req.count - 1 > span[1]
+        if outside and unit not in self._nodes:  # a node's map is its own (field_node.read)
             return "exception", modbus.ILLEGAL_DATA_ADDRESS, delay, corrupt
         if "exception" in active:
             return "exception", active["exception"].code, delay, corrupt
         image, values, statuses = self.snapshot(unit, t)
         if "wrong_word_order" in active:
             image = F.swap_words(self._devices[unit].profile, image)
-        words = [image.get((req.function, a), 0) for a in range(req.address,
-                                                                 req.address + req.count)]
+        words = self._words(unit, req, image, t)
+        if isinstance(words, int):
+            return "exception", words, delay, corrupt
         with self._lock:
             self._state[unit].served = Served(t, image, values, statuses, req)
         return "data", words, delay, corrupt
