@@ -38,10 +38,11 @@ def _bus(sim: RunningStation, mode: str) -> list[str]:
 
 
 def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]:
+    """Exit code and stdout + stderr (answers, then refusals), every line within 80."""
     code = main(["--log-level", "ERROR", *argv])
-    out = capsys.readouterr().out
-    assert all(len(line) <= 80 for line in out.splitlines()), out
-    return code, out
+    out, err = capsys.readouterr()
+    assert all(len(line) <= 80 for line in (out + err).splitlines()), out + err
+    return code, out + err
 
 
 @pytest.mark.parametrize("mode", ["rtu", "tcp"])
@@ -50,16 +51,19 @@ def test_scan_finds_the_units_and_names_their_profiles(
 ) -> None:
     code, out = _run(capsys, "diag", "scan", *_bus(sim, mode), "--units", "1-10")
     assert code == 0
-    rows = {int(line.split()[0]): line for line in out.splitlines()[1:-1]}
+    lines = out.splitlines()
+    assert lines[0].startswith("scan of ")
+    rows = {int(line.split()[1].rstrip(":")): line for line in lines[1:-1]}
     if mode == "rtu":
         assert set(rows) == {2, 5}
     else:  # over TCP the simulator answers like a gateway: exception 0B for absent units
         assert {2, 5, 9} <= set(rows)
         assert all("exception 11" in rows[u] for u in set(rows) - {2, 5, 9})
-    assert "hach_sc (4/4)" in rows[2] or "hach_sc (3/3)" in rows[2]
-    assert "cems" in rows[5]
+    # one profile named, unambiguously (a tie would say "cannot tell: a or b")
+    assert rows[2].startswith("unit 2: data, matches hach_sc (")
+    assert rows[5].startswith("unit 5: data, matches cems (")
     if mode == "tcp":
-        assert "flowmeter" in rows[9]
+        assert rows[9].startswith("unit 9: data, matches flowmeter (")
     assert out.splitlines()[-1].startswith(f"{len(rows)} unit(s) answered")
 
 

@@ -1,4 +1,4 @@
-"""The technician's register read, done by the running agent on its own bus.
+"""The technician's register read, scan and watch, done by the running agent on its own bus.
 
 ``quantrac diag read --agent SOCKET`` (or ``--bus NAME``) asks the daemon over its control
 socket (op ``read``) instead of opening the port itself: the agent owns the serial line, and a
@@ -7,6 +7,14 @@ second master on an RS-485 bus garbles both. The daemon's control socket hands t
 or by ``host:port``), takes that bus's open transport from the poller and reads the registers.
 The transport serialises transactions, so the read lands between the agent's own polls and
 neither sees the other's answer.
+
+``scan`` (:func:`scan_on_agent_bus`) probes unit ids on the same open transport, one
+transaction at a time, so the agent's own polls of that bus interleave with the scan's (a
+short pause after each unit lets the bus worker take the line: a lock released and taken
+again at once by the same thread would starve it), and the other buses never notice. One
+scan per bus at a time. ``watch`` (:func:`watch_answer`) is the agent's own view of its
+devices, what it last decoded and when, so a technician sees the truth instead of a second
+master's timeouts: a unit that answers the agent is never reported offline by ``diag``.
 
 Blocking (one Modbus transaction, up to ``timeout``): the daemon runs it on a worker thread,
 never on its event loop. A bus the config names but whose worker is not running (no devices
@@ -17,12 +25,15 @@ on it) is refused with a hint to use ``diag`` directly; a Modbus failure is an a
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from drivers.modbus import ModbusError
-from edge_agent.config.model import BusConfig
+from drivers.modbus import ModbusError, ModbusExceptionResponse
+from edge_agent.config.model import BusConfig, Device, PollConfig
 from edge_agent.poll.poller import Poller
+from protocol.model import Sample
 
 log = logging.getLogger("quantrac.edge_agent.console")
 
@@ -53,8 +64,123 @@ def read_on_agent_bus(buses: Sequence[BusConfig], poller: Poller,
     timeout = float(msg.get("timeout", 1.0))
     try:
         words = transport.read_registers(unit, function, address, count, timeout)
+    except ModbusExceptionResponse as exc:  # the code, so diag can say what to try
+        return {"ok": False, "error": str(exc), "bus": bus.name, "exception": exc.code}
     except ModbusError as exc:
         return {"ok": False, "error": str(exc), "bus": bus.name}
     log.info("diag_read_via_agent", extra={"bus": bus.name, "unit": unit,
                                            "register": address, "count": count})
     return {"ok": True, "words": words, "bus": bus.name}
+
+
+#: pause after each unit of a scan, so the bus worker's waiting poll takes the line
+SCAN_YIELD_S = 0.02
+
+
+def _bus_devices(config: PollConfig, bus: BusConfig) -> list[Device]:
+    return [d for b, d in config.devices if b == bus.name]
+
+
+def device_summary(config: PollConfig, bus: BusConfig) -> list[dict[str, Any]]:
+    """The configured devices of ``bus`` as a scan is compared with them."""
+    return [{"device": d.name, "unit": d.unit, "profile": d.profile.name,
+             "channels": d.channel_names} for d in _bus_devices(config, bus)]
+
+
+class ScanBusy(ValueError):
+    """A scan of that bus is already running (two would only slow each other down)."""
+
+
+class AgentScans:
+    """The scans running on the agent's buses, and how far each has got (``scan_progress``)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.progress: dict[str, dict[str, int]] = {}
+
+    def begin(self, bus: str, total: int) -> None:
+        with self._lock:
+            if bus in self.progress:
+                raise ScanBusy(f"a scan of bus {bus!r} is already running; wait for it")
+            self.progress[bus] = {"done": 0, "total": total, "found": 0}
+
+    def update(self, bus: str, done: int, total: int, found: int) -> None:
+        with self._lock:
+            self.progress[bus] = {"done": done, "total": total, "found": found}
+
+    def end(self, bus: str) -> None:
+        with self._lock:
+            self.progress.pop(bus, None)
+
+    def snapshot(self) -> dict[str, dict[str, int]]:
+        with self._lock:
+            return {k: dict(v) for k, v in self.progress.items()}
+
+
+def scan_on_agent_bus(config: PollConfig, poller: Poller, scans: AgentScans,
+                      msg: Mapping[str, Any]) -> dict[str, Any]:
+    """Answer a control-socket ``scan`` request (``bus``; optional ``units``, a list of ids,
+    default 1..247, and ``timeout`` per unit, default 0.1 serial / 0.2 TCP)."""
+    from drivers.profile import builtin_profile, builtin_profile_names
+    from edge_agent.console.diag import hit_dict, scan
+
+    bus = find_bus(config.buses, str(msg["bus"]))
+    wanted = bus.serial.port if bus.serial else f"{bus.host}:{bus.tcp_port}"
+    transport = poller.transport(wanted)
+    if transport is None:
+        raise ValueError(f"bus {bus.name!r} has no devices, so the agent has it closed; "
+                         "use diag directly")
+    units = [int(u) for u in msg.get("units") or range(1, 248)]
+    if not units or not all(1 <= u <= 247 for u in units):
+        raise ValueError("units: unit ids are 1..247")
+    timeout = float(msg.get("timeout") or (0.1 if bus.serial else 0.2))
+    devices = _bus_devices(config, bus)
+    profiles = {n: builtin_profile(n) for n in builtin_profile_names()}
+    profiles.update((d.profile.name, d.profile) for d in devices)  # a profile from a file too
+
+    def progress(done: int, total: int, found: int) -> None:
+        scans.update(bus.name, done, total, found)
+        time.sleep(SCAN_YIELD_S)
+
+    scans.begin(bus.name, len(units))
+    log.info("diag_scan_via_agent", extra={"bus": bus.name, "units": len(units)})
+    try:
+        hits, complete = scan(transport, units, list(profiles.values()), timeout, progress)
+    finally:
+        scans.end(bus.name)
+    return {"ok": True, "bus": bus.name, "complete": complete, "units": units,
+            "hits": [hit_dict(h) for h in hits], "devices": device_summary(config, bus)}
+
+
+def remember(latest: dict[tuple[str, str], Sample], device: str,
+             samples: Sequence[Sample]) -> None:
+    """Keep each channel's newest sample (a field node's backfilled history is older: it
+    never hides the live value)."""
+    for s in samples:
+        old = latest.get((device, s.channel))
+        if old is None or s.t >= old.t:
+            latest[(device, s.channel)] = s
+
+
+def watch_answer(config: PollConfig, poller: Poller | None,
+                 latest: Mapping[tuple[str, str], Sample]) -> dict[str, Any]:
+    """Answer a control-socket ``watch`` request: every configured device with its health
+    and every channel with the last sample the agent decoded."""
+    health = {h.device: h for h in (poller.health() if poller else [])}
+    devices = []
+    for bus_name, d in config.devices:
+        h = health.get(d.name)
+        channels = []
+        for ch in d.channel_names:
+            s = latest.get((d.name, ch))
+            channels.append({"channel": ch, "unit": d.profile.channel(ch).unit,
+                             "value": None if s is None else s.value,
+                             "status": None if s is None else s.status.name.lower(),
+                             "t": None if s is None else s.t})
+        devices.append({"device": d.name, "bus": bus_name, "unit": d.unit,
+                        "profile": d.profile.name, "channels": channels,
+                        **({} if h is None else {
+                            "last_good": h.last_good, "last_error": h.last_error,
+                            "last_error_at": h.last_error_at,
+                            "consecutive_failures": h.consecutive_failures})})
+    return {"ok": True, "devices": devices}

@@ -13,8 +13,10 @@ as the status display shows it.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+import os
 import socket
 from pathlib import Path
 from typing import Any
@@ -49,6 +51,55 @@ def agent_running(path: Path, timeout: float = 1.0) -> bool:
         return bool(request(path, {"op": "ping"}, timeout).get("ok"))
     except ControlError:
         return False
+
+
+#: where the packaged service keeps its state (the systemd unit's StateDirectory)
+DEFAULT_STATE_DIR = Path("/var/lib/quantrac")
+DEFAULT_CONFIG = Path("/etc/quantrac/station.toml")
+
+
+def socket_candidates(config: Path | None = None) -> list[Path]:
+    """Where the agent's control socket may be, in the order they are tried.
+
+    The one answer for every tool that talks to the agent (``status``, ``diag``, the
+    console): ``--config``'s ``[agent]`` socket when a config is named (its state dir, or its
+    ``control_socket``); else ``$QUANTRAC_STATE_DIR/control.sock``; else the socket of
+    ``$QUANTRAC_CONFIG`` (default ``/etc/quantrac/station.toml``) when that file exists; else
+    the packaged state dir's. A config that does not read raises its ConfigError: a
+    technician who names a file wants to hear what is wrong with it.
+    """
+    from edge_agent.config.reader import load_config
+
+    if config is not None:
+        return [load_config(config, station_required=False).agent.control_socket]
+    out: list[Path] = []
+    if os.environ.get("QUANTRAC_STATE_DIR"):
+        out.append(Path(os.environ["QUANTRAC_STATE_DIR"]) / "control.sock")
+    default = Path(os.environ.get("QUANTRAC_CONFIG") or DEFAULT_CONFIG)
+    if default.is_file():
+        with contextlib.suppress(UserError):  # not the technician's file: try the next
+            out.append(load_config(default, station_required=False).agent.control_socket)
+    out.append(DEFAULT_STATE_DIR / "control.sock")
+    return list(dict.fromkeys(out))
+
+
+def find_socket(socket_path: Path | None = None, config: Path | None = None) -> Path:
+    """The control socket to ask: ``socket_path`` if given, else the first candidate
+    (:func:`socket_candidates`) that exists, else the first candidate (whose absence the
+    request then names)."""
+    if socket_path is not None:
+        return Path(socket_path)
+    places = socket_candidates(config)
+    return next((p for p in places if p.exists()), places[0])
+
+
+def running_agent(socket_path: Path | None = None, config: Path | None = None
+                  ) -> Path | None:
+    """The socket of an agent that answers now, or None (the tool then opens ports itself)."""
+    if socket_path is not None:
+        return Path(socket_path) if agent_running(Path(socket_path)) else None
+    return next((p for p in socket_candidates(config) if p.exists() and agent_running(p)),
+                None)
 
 
 def request(path: Path | str, msg: dict[str, Any], timeout: float = 10.0) -> dict[str, Any]:

@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import math
 import struct
+import textwrap
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from drivers.codec import decode_value, word_count
 from drivers.decode import decode_samples
 from drivers.modbus import ModbusError, ModbusExceptionResponse
 from drivers.planner import ReadBlock, plan_reads
-from drivers.profile import Profile, profile_registers
+from drivers.profile import ChannelSpec, Profile, profile_registers
 from drivers.transport import LinkError, Transport, TransportTimeout
 from edge_agent.core.plausibility import plausible_sample
 from protocol.model import Sample
@@ -33,6 +35,45 @@ def word_table(address: int, words: Sequence[int]) -> list[str]:
     for i, w in enumerate(words):
         signed = w - 0x10000 if w & 0x8000 else w
         lines.append(f"{address + i:>8}  0x{w:04X}  {w:>6}  {signed:>6}")
+    return lines
+
+
+def exception_hint(code: object, function: int) -> str:
+    """What to try after an exception 02 (illegal data address): many analysers keep their
+    values in input registers (function 04) where the default read asks holding registers
+    (03), or the other way round. Empty for any other answer."""
+    if code != 2:
+        return ""
+    if function == 3:
+        return "; try --function 4 (input registers)"
+    return "; try --function 3 (holding registers)"
+
+
+def channel_table(address: int, words: Sequence[int], channels: Sequence[ChannelSpec]
+                  ) -> list[str]:
+    """One line per word, named with the profile channel it belongs to; on a channel's first
+    register, its value decoded the profile's way (type, byte and word order, scale)."""
+    owner: dict[int, tuple[ChannelSpec, int]] = {}
+    for ch in channels:
+        for k in range(ch.words):
+            owner.setdefault(ch.address + k, (ch, k))
+    lines = [f"{'register':>8}  {'hex':>6}  {'uint16':>6}  {'int16':>6}  channel"]
+    for i, w in enumerate(words):
+        signed = w - 0x10000 if w & 0x8000 else w
+        reg = address + i
+        label = ""
+        if reg in owner:
+            ch, k = owner[reg]
+            label = ch.name if ch.words == 1 else f"{ch.name} ({k + 1}/{ch.words})"
+            if k == 0 and i + ch.words <= len(words):
+                try:
+                    raw = decode_value(list(words[i:i + ch.words]), ch.dtype, ch.byte_order,
+                                       ch.word_order)
+                    label += f" = {_fmt(raw * ch.scale + ch.offset)} {ch.unit}".rstrip()
+                except (ValueError, struct.error):
+                    label += " (cannot decode)"
+        line = f"{reg:>8}  0x{w:04X}  {w:>6}  {signed:>6}  {label}".rstrip()
+        lines.append(line[:WIDTH])
     return lines
 
 
@@ -186,18 +227,122 @@ def scan(transport: Transport, units: Iterable[int], profiles: Sequence[Profile]
     return hits, True
 
 
+def hit_dict(hit: ScanHit) -> dict[str, Any]:
+    """``hit`` as the control socket's ``scan`` answer carries it (JSON)."""
+    return {"unit": hit.unit, "answer": hit.answer,
+            "guesses": [[g.profile, g.plausible, g.channels] for g in hit.guesses]}
+
+
+def hit_from_dict(d: Mapping[str, Any]) -> ScanHit:
+    return ScanHit(int(d["unit"]), str(d["answer"]),
+                   [Guess(str(p), int(n), int(c)) for p, n, c in d.get("guesses", [])])
+
+
+#: exceptions a TCP gateway answers for a unit behind it that does not answer (0A: no path
+#: to it, 0B: it did not respond): the gateway is there, the unit is not
+GATEWAY_SILENT = ("exception 10", "exception 11")
+
+
+def best_guesses(hit: ScanHit) -> list[Guess]:
+    """The profiles that fit ``hit`` best (more than one when they tie), none if none fits."""
+    if not hit.guesses or not hit.guesses[0].plausible:
+        return []
+    # the guesses are sorted by score, then plausible channels: a profile that explains
+    # more registers at the same score (3/3 against 2/2) is the more specific fit
+    best = hit.guesses[0]
+    return [g for g in hit.guesses if (g.score, g.plausible) == (best.score, best.plausible)]
+
+
+def _looks(hit: ScanHit) -> str:
+    """What a unit looks like, said one way: one profile matches, or several tie (and the
+    scan cannot tell them apart), or none fits."""
+    likely = best_guesses(hit)
+    if not likely:
+        return "no known profile fits"
+    if len(likely) == 1:
+        g = likely[0]
+        return f"matches {g.profile} ({g.plausible}/{g.channels} channels plausible)"
+    return "cannot tell: " + " or ".join(f"{g.profile} ({g.plausible}/{g.channels})"
+                                         for g in likely)
+
+
 def scan_report(hits: Sequence[ScanHit], complete: bool) -> list[str]:
-    lines = [f"{'unit':>4}  {'answer':<16}  looks like (channels with plausible values)"]
+    """One line per unit that answered: ``unit 1: data, matches liquiline (3/3 channels
+    plausible)``; long lines wrap under the unit, never past ``WIDTH``."""
+    lines: list[str] = []
     for hit in hits:
-        if hit.guesses and hit.guesses[0].plausible:
-            best = hit.guesses[0].score
-            likely = [g for g in hit.guesses if g.plausible and g.score == best]
-            looks = ", ".join(f"{g.profile} ({g.plausible}/{g.channels})" for g in likely)
-        else:
-            looks = "no built-in profile fits"
-        lines.append(f"{hit.unit:>4}  {hit.answer[:16]:<16}  {looks}"[:WIDTH])
+        what = hit.answer if hit.answer != "data" else "data"
+        text = f"unit {hit.unit}: {what}" + (
+            f", {_looks(hit)}" if hit.answer == "data" else "")
+        lines += wrap(text)
     lines.append(f"{len(hits)} unit(s) answered" + ("" if complete else " (scan interrupted)"))
     return lines
+
+
+@dataclass(frozen=True, slots=True)
+class Configured:
+    """A ``[[device]]`` of the scanned bus, as the scan is compared with it."""
+
+    device: str
+    unit: int
+    profile: str
+
+
+def _fits(hit: ScanHit, profile: str) -> Guess | None:
+    return next((g for g in best_guesses(hit) if g.profile == profile), None)
+
+
+def compare_with_config(hits: Sequence[ScanHit], configured: Sequence[Configured],
+                        scanned: Iterable[int]) -> list[str]:
+    """What answers against what the station config says should: per configured device
+    found (and whether it looks like its profile), silent, or answering at another unit id
+    (mis-addressed); then the units nobody configured. Lines fit ``WIDTH``."""
+    by_unit = {h.unit: h for h in hits if h.answer not in GATEWAY_SILENT}
+    scanned_set = set(scanned)
+    mine = {c.unit for c in configured}
+    strays = [h for u, h in sorted(by_unit.items()) if u not in mine]
+    claimed: set[int] = set()
+    lines: list[str] = []
+    for c in configured:
+        who = f"unit {c.unit} ({c.device}, profile {c.profile})"
+        hit = by_unit.get(c.unit)
+        if c.unit not in scanned_set:
+            lines += wrap(f"{who}: not scanned")
+            continue
+        if hit is not None and hit.answer == "data":
+            g = _fits(hit, c.profile)
+            if g is not None:
+                lines += wrap(f"{who}: found, matches its profile "
+                              f"({g.plausible}/{g.channels} channels plausible)")
+            else:
+                lines += wrap(f"{who}: answers, but not like {c.profile}; {_looks(hit)}")
+            continue
+        if hit is not None:
+            lines += wrap(f"{who}: answers {hit.answer} to its profile's reads "
+                          "(wrong register map or function?)")
+            continue
+        elsewhere = [h for h in strays if _fits(h, c.profile) is not None]
+        if elsewhere:
+            claimed.update(h.unit for h in elsewhere)
+            at = " and ".join(f"unit {h.unit}" for h in elsewhere)
+            lines += wrap(f"{who}: SILENT; {at} answers like {c.device} (profile "
+                          f"{c.profile}): mis-addressed? set the analyser's address to "
+                          f"{c.unit}, or the config's unit to {elsewhere[0].unit}")
+        else:
+            lines += wrap(f"{who}: SILENT (no answer at unit {c.unit})")
+    for h in strays:
+        if h.unit in claimed:
+            continue
+        what = _looks(h) if h.answer == "data" else f"answers {h.answer}"
+        lines += wrap(f"unit {h.unit}: not in the config; {what}")
+    return lines
+
+
+def wrap(text: str, indent: str = "    ", width: int = WIDTH) -> list[str]:
+    """``text`` as lines of at most ``width`` columns, continuation lines indented: the end of
+    a message (often the part that says what to do) is wrapped, never cut."""
+    return textwrap.wrap(text, width, subsequent_indent=indent, break_on_hyphens=False,
+                         break_long_words=True) or [""]
 
 
 # --------------------------------------------------------------------------- watch

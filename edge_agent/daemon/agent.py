@@ -43,7 +43,13 @@ from drivers.transport import Transport
 from edge_agent.averaging import configure_cache, utc_offset_for
 from edge_agent.config.model import StationConfig
 from edge_agent.config.reader import ConfigError, load_config
-from edge_agent.console.agent_read import read_on_agent_bus
+from edge_agent.console.agent_read import (
+    AgentScans,
+    read_on_agent_bus,
+    remember,
+    scan_on_agent_bus,
+    watch_answer,
+)
 from edge_agent.console.control_client import ControlError
 from edge_agent.core.backfill import CURSOR_PREFIX, BackfillState
 from edge_agent.core.clock import ClockWatch
@@ -144,6 +150,9 @@ class Agent:
         self.held: list[Record] = []  # closed records the disk had no room for yet
         self.spill_pending = False  # held starts with records of the reserve, not yet stored
         self.raw: list[Sample] = []
+        # each (device, channel)'s newest sample, and the running scans: diag through the agent
+        self.latest: dict[tuple[str, str], Sample] = {}
+        self.scans = AgentScans()
         # field-node history cursors and the hold on closing windows (edge_agent.poll.backfill)
         self.backfill = BackfillState(cfg.averaging.grace_s, cfg.agent.backfill_horizon_s)
         self.store_problem: str | None = None
@@ -374,6 +383,7 @@ class Agent:
     def _feed(self, device: str, samples: list[Sample]) -> None:
         self._check_clock()
         self.raw += self.pipeline.feed(device, samples, self.clock())
+        remember(self.latest, device, samples)
         self.reported.add(device)
 
     async def _consume(self) -> None:
@@ -687,9 +697,18 @@ class Agent:
             assert self.poller is not None
             return await asyncio.to_thread(read_on_agent_bus, self.cfg.poll.buses, self.poller,
                                            msg)
+        if op == "scan":  # diag scan on the agent's own bus, between its polls
+            assert self.poller is not None
+            return await asyncio.to_thread(scan_on_agent_bus, self.cfg.poll, self.poller,
+                                           self.scans, msg)
+        if op == "scan_progress":
+            return {"ok": True, "scans": self.scans.snapshot()}
+        if op == "watch":  # the agent's own view of its devices (diag watch, the console)
+            return watch_answer(self.cfg.poll, self.poller, self.latest)
         if op == "sampler_trigger":  # quantrac sampler trigger
             return self.exceedances.command()
-        raise ValueError(f"unknown op {op!r}; expected status, read, sampler_trigger or ping")
+        raise ValueError(f"unknown op {op!r}; expected status, read, scan, scan_progress, "
+                         "watch, sampler_trigger or ping")
 
 
 def run(cfg: StationConfig, notifier: Notifier | None = None) -> int:

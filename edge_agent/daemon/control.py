@@ -7,9 +7,32 @@ the service user, its group and root can ask. Requests::
     {"op": "read", "bus": "rs485-1", "unit": 1, "function": 3, "address": 0, "count": 2,
      "timeout": 1.0}                               -> {"ok": true, "words": [...]}
     {"op": "ping"}                                 -> {"ok": true}
+    {"op": "scan", "bus": "rs485-1", "units": [1, 2, 12], "timeout": 0.1}
+        -> {"ok": true, "bus": "rs485-1", "complete": true, "units": [1, 2, 12],
+            "hits": [{"unit": 1, "answer": "data",            # or "exception 02", "bad frame"
+                      "guesses": [["liquiline", 3, 3], ...]}],  # profile, plausible, channels
+            "devices": [{"device": "liquiline", "unit": 1, "profile": "liquiline",
+                         "channels": ["pH", ...]}]}          # the config's devices on that bus
+    {"op": "scan_progress"}
+        -> {"ok": true, "scans": {"rs485-1": {"done": 40, "total": 247, "found": 2}}}
+    {"op": "watch"}
+        -> {"ok": true, "devices": [{"device": "hach", "bus": "rs485-1", "unit": 2,
+            "profile": "hach_sc", "last_good": 1780000000.0 | null, "last_error": str | null,
+            "last_error_at": float | null, "consecutive_failures": 0,
+            "channels": [{"channel": "COD", "unit": "mg/L", "value": 25.3 | null,
+                          "status": "measuring" | null, "t": float | null}]}]}
+    {"op": "sampler_trigger"}                      -> {"ok": true, "starts_today": ...}
 
-``read`` runs on the agent's own bus between its transactions (the transports serialise every
-transaction), so ``quantrac diag`` never fights the running agent for a serial port.
+A refusal is ``{"ok": false, "error": "..."}`` (an unknown bus, a second scan of a bus already
+being scanned, a bus the agent does not poll).
+
+``read`` and ``scan`` run on the agent's own bus between its transactions (the transports
+serialise every transaction; a scan pauses briefly after each unit so the bus worker's polls
+interleave), so ``quantrac diag`` never fights the running agent for a serial port and the
+other buses are not touched. ``scan`` blocks until the whole scan is done (units x timeout at
+most, more for units that answer); ``scan_progress``, asked on another connection meanwhile,
+says how far it has got. ``watch`` is the agent's own view (what it last decoded, when, and
+each device's last error): never a second master's timeouts taken for an offline analyser.
 
 The server side is asyncio (it lives on the agent's event loop) and is this module; the
 blocking client the CLI uses (``request``, ``agent_running``) and the wire rules both sides
