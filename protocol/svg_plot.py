@@ -14,10 +14,11 @@ missing (a line across a gap would draw values nobody measured). Invalid windows
 over the full height; consecutive invalid windows with the same reason are one shaded band
 (a day offline is one band, not 288), and each band has a ``<title>``, which the browser
 shows on hover: ``2026-11-23 07:30-07:35 coverage 44/60 < 75%``. The band also carries
-``data-start``/``data-end`` (epoch s, the first window's start and the last one's end) and
-``data-reason``, the reason text exactly as ``protocol.record_view.reason`` gave it, so a test
-compares the page with ``quantrac history``/``centre query`` for the same period. A limit
-(the QCVN column's value), when given, is a dashed line. The y axis spans the valid means
+``data-start``/``data-end`` (epoch s, the first window's start and the last one's end),
+``data-count`` (how many windows) and ``data-reason``, the reason text exactly as
+``protocol.record_view.reason`` gave it, so a test compares the page with ``quantrac
+history``/``centre query`` for the same period. A limit (the QCVN column's value), when
+given, is a dashed line. The y axis spans the valid means
 (and the limit); time labels are in the station's zone.
 
 API (pure: numbers and text in, SVG text out; every outside string escaped):
@@ -156,7 +157,8 @@ def plot(windows: Sequence[Window], t0: float, t1: float, tz: ZoneInfo, *, label
         parts.append(f'<rect class="invalid" x="{x0:.1f}" y="{_TOP}" '
                      f'width="{max(x1 - x0, 0.6):.1f}" height="{plot_h}" '
                      f'data-start="{b.start:.0f}" data-end="{b.end:.0f}" '
-                     f'data-reason="{esc(b.reason)}"><title>{esc(hover)}</title></rect>')
+                     f'data-count="{b.count}" data-reason="{esc(b.reason)}">'
+                     f'<title>{esc(hover)}</title></rect>')
     bottom = _TOP + plot_h
     parts.append(f'<path class="axis" d="M{_LEFT} {_TOP}V{bottom}H{width - _RIGHT}"/>')
     for t, text in _ticks(t0, t1, tz):

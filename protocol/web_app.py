@@ -287,11 +287,11 @@ def respond(app: App, method: str, target: str, headers: Mapping[str, str], body
 
 
 def parse_listen(text: str, what: str) -> tuple[str, int]:
-    """``HOST:PORT`` (an IPv6 host in brackets) as ``(host, port)``."""
+    """``HOST:PORT`` (an IPv6 host in brackets) as ``(host, port)``; port 0: any free one."""
     host, sep, port = text.strip().rpartition(":")
     if host.startswith("[") and host.endswith("]"):
         host = host[1:-1]
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:
         raise UsageError(f"{what}: {escape_controls(text)!r} is not HOST:PORT "
                          "(e.g. 192.168.1.10:8080)")
     return host, int(port)

@@ -47,7 +47,7 @@ def test_plot_shades_invalid_windows_with_their_reason_and_merges_runs() -> None
     windows = [svg_plot.from_record(r, reason(r)) for r in recs]
     svg = svg_plot.plot(windows, T0, T0 + 2400, TZ, label="COD <b>", unit="<script>")
     shaded = re.findall(r'<rect class="invalid"[^>]*data-start="(\d+)" data-end="(\d+)" '
-                        r'data-reason="([^"]*)"><title>([^<]*)</title>', svg)
+                        r'data-count="\d+" data-reason="([^"]*)"><title>([^<]*)</title>', svg)
     assert [(int(a), int(b), why) for a, b, why, _ in shaded] == [
         (T0 + 1200, T0 + 1800, "offline"), (T0 + 1800, T0 + 2100, "coverage 44/60 &lt; 75%")]
     assert shaded[0][3].endswith("offline (2 windows)")
