@@ -10,8 +10,9 @@ import argparse
 from typing import Any
 
 from centre import broker_cli, provision_cli, serve_cli
+from centre.web import cli as web_cli
 
-_MODULES = (provision_cli, serve_cli, broker_cli)
+_MODULES = (provision_cli, serve_cli, broker_cli, web_cli)
 
 
 def register(sub: argparse._SubParsersAction[Any]) -> None:

@@ -23,7 +23,7 @@ Example::
     drop_acks = 0                             # drills only: drop the first N acks
     lose_packets = 0                          # drills only: lose the first N packets
 
-    [web]                                     # `quantrac centre web`: centre/web/settings.py
+    [web]                                     # `quantrac centre web`: centre/web_config.py
     listen = "0.0.0.0:8090"
 
     [station."THA-AQ-0001"]                   # published without login (default: nothing)
@@ -42,8 +42,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from centre import web_config as web_settings
 from centre.receiver import ReceiverSettings
-from centre.web import settings as web_settings
 from protocol.config_file import MISSING, Reader, read_toml
 from protocol.config_file import ConfigError as _ConfigBase
 
@@ -60,7 +60,7 @@ class ServeConfig:
     store: Path
     zone: str
     receiver: ReceiverSettings | None  # None when the [broker] table is absent (query only)
-    #: [web] and [station."ID"]: the dashboard and what is public (centre/web/settings.py)
+    #: [web] and [station."ID"]: the dashboard and what is public (centre/web_config.py)
     web: web_settings.WebSettings = field(default_factory=web_settings.WebSettings)
 
 

@@ -1,0 +1,90 @@
+"""One station's dashboard page: its state, seqs, security events and a plot per channel.
+
+The plots are the station page's (``protocol.svg_plot``): one window width (``window``,
+default the narrowest the station sent in the period), the valid means as a line, invalid
+windows shaded with the reason ``centre query`` prints for them (``protocol.record_view.
+reason`` with the default coverage threshold: the centre does not know each station's rule,
+so it says what ``centre query`` says). The records come from ``CentreStore.select``, the very
+query ``centre query --from --to --window`` runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from zoneinfo import ZoneInfo
+
+from centre.store import StationSummary, StoredRecord
+from centre.web.overview import NAV, Row
+from protocol import svg_plot
+from protocol.html_page import Safe, el, page, table, td
+from protocol.record_view import iso, reason, window_label
+
+
+@dataclass(frozen=True)
+class Period:
+    t0: float
+    t1: float
+    window_s: int | None  # None: the narrowest found
+
+
+def narrowest(records: Sequence[StoredRecord]) -> int | None:
+    widths = {r.record.end - r.record.start for r in records}
+    return min(widths) if widths else None
+
+
+def plots(records: Sequence[StoredRecord], period: Period, tz: ZoneInfo) -> list[Safe]:
+    """A card per channel: heading, the SVG, and the count of invalid windows."""
+    by_channel: dict[str, list[StoredRecord]] = {}
+    for r in records:
+        by_channel.setdefault(r.record.channel, []).append(r)
+    cards = []
+    for channel in sorted(by_channel):
+        chosen = by_channel[channel]
+        windows = [svg_plot.from_record(r.record, reason(r.record)) for r in chosen]
+        unit = chosen[-1].record.unit
+        invalid = sum(1 for w in windows if not w.valid)
+        svg = svg_plot.plot(windows, period.t0, period.t1, tz, label=channel, unit=unit)
+        cards.append(el("div", el("h3", f"{channel} ({unit})"), svg,
+                        el("p", f"{len(windows)} windows, {invalid} invalid", class_="muted"),
+                        class_="card", data_channel=channel))
+    return cards
+
+
+def render(row: Row, summary: StationSummary, records: Sequence[StoredRecord],
+           period: Period, window_s: int | None,
+           current: dict[str, tuple[int, int, float]],
+           events: Sequence[tuple[float, str, str, str]], now: float, tz: ZoneInfo,
+           title: str) -> str:
+    station = summary.station
+    facts = table(["state", "last arrival", "records", "seqs all held to", "highest seq",
+                   "missing seqs", "security events", "exceedances"], [[
+        td(row.state if row.since is None else f"{row.state} since {iso(row.since, tz)}",
+           class_="ok" if row.online else "bad"),
+        td("-" if summary.last_received is None else iso(summary.last_received, tz)),
+        td(str(summary.records), class_="num"),
+        td(str(summary.contiguous), class_="num"),
+        td(str(summary.last_seq), class_="num"),
+        td(str(row.missing), class_="num"),
+        td(str(summary.security_events), class_="num"),
+        td(str(summary.exceedances), class_="num"),
+    ]], class_="facts")
+    values = table(["channel", "newest window", "mean"], [
+        [ch, iso(start, tz), td(f"{mean:g}", class_="num")]
+        for ch, (_seq, start, mean) in sorted(current.items())], class_="current")
+    shown = f"{iso(period.t0, tz)} to {iso(period.t1, tz)}"
+    width = "no records" if window_s is None else f"{window_label(window_s)} windows"
+    body: list[Safe] = [
+        el("h2", "Station"), facts,
+        el("h2", "Current values"), values,
+        el("h2", f"Averages, {shown}, {width}"),
+        el("p", "Shaded: invalid windows; hover for the reason (as `centre query` gives it).",
+           class_="muted"),
+        el("div", *plots(records, period, tz), class_="grid"),
+        el("h2", "Security events"),
+        table(["time", "reason", "detail"],
+              [[iso(t, tz), why, detail.split("\n", 1)[0]]
+               for t, _s, why, detail in events[-50:]], class_="events")
+        if events else el("p", "none", class_="muted"),
+    ]
+    return page(f"{title}: {station}", *body, nav=NAV)
