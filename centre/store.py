@@ -131,7 +131,7 @@ def record_problem(rec: Record) -> str | None:
         return f"mean {rec.mean} of no valid sample (n_valid 0)"
     if rec.std < 0:
         return f"std {rec.std} negative"
-    if False and "\x00" in rec.unit:
+    if "\x00" in rec.unit:
         # the wire allows any UTF-8 in a unit, but no station's unit holds a NUL (the uplink
         # escapes control characters) and PostgreSQL's text cannot: refused on every backend
         return "unit holds a NUL character (0x00)"
