@@ -20,6 +20,19 @@ One thread: ``step()`` runs paho's loop (callbacks run inside it) and the gap ti
 store's connection never leaves that thread. Paho keeps the client's session across
 ``reconnect()``, so acks still in flight when the link dropped are delivered afterwards.
 
+**The store going away** (a full disk, a locked or unreachable database, a server restarted):
+the store raises ``StoreUnavailableError`` (the database, not the packet, is at fault), and
+the receiver acknowledges nothing it has not committed, so it simply stops acknowledging: the
+packet is neither stored nor acked, the station keeps it in its outbox and sends it again
+after its ack timeout (by then to whichever receiver of the group the broker picks). No
+security event is written (there is nowhere to write it, and the packet did nothing wrong).
+It says so once, ``store_unavailable`` with the error, and once more when a store operation
+succeeds again, ``store_available`` with how long it was down and how many packets went
+unacknowledged meanwhile; nothing per packet in between, because an outage during a
+province's reconnect storm is thousands of packets. The gap scan is skipped while the store
+is down. Every packet is the probe: there is no timer, the stations' retries are the retry
+loop (and the PostgreSQL backend reconnects at the next call).
+
 What the receiver shares with the station instead of writing again: the paho/TLS client
 (``protocol.mqtt_client.tls_client``: the same certificate rules and persistent session as the
 uplink), the topic names (``protocol.topics``, the same that the bundle hands a station and the
@@ -41,7 +54,7 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from centre.store import CONFLICT, REPLAYED, CentreStore
+from centre.store import CONFLICT, REPLAYED, CentreStore, StoreUnavailableError
 from protocol.backoff import Backoff
 from protocol.clock import Clock
 from protocol.envelope import (
@@ -59,6 +72,8 @@ log = logging.getLogger("quantrac.centre.receiver")
 
 Opener = Callable[[bytes], Opened]
 MAX_RANGES_PER_REQUEST = 256
+#: the outcome of a packet the store could not take (not acknowledged)
+STORE_UNAVAILABLE = "store_unavailable"
 
 
 @dataclass(frozen=True)
@@ -101,6 +116,7 @@ class ReceiverStats:
     rejected: int = 0
     acks_sent: int = 0
     resend_requests: int = 0
+    store_unavailable: int = 0  # packets left unacknowledged because the store was down
     reasons: dict[str, int] = field(default_factory=dict)
 
 
@@ -144,6 +160,33 @@ class Receiver:
         self._backoff = Backoff(min(0.5, cap), cap)
         self._next_attempt = 0.0
         self._dialled = False
+        self._store_down_since: float | None = None
+        self._unacked_while_down = 0
+
+    # --- the store's state -----------------------------------------------------------------
+    @property
+    def store_available(self) -> bool:
+        return self._store_down_since is None
+
+    def _store_failed(self, exc: StoreUnavailableError) -> None:
+        if self._store_down_since is None:
+            self._store_down_since = self.clock()
+            self._unacked_while_down = 0
+            log.error(
+                "store_unavailable",
+                extra={"error": f"{type(exc).__name__}: {str(exc)[:300]}",
+                       "acking": "stopped"},
+            )  # fmt: skip
+
+    def _store_worked(self) -> None:
+        if self._store_down_since is not None:
+            down_s = self.clock() - self._store_down_since
+            self._store_down_since = None
+            log.warning(
+                "store_available",
+                extra={"down_s": round(down_s, 3), "unacked_packets": self._unacked_while_down,
+                       "acking": "resumed"},
+            )  # fmt: skip
 
     # --- the core --------------------------------------------------------------------------
     def security_event(
@@ -190,6 +233,11 @@ class Receiver:
         """
         try:
             return self._handle_packet(topic, payload, redelivery)
+        except StoreUnavailableError as exc:  # not the packet's fault: see the module docstring
+            self._store_failed(exc)
+            self.stats.store_unavailable += 1
+            self._unacked_while_down += 1
+            return STORE_UNAVAILABLE
         except Exception as exc:  # defence in depth, see the docstring
             station = station_of(topic) or "?"
             detail = f"{type(exc).__name__}: {str(exc)[:300]}"
@@ -234,6 +282,7 @@ class Receiver:
             return "lost"
         digest = hashlib.sha256(payload).digest()
         result = self.store.ingest(station, opened.records, digest, header.created, redelivery)
+        self._store_worked()
         span = f"seq {header.first_seq}..{header.last_seq}"
         if result.refused:
             self._implausible(station, span, opened, result.refused)
@@ -415,7 +464,11 @@ class Receiver:
         now = self.clock()
         if now >= self._next_scan:
             self._next_scan = now + self.s.gap_scan_every_s
-            self.check_gaps()
+            if self.store_available:  # a packet is the probe; the scan would only fail too
+                try:
+                    self.check_gaps()
+                except StoreUnavailableError as exc:
+                    self._store_failed(exc)
 
     def run(self, should_stop: Callable[[], bool]) -> None:
         try:
@@ -434,4 +487,5 @@ class Receiver:
             "client_id": self.s.client_id, "packets": st.packets, "stored": st.stored,
             "records_stored": st.records_stored, "duplicates": st.duplicates,
             "rejected": st.rejected, "acks_sent": st.acks_sent,
-            "resend_requests": st.resend_requests})  # fmt: skip
+            "resend_requests": st.resend_requests,
+            "store_unavailable": st.store_unavailable})  # fmt: skip

@@ -1,0 +1,138 @@
+"""Many receivers on one shared subscription and one store; a receiver killed; the store down.
+
+The kill test runs real processes only: Mosquitto, two ``quantrac centre serve`` in one
+``$share`` group on one store, and twenty station uplinks draining 500 records each. One
+receiver or the other is SIGKILLed whenever the store passes a randomly drawn record count
+(so the kills land mid-drain, mid-batch, at moments the seed decides and the failure message
+names) and started again. Afterwards every record is held exactly once, the right record
+under each seq, every outbox is empty (everything acknowledged), and no security event was
+raised: a kill between commit and PUBACK comes back as a broker redelivery, which the store
+recognises, never as a duplicate or a conflict.
+
+The store-down test drives one receiver's packet handler in-process on a real SQLite store
+made full (``max_page_count`` at its current size: what a full partition looks like to
+SQLite) and then given room again.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import signal
+import subprocess
+from collections.abc import Iterator
+from functools import partial
+from pathlib import Path
+
+import pytest
+
+from centre.receiver import STORE_UNAVAILABLE, Receiver, ReceiverSettings
+from centre.store import CentreStore
+from centre.store_backends.sqlite import SqliteBackend
+from protocol.payload import same_record
+from tests.mqtt_world import World, make_records, seal_as, wait_for, world_at
+
+STATIONS = 20
+PER_STATION = 500
+KILLS = 4
+
+
+@pytest.fixture(params=["sqlite"])
+def world(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[World]:
+    yield from world_at(tmp_path)
+
+
+def _at_least(world: World, count: int) -> bool:
+    return world.stored_count() >= count
+
+
+def test_two_receivers_one_killed_at_random_moments_store_everything_once(world: World) -> None:
+    seed = int(os.environ.get("KILL_SEED", random.SystemRandom().randrange(1 << 30)))
+    rng = random.Random(seed)
+    why = f"(KILL_SEED={seed})"
+    stations = [world.add_station(f"QTR-{i:03d}") for i in range(STATIONS)]
+    sent = {}
+    for i, station in enumerate(stations):
+        records = make_records(PER_STATION, salt=100 + i)
+        sent[station.station_id] = (station.fill(records), records)
+    total = STATIONS * PER_STATION
+    configs = [world.centre_config(f"r{n}.toml", client_id=f"receiver-{n}") for n in (1, 2)]
+    starts = [0, 0]
+
+    def start(n: int) -> subprocess.Popen[bytes]:
+        starts[n] += 1
+        return world.start_centre(configs[n], f"r{n + 1}-{starts[n]}.log")
+
+    receivers = [start(0), start(1)]
+    uplinks = [
+        world.start_uplink(s, "--until-drained", "--max-packet", "4096", "--ack-timeout", "3")
+        for s in stations
+    ]
+    # kill when the store first holds at least each of these counts (drawn, sorted)
+    marks = sorted(rng.sample(range(total // 10, total * 9 // 10), KILLS))
+    for mark in marks:
+        wait_for(partial(_at_least, world, mark), 120, f"{mark} records stored {why}")
+        victim = rng.randrange(2)
+        receivers[victim].send_signal(signal.SIGKILL)
+        receivers[victim].wait(10)
+        receivers[victim] = start(victim)
+    for up, station in zip(uplinks, stations, strict=True):
+        assert up.wait(180) == 0, f"{why} " + world.log(f"uplink-{station.station_id}.log")
+
+    assert world.stored_count() == total, why
+    for station in stations:
+        seqs, records = sent[station.station_id]
+        stored = world.stored(station.station_id)
+        assert [seq for seq, _ in stored] == seqs, f"{station.station_id}: each seq once {why}"
+        wrong = [s for (s, got), want in zip(stored, records, strict=True)
+                 if not same_record(got, want)]  # fmt: skip
+        assert wrong == [], f"{station.station_id}: other records at seqs {wrong[:5]} {why}"
+        assert station.unacked() == 0, f"{station.station_id}: all acknowledged {why}"
+    assert world.security_events() == [], why
+    assert sum(starts) == 2 + KILLS
+
+
+def test_a_full_store_stops_the_acks_says_so_once_and_they_resume(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    world = World(tmp_path)  # keys, registry and a station; no broker process needed
+    station = world.add_station("QTR-FULL")
+    records = make_records(1200, salt=7)
+    seqs = station.fill(records)
+    pairs = list(zip(seqs, records, strict=True))
+    packets = [seal_as(station, pairs[i : i + 300]) for i in range(0, 1200, 300)]
+    topic = f"quantrac/v1/{station.station_id}/up"
+    registry = world.centre.registry()
+    key = world.centre.packet_private
+    settings = ReceiverSettings("127.0.0.1", 1, world.broker.ca_path,
+                                world.receiver_cert.cert, world.receiver_cert.key)  # fmt: skip
+    caplog.set_level(logging.INFO, logger="quantrac.centre.receiver")
+    with CentreStore(world.store_path) as store:
+        receiver = Receiver(settings, store, lambda d: registry.open_packet(d, key),
+                            world.centre.signing_private)  # fmt: skip
+        assert receiver.handle_packet(topic, packets[0]) == "stored"
+        assert receiver.stats.acks_sent == 1
+        # the partition is full: SQLite may use no page beyond those it has
+        assert isinstance(store.db, SqliteBackend)
+        conn = store.db.conn
+        pages = int(conn.execute("PRAGMA page_count").fetchone()[0])
+        conn.execute(f"PRAGMA max_page_count = {pages}")
+        assert receiver.handle_packet(topic, packets[1]) == STORE_UNAVAILABLE
+        assert receiver.handle_packet(topic, packets[2]) == STORE_UNAVAILABLE
+        assert receiver.stats.acks_sent == 1, "nothing uncommitted is acknowledged"
+        assert not receiver.store_available
+        # room again: the stations' resends (here: the same packets) are stored and acked
+        conn.execute("PRAGMA max_page_count = 1073741823")
+        for packet in packets[1:]:
+            assert receiver.handle_packet(topic, packet) == "stored"
+        assert receiver.stats.acks_sent == 4
+        assert receiver.store_available
+        assert [s for s, _ in store.by_seq(station.station_id)] == seqs
+        assert store.security_events() == []
+    registry.close()
+    said = [(r.getMessage(), r.__dict__) for r in caplog.records
+            if r.getMessage() in ("store_unavailable", "store_available")]  # fmt: skip
+    assert [m for m, _ in said] == ["store_unavailable", "store_available"], "once per change"
+    assert "full" in said[0][1]["error"]
+    assert said[1][1]["unacked_packets"] == 2
