@@ -28,7 +28,8 @@ def register(actions: argparse._SubParsersAction[Any]) -> None:
     p = actions.add_parser("query", help="print a station's stored records (text or CSV)")
     where = p.add_mutually_exclusive_group(required=True)
     where.add_argument("--config", type=Path, help="receiver TOML file (for its store and zone)")
-    where.add_argument("--store", type=Path, help="the centre's record store (SQLite file)")
+    where.add_argument("--store", type=store_location,
+                       help="the centre's record store (SQLite file or postgresql:// URL)")
     p.add_argument("--station", required=True, help="station id")
     record_filter.add_arguments(p)
     p.set_defaults(func=_query)
@@ -37,19 +38,27 @@ def register(actions: argparse._SubParsersAction[Any]) -> None:
                            "security events")
     where = p.add_mutually_exclusive_group(required=True)
     where.add_argument("--config", type=Path, help="receiver TOML file (for its store and zone)")
-    where.add_argument("--store", type=Path, help="the centre's record store (SQLite file)")
+    where.add_argument("--store", type=store_location,
+                       help="the centre's record store (SQLite file or postgresql:// URL)")
     p.add_argument("--events", type=int, default=10, metavar="N",
                    help="also list the N latest security events (default 10, 0 for none)")
     p.set_defaults(func=_stations)
 
 
-def _read_store(store_path: Path, read: Callable[[CentreStore], T]) -> T:
+def store_location(text: str) -> Path | str:
+    """``--store``: a ``postgresql://`` URL as given, anything else a SQLite file's path."""
+    from centre.store_backends import is_dsn
+
+    return text if is_dsn(text) else Path(text)
+
+
+def _read_store(store_path: Path | str, read: Callable[[CentreStore], T]) -> T:
     """``read`` on the record store at ``store_path``, opened read-only: a read command never
     creates, migrates or moves aside the file. SQLite's own error gets the file's name."""
     from centre.serve_config import ConfigError
     from centre.store import CentreStore
 
-    if not store_path.exists():
+    if isinstance(store_path, Path) and not store_path.exists():
         raise ConfigError.one(store_path, "<file>", str(store_path),
                               "a record store (no such record store)")
     try:

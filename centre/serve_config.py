@@ -4,6 +4,7 @@ Example::
 
     centre_dir = "/var/lib/quantrac-centre"   # keys and registry (`quantrac centre init`)
     store = "records.sqlite"                  # relative paths: relative to this file
+    # store = "postgresql://quantrac@db.example:5432/centre"   # or a PostgreSQL database
     zone = "Asia/Ho_Chi_Minh"                 # how `query` shows times
 
     [broker]
@@ -30,6 +31,12 @@ Example::
     public = true
     public_channels = ["PM10", "PM2,5", "SO2", "NO2", "CO", "O3"]
 
+``store``: a SQLite file (the default, ``<centre_dir>/records.sqlite``), or a PostgreSQL database
+as a ``postgresql://user@host:port/dbname`` URL, for a centre with several receivers on one
+store (``centre.store_backends.postgresql``). Keep its password out of this file: libpq reads
+``~/.pgpass`` (or the file ``PGPASSFILE`` names) for the receiver's user; a password in the URL
+works but is never shown in a message or log line.
+
 Every error names the file, the key and the value at fault, in the one style of every config
 file (:mod:`protocol.config_file`, which also does the reading and the type checks); the first
 mistake raises.
@@ -44,6 +51,7 @@ from typing import Any
 
 from centre import web_config as web_settings
 from centre.receiver import ReceiverSettings
+from centre.store_backends import is_dsn
 from protocol.config_file import MISSING, Reader, read_toml
 from protocol.config_file import ConfigError as _ConfigBase
 
@@ -57,7 +65,7 @@ class ConfigError(_ConfigBase):
 @dataclass(frozen=True)
 class ServeConfig:
     centre_dir: Path
-    store: Path
+    store: Path | str  # a SQLite file, or a ``postgresql://`` URL (``store_backends.is_dsn``)
     zone: str
     receiver: ReceiverSettings | None  # None when the [broker] table is absent (query only)
     #: [web] and [station."ID"]: the dashboard and what is public (centre/web_config.py)
@@ -92,7 +100,8 @@ def load(path: Path) -> ServeConfig:
     r.table(data, "", _TOP)
     centre_dir = _path(r, path, "centre_dir", r.get(
         data, "centre_dir", "", "str", expected="the `quantrac centre init` directory"))
-    store = _path(r, path, "store", data.get("store", str(centre_dir / "records.sqlite")))
+    given = data.get("store", str(centre_dir / "records.sqlite"))
+    store: Path | str = given if is_dsn(given) else _path(r, path, "store", given)
     zone = r.get(data, "zone", "", "str", DEFAULT_ZONE,
                  expected="an IANA zone name such as Asia/Ho_Chi_Minh")
     tuning: dict[str, Any] = {}
