@@ -30,6 +30,8 @@ from edge_agent.config.reader import ConfigError, parse_config
 from edge_agent.core.pipeline import Pipeline
 from edge_agent.daemon.exceedance import Exceedances
 from edge_agent.poll.poller import Bus, Poller
+from edge_agent.poll.sampler import STATE_BACKOFF_S, STATE_EVERY_S, SamplerWorker
+from edge_agent.uplinks.mqtt.uplink import URGENT_FLAGS
 from hw_sim import RunningStation, parse_station, running_station
 from protocol.model import Record, RecordFlag, Sample, Status
 from tests.mqtt_world import wait_for
@@ -197,6 +199,74 @@ def test_a_silent_sampler_is_reported_and_polling_goes_on(sim: RunningStation) -
     finally:
         desk.stop()
         poller.stop(5.0)
+
+
+def cod(start: int, mean: float = 100.0, channel: str = "COD") -> Record:
+    """A valid 5-minute record under the 150 mg/L limit."""
+    return Record(channel, start, start + 300, mean, mean, mean, 0.0, 30, 30, True,
+                  Status.MEASURING, "mg/L")
+
+
+def test_a_command_start_is_reported_with_the_record_it_fell_in(sim: RunningStation) -> None:
+    """`quantrac sampler trigger` at 10:02: the 10:00-10:05 COD record (under its limit) is
+    flagged SAMPLER_TRIGGERED and not EXCEEDANCE, so the uplink sends it ahead of its backlog
+    as it does an exceedance; the window that ended before the command, a channel the
+    sampler is not for and the window after are not flagged; a second command within the
+    cooldown is refused and flags nothing."""
+    assert sim.tcp_port is not None
+    cfg = parse_config(station_doc(sim.tcp_port), Path("station.toml"))
+    now = [float(T10 + 120)]
+    desk = Exceedances(cfg, OFFSET, clock=lambda: now[0])
+    t = TcpTransport("127.0.0.1", sim.tcp_port)
+    desk.start_sampler(lambda: t)
+    try:
+        assert desk.command()["ok"] is True
+        [before] = desk.judge([cod(T10 - 300)])
+        [other] = desk.judge([cod(T10, channel="TSS")])
+        [during, after] = desk.judge([cod(T10), cod(T10 + 300)])
+        assert during.flags == RecordFlag.SAMPLER_TRIGGERED and during.flags & URGENT_FLAGS
+        assert (before.flags, other.flags, after.flags) == (RecordFlag.NONE,) * 3
+        wait_for(lambda: desk.status()["sampler"]["starts"] == 1, 10, "the start done")
+        assert desk.status()["sampler"]["last_start"]["by"] == "command"
+        now[0] += 60
+        assert desk.command()["ok"] is False  # the cooldown
+        [later] = desk.judge([cod(T10 + 600)])
+        assert later.flags == RecordFlag.NONE
+    finally:
+        desk.stop()
+        t.close()
+
+
+def test_a_silent_sampler_is_read_at_the_slower_rate(sim: RunningStation) -> None:
+    """Its state is read every STATE_EVERY_S while it answers, every STATE_BACKOFF_S after a
+    failure: a silent sampler costs its bus one timeout a minute, not one per 5 s. The
+    worker's steps are run here one by one with its monotonic clock in hand (no thread), and
+    the simulator counts what reached the sampler's unit."""
+    assert sim.tcp_port is not None
+    cfg = parse_config(station_doc(sim.tcp_port), Path("station.toml"))
+    assert cfg.sampler is not None
+    mono = [0.0]
+    t = TcpTransport("127.0.0.1", sim.tcp_port)
+    worker = SamplerWorker(cfg.sampler, t, clock=time.time, monotonic=lambda: mono[0])
+
+    def asked_after(at: float) -> int:
+        mono[0] = at
+        worker._step()
+        return sim.station.requests(SAMPLER_UNIT)[0]
+
+    sim.set_fault(SAMPLER_UNIT, "no_answer")
+    try:
+        assert asked_after(0.0) == 1
+        assert worker.status()["problem"] is not None and worker.status()["busy"] is None
+        assert asked_after(STATE_EVERY_S + 1) == 1  # silent: no read at the normal rate
+        assert asked_after(STATE_BACKOFF_S - 0.1) == 1
+        assert asked_after(STATE_BACKOFF_S + 0.1) == 2
+        sim.set_fault(SAMPLER_UNIT, "no_answer", on=False)
+        assert asked_after(2 * STATE_BACKOFF_S + 0.2) == 3  # it answers: back to 5 s
+        assert worker.status()["problem"] is None and worker.status()["busy"] is False
+        assert asked_after(2 * STATE_BACKOFF_S + 0.2 + STATE_EVERY_S + 0.1) == 4
+    finally:
+        t.close()
 
 
 BASE_SAMPLER = station_doc(1502)

@@ -13,7 +13,14 @@ The pipeline flags a record over its limit (``EXCEEDANCE``); the records pass th
 
 ``quantrac sampler trigger`` (control op ``sampler_trigger``) goes through the same policy:
 a person's start also counts toward the cap and the cooldown, and is refused with the reason
-when either says no.
+when either says no. It is reported to the centre the way an automatic start is, with a
+record: no record caused it, so the first record judged after it whose window ends after the
+start, of a channel the sampler is for (its ``channels``, else the limited ones, else any),
+is flagged ``SAMPLER_TRIGGERED`` without ``EXCEEDANCE`` (a start on command, not on a limit).
+That is the window the start fell in (the shortest one closes first), and the uplink sends it
+ahead of the backlog like an exceedance. A start whose record is not made before the agent
+stops is only in the log (``sampler_start`` with ``by = command``): the pending flag is not
+kept across a restart.
 """
 
 from __future__ import annotations
@@ -44,6 +51,7 @@ class Exceedances:
                                      utc_offset_s) if cfg.sampler else None)
         self.worker: SamplerWorker | None = None
         self.refused = 0  # automatic starts the policy said no to
+        self.commanded: list[float] = []  # command starts not yet flagged on a record
 
     # ---------------------------------------------------------------- the sampler thread
 
@@ -80,8 +88,27 @@ class Exceedances:
         for rec in records:
             if rec.flags & RecordFlag.EXCEEDANCE:
                 rec = self._exceeded(rec)
+            if self.commanded and not rec.flags & RecordFlag.SAMPLER_TRIGGERED:
+                rec = self._commanded(rec)
             out.append(rec)
         return out
+
+    def _sampler_channels(self) -> set[str] | None:
+        """Whose records a command start is reported with; None: any channel's."""
+        if self.settings is not None and self.settings.channels:
+            return set(self.settings.channels)
+        return {channel for channel, _ in self.limits} or None
+
+    def _commanded(self, rec: Record) -> Record:
+        channels = self._sampler_channels()
+        at = self.commanded[0]
+        if rec.end <= at or (channels is not None and rec.channel not in channels):
+            return rec
+        self.commanded.pop(0)
+        log.warning("sampler_start_reported", extra={
+            "by": "command", "at": at, "channel": rec.channel, "window_start": rec.start,
+            "width": rec.end - rec.start})
+        return replace(rec, flags=rec.flags | RecordFlag.SAMPLER_TRIGGERED)
 
     def _exceeded(self, rec: Record) -> Record:
         limit = self.limits.get((rec.channel, rec.end - rec.start))
@@ -114,6 +141,7 @@ class Exceedances:
         why = {"by": "command"}
         log.warning("sampler_start", extra=why)
         self.worker.start(why)
+        self.commanded.append(self.clock())
         return {"ok": True, "started": True, "starts_today": self.policy.today(self.clock()),
                 "daily_cap": self.settings.daily_cap}
 

@@ -4,7 +4,10 @@ The agent owns the bus (a second master on an RS-485 line garbles both), so the 
 it over the control socket (op ``sampler_trigger``) instead of writing the coil itself. The
 agent's cooldown and daily cap apply to a person's start too (``[sampler]``): a refusal is
 printed with its reason on stderr, exit 1. The start itself runs on the sampler's thread; its
-outcome (acknowledged, or the sampler not answering) shows in ``quantrac status``.
+outcome (acknowledged, or the sampler not answering) shows in ``quantrac status``. The centre
+learns of it as of an automatic start: the record of the window it fell in is flagged
+``sampler_triggered`` (without ``exceedance``) and sent ahead of the backlog
+(edge_agent/daemon/exceedance.py).
 """
 
 from __future__ import annotations
