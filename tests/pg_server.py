@@ -14,12 +14,15 @@ directory of its own outside pytest's root-only temp dir.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pwd
 import secrets
 import shutil
+import sqlite3
 import subprocess
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
 import psycopg
@@ -47,6 +50,17 @@ def pg_program(name: str) -> str:
         raise FileNotFoundError(f"{name}: not on PATH nor in /usr/lib/postgresql/*/bin "
                                 "(make deb installs postgresql)")
     return str(candidates[-1])
+
+
+def execute_sql(location: Path | str, sql: str, params: Sequence[object] = ()) -> None:
+    """One statement (``?`` placeholders) on the store at ``location``, behind the store's
+    back: what a test does to plant a row the store itself would never write."""
+    if isinstance(location, Path):
+        with contextlib.closing(sqlite3.connect(location)) as db, db:
+            db.execute(sql, params)
+        return
+    with psycopg.connect(location, autocommit=True) as conn:
+        conn.execute(sql.replace("?", "%s"), params)  # type: ignore[arg-type]
 
 
 class PgServer:

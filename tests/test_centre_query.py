@@ -1,4 +1,8 @@
-"""`quantrac centre query` and the serve/query config file, through the real CLI entry point."""
+"""`quantrac centre query` and the serve/query config file, through the real CLI entry point.
+
+Every test that reads a store runs on a SQLite file and on a PostgreSQL database
+(``store_location``); the SQLite file's own mistakes (no such file, an outbox given) are
+SQLite's alone."""
 
 from __future__ import annotations
 
@@ -6,7 +10,6 @@ import csv
 import hashlib
 import io
 import math
-import sqlite3
 import subprocess
 import sys
 from dataclasses import replace
@@ -19,11 +22,12 @@ from centre.store import CentreStore
 from edge_agent.daemon.cli import main
 from protocol.model import Record, RecordFlag, Status
 from tests.mqtt_world import T0, make_records
+from tests.pg_server import execute_sql
 
 
 @pytest.fixture
-def store_path(tmp_path: Path) -> Path:
-    path = tmp_path / "records.sqlite"
+def store_path(store_location: Path | str) -> Path | str:
+    path = store_location
     with CentreStore(path) as store:
         records = make_records(100)  # 20 five-minute windows x 5 channels from T0
         store.ingest("HCM-Q1", list(enumerate(records, start=1)), hashlib.sha256(b"x").digest(), 1)
@@ -37,7 +41,7 @@ def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
 
 
 def test_query_prints_the_range_in_the_station_zone(
-    store_path: Path, capsys: pytest.CaptureFixture[str]
+    store_path: Path | str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     # T0 is 2026-09-21 21:15 in Asia/Ho_Chi_Minh; ask for 21:20 up to (not incl.) 21:30.
     code, out, _ = run(
@@ -63,7 +67,7 @@ def test_query_prints_the_range_in_the_station_zone(
 
 
 def test_query_csv_export_round_trips_values(
-    store_path: Path, capsys: pytest.CaptureFixture[str]
+    store_path: Path | str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     code, out, _ = run(
         capsys,
@@ -87,7 +91,7 @@ def test_query_csv_export_round_trips_values(
 
 
 def test_query_refuses_bad_input_clearly(
-    store_path: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    store_path: Path | str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     code, _, err = run(capsys, "--store", str(store_path), "--station", "X", "--from", "noon")
     assert code == 1 and "--from: 'noon' is not a time" in err
@@ -120,9 +124,9 @@ def test_config_file_is_checked_naming_file_key_and_value(tmp_path: Path) -> Non
 
 
 def test_stations_summary_shows_gaps_and_security_events(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    store_location: Path | str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    path = tmp_path / "records.sqlite"
+    path = store_location
     records = make_records(10)
     records[2] = replace(records[2], flags=RecordFlag.EXCEEDANCE)  # seq 3: over its limit
     with CentreStore(path) as store:
@@ -144,14 +148,13 @@ def test_stations_summary_shows_gaps_and_security_events(
 
 @pytest.mark.parametrize("fmt", [[], ["--format", "csv"]])
 def test_a_row_stored_before_the_range_check_does_not_hide_the_station(
-    store_path: Path, capsys: pytest.CaptureFixture[str], fmt: list[str]
+    store_path: Path | str, capsys: pytest.CaptureFixture[str], fmt: list[str]
 ) -> None:
     """A store written before the receiver refused years past 9999 may hold such a row; the
     query shows it as a raw epoch and every other record as usual."""
     far = 253_402_300_800 + 86_400  # 10000-01-02 UTC, past what a datetime holds
-    with sqlite3.connect(store_path) as db:
-        db.execute("UPDATE records SET start = ?, end = ? WHERE station = 'HCM-Q1' AND seq = 1",
-                   (far, far + 300))
+    execute_sql(store_path, 'UPDATE records SET start = ?, "end" = ? '
+                "WHERE station = 'HCM-Q1' AND seq = 1", (far, far + 300))
     code, out, err = run(capsys, "--store", str(store_path), "--station", "HCM-Q1", *fmt)
     assert code == 0, err
     assert len(out.splitlines()) == (1 if fmt else 2) + 100  # heading(s), then every record
@@ -170,9 +173,9 @@ def quantrac(*argv: str | Path) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.fixture
-def mixed_store(tmp_path: Path) -> Path:
+def mixed_store(store_location: Path | str) -> Path | str:
     """One station, 1-minute and 5-minute windows, valid and invalid, as a 24 h pull mixes them."""
-    path = tmp_path / "records.sqlite"
+    path = store_location
     def rec(ch: str, start: int, width: int, n: int, exp: int, valid: bool,
             status: Status = Status.MEASURING, flags: RecordFlag = RecordFlag.NONE) -> Record:
         mean = math.nan if n == 0 else 7.25
@@ -193,7 +196,7 @@ def mixed_store(tmp_path: Path) -> Path:
     return path
 
 
-def test_unknown_station_is_named_with_the_closest_known_ids(mixed_store: Path) -> None:
+def test_unknown_station_is_named_with_the_closest_known_ids(mixed_store: Path | str) -> None:
     done = quantrac("centre", "query", "--store", mixed_store, "--station", "hn-ww-01x")
     assert done.returncode == 1 and done.stdout == ""
     assert (f"{mixed_store}: unknown station 'hn-ww-01x' (known: HN-WW-01, HN-WW-02, "
@@ -209,7 +212,7 @@ def test_unknown_station_is_named_with_the_closest_known_ids(mixed_store: Path) 
         done.stderr, done.stderr
 
 
-def test_window_and_invalid_filters_and_reasons_in_80_columns(mixed_store: Path) -> None:
+def test_window_and_invalid_filters_and_reasons_in_80_columns(mixed_store: Path | str) -> None:
     done = quantrac("centre", "query", "--store", mixed_store, "--station", "HN-WW-01",
                     "--window", "300", "--invalid")
     assert done.returncode == 0, done.stderr
@@ -222,7 +225,7 @@ def test_window_and_invalid_filters_and_reasons_in_80_columns(mixed_store: Path)
     assert all(line.split()[2] == "5m" for line in lines[2:])
 
 
-def test_csv_flags_by_name_valid_yes_no_and_the_reason(mixed_store: Path,
+def test_csv_flags_by_name_valid_yes_no_and_the_reason(mixed_store: Path | str,
                                                        capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run(capsys, "--store", str(mixed_store), "--station", "HN-WW-01",
                        "--format", "csv", "--window", "60")
@@ -235,7 +238,7 @@ def test_csv_flags_by_name_valid_yes_no_and_the_reason(mixed_store: Path,
     assert rows[0]["received"].endswith("+07:00") and rows[0]["window_s"] == "60"
 
 
-def test_wide_shows_flags_and_counts(mixed_store: Path,
+def test_wide_shows_flags_and_counts(mixed_store: Path | str,
                                      capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run(capsys, "--store", str(mixed_store), "--station", "HN-WW-01", "--wide",
                        "--channel", "COD", "--window", "60")
