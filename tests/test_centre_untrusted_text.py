@@ -11,7 +11,6 @@ import csv
 import hashlib
 import io
 import logging
-import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,6 +20,7 @@ from centre.store import CentreStore
 from edge_agent.daemon import logs
 from edge_agent.daemon.cli import main
 from tests.mqtt_world import World, make_records, publish_as, wait_for, world_at
+from tests.pg_server import execute_sql
 
 HOSTILE_UNIT = "mg/L\x1b[2J\x1b]0;owned\x07\rFAKE"
 FORMULA_UNIT = '=HYPERLINK("http://evil.example/","click")'
@@ -28,25 +28,22 @@ FORMULA_CHANNEL = "-2+3+cmd|'/Ccalc'!A0"
 CONTROLS = ("\x1b", "\x07", "\r")
 
 
-def _store(tmp_path: Path) -> Path:
-    path = tmp_path / "records.sqlite"
+def _store(path: Path | str) -> Path | str:
+    """A store (SQLite file or PostgreSQL URL, ``store_location``) holding hostile text."""
     records = make_records(10)
     with CentreStore(path) as store:
         store.ingest("HCM-T1", list(enumerate(records, start=1)), hashlib.sha256(b"t").digest(), 1)
-    conn = sqlite3.connect(path)
-    with conn:
-        conn.execute("UPDATE records SET unit = ? WHERE seq = 2", (HOSTILE_UNIT,))
-        conn.execute("UPDATE records SET unit = ? WHERE seq = 3", (FORMULA_UNIT,))
-        conn.execute("UPDATE records SET channel = ? WHERE seq = 4", (FORMULA_CHANNEL,))
-        conn.execute("UPDATE records SET mean = -2.5, min = -3.0 WHERE seq = 5")
-    conn.close()
+    execute_sql(path, "UPDATE records SET unit = ? WHERE seq = 2", (HOSTILE_UNIT,))
+    execute_sql(path, "UPDATE records SET unit = ? WHERE seq = 3", (FORMULA_UNIT,))
+    execute_sql(path, "UPDATE records SET channel = ? WHERE seq = 4", (FORMULA_CHANNEL,))
+    execute_sql(path, "UPDATE records SET mean = -2.5, min = -3.0 WHERE seq = 5")
     return path
 
 
 def test_query_text_escapes_control_characters_from_the_station(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    store_location: Path | str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    path = _store(tmp_path)
+    path = _store(store_location)
     code = main(["centre", "query", "--store", str(path), "--station", "HCM-T1"])
     out = capsys.readouterr().out
     assert code == 0
@@ -56,9 +53,9 @@ def test_query_text_escapes_control_characters_from_the_station(
 
 
 def test_query_csv_neutralises_formula_cells_but_keeps_negative_numbers(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    store_location: Path | str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    path = _store(tmp_path)
+    path = _store(store_location)
     code = main(["centre", "query", "--store", str(path), "--station", "HCM-T1", "--format",
                  "csv"])  # fmt: skip
     rows = {int(r["seq"]): r for r in csv.DictReader(io.StringIO(capsys.readouterr().out))}
@@ -70,9 +67,9 @@ def test_query_csv_neutralises_formula_cells_but_keeps_negative_numbers(
 
 
 def test_stations_escapes_station_controlled_security_event_text(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    store_location: Path | str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    path = _store(tmp_path)
+    path = _store(store_location)
     with CentreStore(path) as store:
         store.security_event(
             "HCM-T1", "bad_signature", "unknown station 'X\x1b[1A'\r\nsecurity  forged\x07"
