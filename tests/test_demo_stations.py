@@ -5,7 +5,9 @@ long to repeat per type in CI). Here, per type and in seconds: the station confi
 writes from ``examples/TYPE.toml`` passes ``quantrac config check`` (the real command), and
 the simulator started from ``hw_sim/examples/TYPE.toml`` answers every device of it with the
 values it served, through the agent's own buses and pollers, so the demo of that type has
-nothing silent but the analyser it silences on purpose.
+nothing silent but the analyser it silences on purpose. A field node's channels come from its
+log, not its live registers (edge_agent/poll/backfill.py): the groundwater demo's well-3 level
+is read here through the agent's own backfill step, slot by slot.
 """
 
 from __future__ import annotations
@@ -19,10 +21,13 @@ from types import ModuleType
 import pytest
 
 from edge_agent.config.reader import load_config
+from edge_agent.core.backfill import is_field_node
+from edge_agent.poll.backfill import FieldNodeStep
 from edge_agent.poll.build import build_buses
 from edge_agent.poll.poller import DevicePoller
 from hw_sim import running_station
-from protocol.model import Status
+from hw_sim.signals import channel_value
+from protocol.model import Sample, Status
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -74,6 +79,35 @@ def test_the_demo_config_of_each_station_type_is_checked_and_served(
             finally:
                 bus.transport.close()
         assert polled == st.analysers == len(config.poll.devices)
+
+
+def test_the_groundwater_field_node_delivers_the_well_3_level_from_its_log(
+        tmp_path: Path) -> None:
+    st = DEMO.station_for("groundwater")
+    now = [1_780_000_000.0]
+    with running_station(st.sim_config, tcp_port=0, pty=True, clock=lambda: now[0]) as sim:
+        path = tmp_path / "station.toml"
+        path.write_text(st.config(str(sim.pty_path), sim.tcp_port))
+        config = load_config(path)
+        [(bus, node)] = [(b, d) for b in build_buses(config.poll) for d in b.devices
+                         if is_field_node(d.profile)]
+        assert [c.symbol for c in config.channels if c.device == node.name] == ["Level_W3"]
+        got: list[Sample] = []
+        step = FieldNodeStep(node.name, node.unit, None,
+                             lambda _d, samples, _c, _cov: got.extend(samples), lambda: now[0])
+        poller = DevicePoller(node, bus.transport.name, lambda: now[0])
+        try:
+            for _ in range(4):  # the first step sets the node's clock and starts at its head
+                poller.poll(bus.transport)
+                step(poller, bus.transport)
+                now[0] += 1.0
+        finally:
+            bus.transport.close()
+        spec = sim.station.config.device(node.unit).profile.channel("AI1")
+        assert [s.t for s in got] == [now[0] - 3, now[0] - 2, now[0] - 1]  # slots after the set
+        assert [s.value for s in got] == pytest.approx(
+            [channel_value(306, spec, s.t) for s in got], rel=1e-6)
+        assert all(s.channel == "AI1" and s.status is Status.MEASURING for s in got)
 
 
 def test_a_station_type_without_its_files_says_what_is_missing(tmp_path: Path) -> None:
