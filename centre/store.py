@@ -362,33 +362,44 @@ class CentreStore:
         return [str(r[0]) for r in self.db.execute(
             "SELECT station FROM stations WHERE top > contiguous ORDER BY station")]
 
-    def holes(self, station: str) -> list[tuple[int, int]]:
-        """The missing seq ranges above the contiguous mark; advances the mark past filled ones."""
+    def _gaps(self, station: str) -> tuple[list[tuple[int, int]], int, int]:
+        """``(missing seq ranges above the contiguous mark, contiguous, top)``."""
         db = self.db
-        with db.transaction(lock=_station_lock(station)):
-            rows = db.execute(
-                "SELECT contiguous, top FROM stations WHERE station = ?", (station,))
-            if not rows or rows[0][1] <= rows[0][0]:
-                return []
-            contiguous, top = int(rows[0][0]), int(rows[0][1])
-            [(lowest,)] = db.execute(
-                "SELECT min(seq) FROM records WHERE station = ? AND seq > ?",
+        rows = db.execute("SELECT contiguous, top FROM stations WHERE station = ?", (station,))
+        if not rows or rows[0][1] <= rows[0][0]:
+            return [], 0, 0
+        contiguous, top = int(rows[0][0]), int(rows[0][1])
+        [(lowest,)] = db.execute(
+            "SELECT min(seq) FROM records WHERE station = ? AND seq > ?",
+            (station, contiguous),
+        )
+        holes: list[tuple[int, int]] = []
+        if lowest is None:
+            return [], 0, 0
+        if lowest > contiguous + 1:
+            holes.append((contiguous + 1, int(lowest) - 1))
+        holes += [
+            (int(seq) + 1, int(nxt) - 1)
+            for seq, nxt in db.execute(
+                "SELECT seq, nxt FROM (SELECT seq, lead(seq) OVER (ORDER BY seq) AS nxt "
+                "FROM records WHERE station = ? AND seq > ?) AS gaps "
+                "WHERE nxt IS NOT NULL AND nxt > seq + 1 ORDER BY seq",
                 (station, contiguous),
             )
-            holes: list[tuple[int, int]] = []
-            if lowest is None:
+        ]
+        return holes, contiguous, top
+
+    def gaps(self, station: str) -> list[tuple[int, int]]:
+        """The missing seq ranges, read only (``holes`` without moving the mark): for the
+        dashboard and ``centre stations``, which may hold the store read-only."""
+        return self._gaps(station)[0]
+
+    def holes(self, station: str) -> list[tuple[int, int]]:
+        """The missing seq ranges above the contiguous mark; advances the mark past filled ones."""
+        with self.db.transaction(lock=_station_lock(station)):
+            holes, contiguous, top = self._gaps(station)
+            if top <= contiguous:
                 return []
-            if lowest > contiguous + 1:
-                holes.append((contiguous + 1, int(lowest) - 1))
-            holes += [
-                (int(seq) + 1, int(nxt) - 1)
-                for seq, nxt in db.execute(
-                    "SELECT seq, nxt FROM (SELECT seq, lead(seq) OVER (ORDER BY seq) AS nxt "
-                    "FROM records WHERE station = ? AND seq > ?) AS gaps "
-                    "WHERE nxt IS NOT NULL AND nxt > seq + 1 ORDER BY seq",
-                    (station, contiguous),
-                )
-            ]
             if not holes:
                 mark = top
             elif holes[0][0] == contiguous + 1:
@@ -396,7 +407,8 @@ class CentreStore:
             else:
                 mark = holes[0][0] - 1
             if mark != contiguous:
-                db.execute("UPDATE stations SET contiguous = ? WHERE station = ?", (mark, station))
+                self.db.execute("UPDATE stations SET contiguous = ? WHERE station = ?",
+                                (mark, station))
         return holes
 
     def give_up_gap(self, station: str, upto: int) -> None:

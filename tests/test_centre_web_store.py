@@ -47,3 +47,19 @@ def test_latest_valid_per_channel_and_width(store_location: Path | str) -> None:
                for r in store.latest_valid("S1")]
         assert got == [("COD", 300, 2), ("COD", 3600, 4), ("pH", 300, 5)]
         assert store.latest_valid("nobody") == []
+
+
+def test_gaps_reads_what_holes_finds_without_moving_the_mark(
+        store_location: Path | str) -> None:
+    with CentreStore(store_location, clock=lambda: T0 + 9000.0) as store:
+        store.ingest("S1", [(1, rec("pH", T0, 300, 7.0)), (2, rec("pH", T0 + 300, 300, 7.0))],
+                     b"a" * 32, 0)
+        store.ingest("S1", [(5, rec("pH", T0 + 1200, 300, 7.0))], b"b" * 32, 0)
+        store.ingest("S1", [(8, rec("pH", T0 + 2100, 300, 7.0))], b"c" * 32, 0)
+        assert store.gaps("S1") == [(3, 4), (6, 7)]
+        assert store.gaps("S1") == [(3, 4), (6, 7)]  # read only: the same again
+        assert store.holes("S1") == [(3, 4), (6, 7)]
+        store.ingest("S1", [(3, rec("pH", T0 + 600, 300, 7.0)),
+                            (4, rec("pH", T0 + 900, 300, 7.0))], b"d" * 32, 0)
+        assert store.gaps("S1") == [(6, 7)]
+        assert store.gaps("nobody") == []

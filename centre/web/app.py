@@ -90,7 +90,7 @@ def build(cfg: ServeConfig, password_hash: str | None) -> App:
 
     def home(req: Request, now: float) -> Response:
         allow(req, ())
-        rows = read(lambda s: overview.rows(s.summaries(), s.station_states()))
+        rows = read(overview.rows)
         return html(overview.render(rows, now, tz, TITLE))
 
     def station(req: Request, now: float) -> Response:
@@ -106,8 +106,7 @@ def build(cfg: ServeConfig, password_hash: str | None) -> App:
         t0 = t1 - span
 
         def page(s: CentreStore) -> str:
-            rows = {r.summary.station: r for r in overview.rows(s.summaries(),
-                                                                s.station_states())}
+            rows = {r.summary.station: r for r in overview.rows(s)}
             row = rows.get(sid)
             if row is None:
                 raise BadParameter("id", f"no station {escape_controls(sid)!r} in the store")

@@ -27,7 +27,7 @@ def register(actions: argparse._SubParsersAction[Any]) -> None:
     """Add ``web`` (and ``web passwd``) to ``quantrac centre``."""
     p = actions.add_parser("web", help="the centre dashboard (login) and the public open-data "
                            "page and feed")
-    p.add_argument("--config", type=Path, required=True, help="centre TOML file")
+    p.add_argument("--config", type=Path, help="centre TOML file (required)")
     p.add_argument("--listen", metavar="HOST:PORT", help="address to serve on (default: "
                    "[web] listen; port 0 picks a free one)")
     p.set_defaults(func=_serve, logs_always=True)
@@ -44,6 +44,8 @@ def _passwd(args: argparse.Namespace) -> int:
     from protocol.web_auth import hash_password, save_hash
 
     path_given = args.passwd_config or args.config
+    if path_given is None:
+        raise UsageError("quantrac centre web passwd: --config FILE is required")
     cfg = load(path_given)
     if args.password_stdin:
         password = sys.stdin.readline().rstrip("\r\n")
@@ -74,6 +76,8 @@ def _serve(args: argparse.Namespace) -> int:
     from protocol.web_auth import load_hash
     from protocol.web_server import make_server, serve
 
+    if args.config is None:
+        raise UsageError("quantrac centre web: --config FILE is required")
     cfg = load(args.config)
     listen = args.listen or cfg.web.listen
     if listen is None:

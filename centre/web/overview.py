@@ -1,7 +1,8 @@
 """The province overview: every station, what needs attention first (behind login).
 
 One row per station the store has heard from, with the figures ``centre stations`` prints
-(``CentreStore.summaries``: records, seqs held, last arrival, security events, exceedances)
+(``CentreStore.summaries``: records, seqs held, last arrival, security events, exceedances),
+the seqs still missing (``CentreStore.gaps``: the ranges the receiver asks the station for)
 and the birth/will state the receiver recorded (``CentreStore.station_states``).
 
 The order is the order an operator should look in: stations not online (offline, or no
@@ -14,12 +15,12 @@ that is in several groups sorts by the first.
 from __future__ import annotations
 
 import urllib.parse
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
 from centre.query import _age as age  # the age `centre stations` prints
-from centre.store import StationSummary
+from centre.store import CentreStore, StationSummary
 from protocol.html_page import el, page, table, td
 from protocol.record_view import iso
 
@@ -29,10 +30,11 @@ class Row:
     summary: StationSummary
     state: str  # online, offline, unknown (a state message we could not read), never
     since: float | None
+    gaps: tuple[tuple[int, int], ...] = ()  # missing seq ranges (CentreStore.gaps)
 
     @property
     def missing(self) -> int:
-        return max(0, self.summary.last_seq - self.summary.contiguous)
+        return sum(last - first + 1 for first, last in self.gaps)
 
     @property
     def online(self) -> bool:
@@ -50,13 +52,14 @@ class Row:
 ATTENTION = ("not online", "security events", "over limit", "missing seqs", "ok")
 
 
-def rows(summaries: Sequence[StationSummary],
-         states: Mapping[str, tuple[str, float]]) -> list[Row]:
-    """The overview's rows, in attention order."""
+def rows(store: CentreStore) -> list[Row]:
+    """The overview's rows, in attention order, from the store's reads."""
+    states = store.station_states()
     out = []
-    for s in summaries:
+    for s in store.summaries():
         state, since = states.get(s.station, ("never", None))
-        out.append(Row(s, state, since))
+        gaps = tuple(store.gaps(s.station)) if s.last_seq > s.contiguous else ()
+        out.append(Row(s, state, since, gaps))
     return sorted(out, key=Row.attention)
 
 

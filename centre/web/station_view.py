@@ -57,8 +57,9 @@ def render(row: Row, summary: StationSummary, records: Sequence[StoredRecord],
            events: Sequence[tuple[float, str, str, str]], now: float, tz: ZoneInfo,
            title: str) -> str:
     station = summary.station
+    gaps = ", ".join(f"{a}" if a == b else f"{a}-{b}" for a, b in row.gaps[:20]) or "-"
     facts = table(["state", "last arrival", "records", "seqs all held to", "highest seq",
-                   "missing seqs", "security events", "exceedances"], [[
+                   "missing seqs", "security events", "exceedances", "missing"], [[
         td(row.state if row.since is None else f"{row.state} since {iso(row.since, tz)}",
            class_="ok" if row.online else "bad"),
         td("-" if summary.last_received is None else iso(summary.last_received, tz)),
@@ -68,6 +69,7 @@ def render(row: Row, summary: StationSummary, records: Sequence[StoredRecord],
         td(str(row.missing), class_="num"),
         td(str(summary.security_events), class_="num"),
         td(str(summary.exceedances), class_="num"),
+        td(gaps),
     ]], class_="facts")
     values = table(["channel", "newest window", "mean"], [
         [ch, iso(start, tz), td(f"{mean:g}", class_="num")]
