@@ -90,6 +90,7 @@ def test_a_holding_block_over_measured_registers_is_refused() -> None:
 
 
 def test_the_field_node_serves_its_log_through_the_gateways_reads(sim: RunningStation) -> None:
+    assert sim.tcp_port is not None
     NOW[0] = T0 + 35.0  # three slots while unsynced, at uptime 10, 20, 30 s
     t = TcpTransport("127.0.0.1", sim.tcp_port)
     try:
