@@ -6,8 +6,9 @@ one file: every write is one ``BEGIN IMMEDIATE`` transaction, which takes SQLite
 write lock at once, so a de-duplication decision and its insert are atomic against every
 other writer (the per-station ``lock`` key is then implied).
 
-A full disk, a lock held past the busy timeout or an I/O error is ``StoreUnavailableError``:
-the caller cannot store now and must not acknowledge; anything else SQLite raises is a bug.
+A full disk, a lock held past the busy timeout, a read-only file or an I/O error is
+``StoreUnavailableError``: the caller cannot store now and must not acknowledge; anything
+else SQLite raises is a bug.
 """
 
 from __future__ import annotations
@@ -55,8 +56,14 @@ def _open_read_only(path: Path) -> sqlite3.Connection:
 
 
 def _unavailable(exc: sqlite3.Error) -> bool:
+    """True when the file, not our SQL, is at fault: SQLite's OperationalError (full, locked
+    past the busy timeout, read-only, I/O error, cannot open) other than a statement SQLite
+    cannot run (a syntax error, no such table: a bug, kept as it is)."""
+    if is_full_error(exc):
+        return True
     text = str(exc)
-    return is_full_error(exc) or "database is locked" in text or "disk I/O error" in text
+    return (isinstance(exc, sqlite3.OperationalError)
+            and "syntax error" not in text and not text.startswith("no such"))
 
 
 class SqliteBackend:
