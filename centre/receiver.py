@@ -429,7 +429,12 @@ class Receiver:
             )
             station = station_of(msg.topic)
             if station is not None:  # the dashboard's online/offline
-                self.store.station_state(station, state_of(bytes(msg.payload)))
+                try:
+                    self.store.station_state(station, state_of(bytes(msg.payload)))
+                except StoreUnavailableError as exc:  # a dashboard detail: not worth dying
+                    self._store_failed(exc)
+                else:
+                    self._store_worked()
             return
         self.handle_packet(msg.topic, bytes(msg.payload), redelivery=bool(msg.dup))
 
