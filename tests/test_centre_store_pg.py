@@ -13,7 +13,7 @@ import logging
 import os
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -51,6 +51,25 @@ def packets(station: str, n_packets: int, per_packet: int) -> list[Packet]:
     return out
 
 
+def at_once(work: Callable[[], None], n: int) -> None:
+    """``work`` in ``n`` threads at the same time (``n`` receivers); fails with what any raised."""
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            work()
+        except BaseException as exc:  # reported below: a thread's exception is otherwise lost
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run) for _ in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert not errors, errors
+    assert not any(t.is_alive() for t in threads), "a receiver thread hung"
+
+
 @pytest.fixture
 def database(pg_server: PgServer, request: pytest.FixtureRequest) -> Iterator[str]:
     """A database of this test's own (dropped after): its ``postgresql://`` URL."""
@@ -76,25 +95,16 @@ def test_two_receivers_ingesting_the_same_packets_at_once_store_each_record_once
     work = [(st, pairs, digest) for st in ("S1", "S2", "S3")
             for pairs, digest in packets(st, 30, 20)]
     outcomes: dict[int, list[str]] = {i: [] for i in range(len(work))}
-    errors: list[BaseException] = []
     start = threading.Barrier(2)
 
     def receiver() -> None:
-        try:
-            with CentreStore(dsn, clock=lambda: CLOCK) as store:
-                start.wait(timeout=30)
-                for i, (station, pairs, digest) in enumerate(work):
-                    result = store.ingest(station, pairs, digest, 1, redelivery=True)
-                    outcomes[i].append(result.outcome)
-        except BaseException as exc:  # reported below, with the thread's own traceback
-            errors.append(exc)
+        with CentreStore(dsn, clock=lambda: CLOCK) as store:
+            start.wait(timeout=30)
+            for i, (station, pairs, digest) in enumerate(work):
+                result = store.ingest(station, pairs, digest, 1, redelivery=True)
+                outcomes[i].append(result.outcome)
 
-    threads = [threading.Thread(target=receiver) for _ in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=120)
-    assert not errors, errors
+    at_once(receiver, 2)
     assert all(sorted(o) == [REDELIVERED, STORED] for o in outcomes.values()), outcomes
     with CentreStore(dsn) as store:
         for station in ("S1", "S2", "S3"):
@@ -109,21 +119,7 @@ def test_two_receivers_ingesting_the_same_packets_at_once_store_each_record_once
 
 # --- migrations -----------------------------------------------------------------------------
 def test_receivers_starting_together_migrate_a_new_database_once(database: str) -> None:
-    errors: list[BaseException] = []
-
-    def open_store() -> None:
-        try:
-            CentreStore(database).close()
-        except BaseException as exc:
-            errors.append(exc)
-
-    threads = [threading.Thread(target=open_store) for _ in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=60)
-    assert not errors, errors
-    execute_sql(database, "SELECT 1")
+    at_once(lambda: CentreStore(database).close(), 4)
     with CentreStore(database) as store:
         assert migrations.schema_version(store.db) == migrations.LATEST
         rows = store.db.execute("SELECT version FROM schema_version ORDER BY version")
