@@ -19,8 +19,10 @@ from __future__ import annotations
 import contextlib
 import curses
 import locale
+import os
 import select
 import signal
+import sys
 import threading
 import types
 
@@ -57,6 +59,20 @@ def _hung_up(poller: select.poll) -> bool:
                for _, ev in poller.poll(0))
 
 
+def _resized(scr: curses.window) -> bool:
+    """Follow the terminal's size even when its SIGWINCH went to another thread and no
+    KEY_RESIZE came: the tty's own size (TIOCGWINSZ) against the screen's."""
+    try:
+        cols, lines = os.get_terminal_size(sys.stdout.fileno())
+    except OSError:  # no size (a serial line): the terminfo default stands
+        return False
+    if not lines or not cols or (lines, cols) == scr.getmaxyx():
+        return False
+    curses.resizeterm(lines, cols)
+    scr.clear()
+    return True
+
+
 def _attrs() -> tuple[int, int]:
     """(title, warning) attributes: colour pairs when the terminal has colour, else bold."""
     if curses.has_colors():
@@ -88,6 +104,8 @@ def _main(scr: curses.window, source: Source, gone: threading.Event) -> int:
         if gone.is_set() or _hung_up(poller):
             return 0
         view = source.snapshot()
+        if _resized(scr):
+            shown = None
         height, width = scr.getmaxyx()
         lines = screen(view, ui, width, height)
         if lines != shown:

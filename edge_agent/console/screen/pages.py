@@ -32,8 +32,12 @@ def screen(view: View, ui: Ui, width: int, height: int) -> list[str]:
     top = [fit(f"quantrac console  {clean(view.station)}  [{ui.page}]  {stamp} UTC", width)]
     if not view.agent:
         problem = clean(view.agent_problem or "no answer")
-        top += wrap(f"! agent not running ({problem}); retrying. Reading the ports "
-                    "directly meanwhile.", width)[:2]
+        if "timed out" in problem:  # it listens but is busy: it still holds the ports
+            top += wrap(f"! the agent does not answer in time ({problem}); retrying.",
+                        width)[:2]
+        else:
+            top += wrap(f"! agent not running ({problem}); retrying. Reading the ports "
+                        "directly meanwhile.", width)[:2]
     try:
         body = PAGES[ui.page](view, ui, width)
     except Exception as exc:  # a page that cannot draw says so; the console goes on
@@ -114,7 +118,7 @@ def _clock(clock: Mapping[str, Any], now: float, agent: bool) -> str:
 def values(view: View, ui: Ui, width: int) -> list[str]:
     now = view.now
     wide = width >= 60
-    head = (f"{'channel':<8} {'device':<10} {'value':>10} {'unit':<6} {'status':<8} "
+    head = (f"{'channel':<8} {'device':<9} {'value':>10} {'unit':<6} {'status':<9} "
             f"{'age':>4}" if wide else f"{'chan':<6} {'value':>9} {'status':<8} {'age':>4}")
     spark = width - len(head) - 1
     out = [fit(head + (" last hour" if spark >= 10 else ""), width)]
@@ -122,9 +126,9 @@ def values(view: View, ui: Ui, width: int) -> list[str]:
         sym = clean(c.get("symbol"))
         status, when = clean(c.get("status")), age(c.get("t"), now)
         if wide:
-            line = (f"{sym[:8]:<8} {clean(c.get('device'))[:10]:<10} "
+            line = (f"{sym[:8]:<8} {clean(c.get('device'))[:9]:<9} "
                     f"{number(c.get('value'))[:10]:>10} {clean(c.get('unit'))[:6]:<6} "
-                    f"{status[:8]:<8} {when:>4}")
+                    f"{status[:9]:<9} {when:>4}")
         else:
             line = f"{sym[:6]:<6} {number(c.get('value'))[:9]:>9} {status[:8]:<8} {when:>4}"
         if spark >= 10:

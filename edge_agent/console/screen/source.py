@@ -54,12 +54,17 @@ from edge_agent.poll.poller import DevicePoller
 log = logging.getLogger("quantrac.edge_agent.console")
 
 REFRESH_S = 2.0
+STATUS_TIMEOUT_S = 5.0
 EVENTS_S = 5.0
 WORD_ORDER_S = 10.0
 HOUR = 3600.0
 SCAN_UNITS = range(1, 33)  # the addresses analysers ship with and technicians set
-SCAN_TIMEOUT = 0.15
+SCAN_TIMEOUT = 0.1  # an RTU answer of ~20 registers takes 25 ms at 9600 baud
 READ_TIMEOUT = 1.0
+# how long past a read's own timeout the agent may take to answer: its event loop can be busy
+# for seconds (the first window's averaging kernels compile), and a read that gave up early
+# would be taken for a silent unit
+AGENT_SLACK_S = 30.0
 _EXCEPTION = re.compile(r"exception (\d+)")
 
 
@@ -91,7 +96,7 @@ class AgentBus:
             answer = request(self.socket, {"op": "read", "bus": self.bus, "unit": unit,
                                            "function": function, "address": address,
                                            "count": count, "timeout": timeout},
-                             timeout=timeout + 5)
+                             timeout=timeout + AGENT_SLACK_S)
         except ControlError as exc:
             raise LinkError(f"the agent stopped answering: {exc}") from None
         if answer.get("ok"):
@@ -127,6 +132,7 @@ class Source:
         self._symbols = {(c.device, c.channel): c.symbol for c in cfg.channels}
         self._last_events = 0.0
         self._last_word_order = 0.0
+        self._faults: set[tuple[Any, Any]] = set()  # (device, symbol) of the fault channels
         self.devices: dict[str, tuple[str, Device]] = {d.name: (b, d)
                                                        for b, d in cfg.poll.devices}
         buses = []
@@ -191,14 +197,16 @@ class Source:
         """One round: status (agent or own polls), history, events, word-order checks."""
         now = self.clock()
         try:
-            answer = request(self.socket, {"op": "status"}, timeout=REFRESH_S)
+            answer = request(self.socket, {"op": "status"}, timeout=STATUS_TIMEOUT_S)
             if not answer.get("ok"):
                 raise ControlError(f"the agent answered: {answer.get('error')}")
             status: dict[str, Any] = answer["status"]
             agent, problem = True, None
         except ControlError as exc:
             agent, problem = False, str(exc)
-            status = self._poll_directly(now)
+            # a socket that accepts but does not answer in time is an agent that is busy or
+            # starting (it holds its ports): only an absent or refused one frees the ports
+            status = {} if "timed out" in problem else self._poll_directly(now)
         with self._lock:
             self.view.agent, self.view.agent_problem, self.view.status = agent, problem, status
             if agent and status.get("station"):
@@ -217,8 +225,10 @@ class Source:
             lines, origin = read_events(self.log_file)
             with self._lock:
                 self.view.events, self.view.events_from = lines, origin
-        if now - self._last_word_order >= WORD_ORDER_S or not agent:
-            self._last_word_order = now
+        faults = {(c.get("device"), c.get("symbol")) for c in status.get("channels") or []
+                  if c.get("status") == "fault"}
+        if faults != self._faults or (faults and now - self._last_word_order >= WORD_ORDER_S):
+            self._faults, self._last_word_order = faults, now
             self._check_word_order(status)
 
     def _poll_directly(self, now: float) -> dict[str, Any]:

@@ -1,0 +1,151 @@
+"""``quantrac console`` in a real terminal (tmux, 80x24, TERM=vt100) against a running agent
+and simulator: the technician finds a silent unit, a mis-addressed unit and a wrong word
+order on the screen, each injected with ``quantrac sim fault``; every page is walked at
+80x24 and 40x10; a key that does nothing, an agent that dies and comes back, and q.
+
+One station, agent and console for the whole module (the CI budget): the tests run in file
+order and each puts the station back as it found it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+
+import pytest
+
+from tests.console_world import ConsoleWorld, Tmux, console_world, has, quantrac
+
+PAGES = {"o": "[overview]", "v": "[values]", "b": "[buses]", "r": "[read]", "e": "[events]",
+         "n": "[network]", "?": "[help]"}
+
+
+@pytest.fixture(scope="module")
+def station(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ConsoleWorld]:
+    with console_world(tmp_path_factory.mktemp("console")) as world:
+        world.start_agent()
+        yield world
+
+
+@pytest.fixture(scope="module")
+def term(station: ConsoleWorld) -> Iterator[Tmux]:
+    t = Tmux(station.root)
+    t.start(quantrac("console", "--config", str(station.config), "--log",
+                     str(station.agent_log)), {"TERM": "vt100"})
+    try:
+        t.wait(has("[overview]", "devices 3/3 answering"), 30, "the overview of a healthy station")
+        yield t
+    finally:
+        t.kill()
+
+
+def page(term: Tmux, key: str) -> str:
+    term.keys(key)
+    return term.wait(has(PAGES[key]), 10, f"page {PAGES[key]}")
+
+
+def assert_sane(text: str, width: int, height: int) -> None:
+    lines = text.split("\n")
+    assert len([x for x in lines if x]) <= height
+    assert all(len(x) <= width for x in lines), text
+    assert "Traceback" not in text and "EXITED" not in text, text
+
+
+def test_every_page_fits_80x24_and_40x10(term: Tmux) -> None:
+    for size in ((80, 24), (40, 10), (80, 24)):
+        term.resize(*size)
+        for key in PAGES:
+            text = page(term, key)
+            assert_sane(text, *size)
+        if size == (40, 10):  # the page is cut, the title and the keys line stay
+            text = page(term, "v")
+            assert text.split("\n")[0].startswith("quantrac console")
+    page(term, "o")
+    term.keys("h")
+    text = term.wait(has("[help]"), 10, "h: the help page too")
+    assert "register read" in text and "q: quit" in text
+
+
+def test_a_key_that_does_nothing_says_so(term: Tmux) -> None:
+    page(term, "o")
+    term.keys("x")
+    text = term.wait(has("key x does nothing"), 10, "the hint")
+    assert "? lists the keys" in text and "[overview]" in text
+    term.keys("o")
+    term.wait(lambda s: "does nothing" not in s, 10, "the hint gone after a good key")
+
+
+def test_silent_unit(station: ConsoleWorld, term: Tmux) -> None:
+    page(term, "b")
+    station.fault(5, "no_answer", "on")
+    try:
+        text = term.wait(has("SILENT: unit 5 (flow) does not answer"), 30, "the silent unit")
+        assert "check its power" in text
+    finally:
+        station.fault(5, "no_answer", "off")
+    term.wait(lambda s: "SILENT" not in s, 30, "the unit answering again")
+
+
+def test_mis_addressed_unit(station: ConsoleWorld, term: Tmux) -> None:
+    page(term, "b")
+    station.fault(2, "no_answer", "on")  # the Hach was given address 12:
+    station.fault(12, "no_answer", "off")  # silent at 2, answering at 12
+    try:
+        term.keys("s")
+        text = term.wait(has("scan of rs485: done"), 60, "the scan")
+        flat = " ".join(text.split())
+        assert "MIS-ADDRESSED: hach (hach_sc) is configured at unit 2, which is silent; a " \
+               "hach_sc answers at unit 12" in flat, text
+        assert "Set the analyser's address to 2" in flat
+        assert "ok: unit 1 liquiline answers as liquiline" in flat
+        assert "through the agent" in flat
+    finally:
+        station.fault(12, "no_answer", "on")
+        station.fault(2, "no_answer", "off")
+    term.wait(lambda s: "SILENT" not in s, 30, "the Hach back at 2")
+
+
+def test_wrong_word_order(station: ConsoleWorld, term: Tmux) -> None:
+    page(term, "v")
+    station.fault(1, "wrong_word_order", "on")
+    try:
+        text = term.wait(has("WRONG WORD ORDER: pH"), 40, "the word order diagnosis")
+        flat = " ".join(text.split())
+        assert re.search(r"pH reads \S+ as configured \(word order big\) but [0-9.]+ pH with "
+                         r"word order little", flat), text
+        assert re.search(r"^pH +liquiline +- +pH +fault", text, re.M), text
+    finally:
+        station.fault(1, "wrong_word_order", "off")
+    term.wait(lambda s: "WRONG WORD ORDER" not in s, 40, "the diagnosis gone")
+
+
+def test_register_read_form(term: Tmux) -> None:
+    page(term, "r")
+    # unit 1, function 3, register 0, count 2 as the form starts: the liquiline's values are
+    # input registers, so it refuses, and the screen says what to try
+    term.keys("Enter")
+    text = term.wait(has("exception 02"), 20, "the refusal")
+    assert "try function 4" in " ".join(text.split())
+    term.keys("Tab", "BSpace", "9", "9")  # the cursor on function: 99 is refused as typed
+    term.wait(has("function is at most 4"), 10, "the refusal of function 99")
+    term.keys("BSpace", "4", "Enter")
+    text = term.wait(has("liquiline pH = "), 20, "the read, decoded with the channel name")
+    assert re.search(r"liquiline pH = [0-9.]+ pH", text) and "0x" in text, text
+
+
+def test_agent_dies_and_comes_back(station: ConsoleWorld, term: Tmux) -> None:
+    page(term, "o")
+    station.stop_agent()
+    text = term.wait(has("! agent not running"), 30, "the banner")
+    assert_sane(text, 80, 24)
+    station.start_agent()
+    term.wait(lambda s: "agent not running" not in s and "devices 3/3" in s, 60,
+              "the agent found again")
+
+
+def test_q_quits_and_gives_the_terminal_back(term: Tmux) -> None:
+    term.keys("q")
+    text = term.wait(has("EXITED"), 20, "the console's exit")
+    # the shell after it prints the exit code and whether the line is cooked again
+    assert "EXITED 0" in text and re.search(r"^icanon$", text, re.M), text
+    assert "Traceback" not in text
