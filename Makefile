@@ -20,7 +20,8 @@ PY := $(VENV)/bin/python
 DEB_PROGRAMS := mosquitto=mosquitto mosquitto_pub=mosquitto-clients socat=socat mbpoll=mbpoll \
 	openssl=openssl mount=mount umount=mount sqlite3=sqlite3 sshd=openssh-server \
 	ssh-keygen=openssh-client useradd=passwd chpasswd=passwd userdel=passwd \
-	initdb=postgresql pg_ctl=postgresql runuser=util-linux tmux=tmux picocom=picocom
+	initdb=postgresql pg_ctl=postgresql runuser=util-linux tmux=tmux picocom=picocom \
+	chromium=chromium
 
 .PHONY: setup deb test lint bench demo clean
 

@@ -25,8 +25,9 @@ API (pure, text in, text out):
 * ``page(title, *body, refresh_s=None, nav=()) -> str``: the whole document with the shared
   style sheet inline; ``nav`` is ``(href, label)`` pairs shown as a bar at the top;
   ``refresh_s`` adds ``<meta http-equiv="refresh">`` (live values without a script).
-* ``STYLE``: the style sheet (classes ``ok``, ``bad``, ``warn``, ``muted``, ``invalid`` for
-  SVG shading, ``num`` for right-aligned number cells, ``card``, ``grid``).
+* ``STYLE``: the style sheet (classes ``ok``, ``bad``, ``warn``, ``muted``, ``num`` for
+  right-aligned number cells, ``card``, ``grid``, ``error``). The plots carry their own
+  colours as SVG attributes (``protocol.svg_plot``), so they look the same on any page.
 """
 
 from __future__ import annotations
@@ -112,11 +113,7 @@ td.num{text-align:right;font-variant-numeric:tabular-nums}
 .card{background:#fff;border:1px solid #d5d9de;padding:.5rem}
 .card h3{font-size:.95rem;margin:0 0 .3rem}
 svg{display:block;max-width:100%;height:auto}
-svg .invalid{fill:#e8b4b0;fill-opacity:.55}
-svg .line{fill:none;stroke:#1d5f9e;stroke-width:1.2}
-svg .limit{stroke:#b3261e;stroke-dasharray:4 3}
-svg .axis{stroke:#9aa3ad;stroke-width:1}
-svg text{font-size:11px;fill:#4b5563}
+svg text{fill:#4b5563}
 form.inline{display:inline}
 .error{background:#fde8e7;border:1px solid #e3a19c;padding:.4rem .6rem;display:inline-block}
 """

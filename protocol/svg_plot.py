@@ -148,28 +148,32 @@ def plot(windows: Sequence[Window], t0: float, t1: float, tz: ZoneInfo, *, label
 
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" class="plot" width="{width}" '
              f'height="{height}" viewBox="0 0 {width} {height}" role="img" '
+             f'font-family="sans-serif" font-size="11" '
              f'aria-label="{esc(label)}">']
     for b in bands(shown):
         x0, x1 = x(b.start), x(b.end)
         hover = f"{_span_text(b.start, b.end, tz)} {b.reason}"
         if b.count > 1:
             hover += f" ({b.count} windows)"
-        parts.append(f'<rect class="invalid" x="{x0:.1f}" y="{_TOP}" '
+        parts.append(f'<rect class="invalid" fill="#e0867e" fill-opacity="0.45" '
+                     f'x="{x0:.1f}" y="{_TOP}" '
                      f'width="{max(x1 - x0, 0.6):.1f}" height="{plot_h}" '
                      f'data-start="{b.start:.0f}" data-end="{b.end:.0f}" '
                      f'data-count="{b.count}" data-reason="{esc(b.reason)}">'
                      f'<title>{esc(hover)}</title></rect>')
     bottom = _TOP + plot_h
-    parts.append(f'<path class="axis" d="M{_LEFT} {_TOP}V{bottom}H{width - _RIGHT}"/>')
+    parts.append(f'<path class="axis" fill="none" stroke="#9aa3ad" '
+                 f'd="M{_LEFT} {_TOP}V{bottom}H{width - _RIGHT}"/>')
     for t, text in _ticks(t0, t1, tz):
         parts.append(f'<text x="{x(t):.1f}" y="{height - 6}" text-anchor="middle">{text}</text>')
     for v in (lo + pad, hi - pad):
         parts.append(f'<text x="{_LEFT - 4}" y="{y(v) + 4:.1f}" text-anchor="end">'
                      f'{_short(v)}</text>')
     if unit:
-        parts.append(f'<text x="4" y="{_TOP + 10}">{esc(unit)}</text>')
+        parts.append(f'<text x="4" y="{height - 6}">{esc(unit)}</text>')
     if limit is not None and math.isfinite(limit):
-        parts.append(f'<path class="limit" d="M{_LEFT} {y(limit):.1f}H{width - _RIGHT}">'
+        parts.append(f'<path class="limit" fill="none" stroke="#b3261e" '
+                     f'stroke-dasharray="4 3" d="M{_LEFT} {y(limit):.1f}H{width - _RIGHT}">'
                      f'<title>limit {_short(limit)} {esc(unit)}</title></path>')
     path: list[str] = []
     pen_up = True
@@ -184,6 +188,7 @@ def plot(windows: Sequence[Window], t0: float, t1: float, tz: ZoneInfo, *, label
             pen_up = False
         last_end = w.end
     if path:
-        parts.append(f'<path class="line" d="{"".join(path)}"/>')
+        parts.append(f'<path class="line" fill="none" stroke="#1d5f9e" stroke-width="1.2" '
+                     f'd="{"".join(path)}"/>')
     parts.append("</svg>")
     return Safe("".join(parts))

@@ -52,7 +52,7 @@ def test_plot_shades_invalid_windows_with_their_reason_and_merges_runs() -> None
         (T0 + 1200, T0 + 1800, "offline"), (T0 + 1800, T0 + 2100, "coverage 44/60 &lt; 75%")]
     assert shaded[0][3].endswith("offline (2 windows)")
     assert "<script>" not in svg and "<b>" not in svg
-    line = re.search(r'class="line" d="([^"]*)"', svg)
+    line = re.search(r'class="line"[^>]* d="([^"]*)"', svg)
     assert line is not None and line.group(1).count("M") == 2  # broken at the invalid run
 
 

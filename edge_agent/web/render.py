@@ -242,6 +242,7 @@ def station_page(cfg: StationConfig, st: AgentStatus, selected: Selected,
                    data_t0=f"{period.t0:.0f}", data_t1=f"{period.t1:.0f}",
                    data_window=period.window_s))
     body += [el("h2", "Export"), el("p", "The records of a period as `quantrac export` "
-                                         "writes them (CSV, Circular 10 files, signed).",
+                                         "writes them: CSV, the Circular 10 files when the "
+                                         "station sends them, signed when it is provisioned.",
                                     class_="muted"), _export_form(tz, now)]
     return page(title, *body, refresh_s=REFRESH_S, nav=[("/", "page"), ("/logout", "log out")])

@@ -57,7 +57,7 @@ class StationSource:
         self.outbox = cfg.agent.state_dir / OUTBOX_NAME
         self.thresholds = thresholds(cfg)
 
-    def status(self, timeout: float = 2.0) -> AgentStatus:
+    def status(self, timeout: float = 5.0) -> AgentStatus:
         try:
             answer = request(self.cfg.agent.control_socket, {"op": "status"}, timeout)
         except ControlError as exc:
