@@ -1,7 +1,8 @@
 """Many receivers on one shared subscription and one store; a receiver killed; the store down.
 
 The kill test runs real processes only: Mosquitto, two ``quantrac centre serve`` in one
-``$share`` group on one store, and twenty station uplinks draining 500 records each. One
+``$share`` group on one store, and twenty station uplinks (ten on SQLite) draining 500
+records each. One
 receiver or the other is SIGKILLed whenever the store passes a randomly drawn record count
 (so the kills land mid-drain, mid-batch, at moments the seed decides and the failure message
 names) and started again. Afterwards every record is held exactly once, the right record
@@ -38,9 +39,10 @@ from tests.mqtt_world import World, make_records, seal_as, wait_for, world_at
 if TYPE_CHECKING:
     from tests.pg_server import PgServer
 
-STATIONS = 20
 PER_STATION = 500
-KILLS = 4
+#: stations and kills per backend: the issue's 20 x 500 on PostgreSQL (what a province runs
+#: several receivers on); half the stations on SQLite, to keep the suite inside CI's time
+SIZES = {"postgresql": (20, 4), "sqlite": (10, 3)}
 
 
 @pytest.fixture
@@ -87,18 +89,19 @@ def test_two_receivers_one_killed_at_random_moments_store_everything_once(
     seed = int(os.environ.get("KILL_SEED", random.SystemRandom().randrange(1 << 30)))
     rng = random.Random(seed)
     why = f"(KILL_SEED={seed})"
+    n_stations, kills = SIZES[backend]
     pg: PgServer | None = None
     location: Path | str = world.store_path
     if backend == "postgresql":
         pg = request.getfixturevalue("pg_server")
         database = f"receivers_{seed}"
         location = pg.dsn(database)
-    stations = [world.add_station(f"QTR-{i:03d}") for i in range(STATIONS)]
+    stations = [world.add_station(f"QTR-{i:03d}") for i in range(n_stations)]
     sent = {}
     for i, station in enumerate(stations):
         records = make_records(PER_STATION, salt=100 + i)
         sent[station.station_id] = (station.fill(records), records)
-    total = STATIONS * PER_STATION
+    total = n_stations * PER_STATION
     configs = []
     for n in (1, 2):
         path = world.centre_config(f"r{n}.toml", client_id=f"receiver-{n}")
@@ -128,7 +131,7 @@ def test_two_receivers_one_killed_at_random_moments_store_everything_once(
         for s in stations
     ]
     # kill when the store first holds at least each of these counts (drawn, sorted)
-    marks = sorted(rng.sample(range(total // 10, total * 9 // 10), KILLS))
+    marks = sorted(rng.sample(range(total // 10, total * 9 // 10), kills))
     for k, mark in enumerate(marks):
         wait_for(partial(_at_least, location, mark), 120, f"{mark} records stored {why}")
         victim = rng.randrange(2)
@@ -159,7 +162,7 @@ def test_two_receivers_one_killed_at_random_moments_store_everything_once(
             assert wrong == [], f"{station.station_id}: other records at {wrong[:5]} {why}"
             assert station.unacked() == 0, f"{station.station_id}: all acknowledged {why}"
         assert store.security_events() == [], why
-    assert sum(starts) == 2 + KILLS
+    assert sum(starts) == 2 + kills
     for log_name in (f"r{n + 1}-{i}.log" for n in (0, 1) for i in range(1, starts[n] + 1)):
         text = world.log(log_name)
         said = [w for w in ("store_unavailable", "store_available") if w in text]
