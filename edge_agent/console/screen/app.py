@@ -102,6 +102,7 @@ def _main(scr: curses.window, source: Source, gone: threading.Event) -> int:
     shown: list[str] | None = None
     while not ui.quit:
         if gone.is_set() or _hung_up(poller):
+            gone.set()  # endwin may fail on a line that is gone: run() knows why
             return 0
         view = source.snapshot()
         if _resized(scr):
