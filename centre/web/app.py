@@ -110,9 +110,9 @@ def build(cfg: ServeConfig, password_hash: str | None) -> App:
             row = rows.get(sid)
             if row is None:
                 raise BadParameter("id", f"no station {escape_controls(sid)!r} in the store")
-            records = s.select(RecordFilter(station=sid, t0=t0, t1=t1, window_s=window))
-            width = window or station_view.narrowest(records)
-            shown = [r for r in records if r.record.end - r.record.start == width]
+            width = window or min(s.window_widths(sid, t0, t1), default=None)
+            shown = [] if width is None else s.select_rows(
+                RecordFilter(station=sid, t0=t0, t1=t1, window_s=width))
             events = [e for e in s.security_events() if e[1] == sid]
             return station_view.render(row, row.summary, shown,
                                        station_view.Period(t0, t1, window), width,

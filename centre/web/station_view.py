@@ -5,16 +5,19 @@ default the narrowest the station sent in the period), the valid means as a line
 windows shaded with the reason ``centre query`` prints for them (``protocol.record_view.
 reason`` with the default coverage threshold: the centre does not know each station's rule,
 so it says what ``centre query`` says). The records come from ``CentreStore.select``, the very
-query ``centre query --from --to --window`` runs.
+query ``centre query --from --to --window`` runs (``select_rows``: its rows unconverted).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 from zoneinfo import ZoneInfo
 
-from centre.store import StationSummary, StoredRecord
+from buffer.rows import row_record
+from centre.store import StationSummary
 from centre.web.overview import NAV, Row
 from protocol import svg_plot
 from protocol.html_page import Safe, el, page, table, td
@@ -28,21 +31,24 @@ class Period:
     window_s: int | None  # None: the narrowest found
 
 
-def narrowest(records: Sequence[StoredRecord]) -> int | None:
-    widths = {r.record.end - r.record.start for r in records}
-    return min(widths) if widths else None
-
-
-def plots(records: Sequence[StoredRecord], period: Period, tz: ZoneInfo) -> list[Safe]:
-    """A card per channel: heading, the SVG, and the count of invalid windows."""
-    by_channel: dict[str, list[StoredRecord]] = {}
-    for r in records:
-        by_channel.setdefault(r.record.channel, []).append(r)
+def plots(rows: Sequence[tuple[Any, ...]], period: Period, tz: ZoneInfo) -> list[Safe]:
+    """A card per channel: heading, the SVG, and the count of invalid windows. ``rows`` are
+    ``CentreStore.select_rows``'s; only an invalid one becomes a ``Record`` (for its reason):
+    the page's CPU budget is one second for 60,000 windows."""
+    by_channel: dict[str, list[svg_plot.Window]] = {}
+    units: dict[str, str] = {}
+    nan = math.nan
+    for row in rows:
+        rec = row[2:-2]  # channel, start, end, mean, min, max, std, n_valid, n_exp, valid...
+        channel, valid = rec[0], bool(rec[9])
+        mean = nan if rec[3] is None else float(rec[3])
+        why = "" if valid else reason(row_record(rec))
+        by_channel.setdefault(channel, []).append(
+            svg_plot.Window(float(rec[1]), float(rec[2]), mean, valid, why))
+        units[channel] = rec[11]
     cards = []
     for channel in sorted(by_channel):
-        chosen = by_channel[channel]
-        windows = [svg_plot.from_record(r.record, reason(r.record)) for r in chosen]
-        unit = chosen[-1].record.unit
+        windows, unit = by_channel[channel], units[channel]
         invalid = sum(1 for w in windows if not w.valid)
         svg = svg_plot.plot(windows, period.t0, period.t1, tz, label=channel, unit=unit)
         cards.append(el("div", el("h3", f"{channel} ({unit})"), svg,
@@ -51,7 +57,7 @@ def plots(records: Sequence[StoredRecord], period: Period, tz: ZoneInfo) -> list
     return cards
 
 
-def render(row: Row, summary: StationSummary, records: Sequence[StoredRecord],
+def render(row: Row, summary: StationSummary, records: Sequence[tuple[Any, ...]],
            period: Period, window_s: int | None,
            current: dict[str, tuple[int, int, float]],
            events: Sequence[tuple[float, str, str, str]], now: float, tz: ZoneInfo,
