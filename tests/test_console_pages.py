@@ -1,0 +1,168 @@
+"""The console's pure parts, without a terminal: every page at every size fits, the keys'
+state machine, the verdicts (silent, mis-addressed, word order), the sparkline, the log
+lines, and that an outside string cannot put an escape sequence on the screen."""
+
+from __future__ import annotations
+
+import struct
+
+import pytest
+
+from drivers.profile import builtin_profile
+from edge_agent.console.diag import Guess, ScanHit
+from edge_agent.console.screen.diagnose import (
+    Expected,
+    compare_scan,
+    health_verdict,
+    word_order_verdict,
+)
+from edge_agent.console.screen.events import short
+from edge_agent.console.screen.keys import PAGES, Ui, handle
+from edge_agent.console.screen.pages import screen
+from edge_agent.console.screen.text import sparkline
+from edge_agent.console.screen.view import Buses, Check, View
+
+NOW = 1_800_000_000.0
+LONG = "timeout: unit 2: no answer within 0.300 s " + "x" * 150 + " END"
+
+
+def busy_view() -> View:
+    """A view with everything the pages show, long strings and a hostile one among them."""
+    devices = [{"device": "hach\x1b[2J", "bus": "/dev/ttyUSB0", "unit": 2, "last_good": NOW - 90,
+                "last_error": LONG, "last_error_at": NOW - 3, "consecutive_failures": 7}]
+    channels = [{"symbol": f"CH{i}", "device": "liquiline-long-name", "value": 12345.678 * i,
+                 "unit": "mg/L", "status": "calibrating", "t": NOW - 2} for i in range(30)]
+    status = {"station": "HCM-1", "pid": 9, "started": NOW - 4000, "ready": True,
+              "devices": devices, "channels": channels,
+              "clock": {"synchronised": False, "jumps": 2,
+                        "last_jump": {"offset": -3.5, "at_wall": NOW - 60}},
+              "outbox": {"unacked": 40, "oldest_unacked_start": NOW - 600,
+                         "problem": "disk " + "full " * 30},
+              "uplink": {"state": "connecting", "detail": "broker.example:8883"},
+              "uplink_circular10": {"state": "failing", "detail": "ftp://x", "fix": "y " * 60,
+                                    "stats": {"files_sent": 1, "pending": 2}}}
+    return View(now=NOW, station="HCM-1", config="/etc/quantrac/station.toml", agent=True,
+                status=status,
+                buses=(Buses("rs485", "/dev/ttyUSB0 9600 N1",
+                             (Expected("hach\x1b[2J", "rs485", 2, "hach_sc"),)),),
+                history={"CH1": [(NOW - 3000 + i * 60, float(i % 7)) for i in range(50)]},
+                findings={"liquiline/pH": "WRONG WORD ORDER: " + "z " * 80},
+                scan_bus="rs485", scan_progress="done", scan_lines=["MISSING: " + "q " * 60],
+                read_lines=["unit 1 " + "r" * 200], events=[f"W 12:00:0{i} poll_failed " +
+                                                           "k=v " * 40 for i in range(9)],
+                events_from="/var/log/agent.log",
+                network=[Check("broker", "broker.example:8883", False, "refused " * 20)])
+
+
+@pytest.mark.parametrize("size", [(80, 24), (40, 10), (20, 4), (132, 50), (10, 3), (1, 1)])
+@pytest.mark.parametrize("page", sorted(set(PAGES.values())))
+def test_every_page_fits_the_terminal(page: str, size: tuple[int, int]) -> None:
+    width, height = size
+    for agent in (True, False):
+        view = busy_view()
+        view.agent, view.agent_problem = agent, None if agent else "no control socket"
+        lines = screen(view, Ui(page=page), width, height)
+        assert len(lines) <= height
+        assert all(len(x) <= width for x in lines), (page, size, lines)
+        assert not any("\x1b" in x for x in lines)
+        text = "\n".join(lines)
+        assert "could not be drawn" not in text
+        if width >= 20 and height >= 4:
+            assert lines[0].startswith("quantrac console"[:width])
+        else:
+            assert lines[0] == "terminal too small"[:width]
+
+
+def test_errors_and_diagnoses_are_wrapped_whole_not_cut() -> None:
+    text = " ".join(" ".join(screen(busy_view(), Ui(page="overview"), 80, 200)).split())
+    assert "no answer within 0.300 s" in text and " END" in text
+    assert "hach\\x1b[2J" in text  # the hostile device name, escaped
+
+
+def test_keys() -> None:
+    ui = Ui()
+    assert handle(ui, "v", 1) is None and ui.page == "values"
+    assert handle(ui, "n", 1) == "network" and ui.page == "network"
+    assert handle(ui, "t", 1) == "network"
+    handle(ui, "Z", 1)
+    assert ui.page == "network" and "key Z does nothing" in ui.hint
+    handle(ui, "\x07", 1)
+    assert "^G" in ui.hint
+    handle(ui, "b", 2)
+    assert ui.hint == "" and handle(ui, "s", 2) == "scan"
+    handle(ui, "\t", 2)
+    assert ui.form.bus == 1
+    handle(ui, "r", 2)
+    for key in ("\t", "KEY_BACKSPACE", "4", "\t", "1", "2"):  # function 4, register 12
+        assert handle(ui, key, 2) is None
+    handle(ui, "x", 2)  # not a digit, not a page
+    assert ui.page == "read" and "key x does nothing" in ui.hint
+    assert handle(ui, "\n", 2) == "read"
+    assert ui.form.numbers() == (1, 4, 12, 2)
+    handle(ui, "KEY_RESIZE", 2)
+    assert ui.hint == ""
+    handle(ui, "KEY_UP", 2)
+    handle(ui, "KEY_UP", 2)
+    handle(ui, "KEY_UP", 2)  # the bus field: Space picks the next bus
+    handle(ui, " ", 2)
+    assert ui.form.bus == 0
+    handle(ui, "v", 2)  # page keys work from the form too
+    assert ui.page == "values"
+    handle(ui, "q", 2)
+    assert ui.quit
+
+
+def test_health_verdicts() -> None:
+    assert health_verdict({"device": "a", "unit": 1, "consecutive_failures": 0}) is None
+    silent = health_verdict({"device": "flow", "unit": 5, "consecutive_failures": 3,
+                             "last_error": "timeout: unit 5: no answer within 0.3 s"})
+    assert silent is not None and silent.startswith("SILENT: unit 5 (flow)")
+    refused = health_verdict({"device": "x", "unit": 1, "consecutive_failures": 1,
+                              "last_error": "exception_02: unit 1 function 03: exception 02"})
+    assert refused is not None and refused.startswith("REFUSES")
+
+
+def _hit(unit: int, *guesses: tuple[str, int, int]) -> ScanHit:
+    return ScanHit(unit, "data", [Guess(p, good, n) for p, good, n in guesses])
+
+
+def test_scan_against_the_config() -> None:
+    expected = [Expected("liq", "rs485", 1, "liquiline"), Expected("hach", "rs485", 2,
+                                                                   "hach_sc"),
+                Expected("flow", "rs485", 5, "flowmeter")]
+    hits = [_hit(1, ("liquiline", 3, 3)), _hit(12, ("hach_sc", 3, 3), ("liquiline", 0, 3)),
+            _hit(30, ("cems", 0, 4))]
+    lines = compare_scan(expected, hits)
+    assert lines[0].startswith("MIS-ADDRESSED: hach (hach_sc) is configured at unit 2")
+    assert "answers at unit 12" in lines[0] and "address to 2" in lines[0]
+    assert any(x.startswith("MISSING: unit 5 (flow") for x in lines)
+    assert any(x.startswith("UNEXPECTED: unit 30") for x in lines)
+    assert lines[-1] == "ok: unit 1 liq answers as liquiline"
+    assert not any("unit 12" in x and x.startswith("UNEXPECTED") for x in lines)
+
+
+def test_word_order_verdict() -> None:
+    spec = builtin_profile("liquiline").channel("pH")  # float32, word order big
+    hi, lo = struct.unpack(">HH", struct.pack(">f", 7.25))
+    assert word_order_verdict(spec, [hi, lo]) is None  # right order: nothing to say
+    verdict = word_order_verdict(spec, [lo, hi])
+    assert verdict is not None and "WRONG WORD ORDER: pH" in verdict
+    assert "7.25 pH with word order little" in verdict
+    assert word_order_verdict(spec, [0, 0]) is None  # zeros say nothing about the order
+
+
+def test_sparkline() -> None:
+    points = [(NOW - 3600 + i * 36, float(i)) for i in range(100)]
+    line = sparkline(points, NOW, 3600, 20)
+    assert len(line) == 20 and line[0] == "_" and line[-1] == "#"
+    assert sparkline([], NOW, 3600, 5) == "     "
+    half = sparkline([(NOW - 100, 1.0), (NOW - 10, float("nan"))], NOW, 3600, 10)
+    assert half.strip() and half[0] == " "
+
+
+def test_log_lines() -> None:
+    line = ('ts=2026-12-01T13:05:02+0000 level=warning logger=quantrac.poller '
+            'event=poll_failed device=hach unit=2 reason="no answer"')
+    assert short(line) == 'W 13:05:02 poll_failed device=hach unit=2 reason="no answer"'
+    assert short("level=error event=x").startswith("E x")
+    assert short("a plain line \x1b[31m").startswith("I a plain line \\x1b")
