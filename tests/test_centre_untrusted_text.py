@@ -78,9 +78,12 @@ def test_stations_escapes_station_controlled_security_event_text(
     out = capsys.readouterr().out
     assert code == 0
     assert not [c for c in CONTROLS if c in out], repr(out)
-    lines = out.splitlines()
+    # a long event wraps to 80 columns; its continuation is indented, so it cannot pass for
+    # an event (or any line) of its own
+    lines = [line for line in out.splitlines() if not line.startswith(" ")]
     assert len(lines) == 3, lines  # header, one station, one event: nothing forged
-    assert lines[2].endswith("\\x1b[1A'\\r\\nsecurity  forged\\x07")
+    event = out.splitlines()[2:]
+    assert " ".join(" ".join(event).split()).endswith("\\x1b[1A'\\r\\nsecurity forged\\x07")
 
 
 def test_logfmt_escapes_control_characters_so_no_line_can_be_forged() -> None:

@@ -227,7 +227,10 @@ def test_a_permanent_refusal_is_shown_by_status_within_one_cycle(
     assert status["state"] == "refused" and status["fix"] == fix.format(y=year)
     lines = status_view.render({"started": 0.0, "uplink": {"state": "waiting"},
                                 "uplink_circular10": status}, 1.0)
-    assert lines[-1] == f"! circ10 fix: {fix.format(y=year)}"[:80]
+    at = next(i for i, ln in enumerate(lines) if ln.startswith("! circ10 fix: "))
+    # the fix wraps to 80 columns, whole (issue 16: the actionable part is never cut)
+    assert " ".join(ln.strip() for ln in lines[at:]) == f"! circ10 fix: {fix.format(y=year)}"
+    assert all(len(ln) <= 80 for ln in lines)
     assert up.stats.pending == 1  # nothing dropped
 
 

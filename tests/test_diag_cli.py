@@ -53,7 +53,7 @@ def test_scan_finds_the_units_and_names_their_profiles(
     assert code == 0
     lines = out.splitlines()
     assert lines[0].startswith("scan of ")
-    rows = {int(line.split()[1].rstrip(":")): line for line in lines[1:-1]}
+    rows = {int(line.split()[1].rstrip(":")): line for line in lines[2:-1]}
     if mode == "rtu":
         assert set(rows) == {2, 5}
     else:  # over TCP the simulator answers like a gateway: exception 0B for absent units

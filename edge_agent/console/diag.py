@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 import struct
-import textwrap
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,11 +19,9 @@ from drivers.modbus import ModbusError, ModbusExceptionResponse
 from drivers.planner import ReadBlock, plan_reads
 from drivers.profile import ChannelSpec, Profile, profile_registers
 from drivers.transport import LinkError, Transport, TransportTimeout
+from edge_agent.console.width import WIDTH, wrap
 from edge_agent.core.plausibility import plausible_sample
 from protocol.model import Sample
-
-WIDTH = 80
-
 
 # --------------------------------------------------------------------------- read
 
@@ -269,9 +266,9 @@ def _looks(hit: ScanHit) -> str:
 def scan_report(hits: Sequence[ScanHit], complete: bool) -> list[str]:
     """One line per unit that answered: ``unit 1: data, matches liquiline (3/3 channels
     plausible)``; long lines wrap under the unit, never past ``WIDTH``."""
-    lines: list[str] = []
+    lines = ["what answers (channels that decode plausibly / all, per profile):"]
     for hit in hits:
-        what = hit.answer if hit.answer != "data" else "data"
+        what = hit.answer
         text = f"unit {hit.unit}: {what}" + (
             f", {_looks(hit)}" if hit.answer == "data" else "")
         lines += wrap(text)
@@ -336,13 +333,6 @@ def compare_with_config(hits: Sequence[ScanHit], configured: Sequence[Configured
         what = _looks(h) if h.answer == "data" else f"answers {h.answer}"
         lines += wrap(f"unit {h.unit}: not in the config; {what}")
     return lines
-
-
-def wrap(text: str, indent: str = "    ", width: int = WIDTH) -> list[str]:
-    """``text`` as lines of at most ``width`` columns, continuation lines indented: the end of
-    a message (often the part that says what to do) is wrapped, never cut."""
-    return textwrap.wrap(text, width, subsequent_indent=indent, break_on_hyphens=False,
-                         break_long_words=True) or [""]
 
 
 # --------------------------------------------------------------------------- watch

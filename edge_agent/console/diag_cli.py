@@ -101,7 +101,7 @@ ERROR_PREFIX = len("quantrac diag: error: ")
 def _fitted(func: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
     """``func`` whose refusals are wrapped to fit 80 columns with main's prefix (a long
     path or socket name must not push the advice off the screen's edge)."""
-    from edge_agent.console.diag import wrap
+    from edge_agent.console.width import wrap
 
     @functools.wraps(func)
     def run(args: argparse.Namespace) -> int:
@@ -238,7 +238,8 @@ def _progress_line(bus: str, done: int, total: int, found: int) -> str:
 
 
 def _scan(args: argparse.Namespace) -> int:
-    from edge_agent.console.diag import Configured, compare_with_config, scan_report, wrap
+    from edge_agent.console.diag import Configured, compare_with_config, scan_report
+    from edge_agent.console.width import wrap
 
     tty = sys.stderr.isatty()
 
@@ -383,8 +384,8 @@ def _read(args: argparse.Namespace) -> int:
         pair_table,
         typed_values,
         word_table,
-        wrap,
     )
+    from edge_agent.console.width import wrap
 
     what = (f"unit {args.unit} function {args.function:02d} register {args.register} "
             f"count {args.count}")
@@ -458,7 +459,8 @@ def _watch(args: argparse.Namespace) -> int:
 
 
 def _agent_rows(answer: dict[str, Any]) -> tuple[list[Any], list[str]]:
-    from edge_agent.console.diag import Row, wrap
+    from edge_agent.console.diag import Row
+    from edge_agent.console.width import wrap
     from protocol.model import Sample, Status
 
     rows, problems = [], []
@@ -509,7 +511,8 @@ def _watch_agent(args: argparse.Namespace, sock: Path) -> int:
 
 def _watch_here(args: argparse.Namespace) -> int:
     from edge_agent.config.reader import load_poll_config
-    from edge_agent.console.diag import Row, watch_table, wrap
+    from edge_agent.console.diag import Row, watch_table
+    from edge_agent.console.width import wrap
     from edge_agent.poll.build import build_buses
     from edge_agent.poll.poller import DevicePoller, Poller
     from protocol.model import Sample

@@ -152,15 +152,14 @@ def _check(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
 
 
 def _socket_of(args: argparse.Namespace) -> Path:
-    if args.socket is not None:
-        return Path(args.socket)
-    from edge_agent.config.reader import load_config
+    """--socket, else --config's, else the places every tool looks (control_client)."""
+    from edge_agent.console.control_client import find_socket
 
-    config = args.config or DEFAULT_CONFIG
-    return load_config(config, station_required=False).agent.control_socket
+    return find_socket(args.socket, args.config)
 
 
-def _status(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
+def _status(args: argparse.Namespace, out: TextIO | None = None) -> int:
+    out = out or sys.stdout  # looked up per call: a caller may have replaced it
     from edge_agent.console.control_client import request
 
     answer = request(_socket_of(args), {"op": "status"})
