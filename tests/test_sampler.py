@@ -306,7 +306,8 @@ def test_without_a_trigger_the_sampler_is_refused() -> None:
 
 
 def test_status_shows_the_exceedance_and_the_sampler_in_80_columns() -> None:
-    from edge_agent.console.status_view import WIDTH, render
+    from edge_agent.console.status_view import render
+    from edge_agent.console.width import WIDTH
 
     now = float(T10 + 900)
     st = {"station": "HCM-WW-0001", "started": now - 60, "ready": True, "clock": {},
