@@ -75,7 +75,6 @@ def _serve(args: argparse.Namespace) -> int:
     from centre import authority
     from centre.receiver import Receiver
     from centre.serve_config import ConfigError, load
-    from centre.store import CentreStore
     from protocol.config_file import MISSING
 
     cfg = load(args.config)
@@ -83,13 +82,6 @@ def _serve(args: argparse.Namespace) -> int:
         raise ConfigError.one(args.config, "broker", MISSING, "a [broker] table (`serve` "
                               "needs a broker)")
     centre = authority.load(cfg.centre_dir)
-    registry = centre.registry()
-    store = CentreStore(cfg.store)
-    packet_key = centre.packet_private
-    receiver = Receiver(
-        cfg.receiver, store, lambda data: registry.open_packet(data, packet_key),
-        centre.signing_private,
-    )  # fmt: skip
     stopping: list[int] = []
 
     def stop(signum: int, frame: object) -> None:
@@ -97,12 +89,60 @@ def _serve(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    store = _open_store(cfg.store, lambda: bool(stopping))
+    if store is None:
+        return 0
+    registry = centre.registry()
+    packet_key = centre.packet_private
+    receiver = Receiver(
+        cfg.receiver, store, lambda data: registry.open_packet(data, packet_key),
+        centre.signing_private,
+    )  # fmt: skip
     try:
         receiver.run(lambda: bool(stopping))
     finally:
         store.close()
         registry.close()
     return 0
+
+
+def _open_store(location: Path | str, should_stop: Callable[[], bool]) -> CentreStore | None:
+    """The store, once the database takes connections; None if told to stop before.
+
+    A database not up yet (the receiver started before PostgreSQL after a power cut) or
+    refusing us (a wrong password in the DSN, fixed by the operator while we wait) is the
+    same state as a database gone mid-run: nothing can be acknowledged, so nothing is read
+    from the broker either. It is said once, ``store_unavailable`` with the reason (never the
+    password: the store's message has none), and once more, ``store_available``, when the
+    store opens; attempts back off from 0.5 s up to 30 s. A store that is not a centre store
+    (another program's file, a station outbox) is an operator's mistake and raises at once.
+    """
+    import logging
+    import time
+
+    from centre.store import CentreStore, StoreUnavailableError
+    from protocol.backoff import Backoff
+
+    log = logging.getLogger("quantrac.centre.receiver")
+    backoff = Backoff(0.5, 30.0)
+    down_since: float | None = None
+    while not should_stop():
+        try:
+            store = CentreStore(location)
+        except StoreUnavailableError as exc:
+            if down_since is None:
+                down_since = time.monotonic()
+                log.error("store_unavailable", extra={"error": str(exc)[:300],
+                                                      "acking": "not started"})  # fmt: skip
+            deadline = time.monotonic() + backoff.next_delay()
+            while time.monotonic() < deadline and not should_stop():
+                time.sleep(0.05)
+            continue
+        if down_since is not None:
+            log.warning("store_available", extra={
+                "down_s": round(time.monotonic() - down_since, 3), "acking": "starting"})
+        return store
+    return None
 
 
 def _query(args: argparse.Namespace) -> int:
