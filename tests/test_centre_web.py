@@ -5,7 +5,9 @@ Chromium serve the whole module; the store is filled through ``CentreStore.inges
 receiver's own write path) with three stations: an ambient station that is public for some
 of its channels, a wastewater station that is not public (invalid windows of three kinds, an
 exceedance, a gap, a security event, offline), and a station whose id, channel and unit are
-markup. ``UPDATE_SCREENSHOTS=1`` writes the pages' screenshots to docs/.
+markup. ``QUANTRAC_SCREENSHOTS=docs`` saves the pages' screenshots there (how the README's
+pictures ``centre-dashboard.png`` and ``public-page.png`` are made); otherwise they go to the
+test's directory.
 """
 
 from __future__ import annotations
@@ -38,7 +40,6 @@ from protocol.web_app import Request
 from protocol.web_auth import hash_password
 from tests.chromium import Browser
 
-ROOT = Path(__file__).resolve().parent.parent
 QUANTRAC = Path(sys.executable).with_name("quantrac")
 PASSWORD = "correct horse battery"
 NOW = time.time()
@@ -302,12 +303,13 @@ def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Browser]:
         b.close()
 
 
-def shot(page: object, name: str) -> None:
-    if os.environ.get("UPDATE_SCREENSHOTS") == "1":
-        page.screenshot(ROOT / "docs" / name)  # type: ignore[attr-defined]
+@pytest.fixture(scope="module")
+def shots(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    given = os.environ.get("QUANTRAC_SCREENSHOTS")
+    return Path(given) if given else tmp_path_factory.mktemp("screenshots")
 
 
-def test_dashboard_in_chromium(centre: Centre, browser: Browser) -> None:
+def test_dashboard_in_chromium(centre: Centre, browser: Browser, shots: Path) -> None:
     page = browser.page()
     page.load(centre.base + "/")
     assert "/login" in page.url()
@@ -336,7 +338,8 @@ def test_dashboard_in_chromium(centre: Centre, browser: Browser) -> None:
                           ".map(c => c.textContent)")
     assert facts[0].startswith("offline since") and facts[5] == "10" and facts[6] == "1"
     assert facts[8] == "301-310"  # the seqs that never arrived
-    shot(page, "centre-dashboard.png")
+    page.screenshot(shots / "centre-dashboard.png")
+    assert (shots / "centre-dashboard.png").read_bytes().startswith(b"\x89PNG")
 
     page.load(centre.base + "/station?" + urllib.parse.urlencode({"id": XS}))
     text = page.evaluate("document.body.innerText")
@@ -351,4 +354,4 @@ def test_dashboard_in_chromium(centre: Centre, browser: Browser) -> None:
     assert cells == [["hourly", "75", "rgb(255, 255, 0)"], ["daily", "75", "rgb(255, 255, 0)"]]
     body = page.evaluate("document.body.innerText")
     assert "Hac Thanh park" in body and WW not in body and "SO2" not in body
-    shot(page, "public-page.png")
+    page.screenshot(shots / "public-page.png")

@@ -11,6 +11,7 @@ query ``centre query --from --to --window`` runs (``select_rows``: its rows unco
 from __future__ import annotations
 
 import math
+import urllib.parse
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -86,6 +87,10 @@ def render(row: Row, summary: StationSummary, records: Sequence[tuple[Any, ...]]
         el("h2", "Station"), facts,
         el("h2", "Current values"), values,
         el("h2", f"Averages, {shown}, {width}"),
+        el("p", *(el("a", label, href="/station?" + urllib.parse.urlencode(
+            {"id": station, "span": span})) for span, label in (("24h", "24 h"),
+                                                                  ("7d", "7 days"))),
+           class_="spans"),
         el("p", "Shaded: invalid windows; hover for the reason (as `centre query` gives it).",
            class_="muted"),
         el("div", *plots(records, period, tz), class_="grid"),
