@@ -14,6 +14,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from edge_agent.console.screen.pages import KEYS
 from tests.console_world import ConsoleWorld, Tmux, console_world, has, quantrac
 
 PAGES = {"o": "[overview]", "v": "[values]", "b": "[buses]", "r": "[read]", "e": "[events]",
@@ -44,6 +45,12 @@ def page(term: Tmux, key: str) -> str:
     return term.wait(has(PAGES[key]), 10, f"page {PAGES[key]}")
 
 
+def drawn_at(text: str, width: int) -> bool:
+    """The keys line is drawn for this width (cut to it, not wrapped by the terminal)."""
+    lines = text.split("\n")
+    return KEYS[:width].rstrip() in lines and (width >= len(KEYS) or "q quit" not in text)
+
+
 def assert_sane(text: str, width: int, height: int) -> None:
     lines = text.split("\n")
     assert len([x for x in lines if x]) <= height
@@ -54,6 +61,7 @@ def assert_sane(text: str, width: int, height: int) -> None:
 def test_every_page_fits_80x24_and_40x10(term: Tmux) -> None:
     for size in ((80, 24), (40, 10), (80, 24)):
         term.resize(*size)
+        term.wait(lambda s, w=size[0]: drawn_at(s, w), 10, f"the screen redrawn at {size}")
         for key in PAGES:
             text = page(term, key)
             assert_sane(text, *size)
