@@ -302,13 +302,15 @@ class CentreStore:
             # A station's outbox numbers from 1, so for a station new to us everything below
             # its first packet is a gap too (its first packet may be the one that got lost).
             # One upsert (one round trip to a database server): a new station's row as if
-            # made at 0 and then advanced, or the existing row advanced.
+            # made at 0 and then advanced, or the existing row advanced. Seqs reach 2**63-1,
+            # so the SQL subtracts from the packet's seq (>= 0) instead of adding to a
+            # stored one: PostgreSQL's BIGINT raises on overflow (SQLite turns it into REAL).
             [(counter,)] = db.execute(
                 "INSERT INTO stations AS s (station, counter, contiguous, top) "
                 "VALUES (?, ?, CASE WHEN ? <= 1 THEN ? ELSE 0 END, ?) "
                 "ON CONFLICT (station) DO UPDATE SET counter = s.counter + 1, "
-                f"top = {greatest}(s.top, excluded.top), contiguous = CASE WHEN ? <= "
-                f"s.contiguous + 1 THEN {greatest}(s.contiguous, ?) ELSE s.contiguous END "
+                f"top = {greatest}(s.top, excluded.top), contiguous = CASE WHEN ? - 1 <= "
+                f"s.contiguous THEN {greatest}(s.contiguous, ?) ELSE s.contiguous END "
                 "RETURNING counter",
                 (station, self._counter_floor() + 1, first, last, last, first, last),
             )
@@ -384,7 +386,7 @@ class CentreStore:
             for seq, nxt in db.execute(
                 "SELECT seq, nxt FROM (SELECT seq, lead(seq) OVER (ORDER BY seq) AS nxt "
                 "FROM records WHERE station = ? AND seq > ?) AS gaps "
-                "WHERE nxt IS NOT NULL AND nxt > seq + 1 ORDER BY seq",
+                "WHERE nxt IS NOT NULL AND nxt - 1 > seq ORDER BY seq",
                 (station, contiguous),
             )
         ]

@@ -145,3 +145,17 @@ def test_changed_record_field_is_detected_by_value_not_identity(store: CentreSto
     seq, rec = batch[1]
     nudged = [(seq, dataclasses.replace(rec, n_valid=rec.n_valid - 1))]
     assert store.ingest("S1", nudged, digest("b"), 2).outcome == CONFLICT
+
+
+def test_seqs_up_to_the_largest_i64_are_held_and_gaps_found(store: CentreStore) -> None:
+    """The payload allows seqs to 2**63-1: the gap mark's SQL must not overflow there
+    (PostgreSQL's BIGINT raises where SQLite silently turns the sum into a REAL)."""
+    top = (1 << 63) - 1
+    a, b = pairs(1, 2)
+    assert store.ingest("S1", [(0, a[1]), (top, b[1])], digest("a"), 1).outcome == STORED
+    assert store.ingest("S1", [(0, a[1])], digest("b"), 2).outcome == RESENT
+    assert store.holes("S1") == []
+    store.ingest("S2", [(1, a[1])], digest("c"), 1)
+    store.ingest("S2", [(top, b[1])], digest("d"), 1)
+    assert store.holes("S2") == [(2, top - 1)]
+    assert [s.last_seq for s in store.summaries()] == [top, top]
