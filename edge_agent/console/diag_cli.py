@@ -493,8 +493,8 @@ def _watch_agent(args: argparse.Namespace, sock: Path) -> int:
                 raise CommandError(f"the agent at {sock}: {answer.get('error')}")
             rows, problems = _agent_rows(answer)
             stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime())
-            lines = [f"quantrac diag watch  {stamp}  (the running agent's view)"
-                     + ("" if args.once else "  Ctrl-C stops"), *watch_table(rows, time.time()),
+            lines = [f"diag watch {stamp}, the running agent's view"
+                     + ("" if args.once else " (Ctrl-C stops)"), *watch_table(rows, time.time()),
                      *problems]
             if tty and not args.once:
                 out.write("\x1b[H\x1b[J")
