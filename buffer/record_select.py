@@ -43,4 +43,7 @@ def where(f: RecordFilter, *, by_station: bool) -> tuple[str, list[Any]]:
         params.append(f.window_s)
     if f.invalid_only:
         clauses.append("valid = 0")
+    if f.after_seq is not None:
+        clauses.append("seq > ?")
+        params.append(f.after_seq)
     return " AND ".join(clauses), params

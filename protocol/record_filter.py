@@ -39,7 +39,9 @@ SHOWN_KNOWN = 5
 @dataclass(frozen=True, slots=True)
 class RecordFilter:
     """Records whose window starts in ``[t0, t1)`` (UTC epoch s; None: open), of ``station``
-    (the centre's store; the outbox is one station's), ``channel``, a ``window_s`` long."""
+    (the centre's store; the outbox is one station's), ``channel``, a ``window_s`` long;
+    ``after_seq``: only those stored after that seq (a page that keeps what it read asks only
+    for what is new; seqs only grow, whatever window a late record belongs to)."""
 
     station: str | None = None
     channel: str | None = None
@@ -47,6 +49,7 @@ class RecordFilter:
     t1: float | None = None
     window_s: int | None = None
     invalid_only: bool = False
+    after_seq: int | None = None
 
 
 def zone(name: str) -> ZoneInfo:

@@ -170,7 +170,7 @@ def plot(windows: Sequence[Window], t0: float, t1: float, tz: ZoneInfo, *, label
         parts.append(f'<text x="{_LEFT - 4}" y="{y(v) + 4:.1f}" text-anchor="end">'
                      f'{_short(v)}</text>')
     if unit:
-        parts.append(f'<text x="4" y="{height - 6}">{esc(unit)}</text>')
+        parts.append(f'<text x="4" y="{height - 6}">{esc(unit[:7])}</text>')  # the label room
     if limit is not None and math.isfinite(limit):
         parts.append(f'<path class="limit" fill="none" stroke="#b3261e" '
                      f'stroke-dasharray="4 3" d="M{_LEFT} {y(limit):.1f}H{width - _RIGHT}">'

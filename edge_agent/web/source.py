@@ -14,6 +14,7 @@ read as ``quantrac circular10 list`` reads it. The export download is
 from __future__ import annotations
 
 import io
+import math
 import tempfile
 import time
 import zipfile
@@ -23,7 +24,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from buffer import OUTBOX_NAME
-from buffer.outbox_read import OutboxReader, Selected
+from buffer.outbox_read import OutboxReader, OutboxRecord, Selected
 from edge_agent.config.coverage import thresholds
 from edge_agent.config.model import StationConfig
 from edge_agent.console.control_client import ControlError, request
@@ -31,6 +32,8 @@ from protocol.record_filter import RecordFilter
 
 #: how many of the Circular 10 files last sent the page lists
 SHOWN_SENT = 5
+#: windows kept below the one asked for, so moving between 24 h and 7 d rereads nothing
+KEEP_EXTRA_S = 7 * 86400
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +51,36 @@ class SentFile:
     sent_at: float
 
 
+class _Kept:
+    """The records of one window width read so far: windows starting at ``floor`` or later,
+    in the reader's order, and the highest seq read (records or left-out ones)."""
+
+    def __init__(self, floor: float) -> None:
+        self.floor = floor
+        self.records: list[OutboxRecord] = []
+        self.unsound: set[int] = set()
+        self.last_seq = -1
+
+    def add(self, selected: Selected) -> None:
+        if selected.records:
+            self.records += selected.records
+            self.records.sort(key=_order)
+        self.unsound.update(selected.unsound)
+        seqs = [r.seq for r in selected.records] + selected.unsound
+        self.last_seq = max([self.last_seq, *seqs])
+
+    def prune(self, floor: float) -> None:
+        """Forget windows before ``floor`` (time has moved on; a page never asks for them)."""
+        if floor > self.floor:
+            self.records = [r for r in self.records if r.record.start >= floor]
+            self.floor = floor
+
+
+def _order(r: OutboxRecord) -> tuple[int, int, str, int]:
+    """``buffer.record_select.ORDER``: start, width, channel, seq."""
+    return (r.record.start, r.record.end - r.record.start, r.record.channel, r.seq)
+
+
 class StationSource:
     """One station config's outbox, control socket and spool."""
 
@@ -56,6 +89,7 @@ class StationSource:
         self.tz = ZoneInfo(cfg.station.timezone)
         self.outbox = cfg.agent.state_dir / OUTBOX_NAME
         self.thresholds = thresholds(cfg)
+        self._kept: dict[int, _Kept] = {}
 
     def status(self, timeout: float = 5.0) -> AgentStatus:
         try:
@@ -67,8 +101,31 @@ class StationSource:
         return AgentStatus(answer["status"])
 
     def records(self, wanted: RecordFilter) -> Selected:
+        """The records ``wanted`` asks for, as ``OutboxReader.select`` returns them.
+
+        The page asks for the same windows every minute, and checking 60 000 checksums is most
+        of a page's cost, so the records of a plotted width are kept (``_Kept``) and each
+        later page reads only those stored since (``after_seq``), through the same reader and
+        filter. A stored record never changes; what is not seen this way is a record the
+        agent quarantines after the page read it (its checksum failed later on disk): the
+        page keeps showing the value it checked, until it restarts."""
+        w = wanted.window_s
+        if w is None or wanted.t0 is None or wanted.channel is not None \
+                or wanted.invalid_only or wanted.after_seq is not None:
+            with OutboxReader(self.outbox) as outbox:
+                return outbox.select(wanted)
+        kept = self._kept.get(w)
         with OutboxReader(self.outbox) as outbox:
-            return outbox.select(wanted)
+            if kept is None or wanted.t0 < kept.floor:
+                kept = self._kept[w] = _Kept(wanted.t0)
+                kept.add(outbox.select(RecordFilter(t0=wanted.t0, window_s=w)))
+            else:
+                kept.add(outbox.select(RecordFilter(t0=kept.floor, window_s=w,
+                                                    after_seq=kept.last_seq)))
+        kept.prune(wanted.t0 - KEEP_EXTRA_S)
+        t0, t1 = wanted.t0, math.inf if wanted.t1 is None else wanted.t1
+        return Selected([r for r in kept.records if t0 <= r.record.start < t1],
+                        sorted(kept.unsound))
 
     def circular10_sent(self) -> list[SentFile]:
         """The last files the Circular 10 uplink delivered (newest first); none without it."""
