@@ -263,3 +263,21 @@ def _ids() -> tuple[int, int]:
         return os.getuid(), os.getgid()
     user = pwd.getpwnam(SERVER_USER)
     return user.pw_uid, user.pw_gid
+
+
+@pytest.mark.parametrize("command", ["query", "stations"])
+def test_read_commands_refuse_a_database_that_is_not_a_store_and_add_nothing(
+    pg_server: PgServer, database: str, command: str, capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The PostgreSQL side of tests/test_centre_read_only.py: `centre query/stations` open
+    read-only and never create the schema in a database an operator merely pointed them at."""
+    execute_sql(database, "CREATE TABLE notes (line TEXT)")
+    extra = ["--station", "HCM-Q1"] if command == "query" else []
+    code = main(["centre", command, "--store", database, *extra])
+    err = capsys.readouterr().err
+    assert code == 1 and "centre:" in err
+    assert "/t_" in err and ": not a centre record store (no table records" in err, err
+    assert pg_server.password not in err
+    tables = pg_server.admin("SELECT table_name FROM information_schema.tables "
+                             "WHERE table_schema = 'public'", database.rsplit("/", 1)[1])
+    assert tables == [("notes",)], "no record tables added, no schema_version"
