@@ -57,6 +57,7 @@ from typing import IO, Any
 from zoneinfo import ZoneInfo
 
 STATION_ID = "HCM-DEMO-WW01"
+DEMO_PASSWORD = "demo-password"  # the centre dashboard's, set by `centre web passwd`
 ZONE = "Asia/Ho_Chi_Minh"  # the station's and the centre's: times on a command line are in it
 ROOT = Path(__file__).resolve().parent.parent
 SIM_CONFIG = ROOT / "hw_sim" / "examples" / "wastewater.toml"
@@ -437,8 +438,10 @@ def _value(value: Any) -> str:
     return json.dumps(str(value))
 
 
-def centre_config(port: int) -> str:
-    """The centre receiver's config; paths are relative to the file, in ``demo-run/``."""
+def centre_config(port: int, web_port: int, st: Station) -> str:
+    """The centre's config (receiver, dashboard, what is public); paths are relative to the
+    file, in ``demo-run/``. The demo station is public with every channel it reports."""
+    public = ", ".join(f'"{c}"' for c in public_channels(st))
     return f"""\
 # Demo centre receiver, written by `make demo`; paths are relative to this file.
 centre_dir = "centre"
@@ -455,7 +458,39 @@ client_id = "demo-centre-1"
 
 [receiver]
 group = "demo"
+
+[web]
+listen = "127.0.0.1:{web_port}"
+
+[station."{st.station_id}"]
+public = true
+public_channels = [{public}]
 """
+
+
+def public_channels(st: Station) -> list[str]:
+    """Every symbol the demo station's devices report (its config, built with no ports)."""
+    doc = tomllib.loads(st.config("/dev/null", 0))
+    try:
+        return sorted({c for d in doc.get("device", []) for c in reported(d)})
+    except MissingStation:
+        return []
+
+
+def start_dashboard(sh: Shell, procs: Processes, work: Path, port: int) -> None:
+    """``centre web passwd`` (the password from stdin), then ``centre web``: the URLs."""
+    config = work / "centre.toml"
+    passwd: list[str | Path] = ["quantrac", "centre", "web", "passwd", "--config", config,
+                                "--password-stdin"]
+    sh.show(passwd)
+    out = subprocess.run(_quantrac(*sh.argv(passwd)[1:]), input=DEMO_PASSWORD + "\n",
+                         capture_output=True, text=True, cwd=sh.cwd, timeout=60)
+    if out.returncode != 0:
+        raise RuntimeError(f"centre web passwd failed:\n{out.stdout}{out.stderr}")
+    procs.start("centre-web", ["quantrac", "centre", "web", "--config", config])
+    _wait_for(lambda: _accepts(port), "the centre dashboard to listen", 30, procs)
+    print(f"   dashboard: http://127.0.0.1:{port}/  (password {DEMO_PASSWORD})")
+    print(f"   public page: http://127.0.0.1:{port}/public")
 
 
 def provision(sh: Shell, work: Path, port: int, station_id: str = STATION_ID) -> None:
@@ -580,11 +615,13 @@ def look_further(sh: Shell, work: Path, st: Station = WASTEWATER) -> None:
         ["centre", "query", "--config", work / "centre.toml", "--station", st.station_id,
          "--invalid", "--wide"],
         ["centre", "stations", "--config", work / "centre.toml"],
+        ["centre", "web", "--config", work / "centre.toml"],
     ]
     for args in commands:
         sh.show(["quantrac", *sh.argv(args)])
     note(f"the station's own records of {st.fault_channel}; every invalid window at the centre "
-         "with its counts and flags; per station: records held, seq gaps, security events. "
+         "with its counts and flags; per station: records held, seq gaps, security events; "
+         f"the dashboard again (password {DEMO_PASSWORD}) on the stored records. "
          f"Logs: {sh.word(work / 'logs')}/.")
 
 
@@ -625,9 +662,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         _wait_for(lambda: _accepts(port), "Mosquitto to listen", 15, procs)
 
         say("centre: receiver (verify, de-duplicate, store, acknowledge)")
-        (work / "centre.toml").write_text(centre_config(port))
-        print(f"   wrote {sh.word(work / 'centre.toml')}: broker, store, time zone")
+        web_port = _free_port()
+        (work / "centre.toml").write_text(centre_config(port, web_port, st))
+        print(f"   wrote {sh.word(work / 'centre.toml')}: broker, store, time zone, "
+              "dashboard")
         procs.start("centre", ["quantrac", "centre", "serve", "--config", work / "centre.toml"])
+        say("centre: dashboard (login) and public open-data page, while the demo runs")
+        start_dashboard(sh, procs, work, web_port)
 
         pty, tcp_port = start_simulator(sh, procs, work, st.sim_config)
 
