@@ -106,8 +106,8 @@ unit = 3
 channels = ["TN", "TP"]
 interval = 1.0
 [averaging]
-windows = [10]
-grace_s = 1.0
+windows = [2]
+grace_s = 0.5
 """
 
 
@@ -193,7 +193,7 @@ def test_scan_through_the_agent_finds_a_silent_and_a_misaddressed_unit(
     env.sim.set_fault(4, "no_answer", True)  # the flowmeter goes silent
     try:
         code, out, err = run(capsys, "diag", "scan", "--port", str(env.sim.pty_path),
-                             "--units", "1-20")
+                             "--units", "1-14")
     finally:
         env.sim.set_fault(4, "no_answer", False)
     assert code == 0, err
@@ -327,7 +327,7 @@ def test_every_output_fits_80_columns(env: Station, tmp_path: Path,
     wait_for(lambda: request(env.socket, {"op": "status"})["status"]["outbox"]["last_seq"] > 0,
              30, "a first record in the agent's outbox")
     with Store(env.state_dir / "outbox.sqlite") as outbox:
-        records = list(outbox.windows(10))
+        records = list(outbox.windows(2))
     assert records
     store = tmp_path / "centre.sqlite"
     long_id = "HCM-KCN-TANTHUAN-NHAMAY-XULY-01"
@@ -337,6 +337,9 @@ def test_every_output_fits_80_columns(env: Station, tmp_path: Path,
         centre.security_event(long_id, "bad_signature",
                               "packet 3 of 3 signed with a key the registry does not know "
                               "(key id 7f3a9c, enrolled 2026-11-30, revoked)")
+    deep = tmp_path / "long-state-directory" / "control.sock"  # a line past 80 unwrapped
+    code, _, err = run(capsys, "status", "--socket", str(deep))
+    assert code == 1 and "no control socket" in err
     _, out, _ = run(capsys, "centre", "query", "--store", str(store), "--station", long_id)
     assert len(out.splitlines()) >= 2 + len(records)
     _, out, _ = run(capsys, "centre", "stations", "--store", str(store))
@@ -344,3 +347,36 @@ def test_every_output_fits_80_columns(env: Station, tmp_path: Path,
     code = main(["centre", "stations", "--store", str(store), "--wide"])
     wide = capsys.readouterr().out
     assert code == 0 and "last received" in wide.splitlines()[0]
+
+
+def test_scan_progress_is_reported_and_a_second_scan_of_the_bus_refused(env: Station) -> None:
+    import threading
+
+    from edge_agent.console.diag_cli import _progress_line
+
+    line = _progress_line("/dev/serial/by-id/usb-FTDI_FT232R_USB_UART_A50285BI-if00-port0",
+                          120, 247, 3)
+    assert len(line) < 80 and line.endswith(": 120/247 unit ids, 3 answered (Ctrl-C stops)")
+
+    bus = "rs485-wastewater-bus"
+    answer: dict[str, Any] = {}
+    scan = threading.Thread(target=lambda: answer.update(request(
+        env.socket, {"op": "scan", "bus": bus, "units": list(range(30, 45))}, timeout=60)))
+    scan.start()
+    try:
+        seen: list[dict[str, int]] = []
+
+        def progressed() -> bool:
+            p = request(env.socket, {"op": "scan_progress"})["scans"].get(bus)
+            if p:
+                seen.append(p)
+            return bool(p) and p["done"] > 0
+
+        wait_for(progressed, 30, "the scan's progress")
+        second = request(env.socket, {"op": "scan", "bus": bus, "units": [1]})
+        assert not second["ok"] and "already running" in second["error"]
+    finally:
+        scan.join(60)
+    assert answer["ok"] and answer["hits"] == [] and answer["complete"]
+    assert seen[-1]["total"] == 15 and 0 < seen[-1]["done"] <= 15
+    assert bus not in request(env.socket, {"op": "scan_progress"})["scans"]

@@ -160,9 +160,18 @@ def _socket_of(args: argparse.Namespace) -> Path:
 
 def _status(args: argparse.Namespace, out: TextIO | None = None) -> int:
     out = out or sys.stdout  # looked up per call: a caller may have replaced it
-    from edge_agent.console.control_client import request
+    from edge_agent.console.control_client import ControlError, request
+    from edge_agent.console.width import wrap
 
-    answer = request(_socket_of(args), {"op": "status"})
+    sock = _socket_of(args)
+    try:
+        answer = request(sock, {"op": "status"})
+    except ControlError as exc:  # "<socket>: <problem>": the path, then the problem whole,
+        room = 80 - len("quantrac status: error: ")  # each wrapped with main's prefix
+        path, sep, problem = str(exc).partition(f"{sock}: ")
+        parts = [f"{sock}:", problem] if sep and not path else [str(exc)]
+        raise CommandError("\n".join(w for part in parts for w in wrap(part, "  ", room))
+                           ) from None
     if not answer.get("ok"):
         raise CommandError(f"the agent answered: {answer.get('error')}")
     if args.json:
