@@ -76,3 +76,51 @@ def test_kept_records_equal_a_fresh_read_after_each_change(tmp_path: Path) -> No
     assert bad in got[1] and len(got[0]) == 201
     assert any(r.channel == "Temp" and r.start == T0 + 15 * W for _, r in got[0])  # late
     assert page() == fresh()  # nothing new: the same again
+
+
+C10 = """\
+[uplink.circular10]
+host = "127.0.0.1"
+directory = "/incoming"
+[uplink.circular10.receiver]
+file_prefix = "HCM_ACME_OUTF1_"
+transport = "ftp"
+"""
+
+
+def test_the_circular10_files_last_sent_and_the_uplinks_on_the_page(tmp_path: Path) -> None:
+    from edge_agent.uplinks.circular10.uplink import SPOOL_NAME, Spool
+    from edge_agent.web import render
+    from edge_agent.web.source import SHOWN_SENT, AgentStatus
+
+    (tmp_path / "station.toml").write_text(CONFIG.format(state=tmp_path) + C10)
+    cfg = load_config(tmp_path / "station.toml")
+    src = StationSource(cfg)
+    assert src.circular10_sent() == []  # the uplink has not run yet: no spool, none sent
+    spool = Spool(tmp_path / SPOOL_NAME)
+    for k in range(8):
+        (spool.sent / Spool.key(T0 + k * W, f"HCM_ACME_OUTF1_{k}<b>.txt")).write_text("x\n")
+    (spool.pending / Spool.key(T0 + 9 * W, "HCM_ACME_OUTF1_9.txt")).write_text("x\n")
+    sent = src.circular10_sent()
+    assert [f.window_start for f in sent] == [T0 + k * W for k in range(7, 7 - SHOWN_SENT, -1)]
+    assert sent[0].name == "HCM_ACME_OUTF1_7<b>.txt"
+    status = {"ready": True, "started": T0, "channels": [], "clock": {"synchronised": True},
+              "outbox": {"unacked": 3, "in_flight": 1, "oldest_unacked_start": T0,
+                         "last_seq": 9},
+              "uplink": {"state": "connected", "detail": "broker:8883",
+                         "stats": {"records_acked": 6, "disconnects": 0}},
+              "uplink_circular10": {"state": "sending", "detail": "ftp://127.0.0.1/incoming",
+                                    "stats": {"files_sent": 8, "pending": 1,
+                                              "last_error": "530 <login> incorrect"}}}
+    period = render.Period(T0, T0 + 86400, W, "24h")
+    page = render.station_page(cfg, AgentStatus(status), src.records(
+        RecordFilter(t0=T0, t1=T0 + 86400, window_s=W)), sent, period, [60, W],
+        src.thresholds, T0 + 3000.0)
+    assert "HCM_ACME_OUTF1_7&lt;b&gt;.txt" in page and "<b>.txt" not in page
+    assert "8 sent, 1 pending; 530 &lt;login&gt; incorrect" in page
+    assert ">connected<" in page and "3 records not acknowledged (1 in flight)" in page
+    down = render.station_page(cfg, AgentStatus(None, "no agent on /run/x.sock"),
+                               src.records(RecordFilter(t0=T0, t1=T0 + 86400, window_s=W)),
+                               sent, period, [60, W], src.thresholds, T0 + 3000.0)
+    assert "The agent is not answering: no agent on /run/x.sock" in down
+    assert "HCM_ACME_OUTF1_7&lt;b&gt;.txt" in down  # the spool is read without the agent

@@ -108,7 +108,10 @@ class StationSource:
         later page reads only those stored since (``after_seq``), through the same reader and
         filter. A stored record never changes; what is not seen this way is a record the
         agent quarantines after the page read it (its checksum failed later on disk): the
-        page keeps showing the value it checked, until it restarts."""
+        page keeps showing the value it checked, until it restarts. No outbox file yet (the
+        agent has not run): no records, and the rest of the page still shows."""
+        if not self.outbox.is_file():  # a new station: the agent has stored nothing yet
+            return Selected([])
         w = wanted.window_s
         if w is None or wanted.t0 is None or wanted.channel is not None \
                 or wanted.invalid_only or wanted.after_seq is not None:
