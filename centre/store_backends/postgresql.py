@@ -19,7 +19,7 @@ burst is exactly when retries would pile up. Different stations never wait for e
 (the lock key is the station). The database still enforces the rule's core: ``(station, seq)``
 is the records' PRIMARY KEY, so a path that skipped the lock would fail, never store twice.
 
-Bulk ingest is COPY (the records of one packet in one transaction). A lost connection, a
+Bulk ingest is binary COPY (the records of one packet in one transaction). A lost connection, a
 database that refuses us or a full disk (SQLSTATE class 08, 53, 57P) is
 ``StoreUnavailableError``; the next transaction reconnects, so a receiver resumes by itself.
 """
@@ -89,6 +89,7 @@ class PostgresBackend:
         self.read_only = read_only
         self._secret = str(self._parts().get("password") or "")
         self.conn: psycopg.Connection[tuple[Any, ...]] | None = None
+        self._column_types: dict[tuple[str, tuple[str, ...]], list[str]] = {}
         self._connect()
 
     def _parts(self) -> dict[str, Any]:
@@ -148,11 +149,27 @@ class PostgresBackend:
             self._live().cursor().executemany(sql.replace("?", "%s"), rows)
 
     def insert(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
-        with self._translated(), self._live().cursor().copy(
-            f"COPY {table} ({', '.join(columns)}) FROM STDIN"
-        ) as copy:
-            for row in rows:
-                copy.write_row(row)
+        """COPY in PostgreSQL's binary format: the rows' values are packed by psycopg's C
+        code from the column types (read once per table), about half the client's cost per
+        row of the text format, which is most of the client's time in a backlog burst."""
+        with self._translated():
+            types = self._types(table, columns)
+            with self._live().cursor().copy(
+                f"COPY {table} ({', '.join(columns)}) FROM STDIN (FORMAT BINARY)"
+            ) as copy:
+                copy.set_types(types)
+                for row in rows:
+                    copy.write_row(row)
+
+    def _types(self, table: str, columns: Sequence[str]) -> list[str]:
+        key = (table, tuple(columns))
+        known = self._column_types.get(key)
+        if known is None:
+            found = dict(self._live().execute(
+                "SELECT column_name, data_type FROM information_schema.columns "
+                "WHERE table_schema = current_schema() AND table_name = %s", (table,)).fetchall())
+            known = self._column_types[key] = [str(found[c.strip('"')]) for c in columns]
+        return known
 
     def ddl(self, script: str) -> str:
         for pattern, replacement in _TYPES:
