@@ -132,7 +132,9 @@ def make_stations(world: World, n: int, hours: float, now: float) -> list[Statio
             chans = channels_of(i)
             pairs: list[tuple[int, Record]] = []
             seq = 0
-            for w in range(windows, -1, -1):  # oldest first; window 0 (the newest) is steady
+            # oldest first: the first window is the steady state's (sent before the outage),
+            # the rest the backlog that piled up during it, so seqs grow as time does
+            for w in range(windows, -1, -1):
                 start = end0 - (w + 1) * WINDOW_S
                 for c, (name, unit) in enumerate(chans):
                     seq += 1
@@ -140,7 +142,7 @@ def make_stations(world: World, n: int, hours: float, now: float) -> list[Statio
                     pairs.append((seq, Record(name, start, start + WINDOW_S, mean, mean - 1.0,
                                               mean + 1.5, 0.25, 30, 30, True, Status.MEASURING,
                                               unit, RecordFlag.NONE)))  # fmt: skip
-            steady_pairs = pairs[-len(chans):]
+            steady_pairs = pairs[: len(chans)]
 
             def sealed(batch: list[tuple[int, Record]], sid: str = sid, kid: bytes = kid,
                        sk: Ed25519PrivateKey = sk) -> Packet:  # fmt: skip
@@ -149,7 +151,7 @@ def make_stations(world: World, n: int, hours: float, now: float) -> list[Statio
                 data = seal(header, encode_records(batch), sk, centre_pub)
                 return Packet(batch[0][0], batch[-1][0], len(batch), data)
 
-            backlog = [sealed(b) for b in batch_records(pairs[: -len(chans)],
+            backlog = [sealed(b) for b in batch_records(pairs[len(chans) :],
                                                         station_id_len=len(sid))]  # fmt: skip
             out.append(Station(sid, sealed(steady_pairs), backlog))
     return out
@@ -333,6 +335,18 @@ class Result:
     p99: float
     cores: dict[str, float]
     resends: int
+    bytes_per_record: float
+
+
+def store_bytes(location: str) -> int:
+    """What the store takes on disk now: the SQLite file and its WAL, or the database."""
+    if location.startswith("postgresql://"):
+        import psycopg
+
+        with psycopg.connect(location) as conn:
+            row = conn.execute("SELECT pg_database_size(current_database())").fetchone()
+            return int(row[0]) if row else 0
+    return sum(os.path.getsize(p) for p in (location, location + "-wal") if os.path.exists(p))
 
 
 def run_once(
@@ -357,6 +371,7 @@ def run_once(
                 'group = "scale"']) + "\n")  # fmt: skip
             procs.append(world.start_centre(config, f"{root.name}-{name}.log"))
         cpu = Cpu(pid_running(str(broker.setup.conf)), [p.pid for p in procs], postmaster)
+        empty = store_bytes(location)  # the schema, before any record
         loader = Loader(broker, (bridge.cert, bridge.key), world, stations, args.window)
         steady = loader.steady(args.steady_s)
         before, t0 = cpu.sample(), time.perf_counter()
@@ -380,9 +395,10 @@ def run_once(
         held = sum(s.records for s in store.summaries())
     if held != want:
         raise RuntimeError(f"{backend}, {n_receivers} receivers: {held} records held, {want} sent")
+    per_record = (store_bytes(location) - empty) / held
     cores = {k: (after[k] - before[k]) / wall for k in after}
     return Result(backend, n_receivers, pct(steady, 50), pct(steady, 99), records, packets,
-                  drain_s, pct(lat, 50), pct(lat, 99), cores, resends)  # fmt: skip
+                  drain_s, pct(lat, 50), pct(lat, 99), cores, resends, per_record)  # fmt: skip
 
 
 def main() -> int:
@@ -460,6 +476,12 @@ def main() -> int:
             verdict = "met" if rate >= TARGET else f"MISSED by {TARGET / rate:.1f}x"
             print(f"target >= {TARGET:,.0f} records/s with 2 receivers on {r.backend}: "
                   f"{rate:,.0f}, {verdict}")
+    for backend in backends:
+        sizes = [r.bytes_per_record for r in results if r.backend == backend]
+        year = sizes[-1] * 105_120 * 8  # 5-minute windows in a year x 8 channels
+        print(f"store on disk, {backend}: {min(sizes):.0f}-{max(sizes):.0f} bytes a record "
+              f"(indexes included): a station of 8 channels, 5-minute records, "
+              f"{year / 1e6:.0f} MB a year")
     print(f"machine: {os.cpu_count()} cores shared by everything above (broker, receivers, "
           "database, this load generator)")
     return 0
