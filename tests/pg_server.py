@@ -35,8 +35,6 @@ RUNUSER = "runuser"
 SERVER_USER = "postgres"  # created by Debian's postgresql package
 SUPERUSER = "quantrac"
 DATABASE = "centre_test"
-#: every table of the record store (centre.migrations), emptied between tests
-STORE_TABLES = ("records", "current_values", "packets", "stations", "security_events")
 
 
 def pg_program(name: str) -> str:
@@ -124,13 +122,21 @@ class PgServer:
             return list(cur.fetchall()) if cur.description is not None else []
 
     def fresh(self) -> str:
-        """The test database, its store schema in place and every table empty; its URL."""
+        """The test database, its store schema in place and every table but the schema's
+        version emptied (whatever tables the migrations made); its URL."""
         if not self._migrated:
             from centre.store import CentreStore
 
             CentreStore(self.dsn()).close()
             self._migrated = True
-        self.admin(f"TRUNCATE {', '.join(STORE_TABLES)} RESTART IDENTITY")
+        # a store an earlier test left open (a receiver process killed mid-transaction, a
+        # connection not closed) would hold locks TRUNCATE waits for: end those sessions
+        self.admin("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                   f"WHERE datname = '{DATABASE}' AND pid <> pg_backend_pid()")
+        tables = [str(t) for (t,) in self.admin(
+            "SELECT tablename FROM pg_tables WHERE schemaname = current_schema() "
+            "AND tablename <> 'schema_version'")]
+        self.admin(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY")
         return self.dsn()
 
     def close(self) -> None:
