@@ -65,7 +65,6 @@ class PgServer:
     """One PostgreSQL server with a superuser ``quantrac`` (password) and a test database."""
 
     def __init__(self) -> None:
-        shutil.which(INITDB), shutil.which(PG_CTL)  # the programs, for test_outside_programs
         self.as_root = os.getuid() == 0
         self.root = Path(tempfile.mkdtemp(prefix="quantrac-pg-"))
         self.data = self.root / "data"
