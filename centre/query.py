@@ -95,11 +95,13 @@ def _wrap_reasons(text: str, width: int = WIDTH) -> str:
 
 
 def render_stations(summaries: Sequence[StationSummary], now: float, tz: ZoneInfo, *,
-                    wide: bool = False) -> str:
+                    wide: bool = False, missing: Mapping[str, int] | None = None) -> str:
     """Per station: records held, seq state, last arrival and its age, security events, and
     the records the station flagged over their limit (``exceed``). Without ``wide`` it fits
     80 columns: the last arrival's age only (not its time), a long station id on a line of
-    its own above its numbers."""
+    its own above its numbers. ``missing``: per station the seqs still missing
+    (``CentreStore.gaps``, as the dashboard counts them); without it, the seqs above
+    ``all held to``."""
     rows = [["station", "records", "last seq", "all held to", "missing",
              *(["last received"] if wide else []), "age", "security", "exceed"]]
     alone: dict[int, str] = {}  # row index -> a long station id shown on its own line
@@ -113,7 +115,8 @@ def render_stations(summaries: Sequence[StationSummary], now: float, tz: ZoneInf
             alone[len(rows)] = station
             station = "  ^"  # the id on the line above
         rows.append([station, str(s.records), str(s.last_seq), str(s.contiguous),
-                     str(s.last_seq - s.contiguous), *([last] if wide else []), age,
+                     str(s.last_seq - s.contiguous if missing is None
+                         else missing.get(s.station, 0)), *([last] if wide else []), age,
                      str(s.security_events), str(s.exceedances)])
     lines = columns(rows).splitlines()
     out = "".join(f"{alone[i]}\n{line}\n" if i in alone else f"{line}\n"

@@ -14,7 +14,7 @@ from protocol import record_filter
 from protocol.cli_error import CommandError
 
 if TYPE_CHECKING:
-    from centre.store import CentreStore, StoredRecord
+    from centre.store import CentreStore, StationSummary, StoredRecord
 
 T = TypeVar("T")
 
@@ -192,9 +192,16 @@ def _stations(args: argparse.Namespace) -> int:
     else:
         store_path = args.store
     tz = record_filter.zone(zone_name)
-    summaries, events = _read_store(store_path, lambda store: (
-        store.summaries(),
-        store.security_events()[-args.events:] if args.events > 0 else []))
-    sys.stdout.write(query.render_stations(summaries, time.time(), tz, wide=args.wide))
+    def read(store: CentreStore) -> tuple[list[StationSummary], dict[str, int],
+                                          list[tuple[float, str, str, str]]]:
+        summaries = store.summaries()
+        missing = {s.station: sum(b - a + 1 for a, b in store.gaps(s.station))
+                   for s in summaries if s.last_seq > s.contiguous}  # the dashboard's count
+        return (summaries, missing,
+                store.security_events()[-args.events:] if args.events > 0 else [])
+
+    summaries, missing, events = _read_store(store_path, read)
+    sys.stdout.write(query.render_stations(summaries, time.time(), tz, wide=args.wide,
+                                           missing=missing))
     sys.stdout.write(query.render_events(events, tz, wide=args.wide))
     return 0
