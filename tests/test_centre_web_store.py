@@ -63,3 +63,24 @@ def test_gaps_reads_what_holes_finds_without_moving_the_mark(
                             (4, rec("pH", T0 + 900, 300, 7.0))], b"d" * 32, 0)
         assert store.gaps("S1") == [(6, 7)]
         assert store.gaps("nobody") == []
+
+
+def test_the_receiver_records_each_state_message(tmp_path: Path) -> None:
+    """What paho hands the receiver for a station's retained birth/will message ends in the
+    store as that station's state (the topic names the station; the body is the station's)."""
+    import paho.mqtt.client as mqtt
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from centre.receiver import Receiver, ReceiverSettings
+
+    now = [1000.0]
+    with CentreStore(tmp_path / "c.sqlite", clock=lambda: now[0]) as store:
+        settings = ReceiverSettings("127.0.0.1", 1, Path("ca"), Path("cert"), Path("key"))
+        rx = Receiver(settings, store, lambda data: None,  # type: ignore[arg-type,return-value]
+                      Ed25519PrivateKey.generate(), clock=lambda: now[0])
+        for payload in (b'{"state": "online", "station": "S1"}', b'{"state": "offline"}'):
+            msg = mqtt.MQTTMessage(topic=b"quantrac/v1/S1/state")
+            msg.payload = payload
+            rx._on_message(None, None, msg)  # type: ignore[arg-type]
+            now[0] += 5
+        assert store.station_states() == {"S1": ("offline", 1005.0)}
