@@ -106,7 +106,8 @@ def test_diag_read_goes_through_the_running_agent(sw: StationWorld) -> None:
                    "--unit", "2", "--register", "0", "--count", "4", "--type", "float32",
                    "--word-order", "little")
     assert cli.returncode == 0, cli.stdout + cli.stderr
-    assert cli.stdout.startswith("(read by the running agent on bus rs485)")
+    assert cli.stdout.startswith("unit 2 function 03 registers 0..3, read by the running "
+                                 "agent on bus rs485\n")
     auto = subprocess.run([sys.executable, "-m", "edge_agent.daemon.cli", "diag", "read", "--bus",
                            "rs485", "--unit", "2", "--register", "0", "--count", "2"],
                           capture_output=True, text=True, timeout=60,
