@@ -57,7 +57,7 @@ from typing import IO, Any
 from zoneinfo import ZoneInfo
 
 STATION_ID = "HCM-DEMO-WW01"
-DEMO_PASSWORD = "demo-password"  # the centre dashboard's, set by `centre web passwd`
+DEMO_PASSWORD = "demo-password"  # the centre dashboard's and the station page's (`web passwd`)
 ZONE = "Asia/Ho_Chi_Minh"  # the station's and the centre's: times on a command line are in it
 ROOT = Path(__file__).resolve().parent.parent
 SIM_CONFIG = ROOT / "hw_sim" / "examples" / "wastewater.toml"
@@ -493,6 +493,20 @@ def start_dashboard(sh: Shell, procs: Processes, work: Path, port: int) -> None:
     print(f"   public page: http://127.0.0.1:{port}/public")
 
 
+def start_station_page(sh: Shell, procs: Processes, config: Path, port: int) -> None:
+    """``web passwd`` (the demo password from stdin), then ``quantrac web``: its URL."""
+    passwd: list[str | Path] = ["quantrac", "web", "passwd", "--config", config,
+                                "--password-stdin"]
+    sh.show(passwd)
+    out = subprocess.run(_quantrac(*sh.argv(passwd)[1:]), input=DEMO_PASSWORD + "\n",
+                         capture_output=True, text=True, cwd=sh.cwd, timeout=60)
+    if out.returncode != 0:
+        raise RuntimeError(f"web passwd failed:\n{out.stdout}{out.stderr}")
+    procs.start("station-web", ["quantrac", "web", "--config", config])
+    _wait_for(lambda: _accepts(port), "the station page to listen", 30, procs)
+    print(f"   station page: http://127.0.0.1:{port}/  (password {DEMO_PASSWORD})")
+
+
 def provision(sh: Shell, work: Path, port: int, station_id: str = STATION_ID) -> None:
     """The offline flow an installer follows, with a USB stick that is just a folder."""
     usb = work / "usb-stick"
@@ -621,7 +635,8 @@ def look_further(sh: Shell, work: Path, st: Station = WASTEWATER) -> None:
         sh.show(["quantrac", *sh.argv(args)])
     note(f"the station's own records of {st.fault_channel}; every invalid window at the centre "
          "with its counts and flags; per station: records held, seq gaps, security events; "
-         f"the dashboard again (password {DEMO_PASSWORD}) on the stored records. "
+         f"the dashboard again (password {DEMO_PASSWORD}) on the stored records "
+         "(`quantrac web --config` the same for the station's own page). "
          f"Logs: {sh.word(work / 'logs')}/.")
 
 
@@ -674,11 +689,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         say("station: the edge agent (poll -> average -> outbox -> sealed MQTT packets)")
         config = work / "station.toml"
-        config.write_text(st.config(pty, tcp_port))
+        page_port = _free_port()
+        config.write_text(st.config(pty, tcp_port) + f'\n[web]\nlisten = "127.0.0.1:{page_port}"\n')
         print(f"   wrote {sh.word(config)}: {st.buses} buses, {st.analysers} analysers, "
               f"{WINDOW_S} s and 60 s windows")
         sh.run("config", "check", config)
         procs.start("agent", ["quantrac", "run", "--config", config])
+        say("station: its own page (login), while the demo runs")
+        start_station_page(sh, procs, config, page_port)
 
         plan = run_station(sh, procs, config, work, args.seconds, st)
         say("stopping everything (the agent first: SIGTERM closes partial windows)")
