@@ -1,5 +1,6 @@
-"""The store's reads the dashboard and the open-data feed add: birth/will state, the newest
-valid record per channel and window width (centre/store.py), on both backends."""
+"""The store's reads the dashboard and the open-data feed add (centre/store.py), on both
+backends: birth/will state, the newest valid record per channel and window width, the
+window widths of a period, the raw rows of a select, the gaps read only."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from pathlib import Path
 from centre.receiver import state_of
 from centre.store import CentreStore
 from protocol.model import Record, Status
+from protocol.record_filter import RecordFilter
 
 T0 = 1_764_561_600
 
@@ -47,6 +49,11 @@ def test_latest_valid_per_channel_and_width(store_location: Path | str) -> None:
                for r in store.latest_valid("S1")]
         assert got == [("COD", 300, 2), ("COD", 3600, 4), ("pH", 300, 5)]
         assert store.latest_valid("nobody") == []
+        assert store.window_widths("S1", T0, T0 + 3600) == [300, 3600]
+        assert store.window_widths("S1", T0 + 300, T0 + 3600) == [300]
+        rows = store.select_rows(RecordFilter(station="S1", window_s=300))
+        assert [r[1] for r in rows] == [r.seq for r in store.select(
+            RecordFilter(station="S1", window_s=300))] == [1, 5, 2, 3]
 
 
 def test_gaps_reads_what_holes_finds_without_moving_the_mark(
