@@ -117,6 +117,14 @@ def test_two_receivers_ingesting_the_same_packets_at_once_store_each_record_once
         assert store.next_counter("S1") == int(CLOCK * 1_000_000) + 60 + 1
 
 
+def test_a_session_never_waits_forever(pg_server: PgServer) -> None:
+    """A stalled receiver's transaction is ended by the server, a lock wait gives up: the
+    session settings every store connection makes (``PostgresBackend._connect``)."""
+    with CentreStore(pg_server.fresh()) as store:
+        assert store.db.execute("SHOW idle_in_transaction_session_timeout") == [("1min",)]
+        assert store.db.execute("SHOW lock_timeout") == [("30s",)]
+
+
 # --- migrations -----------------------------------------------------------------------------
 def test_receivers_starting_together_migrate_a_new_database_once(database: str) -> None:
     at_once(lambda: CentreStore(database).close(), 4)

@@ -107,10 +107,20 @@ class PostgresBackend:
         return StoreUnavailableError(f"record store {self.name}: unavailable: {redact(said)}")
 
     def _connect(self) -> psycopg.Connection[tuple[Any, ...]]:
-        options = "-c default_transaction_read_only=on" if self.read_only else None
+        """A new session. A receiver must notice a dead database instead of hanging in a
+        read: TCP keepalives and ``tcp_user_timeout`` end a connection whose server went
+        silent within about 30 s (then ``StoreUnavailableError``, the reconnect, the acks
+        stop). Our transactions last milliseconds, so a session idle inside one for a minute
+        is a stalled receiver: the server ends it and frees its station locks for the
+        others; and a lock not granted in 30 s (a station's rows held that long) is an
+        unavailable store for that packet, not an endless wait."""
+        options = ("-c idle_in_transaction_session_timeout=60000 -c lock_timeout=30000"
+                   + (" -c default_transaction_read_only=on" if self.read_only else ""))
         try:
             conn = psycopg.connect(self.dsn, autocommit=True, connect_timeout=10,
-                                   application_name="quantrac-centre", options=options)
+                                   application_name="quantrac-centre", options=options,
+                                   keepalives=1, keepalives_idle=10, keepalives_interval=5,
+                                   keepalives_count=3, tcp_user_timeout=30000)
         except psycopg.Error as exc:
             raise self._unavailable(exc) from None
         self.conn = conn
