@@ -95,11 +95,20 @@ def find_socket(socket_path: Path | None = None, config: Path | None = None) -> 
 
 def running_agent(socket_path: Path | None = None, config: Path | None = None
                   ) -> Path | None:
-    """The socket of an agent that answers now, or None (the tool then opens ports itself)."""
-    if socket_path is not None:
-        return Path(socket_path) if agent_running(Path(socket_path)) else None
-    return next((p for p in socket_candidates(config) if p.exists() and agent_running(p)),
-                None)
+    """The socket of an agent that answers now, or None (the tool then opens ports itself).
+
+    A socket this user may not use is a ControlError, not None: the agent is there, and
+    opening its port instead would only fail on the port lock and point the wrong way."""
+    places = [Path(socket_path)] if socket_path is not None else socket_candidates(config)
+    for p in places:
+        if not p.exists():
+            continue
+        if not os.access(p, os.R_OK | os.W_OK):
+            raise ControlError(f"{p}: permission denied (run as the quantrac user or root, "
+                               "or join the socket's group)")
+        if agent_running(p):
+            return p
+    return None
 
 
 def request(path: Path | str, msg: dict[str, Any], timeout: float = 10.0) -> dict[str, Any]:

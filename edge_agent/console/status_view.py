@@ -95,7 +95,7 @@ def render(st: Mapping[str, Any], now: float) -> list[str]:
     for d in st.get("devices", []):
         mark = "!" if d.get("consecutive_failures") or d.get("last_good") is None else " "
         lines += wrap(f"{mark}{d['device']:<14} {d['unit']:>4} "
-                      f"{_age(d.get('last_good'), now):>10}  {d['bus']}", " " * 32)
+                      f"{_age(d.get('last_good'), now):>10}  {d['bus']}", " " * 33)
         if d.get("last_error"):  # the whole error, under its device
             lines += wrap(f"    {_age(d.get('last_error_at'), now)}: {d['last_error']}",
                           " " * 6)
