@@ -129,6 +129,8 @@ def _main(scr: curses.window, source: Source, gone: threading.Event) -> int:
             curses.update_lines_cols()
             scr.clear()  # the next refresh repaints everything
             shown = None
+            if key == CTRL_L:  # the terminal's usual "redraw", not a page key
+                continue
         action = handle(ui, key, len(view.buses))
         if action is not None:
             source.ask(action, ui.form)

@@ -124,7 +124,10 @@ def values(view: View, ui: Ui, width: int) -> list[str]:
     out = [fit(head + (" last hour" if spark >= 10 else ""), width)]
     for c in view.status.get("channels") or []:
         sym = clean(c.get("symbol"))
-        status, when = clean(c.get("status")), age(c.get("t"), now)
+        # "ok" for measuring, the usual case: fewer bytes per repaint on a 9600-baud line,
+        # and the other states stand out
+        status = "ok" if c.get("status") == "measuring" else clean(c.get("status"))
+        when = age(c.get("t"), now)
         if wide:
             line = (f"{sym[:8]:<8} {clean(c.get('device'))[:9]:<9} "
                     f"{number(c.get('value'))[:10]:>10} {clean(c.get('unit'))[:6]:<6} "
