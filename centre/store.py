@@ -476,6 +476,17 @@ class CentreStore:
             f'SELECT DISTINCT "end" - start AS w FROM records WHERE {clause} ORDER BY w',
             params)]
 
+    def exceedance_counts(self, station: str, t0: float | None = None,
+                          t1: float | None = None) -> dict[str, int]:
+        """Per channel, the records of ``station`` starting in ``[t0, t1)`` that the station
+        flagged over their limit (``RecordFlag.EXCEEDANCE``; ``summaries`` counts them over
+        all time and channels). Counted in the database: a day of 10 s windows is 8,640
+        records a channel, too many to read back for one number."""
+        clause, params = where(RecordFilter(station=station, t0=t0, t1=t1), by_station=True)
+        return {str(ch): int(n) for ch, n in self.db.execute(
+            f"SELECT channel, count(*) FROM records WHERE {clause} AND (flags & ?) <> 0 "
+            "GROUP BY channel", [*params, int(RecordFlag.EXCEEDANCE)])}
+
     def station_ids(self) -> list[str]:
         """Every station this store has heard from (a row in ``stations`` per first packet)."""
         return [str(r[0]) for r in self.db.execute(

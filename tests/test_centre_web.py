@@ -89,7 +89,9 @@ def ambient() -> list[tuple[int, Record]]:
         h = H - i * 3600
         for ch, v in (("PM2,5", 30.0), ("PM10", 60.0), ("NO2", 150.0), ("O3", 100.0),
                       ("SO2", 400.0)):
-            out.append(rec(ch, h, 3600, v, n=12, unit="ug/m3"))
+            over = i == 2 and ch in ("NO2", "SO2")  # one public, one not: 1 exceedance shown
+            out.append(rec(ch, h, 3600, v, n=12, unit="ug/m3",
+                           flags=RecordFlag.EXCEEDANCE if over else RecordFlag.NONE))
     out.sort(key=lambda r: (r.start, r.channel))
     return list(enumerate(out, start=1))
 
@@ -104,6 +106,7 @@ def fill(store_path: Path) -> None:
                       flags=RecordFlag.EXCEEDANCE))]
         store.ingest(XS, xs, b"xs".ljust(32, b"."), 0)
         store.security_event(WW, "replay", "seq 1..100: byte-identical to a packet stored")
+        store.security_event(XS, "station_mismatch", f"packet of {XS_CHANNEL} published")
         store.station_state(AQ, "online")
         store.station_state(WW, "offline")
         store.station_state(XS, "online")
@@ -217,6 +220,10 @@ def test_public_feed_leaves_out_non_public_stations_and_channels(centre: Centre)
         assert status == 200, path
         for hidden in (WW, "COD", "SO2", "XS-", "pwned"):
             assert hidden not in body, (path, hidden)
+    _, _, body = get(centre.base + "/open-data/v1/latest.json")
+    [latest] = json.loads(body)["stations"]
+    assert latest["exceedances_24h"] == 1  # NO2's; SO2's is not public
+    assert not any(r["exceedance"] for r in latest["records"])  # the newest hour is not over
     _, _, body = get(centre.base + "/open-data/v1/latest.csv")
     rows = list(csv.DictReader(io.StringIO(body)))
     assert {(r["station"], r["channel"], r["window_s"]) for r in rows} == {
@@ -317,7 +324,8 @@ def test_dashboard_in_chromium(centre: Centre, browser: Browser, shots: Path) ->
     assert page.url() == centre.base + "/"
     order = page.evaluate("[...document.querySelectorAll('table.overview tbody tr')]"
                           ".map(r => [r.cells[0].textContent, r.cells[1].textContent])")
-    assert order == [[WW, "not online"], [XS, "over limit"], [AQ, "ok"]]
+    # not online, then security events, then over limit: not the ids' order
+    assert order == [[WW, "not online"], [XS, "security events"], [AQ, "over limit"]]
     assert page.evaluate("document.scripts.length") == 0
     assert page.evaluate("typeof window.pwned") == "undefined"
 

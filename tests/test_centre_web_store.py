@@ -9,15 +9,16 @@ from pathlib import Path
 
 from centre.receiver import state_of
 from centre.store import CentreStore
-from protocol.model import Record, Status
+from protocol.model import Record, RecordFlag, Status
 from protocol.record_filter import RecordFilter
 
 T0 = 1_764_561_600
 
 
-def rec(channel: str, start: int, width: int, mean: float, valid: bool = True) -> Record:
+def rec(channel: str, start: int, width: int, mean: float, valid: bool = True,
+        flags: RecordFlag = RecordFlag.NONE) -> Record:
     return Record(channel, start, start + width, mean, mean, mean, 0.0, 10, 10, valid,
-                  Status.MEASURING if valid else Status.OFFLINE, "mg/L")
+                  Status.MEASURING if valid else Status.OFFLINE, "mg/L", flags)
 
 
 def test_state_since_changes_only_with_the_state(store_location: Path | str) -> None:
@@ -49,11 +50,17 @@ def test_latest_valid_per_channel_and_width(store_location: Path | str) -> None:
                for r in store.latest_valid("S1")]
         assert got == [("COD", 300, 2), ("COD", 3600, 4), ("pH", 300, 5)]
         assert store.latest_valid("nobody") == []
+        assert store.exceedance_counts("S1") == {}
+        store.ingest("S1", [(6, rec("pH", T0 + 300, 300, 9.9, flags=RecordFlag.EXCEEDANCE)),
+                            (7, rec("pH", T0 + 600, 300, 9.8, flags=RecordFlag.EXCEEDANCE))],
+                     b"e" * 32, 0)
+        assert store.exceedance_counts("S1") == {"pH": 2}
+        assert store.exceedance_counts("S1", T0 + 600) == {"pH": 1}
         assert store.window_widths("S1", T0, T0 + 3600) == [300, 3600]
         assert store.window_widths("S1", T0 + 300, T0 + 3600) == [300]
         rows = store.select_rows(RecordFilter(station="S1", window_s=300))
         assert [r[1] for r in rows] == [r.seq for r in store.select(
-            RecordFilter(station="S1", window_s=300))] == [1, 5, 2, 3]
+            RecordFilter(station="S1", window_s=300))] == [1, 5, 2, 6, 3, 7]
 
 
 def test_gaps_reads_what_holes_finds_without_moving_the_mark(

@@ -108,9 +108,8 @@ def latest(store: CentreStore, ps: PublicStation, now: float,
     """The newest valid record per public channel and width (``window_s``: only that one)."""
     records = [r for r in _public(store.latest_valid(ps.station), ps)
                if window_s is None or r.record.end - r.record.start == window_s]
-    day = _public(store.select(RecordFilter(station=ps.station, t0=now - 86_400)), ps)
-    over = sum(1 for r in day if r.record.flags & RecordFlag.EXCEEDANCE)
-    return Latest(ps, records, over)
+    counts = store.exceedance_counts(ps.station, now - 86_400)
+    return Latest(ps, records, sum(n for ch, n in counts.items() if ch in ps.channels))
 
 
 # --- rendering -------------------------------------------------------------------------------

@@ -55,8 +55,9 @@ def render(hourly: Sequence[AqiReport], daily: Sequence[AqiReport], latest: Sequ
                  td("over limit", class_="bad") if r.record.flags & RecordFlag.EXCEEDANCE
                  else td("")]
                 for r in x.records]
-        body += [el("h3", f"{x.station.name} ({x.station.station}): "
-                    f"{x.exceedances_24h} exceedances in 24 h"),
+        body += [el("h3", f"{x.station.name} ({x.station.station})"),
+                 el("p", f"records over their limit in the last 24 h: {x.exceedances_24h}",
+                    class_="bad" if x.exceedances_24h else "muted"),
                  table(["channel", "window", "start", "mean", "unit", ""], rows,
                        class_="latest")]
     body += [el("h2", "Open data"),
