@@ -552,14 +552,17 @@ class CentreStore:
         return {str(st): (str(state), float(since)) for st, state, since in self.db.execute(
             "SELECT station, state, since FROM station_state")}
 
-    def latest_valid(self, station: str) -> list[StoredRecord]:
-        """Per channel and window width the newest *valid* record of ``station`` (what the
-        open-data feed publishes as "latest validated averages"), by channel then width."""
+    def latest_valid(self, station: str, t0: float | None = None) -> list[StoredRecord]:
+        """Per channel and window width the newest *valid* record of ``station`` starting at
+        or after ``t0`` (what the open-data feed publishes as "latest validated averages"),
+        by channel then width. ``t0`` keeps a public request to a recent slice of the
+        index instead of every record the station ever sent."""
+        clause, params = where(RecordFilter(station=station, t0=t0), by_station=True)
         rows = self.db.execute(
             f"SELECT station, seq, {_COLS}, received, packet_created FROM ("
             f'SELECT *, row_number() OVER (PARTITION BY channel, "end" - start '
-            f"ORDER BY start DESC) AS k FROM records WHERE station = ? AND valid = 1) AS v "
-            f'WHERE k = 1 ORDER BY channel, "end" - start', (station,),
+            f"ORDER BY start DESC) AS k FROM records WHERE {clause} AND valid = 1) AS v "
+            f'WHERE k = 1 ORDER BY channel, "end" - start', params,
         )
         return [
             StoredRecord(str(r[0]), int(r[1]), row_record(r[2:-2]), float(r[-2]), int(r[-1]))

@@ -50,6 +50,7 @@ def test_latest_valid_per_channel_and_width(store_location: Path | str) -> None:
                for r in store.latest_valid("S1")]
         assert got == [("COD", 300, 2), ("COD", 3600, 4), ("pH", 300, 5)]
         assert store.latest_valid("nobody") == []
+        assert [r.seq for r in store.latest_valid("S1", T0 + 300)] == [2]  # COD 300 only
         assert store.exceedance_counts("S1") == {}
         store.ingest("S1", [(6, rec("pH", T0 + 300, 300, 9.9, flags=RecordFlag.EXCEEDANCE)),
                             (7, rec("pH", T0 + 600, 300, 9.8, flags=RecordFlag.EXCEEDANCE))],

@@ -11,7 +11,8 @@ nor an index built from one can leak a channel that is not public.
   has a PM10 or PM2.5 hourly mean (no older than ``CURRENT_HOURS``: an index of yesterday is
   not "current"), from the station's 1-hour records (and the 11 before it, for the NowCast);
   the daily index of the last complete local day (the station's zone in the centre config).
-* **Latest**: per public channel and window width, the newest valid record, with its
+* **Latest**: per public channel and window width, the newest valid record of the last
+  3 days (``LATEST_S``: a channel silent longer than that is not "latest"), with its
   exceedance flag (the station judged it against its permit: ``RecordFlag.EXCEEDANCE``), and
   per station the count of records flagged over their limit in the last 24 hours.
 """
@@ -38,6 +39,8 @@ from protocol.safe_text import csv_cell, escape_controls
 
 #: how old the newest hourly PM mean may be for its index to be "current"
 CURRENT_HOURS = 3
+#: how far back "latest" looks: yesterday's daily record starts up to 48 h before now
+LATEST_S = 3 * 86_400
 VERSION = "v1"
 
 
@@ -106,7 +109,7 @@ class Latest:
 def latest(store: CentreStore, ps: PublicStation, now: float,
            window_s: int | None = None) -> Latest:
     """The newest valid record per public channel and width (``window_s``: only that one)."""
-    records = [r for r in _public(store.latest_valid(ps.station), ps)
+    records = [r for r in _public(store.latest_valid(ps.station, now - LATEST_S), ps)
                if window_s is None or r.record.end - r.record.start == window_s]
     counts = store.exceedance_counts(ps.station, now - 86_400)
     return Latest(ps, records, sum(n for ch, n in counts.items() if ch in ps.channels))
