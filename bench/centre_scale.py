@@ -20,11 +20,12 @@ Real parts: each station has its own Ed25519 key registered in the centre's regi
 which cost 90 ms a station and play no part here); packets are batched by the uplink's own
 ``batch_records`` (64 KiB packets) and sealed by ``protocol.envelope.seal``; acks are verified
 with the centre's key by ``open_command``, as a station does. What is not a station: the
-1,000 stations' packets reach the broker through one MQTT connection holding the provincial
-bridge identity (``bridge:bench``, the rights ``broker-config --bridge-identity`` gives: write
-every station's ``up``, read every ``down``), which is exactly what a national broker sees
-from a bridged province; 1,000 TLS sessions in one Python process would measure the load
-generator. The receivers do the same work either way.
+1,000 stations' packets reach the broker through one MQTT connection (and their acks come
+back on a second) holding a provincial bridge identity (``bridge:bench``: the rights
+``broker-config --bridge-identity`` gives, write every station's ``up``, read every
+``down``), which is exactly what a national broker sees from a bridged province; 1,000 TLS
+sessions in one Python process would measure the load generator. The receivers do the same
+work either way.
 
 Each run gets a new broker (no receiver session of an earlier run left in the group) and a
 new store (a new SQLite file, a new PostgreSQL database on a server started by
@@ -160,7 +161,7 @@ def make_stations(world: World, n: int, hours: float, now: float) -> list[Statio
 class Loader:
     """The stations' side: publishes through one bridge connection, verifies acks."""
 
-    def __init__(self, broker: Mosquitto, cert: tuple[Path, Path], world: World,
+    def __init__(self, broker: Mosquitto, certs: list[tuple[Path, Path]], world: World,
                  stations: list[Station], window: int) -> None:  # fmt: skip
         self.verify = world.centre.signing_private.public_key()
         self.stations = {s.sid: s for s in stations}
@@ -173,20 +174,28 @@ class Loader:
         self.resends = 0
         self.bad_acks = 0
         self.last_ack = 0.0
-        self.client = tls_client("bench-loader", ca_cert=broker.ca_path, cert=cert[0],
-                                 key=cert[1], persistent=False, max_inflight=2000)  # fmt: skip
+        # Two connections: packets out on one, acks in on the other. On one connection the
+        # PUBACKs for the acks queue behind megabytes of packets in paho's outgoing FIFO, the
+        # broker stops sending acks after 100 unconfirmed ones, and every ack seems to arrive
+        # at the end of the storm. Each real station has its own connection and never sees it.
+        self.client = tls_client("bench-out", ca_cert=broker.ca_path, cert=certs[0][0],
+                                 key=certs[0][1], persistent=False, max_inflight=2000)  # fmt: skip
+        self.acks = tls_client("bench-acks", ca_cert=broker.ca_path, cert=certs[1][0],
+                               key=certs[1][1], persistent=False)  # fmt: skip
         subscribed = threading.Event()
-        self.client.on_connect = lambda c, u, f, rc, p: c.subscribe(DOWN_FILTER, qos=1)
-        self.client.on_subscribe = lambda c, u, mid, rcs, p: subscribed.set()
-        self.client.on_message = self._on_message
-        self.client.connect(broker.host, broker.port)
-        self.client.loop_start()
+        self.acks.on_connect = lambda c, u, f, rc, p: c.subscribe(DOWN_FILTER, qos=1)
+        self.acks.on_subscribe = lambda c, u, mid, rcs, p: subscribed.set()
+        self.acks.on_message = self._on_message
+        for client in (self.client, self.acks):
+            client.connect(broker.host, broker.port)
+            client.loop_start()
         if not subscribed.wait(20):
             raise RuntimeError("the load generator could not subscribe to the acks")
 
     def close(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
+        for client in (self.client, self.acks):
+            client.disconnect()
+            client.loop_stop()
 
     def _publish(self, st: Station, packet: Packet) -> None:
         st.inflight[packet.first] = (packet, time.perf_counter())
@@ -354,9 +363,9 @@ def run_once(
     n_receivers: int, args: argparse.Namespace, postmaster: int | None,
 ) -> Result:  # fmt: skip
     broker = Mosquitto(root / "broker", world.centre.ca_key, world.centre.ca_pem)
-    broker.setup.acl.write_text(render_acl([receiver_cn(n) for n in RECEIVER_NAMES],
-                                           [bridge_cn("bench")]))  # fmt: skip
-    bridge = broker.client_cert(bridge_cn("bench"))
+    bridges = [bridge_cn("bench"), bridge_cn("bench-acks")]
+    broker.setup.acl.write_text(render_acl([receiver_cn(n) for n in RECEIVER_NAMES], bridges))
+    loader_certs = [(c.cert, c.key) for c in map(broker.client_cert, bridges)]
     broker.start()
     procs: list[subprocess.Popen[bytes]] = []
     loader: Loader | None = None
@@ -372,7 +381,7 @@ def run_once(
             procs.append(world.start_centre(config, f"{root.name}-{name}.log"))
         cpu = Cpu(pid_running(str(broker.setup.conf)), [p.pid for p in procs], postmaster)
         empty = store_bytes(location)  # the schema, before any record
-        loader = Loader(broker, (bridge.cert, bridge.key), world, stations, args.window)
+        loader = Loader(broker, loader_certs, world, stations, args.window)
         steady = loader.steady(args.steady_s)
         before, t0 = cpu.sample(), time.perf_counter()
         drain_s, lat = loader.storm(args.timeout)
