@@ -17,11 +17,12 @@ PY := $(VENV)/bin/python
 #   runuser: to run them as the `postgres` user when the tests run as root (postgres refuses root).
 #   tmux: an 80x24 terminal the console tests type into and read; picocom: a serial terminal
 #   client on a socat pty pair, as a technician's laptop is.
+#   systemd-analyze: checks the technician's serial-getty drop-in as systemd reads it.
 DEB_PROGRAMS := mosquitto=mosquitto mosquitto_pub=mosquitto-clients socat=socat mbpoll=mbpoll \
 	openssl=openssl mount=mount umount=mount sqlite3=sqlite3 sshd=openssh-server \
 	ssh-keygen=openssh-client useradd=passwd chpasswd=passwd userdel=passwd \
 	initdb=postgresql pg_ctl=postgresql runuser=util-linux tmux=tmux picocom=picocom \
-	chromium=chromium
+	chromium=chromium systemd-analyze=systemd
 
 .PHONY: setup deb test lint bench demo clean
 
