@@ -6,9 +6,10 @@ Timed with ``time.process_time`` (the server's CPU, what a Pi-class CPU pays; th
 is warm after the first run): the baseline read; the render alone (``edge_agent.web.render``,
 status, plots, tables; the records already in memory); the whole request through
 ``protocol.web_app`` as a logged-in browser makes it (``/?span=7d&window=300``: parameter
-parsing, session check, read, render, encoding), first on a server that has read nothing yet
-(every checksum checked) and then as each later page is (the server keeps the records it
-checked and reads only those stored since: ``edge_agent.web.source``). One shaded invalid
+parsing, session check, read, render, encoding), on a server that has read nothing yet
+(every checksum checked), and as every page is once ``quantrac web`` has read the last 7 days
+at start (timed too): the server keeps the records it checked and reads only those stored
+since (``edge_agent.web.source``). One shaded invalid
 band every few hours per channel, and a status document with 30 live values, so nothing is
 left out of the page. Each is the best of ``--repeat`` runs (the least disturbed by the rest
 of the machine).
@@ -31,6 +32,7 @@ from buffer.outbox_read import OutboxReader
 from edge_agent.config.reader import load_config
 from edge_agent.web import render
 from edge_agent.web.app import build
+from edge_agent.web.cli import warm_up
 from edge_agent.web.source import AgentStatus, StationSource
 from protocol import web_app
 from protocol.model import Record, Status
@@ -135,9 +137,11 @@ def main() -> None:
 
         html_bytes = 0
 
-        def server() -> tuple[web_app.App, str]:
-            fresh = StationSource(cfg)  # nothing read yet: the first page after a start
+        def server(warm: bool) -> tuple[web_app.App, str]:
+            fresh = StationSource(cfg)  # nothing read yet: a server just started
             fresh.status = lambda timeout=5.0: st  # type: ignore[method-assign]  # no agent
+            if warm:
+                warm_up(fresh, float(T_END))
             app = build(cfg, None, fresh)
             return app, app.sessions.start(float(T_END))
 
@@ -151,23 +155,24 @@ def main() -> None:
 
         t_read = best(read, args.repeat)
         t_render = best(render_only, args.repeat)
-        servers = [server() for _ in range(args.repeat)]
+        servers = [server(False) for _ in range(args.repeat)]
         t_first = best(lambda: page(*servers.pop()), args.repeat)
-        warm = server()
-        page(*warm)
+        t_start = best(lambda: server(True), args.repeat)
+        warm = server(True)
         t_page = best(lambda: page(*warm), args.repeat)
     print(f"web page: {len(CHANNELS)} channels x {DAYS} days of {W // 60}-minute windows = "
           f"{n:,} records; page {html_bytes / 1e6:.1f} MB of HTML+SVG")
     print(f"  baseline: read the records (OutboxReader.select)  {t_read:6.3f} s CPU")
     print(f"  render only (records in memory)                   {t_render:6.3f} s CPU   "
           f"{t_render / t_read:5.2f}x baseline")
-    print(f"  first page after a start (reads every record)     {t_first:6.3f} s CPU   "
+    print(f"  a page on a server that has read nothing yet      {t_first:6.3f} s CPU   "
           f"{t_first / t_read:5.2f}x baseline")
-    print(f"  each page after (/?span=7d; reads only new ones)  {t_page:6.3f} s CPU   "
+    print(f"  quantrac web's start-up read (7 days, checked)    {t_start:6.3f} s CPU   "
+          f"{t_start / t_read:5.2f}x baseline")
+    print(f"  each page (/?span=7d; reads only new records)     {t_page:6.3f} s CPU   "
           f"{t_page / t_read:5.2f}x baseline")
     verdict = "OK" if t_page < 1.0 else "MISSED"
-    print(f"  target: a page under 1 s of server CPU: {t_page:.3f} s  {verdict} "
-          f"(the first after a start: {t_first:.3f} s)")
+    print(f"  target: a page under 1 s of server CPU: {t_page:.3f} s  {verdict}")
 
 
 if __name__ == "__main__":

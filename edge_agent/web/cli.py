@@ -12,10 +12,12 @@ URL, so a supervisor or a test learns the port when ``--listen`` gave port 0.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import getpass
 import os
 import signal
 import sys
+import time
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -78,8 +80,21 @@ def _stop(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt
 
 
+def warm_up(source: Any, now: float) -> None:
+    """Read and check the records of the longest default plot (7 days) before serving, so
+    the first page costs what every later one does (``bench/web_page.py``: the first read
+    is most of a page's CPU); a missing or unreadable outbox is the page's to report."""
+    from edge_agent.web.app import SPANS, default_width, widths
+    from protocol.record_filter import RecordFilter
+
+    width = default_width(widths(source.cfg) or [300])
+    with contextlib.suppress(UserError):
+        source.records(RecordFilter(t0=now - max(SPANS.values()) - width, window_s=width))
+
+
 def _serve(args: argparse.Namespace) -> int:
     from edge_agent.web.app import build
+    from edge_agent.web.source import StationSource
     from protocol.web_app import parse_listen
     from protocol.web_auth import load_hash
     from protocol.web_server import make_server, serve
@@ -96,7 +111,9 @@ def _serve(args: argparse.Namespace) -> int:
     if stored is None:
         raise UserError(f"{cfg.agent.state_dir / PASSWORD_FILE}: no password set for the "
                         f"station page: run `quantrac web passwd --config {cfg.source}` first")
-    server = make_server(build(cfg, stored), host, port)
+    source = StationSource(cfg)
+    warm_up(source, time.time())
+    server = make_server(build(cfg, stored, source), host, port)
     bound_host, shown_port = str(server.server_address[0]), int(server.server_address[1])
     shown = f"[{bound_host}]" if ":" in bound_host else bound_host
     print(f"quantrac web: http://{shown}:{shown_port}/ (station {cfg.station.id})", flush=True)

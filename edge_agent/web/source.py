@@ -32,8 +32,9 @@ from protocol.record_filter import RecordFilter
 
 #: how many of the Circular 10 files last sent the page lists
 SHOWN_SENT = 5
-#: windows kept below the one asked for, so moving between 24 h and 7 d rereads nothing
-KEEP_EXTRA_S = 7 * 86400
+#: the span of windows kept before the end of the period asked for: the longest plot, so
+#: moving between 24 h and 7 d rereads nothing (7 days of 30 channels is ~35 MB in memory)
+KEPT_S = 7 * 86400
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,8 +126,8 @@ class StationSource:
             else:
                 kept.add(outbox.select(RecordFilter(t0=kept.floor, window_s=w,
                                                     after_seq=kept.last_seq)))
-        kept.prune(wanted.t0 - KEEP_EXTRA_S)
         t0, t1 = wanted.t0, math.inf if wanted.t1 is None else wanted.t1
+        kept.prune(min(t0, t1 - KEPT_S))
         return Selected([r for r in kept.records if t0 <= r.record.start < t1],
                         sorted(kept.unsound))
 
