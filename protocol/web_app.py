@@ -178,10 +178,13 @@ Handler = Callable[[Request, float], Response]
 
 
 def _local_next(value: str | None) -> str:
-    """Where to go after login: a path on this server, never another site (``//evil``)."""
-    if not value or not value.startswith("/") or value.startswith("//") or "\\" in value:
+    """Where to go after login: a path on this server, never another site (``//evil``; a
+    browser drops tabs and line breaks from a URL, so ``/<TAB>/evil`` is ``//evil`` to it,
+    and it reads a backslash as ``/``)."""
+    if not value or not value.startswith("/") or "\\" in value \
+            or any(c < " " or c == "\x7f" for c in value):
         return "/"
-    return value
+    return "/" if value.startswith("//") else value
 
 
 class App:

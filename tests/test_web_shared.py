@@ -82,8 +82,11 @@ def test_pages_need_a_login_and_only_the_login_is_a_post() -> None:
     resp = web_app.respond(app, "GET", "/?x=1", {}, b"", "10.0.0.2", 0.0)
     assert resp.status == 303
     assert dict(resp.headers)["Location"] == "/login?next=%2F%3Fx%3D1"
-    ok = _login(app, "correct horse", 1.0, next_="//evil.example/")
-    assert ok.status == 303 and dict(ok.headers)["Location"] == "/"  # never another site
+    for elsewhere in ("//evil.example/", "/\t/evil.example/", "/\\evil.example", "https://x/"):
+        resp = _login(app, "correct horse", 1.0, next_=elsewhere)
+        assert dict(resp.headers)["Location"] == "/", elsewhere  # never another site
+    ok = _login(app, "correct horse", 1.0, next_="/?span=7d")
+    assert ok.status == 303 and dict(ok.headers)["Location"] == "/?span=7d"
     cookie = {"Cookie": _cookie(ok)}
     assert web_app.respond(app, "GET", "/", cookie, b"", "10.0.0.2", 2.0).body == b"home"
     assert web_app.respond(app, "POST", "/", cookie, b"", "10.0.0.2", 2.0).status == 405
