@@ -62,7 +62,8 @@ def read(r: Reader, config: Path, data: Mapping[str, Any]) -> WebSettings:
     per_min = r.get(web, "public_requests_per_min", "web", "int", DEFAULT_PUBLIC_PER_MIN,
                     check=lambda v: v > 0, expected="a positive integer")
     public: dict[str, PublicStation] = {}
-    stations = r.table(data.get("station", {}), "station", set(data.get("station", {}) or ()))
+    given = data.get("station", {})
+    stations = r.table(given, "station", set(given) if isinstance(given, Mapping) else ())
     for sid, table in stations.items():
         where = f'station."{sid}"'
         t = r.table(table, where, _STATION)
