@@ -41,3 +41,19 @@ def test_each_mistake_is_named(tmp_path: Path, text: str, key: str, shown: str) 
         load(path)
     assert err.value.file == str(path) and err.value.key == key, str(err.value)
     assert shown in str(err.value)
+
+
+def test_centre_web_refuses_without_listen_or_password(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from edge_agent.daemon.cli import main
+
+    path = config(tmp_path, "")
+    assert main(["centre", "web", "--config", str(path)]) != 0
+    err = capsys.readouterr().err
+    assert "no [web] listen and no --listen" in err and str(path) in err
+    assert main(["centre", "web", "--config", str(path), "--listen", "127.0.0.1:0"]) != 0
+    err = capsys.readouterr().err
+    assert f"{tmp_path / 'web.passwd'}: no password set" in err
+    assert "quantrac centre web passwd --config" in err
+    assert main(["centre", "web", "--config", str(path), "--listen", "nowhere"]) != 0
+    assert "--listen: 'nowhere' is not HOST:PORT" in capsys.readouterr().err
