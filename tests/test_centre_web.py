@@ -149,19 +149,22 @@ def centre(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Centre]:
                     "--password-stdin"], input=PASSWORD + "\n", text=True, check=True,
                    capture_output=True)
     assert (d / "web.passwd").stat().st_mode & 0o077 == 0
+    log = (d / "web.log").open("w")  # a file, not a pipe nobody reads (it could fill)
     proc = subprocess.Popen([str(QUANTRAC), "centre", "web", "--config", str(cfg),
                              "--listen", "127.0.0.1:0"], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=log, text=True)
     assert proc.stdout is not None
     ready, _, _ = select.select([proc.stdout], [], [], 30)
     line = proc.stdout.readline() if ready else ""
-    assert line.startswith("quantrac centre web: http://127.0.0.1:"), (line, proc.poll())
+    assert line.startswith("quantrac centre web: http://127.0.0.1:"), (
+        line, proc.poll(), (d / "web.log").read_text())
     base = line.split()[3].rstrip("/")
     try:
         yield Centre(d, cfg, base, proc)
     finally:
         proc.terminate()
         proc.wait(10)
+        log.close()
 
 
 class _NoRedirect(urllib.request.HTTPRedirectHandler):
