@@ -192,15 +192,16 @@ def test_scan_through_the_agent_finds_a_silent_and_a_misaddressed_unit(
     before = {n: _health(env, n)["polls_ok"] for n in ("liquiline", "cabinet")}
     env.sim.set_fault(4, "no_answer", True)  # the flowmeter goes silent
     try:
+        # a generous timeout: the simulator is Python on a loaded CI box, not an analyser
         code, out, err = run(capsys, "diag", "scan", "--port", str(env.sim.pty_path),
-                             "--units", "1-14")
+                             "--units", "1-4,12", "--timeout", "0.4")
     finally:
         env.sim.set_fault(4, "no_answer", False)
     assert code == 0, err
     lines = unwrapped(out)
     assert "by the running agent" in lines[0]  # no port-lock death: the agent scanned
     assert "unit 1: data, matches liquiline (3/3 channels plausible)" in lines
-    assert any(line.startswith("unit 12: data, matches hach_sc") for line in lines)
+    assert any(line.startswith("unit 12: data, matches hach_sc") for line in lines), out
     compare = lines[lines.index("compared with the config:") + 1:]
     assert compare[0].startswith("unit 1 (liquiline, profile liquiline): found, matches its "
                                  "profile"), compare
@@ -235,6 +236,26 @@ def test_read_through_the_agent_found_without_flags_names_the_channels(
     assert f"pH (1/2) = {served.values['pH']:.7g} pH" in ph or "pH (1/2) = " in ph
     assert any(line.split()[0] == "3" and "Temp (1/2)" in line for line in lines)
     assert any(line.split()[0] == "6" and "TSS (1/2)" in line for line in lines)
+
+
+def test_a_port_the_agent_does_not_poll_is_opened_directly(
+        env: Station, capsys: pytest.CaptureFixture[str]) -> None:
+    """A second adapter (here a TCP endpoint not in the config) is free: diag opens it
+    itself instead of asking the agent, which knows nothing of it."""
+    import socket
+
+    with socket.socket() as free:  # a loopback port nobody listens on
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]
+    code, _, err = run(capsys, "diag", "read", "--host", "127.0.0.1", "--tcp-port",
+                         str(port), "--unit", "1", "--register", "0")
+    assert code == 1
+    message = " ".join(line.removeprefix("quantrac diag: error:").strip()
+                       for line in err.splitlines())
+    assert f"cannot connect to 127.0.0.1:{port}" in message and "agent" not in message
+    answer = request(env.socket, {"op": "read", "bus": f"127.0.0.1:{port}", "unit": 1,
+                                  "address": 0})
+    assert not answer["ok"] and answer["not_polled"]
 
 
 def test_watch_once_through_the_agent_never_calls_a_healthy_unit_offline(

@@ -31,6 +31,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from drivers.modbus import ModbusError, ModbusExceptionResponse
+from drivers.transport import Transport
 from edge_agent.config.model import BusConfig, Device, PollConfig
 from edge_agent.poll.poller import Poller
 from protocol.model import Sample
@@ -38,27 +39,42 @@ from protocol.model import Sample
 log = logging.getLogger("quantrac.edge_agent.console")
 
 
+class NotPolled(ValueError):
+    """The bus asked for is not one the agent polls (not in its config, or no devices on it):
+    the port is free, so ``diag`` opens it itself. Answered ``"not_polled": true``."""
+
+
 def find_bus(buses: Sequence[BusConfig], want: str) -> BusConfig:
-    """The bus called ``want`` (its name, its serial port, or ``host:port``); ValueError if none."""
+    """The bus called ``want`` (its name, its serial port, or ``host:port``); NotPolled (a
+    ValueError) if none."""
     names = {b.name: b for b in buses}
     bus = names.get(want) or next(
         (b for b in buses
          if want in (getattr(b.serial, "port", None), f"{b.host}:{b.tcp_port}")), None)
     if bus is None:
-        raise ValueError(f"no bus {want!r} in the running config (known: {', '.join(names)})")
+        raise NotPolled(f"no bus {want!r} in the running config (known: {', '.join(names)})")
     return bus
+
+
+def _polled(buses: Sequence[BusConfig], poller: Poller, want: str
+            ) -> tuple[BusConfig, Transport]:
+    bus = find_bus(buses, want)
+    wanted = bus.serial.port if bus.serial else f"{bus.host}:{bus.tcp_port}"
+    transport = poller.transport(wanted)
+    if transport is None:
+        raise NotPolled(f"bus {bus.name!r} has no devices, so the agent has it closed; "
+                        "use diag directly")
+    return bus, transport
 
 
 def read_on_agent_bus(buses: Sequence[BusConfig], poller: Poller,
                       msg: Mapping[str, Any]) -> dict[str, Any]:
     """Answer a control-socket ``read`` request (``bus``, ``unit``, ``address``, and optional
     ``function`` 3, ``count`` 2, ``timeout`` 1.0) with ``{"ok": ..., "words"|"error", "bus"}``."""
-    bus = find_bus(buses, str(msg["bus"]))
-    wanted = bus.serial.port if bus.serial else f"{bus.host}:{bus.tcp_port}"
-    transport = poller.transport(wanted)
-    if transport is None:
-        raise ValueError(f"bus {bus.name!r} has no devices, so the agent has it closed; "
-                         "use diag directly")
+    try:
+        bus, transport = _polled(buses, poller, str(msg["bus"]))
+    except NotPolled as exc:
+        return {"ok": False, "error": str(exc), "not_polled": True}
     unit, function = int(msg["unit"]), int(msg.get("function", 3))
     address, count = int(msg["address"]), int(msg.get("count", 2))
     timeout = float(msg.get("timeout", 1.0))
@@ -124,12 +140,10 @@ def scan_on_agent_bus(config: PollConfig, poller: Poller, scans: AgentScans,
     from drivers.profile import builtin_profile, builtin_profile_names
     from edge_agent.console.diag import hit_dict, scan
 
-    bus = find_bus(config.buses, str(msg["bus"]))
-    wanted = bus.serial.port if bus.serial else f"{bus.host}:{bus.tcp_port}"
-    transport = poller.transport(wanted)
-    if transport is None:
-        raise ValueError(f"bus {bus.name!r} has no devices, so the agent has it closed; "
-                         "use diag directly")
+    try:
+        bus, transport = _polled(config.buses, poller, str(msg["bus"]))
+    except NotPolled as exc:
+        return {"ok": False, "error": str(exc), "not_polled": True}
     units = [int(u) for u in msg.get("units") or range(1, 248)]
     if not units or not all(1 <= u <= 247 for u in units):
         raise ValueError("units: unit ids are 1..247")
@@ -167,6 +181,8 @@ def watch_answer(config: PollConfig, poller: Poller | None,
     """Answer a control-socket ``watch`` request: every configured device with its health
     and every channel with the last sample the agent decoded."""
     health = {h.device: h for h in (poller.health() if poller else [])}
+    ports = {b.name: b.serial.port if b.serial else f"{b.host}:{b.tcp_port}"
+             for b in config.buses}
     devices = []
     for bus_name, d in config.devices:
         h = health.get(d.name)
@@ -177,7 +193,8 @@ def watch_answer(config: PollConfig, poller: Poller | None,
                              "value": None if s is None else s.value,
                              "status": None if s is None else s.status.name.lower(),
                              "t": None if s is None else s.t})
-        devices.append({"device": d.name, "bus": bus_name, "unit": d.unit,
+        devices.append({"device": d.name, "bus": bus_name, "port": ports.get(bus_name),
+                        "unit": d.unit,
                         "profile": d.profile.name, "channels": channels,
                         **({} if h is None else {
                             "last_good": h.last_good, "last_error": h.last_error,

@@ -158,6 +158,19 @@ def _agent_bus(args: argparse.Namespace, sock: Path) -> str:
                      "say which with --bus NAME")
 
 
+def _agent_polls(args: argparse.Namespace, sock: Path) -> bool:
+    """Does the agent poll the port asked for? A port it does not know (a second USB
+    adapter, a bus without devices) is free: diag opens it itself. A bus named only by
+    --bus is the agent's to answer for (its refusal says what it knows)."""
+    if not (args.port or args.host):
+        return True
+    from edge_agent.console.control_client import request
+
+    want = args.port or f"{args.host}:{args.tcp_port}"
+    devices = request(sock, {"op": "watch"}).get("devices", [])
+    return any(want in (d.get("bus"), d.get("port")) for d in devices)
+
+
 def _config_bus(args: argparse.Namespace) -> tuple[Any, Any]:
     """(BusConfig or None, PollConfig or None) for a direct open."""
     if args.config is None:
@@ -250,7 +263,7 @@ def _scan(args: argparse.Namespace) -> int:
 
     sock = _agent(args)
     configured: list[tuple[str, int, str]] | None
-    if sock is not None:
+    if sock is not None and _agent_polls(args, sock):
         hits, complete, bus_name, configured = _scan_via_agent(args, sock, progress)
         head = f"scan of bus {bus_name} by the running agent (between its own polls)"
     else:
@@ -393,7 +406,7 @@ def _read(args: argparse.Namespace) -> int:
         raise UsageError(f"--count {args.count}: a read is 1..125 registers")
     sock = _agent(args)
     via, agent_bus = "", None
-    if sock is not None:  # the agent owns the port: ask it instead of fighting for it
+    if sock is not None and _agent_polls(args, sock):  # the agent owns the port: ask it
         from edge_agent.console.control_client import request
 
         bus = _agent_bus(args, sock)

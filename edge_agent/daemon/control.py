@@ -16,15 +16,17 @@ the service user, its group and root can ask. Requests::
     {"op": "scan_progress"}
         -> {"ok": true, "scans": {"rs485-1": {"done": 40, "total": 247, "found": 2}}}
     {"op": "watch"}
-        -> {"ok": true, "devices": [{"device": "hach", "bus": "rs485-1", "unit": 2,
+        -> {"ok": true, "devices": [{"device": "hach", "bus": "rs485-1",
+            "port": "/dev/ttyUSB0" (or "host:port"), "unit": 2,
             "profile": "hach_sc", "last_good": 1780000000.0 | null, "last_error": str | null,
             "last_error_at": float | null, "consecutive_failures": 0,
             "channels": [{"channel": "COD", "unit": "mg/L", "value": 25.3 | null,
                           "status": "measuring" | null, "t": float | null}]}]}
     {"op": "sampler_trigger"}                      -> {"ok": true, "starts_today": ...}
 
-A refusal is ``{"ok": false, "error": "..."}`` (an unknown bus, a second scan of a bus already
-being scanned, a bus the agent does not poll).
+A refusal is ``{"ok": false, "error": "..."}`` (a second scan of a bus already being scanned,
+a bad request); for a bus the agent does not poll (not in its config, or without devices, so
+its port is free) ``read`` and ``scan`` add ``"not_polled": true``.
 
 ``read`` and ``scan`` run on the agent's own bus between its transactions (the transports
 serialise every transaction; a scan pauses briefly after each unit so the bus worker's polls
