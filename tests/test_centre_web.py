@@ -46,7 +46,7 @@ NOW = time.time()
 T1 = int(NOW // 300) * 300  # the station page's period: the 24 h before T1
 T0 = T1 - 86_400
 H = int(NOW // 3600) * 3600 - 3600  # the last complete hour
-AQ, WW = "AQ-01", "WW-01"
+AQ, WW, FAC = "AQ-01", "WW-01", "FAC-02"
 XS = "XS-<img src=x onerror=window.pwned=2>"
 XS_CHANNEL = "<script>window.pwned=1</script>"
 XS_UNIT = "<b>u</b><script>window.pwned=3</script>"
@@ -105,6 +105,10 @@ def fill(store_path: Path) -> None:
         xs = [(1, rec(XS_CHANNEL, T1 - 600, 300, 5.0, unit=XS_UNIT,
                       flags=RecordFlag.EXCEEDANCE))]
         store.ingest(XS, xs, b"xs".ljust(32, b"."), 0)
+        fac = [(1, rec("COD", T1 - 900, 300, 90.0, flags=RecordFlag.EXCEEDANCE)),
+               (2, rec("COD", T1 - 600, 300, 40.0)), (3, rec("TSS", T1 - 600, 300, 20.0))]
+        store.ingest(FAC, fac, b"fac".ljust(32, b"."), 0)
+        store.station_state(FAC, "online")
         store.security_event(WW, "replay", "seq 1..100: byte-identical to a packet stored")
         store.security_event(XS, "station_mismatch", f"packet of {XS_CHANNEL} published")
         store.station_state(AQ, "online")
@@ -127,6 +131,10 @@ public_channels = ["PM10", "PM2,5", "NO2", "O3"]
 
 [station."{WW}"]
 public = false
+public_channels = ["COD"]
+
+[station."{FAC}"]
+public = true
 public_channels = ["COD"]
 """
 
@@ -210,6 +218,7 @@ def test_public_feed_leaves_out_non_public_stations_and_channels(centre: Centre)
     status, headers, body = get(centre.base + "/open-data/v1/aqi.json")
     assert status == 200 and headers["Content-Type"].startswith("application/json")
     doc = json.loads(body)
+    # the facility is public but has no PM channel: no index
     assert [(a["station"], a["period"]) for a in doc["aqi"]] == [(AQ, "hourly"), (AQ, "daily")]
     hourly, daily = doc["aqi"]
     # NO2 150 -> 75 sets it; SO2 (400 -> 113) is not public, so it is no part of the index
@@ -221,17 +230,19 @@ def test_public_feed_leaves_out_non_public_stations_and_channels(centre: Centre)
                  "/open-data/v1/latest.json", "/open-data/v1/latest.csv", "/public"):
         status, _, body = get(centre.base + path)
         assert status == 200, path
-        for hidden in (WW, "COD", "SO2", "XS-", "pwned"):
+        for hidden in (WW, "TSS", "SO2", "XS-", "pwned"):
             assert hidden not in body, (path, hidden)
     _, _, body = get(centre.base + "/open-data/v1/latest.json")
-    [latest] = json.loads(body)["stations"]
-    assert latest["exceedances_24h"] == 1  # NO2's; SO2's is not public
+    latest, fac = json.loads(body)["stations"]
+    assert latest["station"] == AQ and latest["exceedances_24h"] == 1  # NO2's, not SO2's
     assert not any(r["exceedance"] for r in latest["records"])  # the newest hour is not over
+    assert fac["station"] == FAC and fac["exceedances_24h"] == 1
+    assert [(r["channel"], r["mean"]) for r in fac["records"]] == [("COD", 40.0)]  # no TSS
     _, _, body = get(centre.base + "/open-data/v1/latest.csv")
     rows = list(csv.DictReader(io.StringIO(body)))
     assert {(r["station"], r["channel"], r["window_s"]) for r in rows} == {
-        (AQ, ch, "3600") for ch in ("NO2", "O3", "PM10", "PM2,5")}
-    assert all(r["start"] == iso(H) for r in rows)
+        (AQ, ch, "3600") for ch in ("NO2", "O3", "PM10", "PM2,5")} | {(FAC, "COD", "300")}
+    assert all(r["start"] == iso(H) for r in rows if r["station"] == AQ)
     status, _, body = get(centre.base + f"/open-data/v1/latest.json?station={WW}")
     assert status == 400 and body.startswith("400 bad request: station:")
 
@@ -328,7 +339,8 @@ def test_dashboard_in_chromium(centre: Centre, browser: Browser, shots: Path) ->
     order = page.evaluate("[...document.querySelectorAll('table.overview tbody tr')]"
                           ".map(r => [r.cells[0].textContent, r.cells[1].textContent])")
     # not online, then security events, then over limit: not the ids' order
-    assert order == [[WW, "not online"], [XS, "security events"], [AQ, "over limit"]]
+    assert order == [[WW, "not online"], [XS, "security events"], [AQ, "over limit"],
+                     [FAC, "over limit"]]
     assert page.evaluate("document.scripts.length") == 0
     assert page.evaluate("typeof window.pwned") == "undefined"
 

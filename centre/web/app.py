@@ -130,6 +130,8 @@ def build(cfg: ServeConfig, password_hash: str | None) -> App:
 
     def reports(req: Request, now: float, period: str) -> list[open_data.AqiReport]:
         stations = chosen(req)
+        if one(req, "station") in (None, ""):  # all: the ambient ones (a named one is shown)
+            stations = [ps for ps in stations if open_data.ambient(ps, table)]
 
         def work(s: CentreStore) -> list[open_data.AqiReport]:
             out = []
@@ -172,8 +174,9 @@ def build(cfg: ServeConfig, password_hash: str | None) -> App:
         stations = [public[k] for k in sorted(public)]
 
         def work(s: CentreStore) -> str:
-            hourly = [open_data.hourly_report(s, ps, now, table) for ps in stations]
-            daily = [open_data.daily_report(s, ps, now, tz, table) for ps in stations]
+            air = [ps for ps in stations if open_data.ambient(ps, table)]
+            hourly = [open_data.hourly_report(s, ps, now, table) for ps in air]
+            daily = [open_data.daily_report(s, ps, now, tz, table) for ps in air]
             latest = [open_data.latest(s, ps, now) for ps in stations]
             return public_page.render(hourly, daily, latest, now, tz, f"{TITLE}: open data",
                                       table.decision)

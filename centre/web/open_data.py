@@ -57,6 +57,12 @@ class AqiReport:
     why: str = ""
 
 
+def ambient(ps: PublicStation, table: aqi.Table) -> bool:
+    """Whether ``ps`` publishes a PM10 or PM2.5 channel: an air quality station, which has an
+    index (the decision makes one of the two mandatory); a facility's outfall has none."""
+    return any(table.pollutant_of(ch) in aqi.PM for ch in ps.channels)
+
+
 def _public(records: Sequence[StoredRecord], ps: PublicStation) -> list[StoredRecord]:
     allowed = set(ps.channels)
     return [r for r in records if r.record.channel in allowed]
