@@ -266,8 +266,8 @@ def test_watch_once_through_the_agent_never_calls_a_healthy_unit_offline(
     assert "running agent" in lines[0]
     for device in ("liquiline", "cabinet"):
         rows = [line for line in lines if line.startswith(device + " ")]
-        assert rows and all("measuring" in r or "calibrating" in r for r in rows), out
-        assert not any("offline" in r for r in rows)
+        # the analyser's own state (measuring, calibrating...) as the agent decoded it
+        assert rows and not any("offline" in r or "waiting" in r for r in rows), out
     hach = [line for line in lines if line.startswith("hach ")]
     assert hach and all("offline" in r for r in hach)  # unit 2 really never answers
     assert any(line.startswith("! hach unit 2:") for line in lines)
