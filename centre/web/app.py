@@ -65,6 +65,8 @@ def allow(req: Request, names: Collection[str]) -> None:
 
 
 def rate_limited(handler: Handler, limiter: Limiter) -> Handler:
+    """``handler`` behind the public limit: a 429 with ``Retry-After`` once a client (or all
+    of them) made the limiter's count of requests in its window."""
     def limited(req: Request, now: float) -> Response:
         wait = limiter.retry_after(req.client, now)
         if wait is not None:
@@ -81,7 +83,7 @@ def build(cfg: ServeConfig, password_hash: str | None) -> App:
     tz = zone(cfg.zone)
     table = aqi.load()
     public = cfg.web.public
-    app = App(TITLE, password_hash, passwd_hint="quantrac centre web-passwd --config FILE")
+    app = App(TITLE, password_hash, passwd_hint="quantrac centre web passwd --config FILE")
     limiter = Limiter(per_client=cfg.web.public_per_min,
                       overall=cfg.web.public_per_min * OVERALL_FACTOR, window_s=60.0)
 
