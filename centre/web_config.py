@@ -4,7 +4,7 @@ Example (in the same file as ``quantrac centre serve`` reads)::
 
     [web]
     listen = "0.0.0.0:8090"              # default for `quantrac centre web --listen`
-    password_file = "web.passwd"         # the operator's password hash (`centre web-passwd`)
+    password_file = "web.passwd"         # the operator's password hash (`centre web passwd`)
     public_requests_per_min = 60         # per client, on the page and the feed without login
 
     [station."THA-AQ-0001"]
