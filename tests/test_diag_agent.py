@@ -275,6 +275,8 @@ def test_watch_once_through_the_agent_never_calls_a_healthy_unit_offline(
 
 def test_status_is_degraded_while_a_unit_never_answered_and_json_is_strict(
         env: Station, capsys: pytest.CaptureFixture[str]) -> None:
+    wait_for(lambda: request(env.socket, {"op": "status"})["status"]["ready"], 30,
+             "the agent's first poll cycle")
     code, out, err = run(capsys, "status", "--config", str(env.config))
     assert code == 0, err
     first = unwrapped(out)[0]
