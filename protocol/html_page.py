@@ -109,7 +109,8 @@ th,td{border:1px solid #d5d9de;padding:.2rem .5rem;text-align:left;vertical-alig
 th{background:#eef1f4}
 td.num{text-align:right;font-variant-numeric:tabular-nums}
 .ok{color:#17692c}.bad{color:#b3261e;font-weight:600}.warn{color:#8a5a00}.muted{color:#6b7280}
-.grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(660px,1fr));gap:.8rem}
+.grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(580px,1fr));gap:.8rem}
+.card svg{width:100%}
 .card{background:#fff;border:1px solid #d5d9de;padding:.5rem}
 .card h3{font-size:.95rem;margin:0 0 .3rem}
 svg{display:block;max-width:100%;height:auto}

@@ -181,6 +181,9 @@ def test_the_page_shows_the_station_and_runs_no_station_script(site: Site) -> No
     down = page.evaluate("document.getElementById('agent-down')?.textContent")
     assert {row[0] for row in live} >= {"COD", "NH4", "pH", "Flow"}, down
     assert all(row[5] != "never" for row in live if row[3] == "measuring")
+    devices = page.evaluate("[...document.querySelectorAll('table.devices tbody tr')].map(r "
+                            "=> r.cells[0].textContent)")
+    assert sorted(devices) == ["cabinet", "flow", "hach", "liquiline"]
     assert "jump(s)" in page.evaluate("document.getElementById('clock').textContent")
     assert "records not acknowledged" in page.evaluate(
         "document.getElementById('outbox').textContent")

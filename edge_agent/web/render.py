@@ -77,6 +77,21 @@ def _live(st: Mapping[str, Any], now: float) -> Safe:
                  class_="live")
 
 
+def _devices(st: Mapping[str, Any], now: float) -> Safe:
+    """Each analyser: when it last answered, and its last error while it is failing."""
+    rows = []
+    for d in st.get("devices", []):
+        failing = bool(d.get("consecutive_failures"))
+        error = (f"{d.get('last_error')} ({_age(d.get('last_error_at'), now)})"
+                 if d.get("last_error") else "")
+        rows.append([d.get("device", ""), str(d.get("bus", "")), td(str(d.get("unit", "")),
+                                                                      "num"),
+                     td(_age(d.get("last_good"), now), "bad" if failing else "ok"),
+                     td(error, "bad" if failing else "muted")])
+    return table(["device", "bus", "unit", "last answer", "last error"], rows,
+                 class_="devices")
+
+
 def _clock(st: Mapping[str, Any], now: float) -> Safe:
     clock = st.get("clock", {})
     synced = clock.get("synchronised")
@@ -224,7 +239,8 @@ def station_page(cfg: StationConfig, st: AgentStatus, selected: Selected,
                         f", up {_age(status.get('started'), now).replace(' ago', '')}; "
                         f"page at {local_text(now, tz, '%Y-%m-%d %H:%M:%S')} ({tz.key})",
                         class_="muted"))
-        body += [el("h2", "Live values"), _live(status, now), el("h2", "Clock"),
+        body += [el("h2", "Live values"), _live(status, now), el("h2", "Analysers"),
+                 _devices(status, now), el("h2", "Clock"),
                  _clock(status, now), el("h2", "Outbox and uplinks")]
     if status is not None or sent:
         body.append(_uplinks(status or {}, now, sent, tz))
