@@ -1,5 +1,5 @@
 """The console's pure parts, without a terminal: every page at every size fits, the keys'
-state machine, the verdicts (silent, mis-addressed, word order), the sparkline, the log
+state machine, the verdicts (silent, refusing, word order), the sparkline, the log
 lines, and that an outside string cannot put an escape sequence on the screen."""
 
 from __future__ import annotations
@@ -9,13 +9,8 @@ import struct
 import pytest
 
 from drivers.profile import builtin_profile
-from edge_agent.console.diag import Guess, ScanHit
-from edge_agent.console.screen.diagnose import (
-    Expected,
-    compare_scan,
-    health_verdict,
-    word_order_verdict,
-)
+from edge_agent.console.diag import Configured
+from edge_agent.console.screen.diagnose import health_verdict, word_order_verdict
 from edge_agent.console.screen.events import short
 from edge_agent.console.screen.keys import PAGES, Ui, handle
 from edge_agent.console.screen.pages import screen
@@ -44,7 +39,7 @@ def busy_view() -> View:
     return View(now=NOW, station="HCM-1", config="/etc/quantrac/station.toml", agent=True,
                 status=status,
                 buses=(Buses("rs485", "/dev/ttyUSB0 9600 N1",
-                             (Expected("hach\x1b[2J", "rs485", 2, "hach_sc"),)),),
+                             (Configured("hach\x1b[2J", 2, "hach_sc"),)),),
                 history={"CH1": [(NOW - 3000 + i * 60, float(i % 7)) for i in range(50)]},
                 findings={"liquiline/pH": "WRONG WORD ORDER: " + "z " * 80},
                 scan_bus="rs485", scan_progress="done", scan_lines=["MISSING: " + "q " * 60],
@@ -120,25 +115,6 @@ def test_health_verdicts() -> None:
     refused = health_verdict({"device": "x", "unit": 1, "consecutive_failures": 1,
                               "last_error": "exception_02: unit 1 function 03: exception 02"})
     assert refused is not None and refused.startswith("REFUSES")
-
-
-def _hit(unit: int, *guesses: tuple[str, int, int]) -> ScanHit:
-    return ScanHit(unit, "data", [Guess(p, good, n) for p, good, n in guesses])
-
-
-def test_scan_against_the_config() -> None:
-    expected = [Expected("liq", "rs485", 1, "liquiline"), Expected("hach", "rs485", 2,
-                                                                   "hach_sc"),
-                Expected("flow", "rs485", 5, "flowmeter")]
-    hits = [_hit(1, ("liquiline", 3, 3)), _hit(12, ("hach_sc", 3, 3), ("liquiline", 0, 3)),
-            _hit(30, ("cems", 0, 4))]
-    lines = compare_scan(expected, hits)
-    assert lines[0].startswith("MIS-ADDRESSED: hach (hach_sc) is configured at unit 2")
-    assert "answers at unit 12" in lines[0] and "address to 2" in lines[0]
-    assert any(x.startswith("MISSING: unit 5 (flow") for x in lines)
-    assert any(x.startswith("UNEXPECTED: unit 30") for x in lines)
-    assert lines[-1] == "ok: unit 1 liq answers as liquiline"
-    assert not any("unit 12" in x and x.startswith("UNEXPECTED") for x in lines)
 
 
 def test_word_order_verdict() -> None:

@@ -91,7 +91,7 @@ def test_silent_unit(station: ConsoleWorld, term: Tmux) -> None:
         assert "check its power" in text
     finally:
         station.fault(5, "no_answer", "off")
-    term.wait(lambda s: "SILENT" not in s, 30, "the unit answering again")
+    term.wait(lambda s: "! SILENT" not in s, 30, "the unit answering again")
 
 
 def test_mis_addressed_unit(station: ConsoleWorld, term: Tmux) -> None:
@@ -102,15 +102,15 @@ def test_mis_addressed_unit(station: ConsoleWorld, term: Tmux) -> None:
         term.keys("s")
         text = term.wait(has("scan of rs485: done"), 60, "the scan")
         flat = " ".join(text.split())
-        assert "MIS-ADDRESSED: hach (hach_sc) is configured at unit 2, which is silent; a " \
-               "hach_sc answers at unit 12" in flat, text
-        assert "Set the analyser's address to 2" in flat
-        assert "ok: unit 1 liquiline answers as liquiline" in flat
+        assert "unit 2 (hach, profile hach_sc): SILENT; unit 12 answers like hach (profile " \
+               "hach_sc): mis-addressed? set the analyser's address to 2, or the config's " \
+               "unit to 12" in flat, text
+        assert "unit 1 (liquiline, profile liquiline): found, matches its profile" in flat
         assert "through the agent" in flat
     finally:
         station.fault(12, "no_answer", "on")
         station.fault(2, "no_answer", "off")
-    term.wait(lambda s: "SILENT" not in s, 30, "the Hach back at 2")
+    term.wait(lambda s: "! SILENT" not in s, 30, "the Hach back at 2")  # the scan's stays
 
 
 def test_wrong_word_order(station: ConsoleWorld, term: Tmux) -> None:
@@ -137,8 +137,8 @@ def test_register_read_form(term: Tmux) -> None:
     term.keys("Tab", "BSpace", "9", "9")  # the cursor on function: 99 is refused as typed
     term.wait(has("function is at most 4"), 10, "the refusal of function 99")
     term.keys("BSpace", "4", "Enter")
-    text = term.wait(has("liquiline pH = "), 20, "the read, decoded with the channel name")
-    assert re.search(r"liquiline pH = [0-9.]+ pH", text) and "0x" in text, text
+    text = term.wait(has("pH (1/2) = "), 20, "the read, decoded with the channel name")
+    assert re.search(r"0x[0-9A-F]{4} .* pH \(1/2\) = [0-9.]+ pH", text), text
 
 
 def test_agent_dies_and_comes_back(station: ConsoleWorld, term: Tmux) -> None:

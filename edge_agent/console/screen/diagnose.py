@@ -1,43 +1,28 @@
 """The verdicts a technician reads off the buses and values pages, in words of one fix each.
 
-Pure: the agent's device health, a scan's hits, a channel's raw words in; sentences out. The
+Pure: the agent's device health, a channel's raw words in; sentences out. The
 screen shows what is wrong *and* what to do, because a technician on a serial console has no
 one to ask:
 
 * a unit that stopped answering is SILENT (power, A/B wiring, address, baud);
-* a configured unit that is silent while a unit the config does not name answers *as that
-  profile* is MIS-ADDRESSED: the analyser was given another address (the usual mistake after
-  a swap), and the fix is the analyser's address menu or the config's ``unit``;
+* a scan compared with the config (silent, answering like another profile, answering at
+  another address: mis-addressed) is :func:`edge_agent.console.diag.compare_with_config`,
+  the one comparison ``diag scan`` prints too;
 * a float channel the poller rejects as implausible whose words, read in the other order,
   give a plausible value has the WRONG WORD ORDER (the analyser's or the profile's
   ``word_order``).
-
-A scan hit "looks like" a profile when that profile is among its best-scoring guesses with
-at least one plausible channel (:func:`edge_agent.console.diag.guess_profile`'s score).
 """
 
 from __future__ import annotations
 
 import struct
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from drivers.codec import decode_value
 from drivers.profile import ChannelSpec
-from edge_agent.console.diag import ScanHit
 from edge_agent.console.screen.text import clean, number
 from edge_agent.core.plausibility import implausible, judged
-
-
-@dataclass(frozen=True, slots=True)
-class Expected:
-    """A ``[[device]]`` of the config as the buses page compares it: where it should answer."""
-
-    device: str
-    bus: str
-    unit: int
-    profile: str
 
 
 def health_verdict(d: Mapping[str, Any]) -> str | None:
@@ -65,57 +50,6 @@ def health_verdict(d: Mapping[str, Any]) -> str | None:
     else:
         what = f"FAILING: unit {unit} ({name}), {failures} polls"
     return f"{what}. {err}" if err else what
-
-
-def looks_like(hit: ScanHit, profile: str) -> bool:
-    """Is ``profile`` among the hit's best guesses (with a plausible channel at least)?"""
-    if not hit.guesses or not hit.guesses[0].plausible:
-        return False
-    best = hit.guesses[0].score
-    return any(g.profile == profile and g.score == best and g.plausible for g in hit.guesses)
-
-
-def _best(hit: ScanHit) -> str:
-    if not hit.guesses or not hit.guesses[0].plausible:
-        return f"{hit.answer}, no built-in profile fits"
-    best = hit.guesses[0].score
-    return ", ".join(g.profile for g in hit.guesses if g.score == best and g.plausible)
-
-
-def compare_scan(expected: Sequence[Expected], hits: Sequence[ScanHit]) -> list[str]:
-    """The scan of one bus against its config: one sentence per device, then every unit
-    that answers without being configured. Order: problems first."""
-    by_unit = {h.unit: h for h in hits}
-    configured = {e.unit for e in expected}
-    strangers = [h for h in hits if h.unit not in configured]
-    claimed: set[int] = set()
-    bad: list[str] = []
-    good: list[str] = []
-    for e in expected:
-        hit = by_unit.get(e.unit)
-        if hit is not None and looks_like(hit, e.profile):
-            good.append(f"ok: unit {e.unit} {e.device} answers as {e.profile}")
-            continue
-        if hit is not None:
-            bad.append(f"WRONG DEVICE? unit {e.unit} ({e.device}) answers but looks like "
-                       f"{_best(hit)}, not {e.profile}")
-            continue
-        there = [h for h in strangers if looks_like(h, e.profile)]
-        if there:
-            claimed.update(h.unit for h in there)
-            at = ", ".join(str(h.unit) for h in there)
-            bad.append(f"MIS-ADDRESSED: {e.device} ({e.profile}) is configured at unit "
-                       f"{e.unit}, which is silent; a {e.profile} answers at unit {at}. Set "
-                       f"the analyser's address to {e.unit} (or unit = {there[0].unit} in the "
-                       "config)")
-        else:
-            bad.append(f"MISSING: unit {e.unit} ({e.device}, {e.profile}) does not answer "
-                       "the scan")
-    for h in strangers:
-        if h.unit not in claimed:
-            bad.append(f"UNEXPECTED: unit {h.unit} answers ({_best(h)}); no device of the "
-                       "config is at that address")
-    return bad + good
 
 
 def word_order_verdict(spec: ChannelSpec, words: Sequence[int]) -> str | None:

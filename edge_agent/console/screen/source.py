@@ -11,8 +11,10 @@ back can take its port; the status document is then built from the console's own
 (:class:`edge_agent.poll.poller.DevicePoller`, the agent's per-device logic), so the pages
 look the same. Every refresh asks the agent again: a restarted agent is found within one.
 
-A scan is :func:`edge_agent.console.diag.scan` over a transport: the real one when the
-console owns the port, or :class:`AgentBus`, whose reads the agent does. The value history
+A scan is the agent's own (op ``scan``, with ``scan_progress`` for the progress line) when it
+runs, else :func:`edge_agent.console.diag.scan` on the port; either way it is compared with
+the config by :func:`edge_agent.console.diag.compare_with_config`, as ``diag scan`` is. A
+read is op ``read`` through :class:`AgentBus`, or on the port. The value history
 behind the sparklines is what the console has seen since it started (the agent's status
 carries each channel's last value only), an hour at most.
 
@@ -35,18 +37,27 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from drivers.codec import decode_value
 from drivers.modbus import FrameError, ModbusError, ModbusExceptionResponse
-from drivers.profile import ChannelSpec, builtin_profile, builtin_profile_names
-from drivers.transport import LinkError, Transport, TransportTimeout
+from drivers.profile import builtin_profile, builtin_profile_names
+from drivers.transport import LinkError, TransportTimeout
 from edge_agent.config.model import BusConfig, Device, StationConfig
 from edge_agent.console.control_client import ControlError, request
-from edge_agent.console.diag import pair_table, scan, scan_report, word_table
-from edge_agent.console.screen.diagnose import Expected, compare_scan, word_order_verdict
+from edge_agent.console.diag import (
+    Configured,
+    ScanHit,
+    channel_table,
+    compare_with_config,
+    exception_hint,
+    hit_from_dict,
+    pair_table,
+    scan,
+    scan_report,
+)
+from edge_agent.console.screen.diagnose import word_order_verdict
 from edge_agent.console.screen.events import read_events
 from edge_agent.console.screen.keys import Form
 from edge_agent.console.screen.network import run_checks
-from edge_agent.console.screen.text import clean, number
+from edge_agent.console.screen.text import clean, unwrap
 from edge_agent.console.screen.view import Buses, View
 from edge_agent.poll.build import open_transport
 from edge_agent.poll.poller import DevicePoller
@@ -78,9 +89,10 @@ def where(bus: BusConfig) -> str:
 
 class AgentBus:
     """A :class:`drivers.transport.Transport` whose reads the running agent does (op
-    ``read``), so :func:`edge_agent.console.diag.scan` works unchanged beside the agent. The
-    agent answers a failed read with its message; the kind is recovered from it (a timeout,
-    a Modbus exception and its code, anything else a bad frame: someone answered)."""
+    ``read``), so the console's reads go one way whoever owns the port. The agent answers a
+    failed read with its message; the kind is recovered from it (a timeout, a Modbus
+    exception and its code, a bus it does not poll, anything else a bad frame: someone
+    answered)."""
 
     def __init__(self, socket: Path, bus: str) -> None:
         self.socket = socket
@@ -106,8 +118,8 @@ class AgentBus:
             raise TransportTimeout(error)
         if m := _EXCEPTION.search(error):
             raise ModbusExceptionResponse(unit, function, int(m.group(1)))
-        if "bus" in error and "answer" not in error:  # refused: no such bus, bus closed
-            raise LinkError(error)
+        if answer.get("not_polled") or ("bus" in error and "answer" not in error):
+            raise LinkError(error)  # refused: no such bus, or the agent has it closed
         raise FrameError(error)
 
     def close(self) -> None:
@@ -137,7 +149,7 @@ class Source:
                                                        for b, d in cfg.poll.devices}
         buses = []
         for bus in cfg.poll.buses:
-            expected = tuple(Expected(d.name, b, d.unit, d.profile.name)
+            expected = tuple(Configured(d.name, d.unit, d.profile.name)
                              for b, d in cfg.poll.devices if b == bus.name)
             buses.append(Buses(bus.name, where(bus), expected))
         self.view = View(now=clock(), station=cfg.station.id if cfg.station else "?",
@@ -321,15 +333,16 @@ class Source:
                         self.view.read_lines = [f"failed: {exc}"]
 
     def _scan(self, form: Form) -> None:
+        """Scan the form's bus: by the agent (op ``scan``, its progress asked meanwhile with
+        ``scan_progress``) when it runs, else on the port; then compared with the config
+        (:func:`edge_agent.console.diag.compare_with_config`, as ``diag scan`` does)."""
         if not self.cfg.poll.buses:
             return
         bus = self.cfg.poll.buses[form.bus % len(self.cfg.poll.buses)]
         with self._lock:
             agent = self.view.agent
-            expected = next(b.expected for b in self.view.buses if b.name == bus.name)
-        transport: Transport = AgentBus(self.socket, bus.name) if agent else open_transport(bus)
-        units = sorted(set(SCAN_UNITS) | {e.unit for e in expected})
-        profiles = [builtin_profile(n) for n in builtin_profile_names()]
+            configured = next(b.expected for b in self.view.buses if b.name == bus.name)
+        units = sorted(set(SCAN_UNITS) | {c.unit for c in configured})
         via = "through the agent" if agent else "on the port (no agent)"
 
         def progress(done: int, total: int, found: int) -> None:
@@ -337,17 +350,54 @@ class Source:
                 self.view.scan_progress = f"{done}/{total} unit ids {via}, {found} answered"
 
         try:
-            hits, complete = scan(transport, units, profiles, SCAN_TIMEOUT, progress)
-        except LinkError as exc:
+            if agent:
+                hits, complete = self._scan_by_agent(bus.name, units, progress)
+            else:
+                transport = open_transport(bus)
+                try:
+                    profiles = [builtin_profile(n) for n in builtin_profile_names()]
+                    hits, complete = scan(transport, units, profiles, SCAN_TIMEOUT, progress)
+                finally:
+                    transport.close()
+        except (LinkError, ControlError) as exc:
             with self._lock:
                 self.view.scan_progress = f"stopped: {exc}"
             return
-        finally:
-            transport.close()
-        lines = compare_scan(expected, hits) + scan_report(hits, complete)[1:]
+        lines = compare_with_config(hits, configured, units) + scan_report(hits, complete)
         with self._lock:
             self.view.scan_progress = f"done, units {units[0]}-{units[-1]} {via}"
-            self.view.scan_lines = [clean(x) for x in lines]
+            self.view.scan_lines = [clean(x) for x in unwrap(lines)]
+
+    def _scan_by_agent(self, bus: str, units: list[int],
+                       progress: Callable[[int, int, int], None]) -> tuple[list[ScanHit], bool]:
+        """The agent's ``scan`` (it blocks until done) on a thread of its own, while this one
+        asks ``scan_progress`` on other connections."""
+        answer: dict[str, Any] = {}
+        failed: list[ControlError] = []
+
+        def ask() -> None:
+            try:
+                answer.update(request(self.socket, {"op": "scan", "bus": bus, "units": units,
+                                                    "timeout": SCAN_TIMEOUT},
+                                      timeout=len(units) * (SCAN_TIMEOUT + 1) + AGENT_SLACK_S))
+            except ControlError as exc:
+                failed.append(exc)
+
+        worker = threading.Thread(target=ask, name="console-scan", daemon=True)
+        worker.start()
+        while worker.is_alive() and not self._stop.is_set():
+            worker.join(0.5)
+            try:
+                p = request(self.socket, {"op": "scan_progress"}, timeout=5).get("scans") or {}
+            except ControlError:
+                continue
+            if bus in p:
+                progress(int(p[bus]["done"]), int(p[bus]["total"]), int(p[bus]["found"]))
+        if failed:
+            raise failed[0]
+        if not answer.get("ok"):
+            raise ControlError(f"the agent refused the scan: {answer.get('error')}")
+        return [hit_from_dict(h) for h in answer["hits"]], bool(answer.get("complete"))
 
     def _read_form(self, form: Form) -> None:
         numbers = form.numbers()
@@ -363,35 +413,20 @@ class Source:
         try:
             words = self.read(bus, unit, function, register, count)
         except ModbusError as exc:
-            lines = [f"{head}: {exc}"]
-            if isinstance(exc, ModbusExceptionResponse) and exc.code == 2:
-                other = 4 if function == 3 else 3
-                lines.append(f"illegal data address: try function {other}, or another "
-                             "register (the profile's map is in drivers/profiles)")
+            hint = exception_hint(exc.code, function) if isinstance(
+                exc, ModbusExceptionResponse) else ""
+            lines = [f"{head}: {exc}{hint.replace('--function', 'function')}"]
             with self._lock:
                 self.view.read_lines = [clean(x) for x in lines]
             return
-        lines = [head, *self._named(bus, unit, function, register, words), *word_table(
-            register, words)]
-        if not any(" = " in x for x in lines):
+        # named with the channels of the device configured at that unit, decoded its way
+        channels = [spec for b, d in self.cfg.poll.devices if b == bus and d.unit == unit
+                    for spec in d.profile.channels if spec.function == function]
+        lines = [head, *channel_table(register, words, channels)]
+        if not channels:
             lines += pair_table(register, words)
         with self._lock:
             self.view.read_lines = [clean(x) for x in lines]
-
-    def _named(self, bus: str, unit: int, function: int, register: int,
-               words: list[int]) -> list[str]:
-        """The channels of the device configured at ``unit`` that the words cover, decoded
-        the way its profile says."""
-        out = []
-        for b, d in self.cfg.poll.devices:
-            if b != bus or d.unit != unit:
-                continue
-            for spec in d.profile.channels:
-                if spec.function == function and register <= spec.address and \
-                        spec.address + spec.words <= register + len(words):
-                    out.append(_decoded(d, spec, words[spec.address - register:
-                                                      spec.address - register + spec.words]))
-        return out
 
     def _network(self) -> None:
         with self._lock:
@@ -402,12 +437,3 @@ class Source:
         with self._lock:
             self.view.network = checks
 
-
-def _decoded(device: Device, spec: ChannelSpec, words: list[int]) -> str:
-    try:
-        raw = decode_value(words, spec.dtype, spec.byte_order, spec.word_order)
-    except ValueError as exc:
-        return f"{device.name} {spec.name}: cannot decode: {exc}"
-    value = raw * spec.scale + spec.offset
-    return (f"{device.name} {spec.name} = {number(value)} {spec.unit}  (register "
-            f"{spec.address}, {spec.dtype}, word order {spec.word_order})")

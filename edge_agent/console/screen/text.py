@@ -8,9 +8,9 @@ technician's terminal; then :func:`fit` or :func:`wrap` make it at most ``width`
 from __future__ import annotations
 
 import math
-import textwrap
 from collections.abc import Sequence
 
+from edge_agent.console.width import wrap as console_wrap
 from protocol.safe_text import escape_controls
 
 # an ASCII ramp: vt100 and a 9600-baud line have no block characters to rely on
@@ -28,12 +28,24 @@ def fit(line: str, width: int) -> str:
 
 
 def wrap(text: str, width: int, indent: int = 2) -> list[str]:
-    """``text`` wrapped to ``width``, continuation lines indented: an error is shown whole
-    (its actionable end is what a cut would lose), never cut."""
+    """``text`` wrapped to ``width`` (:func:`edge_agent.console.width.wrap`, the one wrap
+    ``diag`` and ``status`` use), continuation lines indented: an error is shown whole (its
+    actionable end is what a cut would lose), never cut."""
     if width <= indent + 4:
         return [fit(text, width)]
-    return textwrap.wrap(text, width, subsequent_indent=" " * indent,
-                         break_long_words=True, break_on_hyphens=False) or [""]
+    return console_wrap(text, " " * indent, width)
+
+
+def unwrap(lines: list[str]) -> list[str]:
+    """Lines wrapped for 80 columns (``diag``'s) back into one sentence each (a continuation
+    line starts with a blank), to be wrapped again to this terminal's width."""
+    out: list[str] = []
+    for line in lines:
+        if line.startswith(" ") and out:
+            out[-1] += " " + line.strip()
+        else:
+            out.append(line)
+    return out
 
 
 def age(t: float | None, now: float) -> str:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from edge_agent.console.screen.diagnose import Expected
+from edge_agent.console.diag import Configured
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,7 +28,7 @@ class Buses:
 
     name: str
     where: str
-    expected: tuple[Expected, ...]
+    expected: tuple[Configured, ...]
 
 
 @dataclass(slots=True)
