@@ -1,7 +1,8 @@
 """``quantrac console [--config FILE]``: the technician's full-screen program.
 
-The agent's control socket is found the way ``quantrac status`` finds it (the config's
-``[agent]`` state dir, ``--socket`` to name another). The config is read in full when it is a
+The agent's control socket is found the way ``quantrac status`` and ``diag`` find it
+(:func:`edge_agent.console.control_client.find_socket`: ``--socket``, else the config's
+``[agent]`` state dir). The config is read in full when it is a
 station config, else as the poll-only view ``diag watch`` uses, so the console works on a
 station whose config does not (yet) pass ``config check``. Anything unexpected is reported
 after the terminal is restored, as one line: never a traceback over the screen.
@@ -15,7 +16,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-DEFAULT_CONFIG = Path(os.environ.get("QUANTRAC_CONFIG", "/etc/quantrac/station.toml"))
+from edge_agent.console.control_client import DEFAULT_CONFIG
+
 INTERNAL_ERROR = 70  # EX_SOFTWARE
 
 
@@ -24,7 +26,8 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
                        description="Overview, live values, buses, a register read, the agent's "
                                    "events and network tests, on single keys (? lists them).")
     p.add_argument("--config", type=Path, default=None,
-                   help=f"station config (default $QUANTRAC_CONFIG or {DEFAULT_CONFIG})")
+                   help="station config (default $QUANTRAC_CONFIG or "
+                        f"{DEFAULT_CONFIG})")
     p.add_argument("--socket", type=Path, default=None,
                    help="the agent's control socket (default: the config's state dir)")
     p.add_argument("--log", type=Path, default=os.environ.get("QUANTRAC_AGENT_LOG") or None,
@@ -35,15 +38,16 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
 
 def _console(args: argparse.Namespace) -> int:
     from edge_agent.config.reader import ConfigError, load_config
+    from edge_agent.console.control_client import find_socket
     from edge_agent.console.screen.app import run
     from edge_agent.console.screen.source import Source
 
-    path = args.config or DEFAULT_CONFIG
+    path = args.config or Path(os.environ.get("QUANTRAC_CONFIG") or DEFAULT_CONFIG)
     try:
         cfg = load_config(path)
     except ConfigError:  # not a whole station config: what to poll is enough here
         cfg = load_config(path, station_required=False)
-    source = Source(cfg, args.socket or cfg.agent.control_socket, args.log)
+    source = Source(cfg, find_socket(args.socket, path), args.log)
     source.start()
     try:
         return run(source)
