@@ -13,6 +13,8 @@ outside resource (``default-src 'none'``; styles and images from the page itself
 have no script (``protocol.html_page``), so even markup that slipped through escaping cannot
 run code, and ``X-Content-Type-Options: nosniff`` keeps a CSV download from being read as
 HTML. ``Cache-Control: no-store``: pages show a plant's data to the logged-in operator only.
+Logins are logged (``web_login``, ``web_login_failed``, ``web_login_limited`` with the client
+address): someone guessing the password is a security event the operator should see.
 
 API:
 
@@ -39,6 +41,7 @@ API:
 
 from __future__ import annotations
 
+import logging
 import urllib.parse
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -51,6 +54,7 @@ from protocol.html_page import el, page, void
 from protocol.safe_text import escape_controls
 from protocol.web_auth import COOKIE, Limiter, Sessions, check_password
 
+log = logging.getLogger(__name__)
 CSP = ("default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; "
        "form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
 #: a login form is a few dozen bytes; anything bigger is refused unread
@@ -245,6 +249,8 @@ class App:
         target = form["next"][0] if form.get("next") else None
         wait = self.limiter.retry_after(req.client, now)
         if wait is not None:
+            log.warning("web_login_limited", extra={"client": req.client,
+                                                    "retry_after_s": round(wait)})
             resp = self._form(target, f"too many wrong passwords: try again in {wait:.0f} s",
                               429)
             resp.headers.append(("Retry-After", f"{wait:.0f}"))
@@ -253,8 +259,10 @@ class App:
             return self._form(target, f"no password is set: run `{self.passwd_hint}`", 403)
         if not check_password(password, self.password_hash):
             self.limiter.failed(req.client, now)
+            log.warning("web_login_failed", extra={"client": req.client})
             return self._form(target, "wrong password", 401)
         self.limiter.succeeded(req.client)
+        log.info("web_login", extra={"client": req.client})
         token = self.sessions.start(now)
         return redirect(_local_next(target),
                         [("Set-Cookie", _cookie(token, int(self.sessions.ttl_s)))])

@@ -71,12 +71,12 @@ def make_server(app: web_app.App, host: str, port: int,
         do_GET = do_HEAD = do_POST = do_PUT = do_DELETE = do_PATCH = _serve
 
         def log_message(self, format: str, *args: object) -> None:
-            log.debug("event=http client=%s request=%r", self.client_address[0],
-                      format % args)
+            log.debug("http", extra={"client": self.client_address[0],
+                                     "request": format % args})
 
         def log_error(self, format: str, *args: object) -> None:
-            log.warning("event=http_error client=%s problem=%r", self.client_address[0],
-                        format % args)
+            log.warning("http_error", extra={"client": self.client_address[0],
+                                             "problem": format % args})
 
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     server_class = type("Server", (ThreadingHTTPServer,), {"address_family": family})

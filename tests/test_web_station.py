@@ -81,6 +81,7 @@ class Site:
     cookie: str
     page: Page
     shot: Path
+    log: Path
 
 
 def _request(site: Site, method: str, target: str, body: bytes = b"",
@@ -142,7 +143,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
                     cookie = _login_cookie(split.hostname or "", split.port or 0)
                     shot = Path(os.environ.get("QUANTRAC_SCREENSHOT") or tmp / "station.png")
                     yield Site(sw, base.rstrip("/"), split.hostname or "", split.port or 0,
-                               cookie, page, shot)
+                               cookie, page, shot, tmp / "web.log")
                 finally:
                     browser.close()
             finally:
@@ -266,6 +267,8 @@ def test_wrong_passwords_are_rate_limited(site: Site) -> None:
     assert int(limited.getheader("Retry-After") or 0) > 0
     assert "too many wrong passwords" in _body(limited)
     assert _request(site, "GET", "/", cookie=site.cookie).status == 200  # sessions go on
+    wait_for(lambda: "event=web_login_limited" in site.log.read_text(), 10, "the log line")
+    assert site.log.read_text().count("event=web_login_failed client=127.0.0.1") == 5
 
 
 def test_web_refuses_without_a_password_or_a_listen_address(site: Site,
