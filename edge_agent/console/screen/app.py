@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import curses
 import locale
+import logging
 import os
 import select
 import signal
@@ -43,6 +44,9 @@ def run(source: Source) -> int:
         gone.set()
 
     old = {s: signal.signal(s, hang_up) for s in (signal.SIGHUP, signal.SIGTERM)}
+    # a log line on stderr would scribble over the screen (even with --verbose, or when
+    # started with a systemd environment): the screen is this program's only output
+    logging.disable(logging.CRITICAL)
     try:
         return curses.wrapper(_main, source, gone)
     except curses.error:
@@ -50,6 +54,7 @@ def run(source: Source) -> int:
             return 0
         raise
     finally:
+        logging.disable(logging.NOTSET)
         for s, handler in old.items():
             signal.signal(s, handler)
 

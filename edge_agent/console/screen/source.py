@@ -64,7 +64,7 @@ from edge_agent.poll.poller import DevicePoller
 
 log = logging.getLogger("quantrac.edge_agent.console")
 
-REFRESH_S = 2.0
+REFRESH_S = 1.0  # a status request is cheap for the agent; the screen follows within a second
 STATUS_TIMEOUT_S = 5.0
 EVENTS_S = 5.0
 WORD_ORDER_S = 10.0
