@@ -247,7 +247,7 @@ def test_any_wire_value_is_stored_and_queried_or_refused_as_documented(
 #: fewer examples on PostgreSQL: each empties the database; the values' range is the point,
 #: and what PostgreSQL could hold differently (i64 seqs and times, NaN and extreme doubles)
 #: is drawn in most examples
-@settings(max_examples=60, deadline=None, suppress_health_check=SLOW)
+@settings(max_examples=30, deadline=None, suppress_health_check=SLOW)
 @given(packets=st.lists(wire_packets(), min_size=1, max_size=3))
 def test_any_wire_value_is_stored_and_queried_or_refused_as_documented_on_postgresql(
     pg_server: PgServer, packets: list[bytes]
