@@ -89,6 +89,9 @@ def test_silent_unit(station: ConsoleWorld, term: Tmux) -> None:
     try:
         text = term.wait(has("SILENT: unit 5 (flow) does not answer"), 30, "the silent unit")
         assert "check its power" in text
+        page(term, "e")  # the agent's own warning, from its log
+        term.wait(has("poll_failed device=flow"), 15, "the agent's warning on the events page")
+        page(term, "b")
     finally:
         station.fault(5, "no_answer", "off")
     term.wait(lambda s: "! SILENT" not in s, 30, "the unit answering again")
