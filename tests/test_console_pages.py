@@ -5,6 +5,7 @@ lines, and that an outside string cannot put an escape sequence on the screen.""
 from __future__ import annotations
 
 import struct
+from pathlib import Path
 
 import pytest
 
@@ -142,3 +143,18 @@ def test_log_lines() -> None:
     assert short(line) == 'W 13:05:02 poll_failed device=hach unit=2 reason="no answer"'
     assert short("level=error event=x").startswith("E x")
     assert short("a plain line \x1b[31m").startswith("I a plain line \\x1b")
+
+
+def test_no_terminal_is_refused_in_one_line(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    config = tmp_path / "station.toml"
+    config.write_text('[[bus]]\nname = "b"\nport = "/dev/null"\n')
+    done = subprocess.run([sys.executable, "-m", "edge_agent.daemon.cli", "console", "--config",
+                           str(config)], capture_output=True, text=True, timeout=60,
+                          stdin=subprocess.DEVNULL, check=False)
+    assert done.returncode == 1 and done.stdout == ""
+    assert done.stderr.strip().splitlines() == [
+        "quantrac console: error: quantrac console needs a terminal on stdin and stdout (for a "
+        "script: quantrac status, or quantrac diag)"]

@@ -42,6 +42,7 @@ def _console(args: argparse.Namespace) -> int:
     from edge_agent.console.screen.app import run
     from edge_agent.console.screen.source import Source
 
+    _check_terminal()
     path = args.config or Path(os.environ.get("QUANTRAC_CONFIG") or DEFAULT_CONFIG)
     try:
         cfg = load_config(path)
@@ -57,3 +58,21 @@ def _console(args: argparse.Namespace) -> int:
         return INTERNAL_ERROR
     finally:
         source.stop()
+
+
+def _check_terminal() -> None:
+    """Refuse before the screen starts, in one line, what curses would fail on later: no
+    terminal on stdin/stdout (a pipe, cron), or a ``$TERM`` terminfo does not know."""
+    import curses
+
+    from protocol.cli_error import UsageError
+
+    if not (sys.stdin.isatty() and sys.stdout.isatty()):
+        raise UsageError("quantrac console needs a terminal on stdin and stdout (for a "
+                         "script: quantrac status, or quantrac diag)")
+    term = os.environ.get("TERM") or ""
+    try:
+        curses.setupterm(term or "dumb", sys.stdout.fileno())
+    except curses.error:
+        raise UsageError(f"TERM={term!r}: a terminal type this system does not know; try "
+                         "TERM=vt100") from None
