@@ -1,9 +1,9 @@
 """``quantrac console`` over a real serial pair, as a technician's laptop meets it: the console
-on one end of a socat pty pair (stdin and stdout on the pty, TERM=vt100, the line at the
-test's baud rate), picocom (a terminal client no one here wrote) on the other end inside an
-80x24 tmux, keystrokes typed into picocom, the screen read from tmux. Then the cable is
-pulled (socat killed: the console's end hangs up) and the console must end by itself, exit
-0, print no traceback.
+on one end of a socat pty pair (stdin and stdout on the pty; TERM=vt100 at 9600 baud, and
+TERM=linux, which has colour, at 115200), picocom (a terminal client no one here wrote) on the
+other end inside an 80x24 tmux, keystrokes typed into picocom, the screen read from tmux.
+Then the cable is pulled (socat killed: the console's end hangs up) and the console must end
+by itself, exit 0, print no traceback.
 
 No agent and no analyser behind it (the config's port does not exist): what is tested here
 is the line, the terminal and the way out; the agent-backed screens are
@@ -40,8 +40,8 @@ unit = 2
 """
 
 
-@pytest.mark.parametrize("baud", [9600, 115200])
-def test_console_through_picocom(tmp_path: Path, baud: int) -> None:
+@pytest.mark.parametrize(("baud", "term_type"), [(9600, "vt100"), (115200, "linux")])
+def test_console_through_picocom(tmp_path: Path, baud: int, term_type: str) -> None:
     config = tmp_path / "station.toml"
     config.write_text(CONFIG.format(state=tmp_path / "state", root=tmp_path))
     ours, theirs = tmp_path / "console-end", tmp_path / "laptop-end"
@@ -57,7 +57,8 @@ def test_console_through_picocom(tmp_path: Path, baud: int) -> None:
         termios.tcsetattr(fd, termios.TCSANOW, attrs)
         console = subprocess.Popen(quantrac("console", "--config", str(config)), stdin=fd,
                                    stdout=fd, stderr=subprocess.PIPE,
-                                   env={**os.environ, "TERM": "vt100"}, start_new_session=True)
+                                   env={**os.environ, "TERM": term_type},
+                                   start_new_session=True)
         os.close(fd)
         term.start([PICOCOM, "-b", str(baud), "--quiet", str(theirs)], {"TERM": "vt100"})
         term.keys("C-l")  # picocom came up after the first paint: ask for a full one
