@@ -130,7 +130,7 @@ def values(view: View, ui: Ui, width: int) -> list[str]:
         when = age(c.get("t"), now)
         if wide:
             line = (f"{sym[:8]:<8} {clean(c.get('device'))[:9]:<9} "
-                    f"{number(c.get('value'))[:10]:>10} {clean(c.get('unit'))[:6]:<6} "
+                    f"{number(c.get('value'))[:10]:>10} {clean(c.get('unit') or '')[:6]:<6} "
                     f"{status[:9]:<9} {when:>4}")
         else:
             line = f"{sym[:6]:<6} {number(c.get('value'))[:9]:>9} {status[:8]:<8} {when:>4}"

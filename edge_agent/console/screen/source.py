@@ -152,7 +152,7 @@ class Source:
             expected = tuple(Configured(d.name, d.unit, d.profile.name)
                              for b, d in cfg.poll.devices if b == bus.name)
             buses.append(Buses(bus.name, where(bus), expected))
-        self.view = View(now=clock(), station=cfg.station.id if cfg.station else "?",
+        self.view = View(now=clock(), station=(cfg.station.id if cfg.station else "") or "?",
                          config=str(cfg.source), buses=tuple(buses))
 
     # ------------------------------------------------------------------ the UI's side
