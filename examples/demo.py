@@ -629,15 +629,15 @@ def look_further(sh: Shell, work: Path, st: Station = WASTEWATER) -> None:
         ["centre", "query", "--config", work / "centre.toml", "--station", st.station_id,
          "--invalid", "--wide"],
         ["centre", "stations", "--config", work / "centre.toml"],
-        ["centre", "web", "--config", work / "centre.toml"],
     ]
     for args in commands:
         sh.show(["quantrac", *sh.argv(args)])
+    centre_toml = sh.word(work / "centre.toml")
     note(f"the station's own records of {st.fault_channel}; every invalid window at the centre "
-         "with its counts and flags; per station: records held, seq gaps, security events; "
-         f"the dashboard again (password {DEMO_PASSWORD}) on the stored records "
-         "(`quantrac web --config` the same for the station's own page). "
-         f"Logs: {sh.word(work / 'logs')}/.")
+         "with its counts and flags; per station: records held, seq gaps, security events. "
+         f"The dashboard again on the stored records: `quantrac centre web --config "
+         f"{centre_toml}` (password {DEMO_PASSWORD}; `quantrac web --config` the same for "
+         f"the station's own page). Logs: {sh.word(work / 'logs')}/.")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
