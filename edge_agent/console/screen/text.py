@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+from edge_agent.console.status_view import _age as status_age  # the one age wording
 from edge_agent.console.width import wrap as console_wrap
 from protocol.safe_text import escape_controls
 
@@ -49,17 +50,10 @@ def unwrap(lines: list[str]) -> list[str]:
 
 
 def age(t: float | None, now: float) -> str:
-    """How long ago ``t`` was, short ("12s", "3m", "2h", "4d"); "never" for None."""
-    if t is None:
-        return "never"
-    s = max(0.0, now - t)
-    if s < 120:
-        return f"{s:.0f}s"
-    if s < 7200:
-        return f"{s / 60:.0f}m"
-    if s < 172800:
-        return f"{s / 3600:.0f}h"
-    return f"{s / 86400:.0f}d"
+    """How long ago ``t`` was, short ("12s", "3m", "2h", "4d"); "never" for None: the
+    status view's wording (:mod:`edge_agent.console.status_view`) without its " ago", which
+    a column header says once."""
+    return status_age(t, now).removesuffix(" ago")
 
 
 def number(v: object) -> str:
