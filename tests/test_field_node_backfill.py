@@ -6,10 +6,10 @@ Time scaling (stated, not hidden): the agent's clock is the real wall clock, so 
 in real time too (its control file gives no ``sim_ms``) and the gateway sets its UTC. The node
 logs every second (``period_s = 1``), the averaging windows are 5 s, and the trunk is cut
 (socat killed, as tests/test_firmware_node.py does) for 30 real seconds: six windows, the
-same count as 30 minutes of 5-minute windows (the windows are short so the two runs of this
-test take about a minute each: the whole suite has to fit in CI's time) and more than the issue's "10 simulated minutes
-= two 5-minute windows". The inputs are moved by a driver thread all the time (a ramp), so a
-window's mean depends on every one of its samples.
+same count as 30 minutes of 5-minute windows and more than the issue's "10 simulated minutes
+= two 5-minute windows" (the windows are short so that each of the two runs of this test takes
+about a minute: the whole suite has to fit in CI's time). The inputs are moved by a driver
+thread all the time (a ramp), so a window's mean depends on every one of its samples.
 
 The uncut reference is the node's own complete log read back after the run: in an uncut run
 the agent averages exactly those samples (edge_agent/core/backfill.py: the log is the source
