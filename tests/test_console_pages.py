@@ -142,6 +142,9 @@ def test_log_lines() -> None:
             'event=poll_failed device=hach unit=2 reason="no answer"')
     assert short(line) == 'W 13:05:02 poll_failed device=hach unit=2 reason="no answer"'
     assert short("level=error event=x").startswith("E x")
+    journal = ("2026-12-01T13:05:02+0000 gw quantrac[81]: level=warning "
+               "logger=quantrac.poller event=poll_failed device=hach")
+    assert short(journal) == "W 13:05:02 poll_failed device=hach"
     assert short("a plain line \x1b[31m").startswith("I a plain line \\x1b")
 
 

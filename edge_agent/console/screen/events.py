@@ -33,8 +33,10 @@ def short(line: str) -> str:
     if not level or "event" not in fields:
         return "I " + clean(line.strip())
     letter = {"warning": "W", "error": "E", "critical": "E", "debug": "D"}.get(level, "I")
-    ts = fields.pop("ts", "")
-    clock = ts[11:19] if len(ts) >= 19 else ""
+    # under journald the agent writes no ts= (the journal stamps); -o short-iso puts the
+    # journal's stamp first: 2026-12-01T13:05:02+0000 host quantrac[1]: level=...
+    ts = fields.pop("ts", "") or line[:19]
+    clock = ts[11:19] if len(ts) >= 19 and ts[10:11] == "T" else ""
     fields.pop("logger", None)
     event = fields.pop("event").strip('"')
     rest = " ".join(f"{k}={v}" for k, v in fields.items())
@@ -65,7 +67,7 @@ def read_events(log_file: Path | None) -> tuple[list[str], str]:
     if journalctl is None:
         return [], "no journal here and no --log FILE; the overview shows the last errors"
     try:
-        done = subprocess.run([journalctl, "-u", UNIT, "-n", str(KEEP), "-o", "cat",
+        done = subprocess.run([journalctl, "-u", UNIT, "-n", str(KEEP), "-o", "short-iso",
                                "--no-pager"], capture_output=True, timeout=5, check=False)
     except (OSError, subprocess.TimeoutExpired) as exc:
         return [], f"journalctl: {exc}"

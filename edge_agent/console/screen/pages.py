@@ -9,14 +9,14 @@ message. Below 20x4 there is no room for a page and the screen says so.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
 
 from edge_agent.console.screen.diagnose import health_verdict
 from edge_agent.console.screen.keys import FIELDS, Ui
 from edge_agent.console.screen.text import age, clean, fit, number, sparkline, wrap
 from edge_agent.console.screen.view import View
+from edge_agent.console.status_view import clock_line, readiness
 
 MIN_WIDTH, MIN_HEIGHT = 20, 4
 HOUR = 3600.0
@@ -60,11 +60,15 @@ def overview(view: View, ui: Ui, width: int) -> list[str]:
     if view.agent:
         up = age(float(st.get("started", now)), now)
         out += wrap(f"station {clean(st.get('station') or '?')}, agent pid {st.get('pid')}, "
-                    f"up {up}, {'ready' if st.get('ready') else 'starting'}", width)
+                    f"up {up}, {clean(readiness(st))}", width)
     else:
         out.append(fit(f"station {clean(view.station)}, agent not running", width))
     out += wrap(f"config {clean(view.config)}", width)
-    out += wrap(_clock(st.get("clock") or {}, now, view.agent), width)
+    if view.agent:  # the status view's words: why it is not synchronised and the fix
+        out += wrap(" ".join(clock_line(st.get("clock") or {}, now).split()), width)
+    else:
+        out += wrap(f"clock {datetime.fromtimestamp(now, UTC):%Y-%m-%d %H:%M} UTC, "
+                    "synchronisation unknown (the agent tells it)", width)
     link = st.get("uplink") or {}
     if link:
         out += wrap(f"uplink {clean(link.get('state'))}: {clean(link.get('detail') or '')}",
@@ -93,26 +97,6 @@ def overview(view: View, ui: Ui, width: int) -> list[str]:
         out += wrap(f"  {clean(d['device'])} ({age(d.get('last_error_at'), now)} ago): "
                     f"{clean(d['last_error'])}", width, indent=4)
     return out
-
-
-def _clock(clock: Mapping[str, Any], now: float, agent: bool) -> str:
-    sync = clock.get("synchronised")
-    jumps = int(clock.get("jumps") or 0)
-    text = f"clock {datetime.fromtimestamp(now, UTC):%Y-%m-%d %H:%M} UTC, "
-    if not agent:
-        return text + "synchronisation unknown (the agent tells it)"
-    if sync is True:
-        text += "synchronised"
-    elif sync is False:
-        text += ("NOT synchronised: no NTP server answered this gateway (see n: network); "
-                 "records are marked with an untrusted clock until it syncs")
-    else:
-        text += "sync unknown: systemd-timesyncd does not say (no timedatectl?)"
-    if jumps:
-        last = clock.get("last_jump") or {}
-        text += (f"; {jumps} clock jump(s), last {float(last.get('offset', 0)):+.1f} s "
-                 f"{age(last.get('at_wall'), now)} ago")
-    return text
 
 
 def values(view: View, ui: Ui, width: int) -> list[str]:
