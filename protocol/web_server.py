@@ -15,19 +15,39 @@ client wrote). Access is logged at debug level, errors at warning, in the projec
 
 API: ``make_server(app, host, port, clock=time.time) -> ThreadingHTTPServer`` (bound, not yet
 serving; ``.server_address`` has the real port when ``port`` is 0); ``serve(server)`` runs it
-until ``server.shutdown()`` from another thread or KeyboardInterrupt.
+until ``server.shutdown()`` from another thread or KeyboardInterrupt; ``ask_new_password(what,
+from_stdin)`` is the one prompt both ``web passwd`` commands use (typed twice on a terminal, or
+the first line of stdin for scripts; at least ``MIN_PASSWORD`` characters).
 """
 
 from __future__ import annotations
 
+import getpass
 import logging
 import socket
+import sys
 import threading
 import time
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from protocol import web_app
+from protocol.cli_error import UsageError
+
+MIN_PASSWORD = 8
+
+
+def ask_new_password(what: str, from_stdin: bool) -> str:
+    """A new password for ``what`` (e.g. "the station page"); UsageError when unusable."""
+    if from_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = getpass.getpass(f"new password for {what}: ")
+        if getpass.getpass("again: ") != password:
+            raise UsageError("the two passwords differ; nothing changed")
+    if len(password) < MIN_PASSWORD:
+        raise UsageError(f"the password needs at least {MIN_PASSWORD} characters")
+    return password
 
 log = logging.getLogger(__name__)
 TIMEOUT_S = 20.0

@@ -11,16 +11,12 @@ gave port 0, for a supervisor or a test).
 from __future__ import annotations
 
 import argparse
-import getpass
 import signal
-import sys
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
 from protocol.cli_error import UsageError, UserError
-
-MIN_PASSWORD = 8
 
 
 def register(actions: argparse._SubParsersAction[Any]) -> None:
@@ -42,19 +38,13 @@ def register(actions: argparse._SubParsersAction[Any]) -> None:
 def _passwd(args: argparse.Namespace) -> int:
     from centre.serve_config import load
     from protocol.web_auth import hash_password, save_hash
+    from protocol.web_server import ask_new_password
 
     path_given = args.passwd_config or args.config
     if path_given is None:
         raise UsageError("quantrac centre web passwd: --config FILE is required")
     cfg = load(path_given)
-    if args.password_stdin:
-        password = sys.stdin.readline().rstrip("\r\n")
-    else:
-        password = getpass.getpass("new password for the centre dashboard: ")
-        if getpass.getpass("again: ") != password:
-            raise UsageError("the two passwords differ; nothing changed")
-    if len(password) < MIN_PASSWORD:
-        raise UsageError(f"the password needs at least {MIN_PASSWORD} characters")
+    password = ask_new_password("the centre dashboard", args.password_stdin)
     path = cfg.web.password_path(cfg.centre_dir)
     if not path.parent.is_dir():
         raise UserError(f"{path.parent}: no such directory (for [web] password_file of "

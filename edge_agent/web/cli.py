@@ -13,10 +13,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import getpass
 import os
 import signal
-import sys
 import time
 from pathlib import Path
 from types import FrameType
@@ -26,7 +24,6 @@ from protocol.cli_error import UsageError, UserError
 
 DEFAULT_CONFIG = Path(os.environ.get("QUANTRAC_CONFIG", "/etc/quantrac/station.toml"))
 PASSWORD_FILE = "web.passwd"
-MIN_PASSWORD = 8
 
 
 def register(sub: argparse._SubParsersAction[Any]) -> None:
@@ -56,16 +53,10 @@ def _config(path: Path | None) -> Any:
 
 def _passwd(args: argparse.Namespace) -> int:
     from protocol.web_auth import hash_password, save_hash
+    from protocol.web_server import ask_new_password
 
     cfg = _config(args.passwd_config or args.config)
-    if args.password_stdin:
-        password = sys.stdin.readline().rstrip("\r\n")
-    else:
-        password = getpass.getpass("new password for the station page: ")
-        if getpass.getpass("again: ") != password:
-            raise UsageError("the two passwords differ; nothing changed")
-    if len(password) < MIN_PASSWORD:
-        raise UsageError(f"the password needs at least {MIN_PASSWORD} characters")
+    password = ask_new_password("the station page", args.password_stdin)
     path = cfg.agent.state_dir / PASSWORD_FILE
     if not cfg.agent.state_dir.is_dir():
         raise UserError(f"{cfg.agent.state_dir}: no such directory ([agent] state_dir of "
