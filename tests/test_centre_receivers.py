@@ -1,7 +1,7 @@
 """Many receivers on one shared subscription and one store; a receiver killed; the store down.
 
 The kill test runs real processes only: Mosquitto, two ``quantrac centre serve`` in one
-``$share`` group on one store, and twenty station uplinks (ten on SQLite) draining 500
+``$share`` group on one store, and twenty station uplinks (six on SQLite) draining 500
 records each. One
 receiver or the other is SIGKILLed whenever the store passes a randomly drawn record count
 (so the kills land mid-drain, mid-batch, at moments the seed decides and the failure message
@@ -41,8 +41,8 @@ if TYPE_CHECKING:
 
 PER_STATION = 500
 #: stations and kills per backend: the issue's 20 x 500 on PostgreSQL (what a province runs
-#: several receivers on); half the stations on SQLite, to keep the suite inside CI's time
-SIZES = {"postgresql": (20, 4), "sqlite": (10, 3)}
+#: several receivers on); six on SQLite, to keep the suite inside CI's time
+SIZES = {"postgresql": (20, 4), "sqlite": (6, 2)}
 
 
 @pytest.fixture
