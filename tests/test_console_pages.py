@@ -161,3 +161,17 @@ def test_no_terminal_is_refused_in_one_line(tmp_path: Path) -> None:
     assert done.stderr.strip().splitlines() == [
         "quantrac console: error: quantrac console needs a terminal on stdin and stdout (for a "
         "script: quantrac status, or quantrac diag)"]
+
+
+def test_the_banner_says_which_kind_of_no_answer() -> None:
+    def banner(problem: str) -> str:
+        view = busy_view()
+        view.agent, view.agent_problem = False, problem
+        return " ".join(" ".join(screen(view, Ui(), 80, 24)[1:3]).split())
+
+    assert "agent not running" in banner("x.sock: no control socket (is the agent running?)")
+    assert "Reading the ports directly" in banner("x.sock: no control socket")
+    busy = banner("x.sock: the agent does not answer (timed out)")
+    assert "does not answer in time" in busy and "ports directly" not in busy
+    denied = banner("x.sock: permission denied (run as the quantrac user or root)")
+    assert "quantrac group" in denied and "ports directly" not in denied

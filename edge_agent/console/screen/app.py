@@ -25,6 +25,7 @@ import select
 import signal
 import sys
 import threading
+import time
 import types
 
 from edge_agent.console.screen.keys import Ui, handle
@@ -105,6 +106,7 @@ def _main(scr: curses.window, source: Source, gone: threading.Event) -> int:
     encoding = locale.getpreferredencoding(False)
     ui = Ui()
     shown: list[str] | None = None
+    instant = 0  # reads that failed at once, in a row
     while not ui.quit:
         if gone.is_set() or _hung_up(poller):
             gone.set()  # endwin may fail on a line that is gone: run() knows why
@@ -123,10 +125,17 @@ def _main(scr: curses.window, source: Source, gone: threading.Event) -> int:
                     scr.addstr(row, 0, text, attr)
             scr.refresh()
             shown = lines
+        asked = time.monotonic()
         try:
             got = scr.get_wch()
-        except curses.error:  # no key within the tick
+        except curses.error:  # no key within the tick, or a read error (EIO)
+            # a line that fails every read at once without a hang-up: gone all the same
+            instant = instant + 1 if time.monotonic() - asked < TICK_MS / 4000 else 0
+            if instant > 100:
+                gone.set()
+                return 0
             continue
+        instant = 0
         key = got if isinstance(got, str) else curses.keyname(got).decode("ascii", "replace")
         if key == CTRL_C:
             return 0

@@ -32,7 +32,10 @@ def screen(view: View, ui: Ui, width: int, height: int) -> list[str]:
     top = [fit(f"quantrac console  {clean(view.station)}  [{ui.page}]  {stamp} UTC", width)]
     if not view.agent:
         problem = clean(view.agent_problem or "no answer")
-        if "timed out" in problem:  # it listens but is busy: it still holds the ports
+        if "permission denied" in problem:  # it runs; this account may not ask it
+            top += wrap(f"! cannot ask the agent ({problem}); the account needs the "
+                        "quantrac group (docs/technician.md)", width)[:2]
+        elif "timed out" in problem:  # it listens but is busy: it still holds the ports
             top += wrap(f"! the agent does not answer in time ({problem}); retrying.",
                         width)[:2]
         else:

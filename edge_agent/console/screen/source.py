@@ -217,8 +217,10 @@ class Source:
         except ControlError as exc:
             agent, problem = False, str(exc)
             # a socket that accepts but does not answer in time is an agent that is busy or
-            # starting (it holds its ports): only an absent or refused one frees the ports
-            status = {} if "timed out" in problem else self._poll_directly(now)
+            # starting, one this user may not use is an agent all the same: both hold their
+            # ports. Only an absent or refused socket frees them
+            held = "timed out" in problem or "permission denied" in problem
+            status = {} if held else self._poll_directly(now)
         with self._lock:
             self.view.agent, self.view.agent_problem, self.view.status = agent, problem, status
             if agent and status.get("station"):
