@@ -477,33 +477,30 @@ def public_channels(st: Station) -> list[str]:
         return []
 
 
-def start_dashboard(sh: Shell, procs: Processes, work: Path, port: int) -> None:
-    """``centre web passwd`` (the password from stdin), then ``centre web``: the URLs."""
-    config = work / "centre.toml"
-    passwd: list[str | Path] = ["quantrac", "centre", "web", "passwd", "--config", config,
+def start_web(sh: Shell, procs: Processes, command: list[str], config: Path, port: int,
+              what: str) -> None:
+    """``<command> passwd`` (the demo password from stdin), then ``<command>`` on ``port``."""
+    passwd: list[str | Path] = ["quantrac", *command, "passwd", "--config", config,
                                 "--password-stdin"]
     sh.show(passwd)
     out = subprocess.run(_quantrac(*sh.argv(passwd)[1:]), input=DEMO_PASSWORD + "\n",
                          capture_output=True, text=True, cwd=sh.cwd, timeout=60)
     if out.returncode != 0:
-        raise RuntimeError(f"centre web passwd failed:\n{out.stdout}{out.stderr}")
-    procs.start("centre-web", ["quantrac", "centre", "web", "--config", config])
-    _wait_for(lambda: _accepts(port), "the centre dashboard to listen", 30, procs)
+        raise RuntimeError(f"{' '.join(command)} passwd failed:\n{out.stdout}{out.stderr}")
+    procs.start(what.replace(" ", "-"), ["quantrac", *command, "--config", config])
+    _wait_for(lambda: _accepts(port), f"the {what} to listen", 30, procs)
+
+
+def start_dashboard(sh: Shell, procs: Processes, work: Path, port: int) -> None:
+    """The centre dashboard and the public page: their URLs."""
+    start_web(sh, procs, ["centre", "web"], work / "centre.toml", port, "centre dashboard")
     print(f"   dashboard: http://127.0.0.1:{port}/  (password {DEMO_PASSWORD})")
     print(f"   public page: http://127.0.0.1:{port}/public")
 
 
 def start_station_page(sh: Shell, procs: Processes, config: Path, port: int) -> None:
-    """``web passwd`` (the demo password from stdin), then ``quantrac web``: its URL."""
-    passwd: list[str | Path] = ["quantrac", "web", "passwd", "--config", config,
-                                "--password-stdin"]
-    sh.show(passwd)
-    out = subprocess.run(_quantrac(*sh.argv(passwd)[1:]), input=DEMO_PASSWORD + "\n",
-                         capture_output=True, text=True, cwd=sh.cwd, timeout=60)
-    if out.returncode != 0:
-        raise RuntimeError(f"web passwd failed:\n{out.stdout}{out.stderr}")
-    procs.start("station-web", ["quantrac", "web", "--config", config])
-    _wait_for(lambda: _accepts(port), "the station page to listen", 30, procs)
+    """The station's own page: its URL."""
+    start_web(sh, procs, ["web"], config, port, "station page")
     print(f"   station page: http://127.0.0.1:{port}/  (password {DEMO_PASSWORD})")
 
 
