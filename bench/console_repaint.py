@@ -7,8 +7,10 @@ the cells that changed. This measures it on the real program: the console runs u
 (TERM=vt100, 80x24) against a running agent and simulator (``tests.console_world``), and
 every byte it writes is counted:
 
-* the first paint (the overview as it starts);
-* a full refresh (Ctrl-L: clear and repaint everything) on the values page, the worst case;
+* the start-up: everything written in the first 3 s (the first paint, then the page again
+  as the agent's status arrives);
+* a full refresh (Ctrl-L: clear and repaint everything) of the values and overview pages,
+  the fullest ones;
 * a page switch (each page key, the screen mostly replaced);
 * the typical update: the values page left alone, where the clock and the values' ages tick;
   bytes per second over several seconds.
@@ -114,6 +116,8 @@ def main() -> int:
             time.sleep(2.5)  # the values page with data
             full = sorted(meter.burst(b"\x0c") for _ in range(5))
             pages = {k: meter.burst(k.encode()) for k in "obrenv?"}
+            meter.burst(b"o")
+            overview = sorted(meter.burst(b"\x0c") for _ in range(3))
             meter.burst(b"v")
             start, t0 = meter.settle(), time.monotonic()
             time.sleep(args.idle)
@@ -125,13 +129,14 @@ def main() -> int:
                 proc.kill()
                 proc.wait()
             os.close(master)
-    print(line("first paint (overview)", first))
+    print(line("start-up, first 3 s (paint + data)", first))
     print(line("full refresh, values page (^L)", full[2]))
     print(f"  (five refreshes: {', '.join(map(str, full))} bytes; the median is shown)")
+    print(line("full refresh, overview page (^L)", overview[1]))
     for key, n in pages.items():
         print(line(f"page switch to {key!r}", n))
     print(line("typical update, values page (/s)", idle))
-    worst = full[-1] * 10 / BAUD
+    worst = max(full[-1], overview[-1]) * 10 / BAUD
     print(f"slowest full refresh at {BAUD} baud: {worst:.3f} s, {worst:.0%} of the 1 s target "
           f"({'met' if worst < 1 else 'NOT met'}); at 115200 baud {worst * BAUD / 115200:.3f} s")
     return 0
