@@ -109,7 +109,7 @@ def render_stations(summaries: Sequence[StationSummary], now: float, tz: ZoneInf
         when = None if s.last_received is None else local_time(s.last_received, tz)
         last = ("-" if s.last_received is None else epoch_text(s.last_received) if when is None
                 else when.strftime("%Y-%m-%d %H:%M:%S"))
-        age = "-" if s.last_received is None else _age(now - s.last_received)
+        age = "-" if s.last_received is None else record_view.duration(now - s.last_received)
         station = escape_controls(s.station)
         if not wide and len(station) > STATION_CELL:
             alone[len(rows)] = station
@@ -135,12 +135,3 @@ def render_events(events: Sequence[tuple[float, str, str, str]], tz: ZoneInfo, *
     return text if wide else fit_lines(text)
 
 
-def _age(seconds: float) -> str:
-    seconds = max(0.0, seconds)
-    if seconds < 120:
-        return f"{seconds:.0f} s"
-    if seconds < 7200:
-        return f"{seconds / 60:.0f} min"
-    if seconds < 172800:
-        return f"{seconds / 3600:.0f} h"
-    return f"{seconds / 86400:.0f} d"

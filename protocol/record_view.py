@@ -117,6 +117,27 @@ def window_label(seconds: int) -> str:
     return f"{seconds}s"
 
 
+def duration(seconds: float, *, compact: bool = False) -> str:
+    """A length of time as people say it: ``45 s``, ``12 min``, ``5 h``, ``3 d``.
+
+    One rounding for every display (status, console, pages, ``centre stations``), so an age
+    reads the same everywhere; ``compact`` (``45s``, ``12m``) for the 80-column tables.
+    """
+    s = max(0.0, float(seconds))
+    for limit, div, unit, short in ((120, 1, "s", "s"), (7200, 60, "min", "m"),
+                                    (172800, 3600, "h", "h")):
+        if s < limit:
+            return f"{s / div:.0f}{short}" if compact else f"{s / div:.0f} {unit}"
+    return f"{s / 86400:.0f}d" if compact else f"{s / 86400:.0f} d"
+
+
+def age(t: float | None, now: float, *, compact: bool = False) -> str:
+    """How long ago ``t`` was (``never`` for None): ``45 s ago``, or ``45s ago`` compact."""
+    if t is None:
+        return "never"
+    return f"{duration(now - float(t), compact=compact)} ago"
+
+
 def local_time(t: float, tz: ZoneInfo) -> dt.datetime | None:
     """``t`` in ``tz``, or None where a datetime cannot hold it (before year 1, after 9999)."""
     try:

@@ -13,20 +13,11 @@ from typing import Any
 
 from edge_agent.console.width import WIDTH as WIDTH  # the width every line fits (callers check it)
 from edge_agent.console.width import wrap
-from protocol.record_view import window_label
+from protocol.record_view import age, window_label
 
 
 def _age(t: float | None, now: float) -> str:
-    if t is None:
-        return "never"
-    s = max(0.0, now - t)
-    if s < 120:
-        return f"{s:.0f}s ago"
-    if s < 7200:
-        return f"{s / 60:.0f}m ago"
-    if s < 172800:
-        return f"{s / 3600:.0f}h ago"
-    return f"{s / 86400:.0f}d ago"
+    return age(t, now, compact=True)
 
 
 def _value(v: Any) -> str:

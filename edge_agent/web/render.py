@@ -25,7 +25,7 @@ from edge_agent.web.source import AgentStatus, SentFile
 from protocol import svg_plot
 from protocol.html_page import Child, Safe, el, join, page, table, td, void
 from protocol.model import RecordFlag
-from protocol.record_view import reason, window_label
+from protocol.record_view import age, reason, window_label
 
 #: the page reloads itself this often (no script: a meta refresh)
 REFRESH_S = 60
@@ -43,17 +43,6 @@ class Period:
     span: str
 
 
-def _age(t: float | None, now: float) -> str:
-    if t is None:
-        return "never"
-    s = max(0.0, now - float(t))
-    if s < 120:
-        return f"{s:.0f} s ago"
-    if s < 7200:
-        return f"{s / 60:.0f} min ago"
-    if s < 172800:
-        return f"{s / 3600:.0f} h ago"
-    return f"{s / 86400:.0f} d ago"
 
 
 def _num(v: Any) -> str:
@@ -72,7 +61,7 @@ def _live(st: Mapping[str, Any], now: float) -> Safe:
         status = str(c.get("status", ""))
         rows.append([c.get("symbol", ""), td(_num(c.get("value")), "num"), c.get("unit", ""),
                      td(status, "ok" if status == "measuring" else "bad"),
-                     c.get("device", ""), _age(c.get("t"), now)])
+                     c.get("device", ""), age(c.get("t"), now)])
     return table(["channel", "value", "unit", "status", "device", "measured"], rows,
                  class_="live")
 
@@ -82,11 +71,11 @@ def _devices(st: Mapping[str, Any], now: float) -> Safe:
     rows = []
     for d in st.get("devices", []):
         failing = bool(d.get("consecutive_failures"))
-        error = (f"{d.get('last_error')} ({_age(d.get('last_error_at'), now)})"
+        error = (f"{d.get('last_error')} ({age(d.get('last_error_at'), now)})"
                  if d.get("last_error") else "")
         rows.append([d.get("device", ""), str(d.get("bus", "")), td(str(d.get("unit", "")),
                                                                       "num"),
-                     td(_age(d.get("last_good"), now), "bad" if failing else "ok"),
+                     td(age(d.get("last_good"), now), "bad" if failing else "ok"),
                      td(error, "bad" if failing else "muted")])
     return table(["device", "bus", "unit", "last answer", "last error"], rows,
                  class_="devices")
@@ -97,7 +86,7 @@ def _clock(st: Mapping[str, Any], now: float) -> Safe:
     synced = clock.get("synchronised")
     text = {True: "synchronised", False: "NOT synchronised", None: "unknown"}[synced]
     jump = clock.get("last_jump")
-    jtxt = (f"; last jump {float(jump['offset']):+.1f} s, {_age(jump.get('at_wall'), now)}"
+    jtxt = (f"; last jump {float(jump['offset']):+.1f} s, {age(jump.get('at_wall'), now)}"
             if jump else "")
     return el("p", el("span", text, class_="ok" if synced else "bad"),
               f", {clock.get('jumps', 0)} jump(s){jtxt}", id="clock")
@@ -111,7 +100,7 @@ def _uplinks(st: Mapping[str, Any], now: float, sent: Sequence[SentFile],
     if st:
         parts.append(el("p", f"Outbox: {ob.get('unacked', 0)} records not acknowledged "
                              f"({ob.get('in_flight', 0)} in flight), oldest "
-                             f"{_age(oldest, now) if oldest is not None else '-'}; "
+                             f"{age(oldest, now) if oldest is not None else '-'}; "
                              f"last seq {ob.get('last_seq', 0)}", id="outbox"))
     if ob.get("problem"):
         parts.append(el("p", f"store problem: {ob['problem']}", class_="bad"))
@@ -153,7 +142,7 @@ def _exceedances(st: Mapping[str, Any] | None, over: Sequence[OutboxRecord], now
                              f"{last.get('channel', '')} {_num(last.get('mean'))} "
                              f"{last.get('unit', '')}, limit {last.get('limit', '')} "
                              f"({last.get('source', '')}), "
-                             f"{_age(last.get('window_start'), now)}", class_="bad"))
+                             f"{age(last.get('window_start'), now)}", class_="bad"))
     if over:
         parts.append(table(["window", "channel", "mean", "unit"], [
             [f"{local_text(r.record.start, tz)} {window_label(r.record.end - r.record.start)}",
@@ -236,7 +225,7 @@ def station_page(cfg: StationConfig, st: AgentStatus, selected: Selected,
     else:
         body.append(el("p", f"{info.facility} {info.province}".strip(), " - agent ",
                         el("b", "ready" if status.get("ready") else "starting"),
-                        f", up {_age(status.get('started'), now).replace(' ago', '')}; "
+                        f", up {age(status.get('started'), now).replace(' ago', '')}; "
                         f"page at {local_text(now, tz, '%Y-%m-%d %H:%M:%S')} ({tz.key})",
                         class_="muted"))
         body += [el("h2", "Live values"), _live(status, now), el("h2", "Analysers"),

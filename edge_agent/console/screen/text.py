@@ -10,8 +10,8 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from edge_agent.console.status_view import _age as status_age  # the one age wording
 from edge_agent.console.width import wrap as console_wrap
+from protocol.record_view import duration
 from protocol.safe_text import escape_controls
 
 # an ASCII ramp: vt100 and a 9600-baud line have no block characters to rely on
@@ -51,9 +51,9 @@ def unwrap(lines: list[str]) -> list[str]:
 
 def age(t: float | None, now: float) -> str:
     """How long ago ``t`` was, short ("12s", "3m", "2h", "4d"); "never" for None: the
-    status view's wording (:mod:`edge_agent.console.status_view`) without its " ago", which
+    status view's wording (``protocol.record_view.age``, compact) without its " ago", which
     a column header says once."""
-    return status_age(t, now).removesuffix(" ago")
+    return "never" if t is None else duration(now - t, compact=True)
 
 
 def number(v: object) -> str:
