@@ -16,7 +16,14 @@ payloads differently): *decoding* any NaN pattern gives a NaN; *encoding* any Na
 canonical quiet NaN with a clear sign bit (float32 0x7FC00000, float64 0x7FF8000000000000).
 So words -> value -> words is bitwise identical for every non-NaN pattern (infinities, -0.0 and
 denormals included) and maps every NaN pattern to the canonical one; value -> words -> value is
-bitwise identical for every value the type can hold. The decoder (drivers.decode) turns any
+bitwise identical for every value the type can hold.
+
+64-bit integers (``int64``, ``uint64``: the four-register totalisers of some flowmeters and
+energy meters, which never wrap in a station's life) decode exactly to a Python int here; a
+sample carries a float64, which holds every count up to 2**53 (9.0e15: a litre counter at
+10 m3/s for 28 years) exactly and rounds larger ones to 53 bits.
+
+The decoder (drivers.decode) turns any
 non-finite value into a FAULT sample anyway, so a NaN payload never carries meaning here.
 """
 
@@ -28,7 +35,7 @@ import struct
 from collections.abc import Sequence
 from typing import Literal, NamedTuple, cast
 
-DTYPES = ("int16", "uint16", "int32", "uint32", "float32", "float64")
+DTYPES = ("int16", "uint16", "int32", "uint32", "float32", "float64", "int64", "uint64")
 ORDERS = ("big", "little")
 
 _FORMATS = {
@@ -38,12 +45,16 @@ _FORMATS = {
     "uint32": ">I",
     "float32": ">f",
     "float64": ">d",
+    "int64": ">q",
+    "uint64": ">Q",
 }
 _INT_RANGES = {
     "int16": (-0x8000, 0x7FFF),
     "uint16": (0, 0xFFFF),
     "int32": (-0x80000000, 0x7FFFFFFF),
     "uint32": (0, 0xFFFFFFFF),
+    "int64": (-0x8000000000000000, 0x7FFFFFFFFFFFFFFF),
+    "uint64": (0, 0xFFFFFFFFFFFFFFFF),
 }
 _CANONICAL_NAN = {"float32": b"\x7f\xc0\x00\x00", "float64": b"\x7f\xf8" + bytes(6)}
 

@@ -39,7 +39,8 @@ def _smooth(seed: int, name: str, t: float, step: float) -> float:
 
 
 def is_totaliser(ch: ChannelSpec) -> bool:
-    return ch.name.endswith("Total") and ch.dtype in ("uint16", "uint32", "int32")
+    return ch.name.endswith("Total") and ch.dtype in ("uint16", "uint32", "int32", "uint64",
+                                                      "int64")
 
 
 def is_direction(ch: ChannelSpec) -> bool:

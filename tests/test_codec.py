@@ -13,7 +13,8 @@ from drivers.codec import DTYPES, ORDERS, decode_value, encode_value, word_count
 
 orders = st.sampled_from(ORDERS)
 INT_RANGES = {"int16": (-0x8000, 0x7FFF), "uint16": (0, 0xFFFF),
-              "int32": (-0x80000000, 0x7FFFFFFF), "uint32": (0, 0xFFFFFFFF)}
+              "int32": (-0x80000000, 0x7FFFFFFF), "uint32": (0, 0xFFFFFFFF),
+              "int64": (-(1 << 63), (1 << 63) - 1), "uint64": (0, (1 << 64) - 1)}
 
 
 def _bits(x: float, dtype: str) -> bytes:
@@ -28,7 +29,11 @@ def test_known_layouts() -> None:
     assert encode_value(-2, "int16") == [0xFFFE]
     assert encode_value(0x12345678, "uint32", word_order="little") == [0x5678, 0x1234]
     assert encode_value(1.0, "float64") == [0x3FF0, 0, 0, 0]
-    assert [word_count(d) for d in DTYPES] == [1, 1, 2, 2, 2, 4]
+    assert [word_count(d) for d in DTYPES] == [1, 1, 2, 2, 2, 4, 4, 4]
+    # a four-register totaliser, high word first: 0x0001_0002_0003_0004
+    assert encode_value(0x0001000200030004, "uint64") == [1, 2, 3, 4]
+    assert decode_value([4, 3, 2, 1], "uint64", word_order="little") == 0x0001000200030004
+    assert decode_value([0xFFFF] * 4, "int64") == -1
 
 
 def test_wrong_word_order_gives_the_tiny_denormal_of_design_9() -> None:
@@ -82,6 +87,7 @@ def test_nan_encodes_to_the_canonical_quiet_nan() -> None:
 @pytest.mark.parametrize(("value", "dtype", "match"), [
     (70000, "int16", "outside the int16 range"),
     (-1, "uint32", "outside the uint32 range"),
+    (1 << 64, "uint64", "outside the uint64 range"),
     (1.5, "int32", "not an integer"),
     (1e300, "float32", "too large"),
     (1, "int8", "unknown data type"),

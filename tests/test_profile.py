@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from drivers.codec import decode_value
+from drivers.codec import decode_value, encode_value
 from drivers.decode import DEVICE, decode_samples, encode_image
 from drivers.profile import (
     ProfileError,
@@ -218,3 +218,23 @@ def test_unknown_builtin_and_unreadable_file(tmp_path: Path) -> None:
     (tmp_path / "bin.toml").write_bytes(b"\xff\xfe")
     with pytest.raises(ProfileError, match="expected UTF-8 text"):
         load_profile(tmp_path / "bin.toml")
+
+
+def test_a_four_register_uint64_totaliser_decodes_to_its_count(tmp_path: Path) -> None:
+    p = load_profile(_write(tmp_path, """
+name = "meter64"
+[channels.VolTotal]
+function = 3
+address = 10
+dtype = "uint64"
+word_order = "little"
+unit = "L"
+range = [0.0, 1.8e19]
+"""))
+    ch = p.channel("VolTotal")
+    assert ch.words == 4
+    count = 123_456_789_012_345  # above any uint32 (4.29e9), exact in a float64 (< 2**53)
+    words = encode_value(count, "uint64", word_order="little")
+    image = {(3, 10 + i): w for i, w in enumerate(words)}
+    (s,) = decode_samples(p, image, 1.0)
+    assert s.value == float(count) and s.status is Status.MEASURING
