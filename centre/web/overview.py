@@ -19,10 +19,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
-from centre.query import _age as age  # the age `centre stations` prints
 from centre.store import CentreStore, StationSummary
 from protocol.html_page import el, page, table, td
-from protocol.record_view import iso
+from protocol.record_view import age, iso  # the age `centre stations` prints
 
 
 @dataclass(frozen=True)
@@ -74,7 +73,7 @@ def render(found: Sequence[Row], now: float, tz: ZoneInfo, title: str) -> str:
         rank = r.attention()[0]
         state_text = r.state if r.since is None else f"{r.state} since {iso(r.since, tz)}"
         last = "-" if s.last_received is None else (
-            f"{iso(s.last_received, tz)} ({age(now - s.last_received)} ago)")
+            f"{iso(s.last_received, tz)} ({age(s.last_received, now)})")
         body_rows.append([
             td(el("a", s.station, href=station_link(s.station)), class_="station"),
             td(ATTENTION[rank], class_="bad" if rank < 2 else "warn" if rank < 4 else "ok"),
