@@ -61,6 +61,11 @@ CSP = ("default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; "
 MAX_BODY = 4096
 #: parameters a query may carry (parse_qs refuses more): no page takes more than a few
 MAX_FIELDS = 20
+#: the times a page can show as a date (0001-01-02 .. 9999-12-30 in any zone): an epoch
+#: second past them made the page's date formatting fail mid-request
+MIN_TIME, MAX_TIME = -62_135_510_400.0, 253_402_128_000.0
+#: the longest duration a parameter may be (a span, a window): ten years
+MAX_DURATION_S = 3650 * 86_400
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,7 +166,10 @@ def time_param(req: Request, name: str, tz: ZoneInfo, *, end: bool = False) -> f
     if value is None or value == "":
         return None
     try:
-        return record_filter.parse_time(value, tz, name, end=end)
+        t = record_filter.parse_time(value, tz, name, end=end)
+        if not MIN_TIME <= t <= MAX_TIME:  # a page shows it as a date: years 1..9999 only
+            raise UsageError(name)
+        return t
     except UsageError:
         raise BadParameter(name, f"{escape_controls(value)!r} is not a time (use 2026-11-23, "
                            "2026-11-23T07:30 or epoch seconds)") from None
@@ -172,7 +180,10 @@ def duration_param(req: Request, name: str, default: int) -> int:
     if value is None or value == "":
         return default
     try:
-        return record_filter.parse_duration(value, name)
+        seconds = record_filter.parse_duration(value, name)
+        if seconds > MAX_DURATION_S:  # no span or window is longer; SQLite's integers end
+            raise UsageError(name)
+        return seconds
     except UsageError:
         raise BadParameter(name, f"{escape_controls(value)!r} is not a duration "
                            "(use 5m, 24h or 7d)") from None
@@ -184,11 +195,17 @@ Handler = Callable[[Request, float], Response]
 def _local_next(value: str | None) -> str:
     """Where to go after login: a path on this server, never another site (``//evil``; a
     browser drops tabs and line breaks from a URL, so ``/<TAB>/evil`` is ``//evil`` to it,
-    and it reads a backslash as ``/``)."""
+    and it reads a backslash as ``/``). Anything past ASCII is percent-encoded: it goes
+    into the ``Location`` header, which is Latin-1 on the wire, so a raw ``ộ`` there made the
+    adapter fail mid-response and the browser got no answer to a correct password."""
     if not value or not value.startswith("/") or "\\" in value \
             or any(c < " " or c == "\x7f" for c in value):
         return "/"
-    return "/" if value.startswith("//") else value
+    return "/" if value.startswith("//") else urllib.parse.quote(value, safe=_URL_ASCII)
+
+
+#: every printable ASCII character but the space: kept as it is in a ``next`` path
+_URL_ASCII = "".join(chr(c) for c in range(0x21, 0x7F))
 
 
 class App:

@@ -21,7 +21,9 @@ Wrong passwords. Each client address may fail ``per_client`` times within ``wind
 clients together ``overall`` times (many addresses guessing at once). Past either, login is
 refused with 429 and ``Retry-After`` until the oldest failure leaves the window, and the
 password is not even hashed (a flood costs no scrypt work). A success clears that client's
-failures.
+failures. The table of clients is bounded (at most ``2 * overall``
+entries: clients whose failures all left the window are swept out), so guesses from many
+addresses cannot grow the server's memory.
 
 API:
 
@@ -173,6 +175,17 @@ class Limiter:
     def failed(self, client: str, now: float) -> None:
         self._by_client.setdefault(client, deque()).append(now)
         self._all.append(now)
+        if len(self._by_client) > 2 * self.overall:
+            self._forget_quiet(now)
+
+    def _forget_quiet(self, now: float) -> None:
+        """Drop the clients with no failure left in the window. A client is otherwise only
+        forgotten when it comes back, and one from each of many addresses (an IPv6 /64 has
+        2**64; the public feed counts every request) would grow the table without end. At
+        most ``overall`` failures are in the window, so at most that many clients survive a
+        sweep, and sweeping only past twice that keeps the cost per failure constant."""
+        for client in [c for c, t in self._by_client.items() if now - t[-1] >= self.window_s]:
+            del self._by_client[client]
 
     def succeeded(self, client: str) -> None:
         self._by_client.pop(client, None)

@@ -1,0 +1,111 @@
+"""What a LAN client can send the web pages that the pages' own tests do not: found in review.
+
+* many client addresses each failing once (the public feed counts every request as one):
+  the limiter's table of clients must stay bounded;
+* a login whose ``next`` holds non-ASCII text: the redirect's ``Location`` header is
+  Latin-1 on the wire, so it must be percent-encoded, or the browser gets no answer at all;
+* an epoch time or a duration no date or SQLite integer holds (``to=99999999999999999``,
+  ``window=99999999999999999999d``): a 400 naming the parameter, not a request that dies.
+
+The server-side checks run on the real adapter (``protocol.web_server`` on a loopback port)
+or the centre's real application on a SQLite store; times are passed in, nothing sleeps.
+"""
+
+from __future__ import annotations
+
+import http.client
+import threading
+import urllib.parse
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from centre.serve_config import load
+from centre.store import CentreStore
+from centre.web.app import build
+from protocol import web_app, web_auth, web_server
+from protocol.model import Record, RecordFlag, Status
+
+PASSWORD = "correct horse battery"
+HASH = web_auth.hash_password(PASSWORD)
+T1 = 1_790_000_000 - 1_790_000_000 % 300
+
+
+def test_the_limiter_forgets_clients_whose_failures_left_the_window() -> None:
+    limiter = web_auth.Limiter(per_client=5, overall=20, window_s=60.0)
+    now = 0.0
+    for i in range(5000):  # one request from each of 5,000 addresses, one a second
+        client = f"2001:db8::{i:x}"
+        if limiter.retry_after(client, now) is None:
+            limiter.failed(client, now)
+        now += 1.0
+    assert len(limiter._by_client) <= 2 * limiter.overall
+    # a client still in its window keeps its count: the sweep forgets only quiet ones
+    for _ in range(5):
+        limiter.failed("10.0.0.9", now)
+    assert limiter.retry_after("10.0.0.9", now + 1) is not None
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[int]:
+    app = web_app.App("Station", HASH)
+    app.route("/", lambda req, now: web_app.html("the page"))
+    srv = web_server.make_server(app, "127.0.0.1", 0)
+    thread = threading.Thread(target=web_server.serve, args=(srv,), daemon=True)
+    thread.start()
+    try:
+        yield srv.server_address[1]
+    finally:
+        srv.shutdown()
+        thread.join(10)
+
+
+def test_a_login_to_a_next_with_non_ascii_text_is_answered(server: int) -> None:
+    conn = http.client.HTTPConnection("127.0.0.1", server, timeout=10)
+    body = urllib.parse.urlencode({"password": PASSWORD, "next": "/?note=Hà Nội"})
+    conn.request("POST", "/login", body, {"Content-Type": "application/x-www-form-urlencoded"})
+    resp = conn.getresponse()
+    assert resp.status == 303
+    assert resp.getheader("Location") == "/?note=H%C3%A0%20N%E1%BB%99i"
+    assert resp.getheader("Set-Cookie", "").startswith(web_auth.COOKIE + "=")
+    conn.close()
+
+
+def _rec(start: int) -> Record:
+    return Record(channel="COD", start=start, end=start + 300, mean=10.0, min=9.0, max=11.0,
+                  std=0.5, n_valid=60, n_expected=60, valid=True, status=Status.MEASURING,
+                  unit="mg/L", flags=RecordFlag(0))
+
+
+@pytest.fixture(scope="module")
+def centre_app(tmp_path_factory: pytest.TempPathFactory) -> tuple[web_app.App, str]:
+    d: Path = tmp_path_factory.mktemp("centre")
+    (d / "centre.toml").write_text('centre_dir = "."\nstore = "records.sqlite"\n'
+                                   'zone = "Asia/Ho_Chi_Minh"\n[station."WW-01"]\n'
+                                   'public = true\npublic_channels = ["COD"]\n')
+    with CentreStore(d / "records.sqlite") as store:
+        store.ingest("WW-01", [(1, _rec(T1 - 600)), (2, _rec(T1 - 300))], b"p".ljust(32, b"."),
+                     0)
+    app = build(load(d / "centre.toml"), HASH)
+    login = app.handle(web_app.Request.make(
+        "POST", "/login", body=urllib.parse.urlencode({"password": PASSWORD}).encode(),
+        client="10.0.0.1"), T1)
+    cookie = dict(login.headers)["Set-Cookie"].split(";")[0]
+    return app, cookie
+
+
+@pytest.mark.parametrize(("target", "named"), [
+    ("/station?id=WW-01&to=99999999999999999", "to"),
+    ("/station?id=WW-01&window=99999999999999999999d", "window"),
+    ("/open-data/v1/latest.json?window=99999999999999999999999d", "window"),
+])
+def test_a_time_or_duration_out_of_range_is_a_400_naming_it(
+        centre_app: tuple[web_app.App, str], target: str, named: str) -> None:
+    app, cookie = centre_app
+    resp = app.handle(web_app.Request.make("GET", target, {"Cookie": cookie},
+                                           client="10.0.0.1"), T1)
+    assert resp.status == 400 and resp.body.decode().startswith(f"400 bad request: {named}: ")
+    fine = app.handle(web_app.Request.make("GET", "/station?id=WW-01&window=5m",
+                                           {"Cookie": cookie}, client="10.0.0.1"), T1)
+    assert fine.status == 200
