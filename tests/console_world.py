@@ -11,6 +11,7 @@ which is all the console talks to.
 
 from __future__ import annotations
 
+import math
 import os
 import subprocess
 import sys
@@ -20,8 +21,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from buffer import OUTBOX_NAME, Store
 from hw_sim import RunningStation, running_station
 from hw_sim.config import parse_station
+from protocol.model import Record, Status
 from tests.mqtt_world import wait_for
 
 TMUX = "tmux"
@@ -82,6 +85,28 @@ channels = ["Flow"]
 windows = [3600]  # no window closes during a test: the agent never stops to average
 grace_s = 1.0
 """
+
+
+#: the channels the config polls, with a unit each (for records seeded in the outbox)
+CHANNELS = {"pH": "pH", "Temp": "C", "TSS": "mg/L", "COD": "mg/L", "NH4": "mg/L",
+            "Flow": "m3/h"}
+SEEDED_WINDOW = 300
+
+
+def seed_outbox(state_dir: Path, now: float, channels: dict[str, str] = CHANNELS) -> int:
+    """The last hour's 5-minute records of every channel in the outbox, as an agent that ran
+    before this one stored them (through ``buffer.Store``, the agent's own writer): the
+    history a console started now has not seen. Each channel rises through the hour. The
+    number of windows a channel."""
+    last = int(now // SEEDED_WINDOW) * SEEDED_WINDOW  # the window still open starts here
+    starts = range(last - 3600 + SEEDED_WINDOW, last, SEEDED_WINDOW)
+    state_dir.mkdir(parents=True, exist_ok=True)
+    with Store(state_dir / OUTBOX_NAME) as store:
+        store.append([Record(ch, t, t + SEEDED_WINDOW, mean=1.0 + i + math.sin(i), min=0.0,
+                             max=20.0, std=0.1, n_valid=300, n_expected=300, valid=True,
+                             status=Status.MEASURING, unit=unit)
+                      for i, t in enumerate(starts) for ch, unit in channels.items()])
+    return len(starts)
 
 
 def quantrac(*args: str) -> list[str]:

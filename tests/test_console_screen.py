@@ -10,12 +10,21 @@ order and each puts the station back as it found it.
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Iterator
 
 import pytest
 
+from edge_agent.console.control_client import request
 from edge_agent.console.screen.pages import KEYS
-from tests.console_world import ConsoleWorld, Tmux, console_world, has, quantrac
+from tests.console_world import (
+    ConsoleWorld,
+    Tmux,
+    console_world,
+    has,
+    quantrac,
+    seed_outbox,
+)
 
 PAGES = {"o": "[overview]", "v": "[values]", "b": "[buses]", "r": "[read]", "e": "[events]",
          "n": "[network]", "?": "[help]"}
@@ -24,6 +33,7 @@ PAGES = {"o": "[overview]", "v": "[values]", "b": "[buses]", "r": "[read]", "e":
 @pytest.fixture(scope="module")
 def station(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ConsoleWorld]:
     with console_world(tmp_path_factory.mktemp("console")) as world:
+        seed_outbox(world.state_dir, time.time())  # an hour the console has not seen
         world.start_agent()
         yield world
 
@@ -72,6 +82,25 @@ def test_every_page_fits_80x24_and_40x10(term: Tmux) -> None:
     term.keys("h")
     text = term.wait(has("[help]"), 10, "h: the help page too")
     assert "register read" in text and "q: quit" in text
+
+
+def test_the_sparkline_shows_the_hour_before_the_console_started(station: ConsoleWorld,
+                                                                  term: Tmux) -> None:
+    """The records of the hour before (seeded as an earlier agent run stored them) are on the
+    values page at once, from the agent's op ``recent``: not only the seconds since the
+    console started."""
+    answer = request(station.socket, {"op": "recent", "seconds": 3600})
+    assert answer["ok"] and answer["left_out"] == 0, answer
+    ph = answer["channels"]["pH"]
+    assert ph["window_s"] == 300 and len(ph["points"]) == 11, ph
+    assert all(isinstance(v, float) for _, v in ph["points"])
+    text = page(term, "v")
+    line = next(x for x in text.split("\n") if x.startswith("pH "))
+    cells = line[52:80]  # the 28 cells after the 51 columns of figures at 80 columns
+    # the hour spans 28 cells; the 11 records cover all but its first and last few minutes,
+    # where the console's own live values go
+    assert len(cells.replace(" ", "")) >= 18, text
+    assert "_" in cells and "#" in cells, text  # the rise through the hour, scaled
 
 
 def test_a_key_that_does_nothing_says_so(term: Tmux) -> None:

@@ -51,6 +51,7 @@ from edge_agent.console.agent_read import (
     watch_answer,
 )
 from edge_agent.console.control_client import ControlError
+from edge_agent.console.recent import recent
 from edge_agent.core.backfill import CURSOR_PREFIX, BackfillState
 from edge_agent.core.clock import ClockWatch
 from edge_agent.core.pipeline import Pipeline
@@ -707,8 +708,11 @@ class Agent:
             return watch_answer(self.cfg.poll, self.poller, self.latest)
         if op == "sampler_trigger":  # quantrac sampler trigger
             return self.exceedances.command()
+        if op == "recent":  # the console's sparklines: the outbox's records of the last hour
+            return await asyncio.to_thread(recent, self.cfg.agent.state_dir / OUTBOX_NAME,
+                                           self.clock(), float(msg.get("seconds", 3600)))
         raise ValueError(f"unknown op {op!r}; expected status, read, scan, scan_progress, "
-                         "watch, sampler_trigger or ping")
+                         "watch, sampler_trigger, recent or ping")
 
 
 def run(cfg: StationConfig, notifier: Notifier | None = None) -> int:

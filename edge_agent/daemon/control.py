@@ -23,6 +23,10 @@ the service user, its group and root can ask. Requests::
             "channels": [{"channel": "COD", "unit": "mg/L", "value": 25.3 | null,
                           "status": "measuring" | null, "t": float | null}]}]}
     {"op": "sampler_trigger"}                      -> {"ok": true, "starts_today": ...}
+    {"op": "recent", "seconds": 3600}              # the console's sparklines
+        -> {"ok": true, "seconds": 3600, "left_out": 0,     # records failing their checksum
+            "channels": {"pH": {"window_s": 300,             # the shortest width stored
+                                "points": [[1780000000.0, 7.12 | null], ...]}}}  # start, mean
 
 A refusal is ``{"ok": false, "error": "..."}`` (a second scan of a bus already being scanned,
 a bad request); for a bus the agent does not poll (not in its config, or without devices, so
@@ -35,6 +39,9 @@ other buses are not touched. ``scan`` blocks until the whole scan is done (units
 most, more for units that answer); ``scan_progress``, asked on another connection meanwhile,
 says how far it has got. ``watch`` is the agent's own view (what it last decoded, when, and
 each device's last error): never a second master's timeouts taken for an offline analyser.
+``recent`` is the outbox's closed records of the last ``seconds`` (default 3600, at most a
+day), each channel's shortest window width, at most 120 points a channel (see
+:mod:`edge_agent.console.recent`): the hour a console started a minute ago has not seen.
 
 The server side is asyncio (it lives on the agent's event loop) and is this module; the
 blocking client the CLI uses (``request``, ``agent_running``) and the wire rules both sides

@@ -122,7 +122,8 @@ def values(view: View, ui: Ui, width: int) -> list[str]:
         else:
             line = f"{sym[:6]:<6} {number(c.get('value'))[:9]:>9} {status[:8]:<8} {when:>4}"
         if spark >= 10:
-            line += " " + sparkline(view.history.get(sym, []), now, HOUR, spark)
+            line += " " + sparkline(view.history.get(sym, []), now, HOUR, spark,
+                                    view.recent.get(sym, ()))
         out.append(fit(line, width))
     if not view.status.get("channels"):
         out.append("no values yet")

@@ -14,9 +14,12 @@ look the same. Every refresh asks the agent again: a restarted agent is found wi
 A scan is the agent's own (op ``scan``, with ``scan_progress`` for the progress line) when it
 runs, else :func:`edge_agent.console.diag.scan` on the port; either way it is compared with
 the config by :func:`edge_agent.console.diag.compare_with_config`, as ``diag scan`` is. A
-read is op ``read`` through :class:`AgentBus`, or on the port. The value history
-behind the sparklines is what the console has seen since it started (the agent's status
-carries each channel's last value only), an hour at most.
+read is op ``read`` through :class:`AgentBus`, or on the port. The sparklines' hour is
+two parts: the outbox's records of the last hour (op ``recent`` when the agent runs, else
+:func:`edge_agent.console.recent.recent` on the file if this account may read it; asked again
+every ``RECENT_S``, as records close) and what the console has seen since it started (the
+status carries each channel's last value only), which covers the minutes since the last
+record closed.
 
 Two worker threads: one refreshes (status, events, word-order checks), one runs what a key
 asked for (scan, read, network tests), so a 10-second scan does not freeze the values.
@@ -37,6 +40,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from buffer import OUTBOX_NAME
 from drivers.modbus import FrameError, ModbusError, ModbusExceptionResponse
 from drivers.profile import builtin_profile, builtin_profile_names
 from drivers.transport import LinkError, TransportTimeout
@@ -53,6 +57,7 @@ from edge_agent.console.diag import (
     scan,
     scan_report,
 )
+from edge_agent.console.recent import recent
 from edge_agent.console.screen.diagnose import word_order_verdict
 from edge_agent.console.screen.events import read_events
 from edge_agent.console.screen.keys import Form
@@ -69,6 +74,7 @@ STATUS_TIMEOUT_S = 5.0
 EVENTS_S = 5.0
 WORD_ORDER_S = 10.0
 HOUR = 3600.0
+RECENT_S = 60.0  # the shortest windows stored are a minute or more: nothing new sooner
 SCAN_UNITS = range(1, 33)  # the addresses analysers ship with and technicians set
 SCAN_TIMEOUT = 0.1  # an RTU answer of ~20 registers takes 25 ms at 9600 baud
 READ_TIMEOUT = 1.0
@@ -143,6 +149,7 @@ class Source:
         self._samples: dict[str, dict[str, Any]] = {}
         self._symbols = {(c.device, c.channel): c.symbol for c in cfg.channels}
         self._last_events = 0.0
+        self._last_recent = -math.inf
         self._last_word_order = 0.0
         self._faults: set[tuple[Any, Any]] = set()  # (device, symbol) of the fault channels
         self.devices: dict[str, tuple[str, Device]] = {d.name: (b, d)
@@ -171,6 +178,7 @@ class Source:
         with self._lock:
             view = copy.copy(self.view)
             view.history = {k: list(v) for k, v in self.view.history.items()}
+            view.recent = dict(self.view.recent)
             view.findings = dict(self.view.findings)
             view.scan_lines = list(self.view.scan_lines)
             view.read_lines = list(self.view.read_lines)
@@ -234,6 +242,9 @@ class Source:
                                    else math.nan))
                 while points and points[0][0] < now - HOUR:
                     points.pop(0)
+        if now - self._last_recent >= RECENT_S:
+            self._last_recent = now
+            self._recent(agent, now)
         if now - self._last_events >= EVENTS_S:
             self._last_events = now
             lines, origin = read_events(self.log_file)
@@ -244,6 +255,30 @@ class Source:
         if faults != self._faults or (faults and now - self._last_word_order >= WORD_ORDER_S):
             self._faults, self._last_word_order = faults, now
             self._check_word_order(status)
+
+    def _recent(self, agent: bool, now: float) -> None:
+        """The outbox's records of the last hour: from the agent, or from the file when no
+        agent runs. An agent that does not know the op (older), or a file this account may
+        not read, leaves the sparklines to what the console sees."""
+        try:
+            if agent:
+                answer = request(self.socket, {"op": "recent", "seconds": HOUR},
+                                 timeout=STATUS_TIMEOUT_S)
+            else:
+                answer = recent(self.cfg.agent.state_dir / OUTBOX_NAME, now, HOUR)
+        except (ControlError, OSError, ValueError) as exc:
+            log.debug("console_recent_failed", extra={"reason": str(exc)})
+            return
+        if not answer.get("ok"):
+            return
+        spans: dict[str, list[tuple[float, float, float]]] = {}
+        for symbol, series in (answer.get("channels") or {}).items():
+            width = float(series.get("window_s") or 0)
+            spans[str(symbol)] = [(float(t), float(t) + width, float(v))
+                                  for t, v in series.get("points") or []
+                                  if isinstance(v, int | float)]
+        with self._lock:
+            self.view.recent = spans
 
     def _poll_directly(self, now: float) -> dict[str, Any]:
         """The agent's status document, from one round of the console's own polls."""

@@ -65,10 +65,12 @@ def number(v: object) -> str:
 
 
 def sparkline(points: Sequence[tuple[float, float]], now: float, span: float,
-              width: int) -> str:
-    """The last ``span`` seconds of ``points`` (t, value) as ``width`` ASCII cells, oldest
-    left: each cell is the mean of its slice of time scaled between the minimum and maximum
-    shown, a blank where there is no value (offline, or before the console started)."""
+              width: int, windows: Sequence[tuple[float, float, float]] = ()) -> str:
+    """The last ``span`` seconds of ``points`` (t, value) and ``windows`` (start, end, mean:
+    a record, which stands for every cell its window overlaps, so twelve 5-minute records
+    fill an hour's line without gaps) as ``width`` ASCII cells, oldest left: each cell is
+    the mean of its slice of time scaled between the minimum and maximum shown, a blank
+    where there is no value (offline, or no record and before the console started)."""
     if width <= 0:
         return ""
     cells: list[list[float]] = [[] for _ in range(width)]
@@ -76,6 +78,12 @@ def sparkline(points: Sequence[tuple[float, float]], now: float, span: float,
     for t, v in points:
         if start <= t <= now and math.isfinite(v):
             cells[min(width - 1, int((t - start) / span * width))].append(v)
+    for t0, t1, v in windows:
+        if t1 > start and t0 <= now and math.isfinite(v):
+            first = max(0, int((t0 - start) / span * width))
+            last = min(width - 1, math.ceil((t1 - start) / span * width) - 1)
+            for i in range(first, max(first, last) + 1):
+                cells[min(i, width - 1)].append(v)
     means = [math.fsum(c) / len(c) if c else None for c in cells]
     known = [m for m in means if m is not None]
     if not known:

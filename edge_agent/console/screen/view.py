@@ -44,6 +44,8 @@ class View:
     status: dict[str, Any] = field(default_factory=dict)
     buses: tuple[Buses, ...] = ()
     history: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
+    # the outbox's records of the last hour: symbol -> (start, end, mean) of each window
+    recent: dict[str, list[tuple[float, float, float]]] = field(default_factory=dict)
     findings: dict[str, str] = field(default_factory=dict)  # "device/channel" -> verdict
     scan_bus: str | None = None
     scan_progress: str = ""  # "" : no scan asked for
