@@ -27,6 +27,9 @@ API:
 * ``one(req, name)``, ``choice(req, name, choices, default)``, ``time_param(req, name, tz,
   end=False)`` (``protocol.record_filter.parse_time``), ``duration_param(req, name,
   default)``: read a parameter or raise ``BadParameter`` naming it (given twice is an error).
+  ``allow(req, names)``: ``BadParameter`` naming a parameter the route does not take (a typo
+  such as ``?spann=7d`` or ``?staton=`` would otherwise be ignored without a word, and the
+  page would show something other than what was asked).
 * ``App(title, password_hash, *, sessions=None, limiter=None)``: ``.route(path, handler,
   public=False)`` with ``handler(req, now) -> Response``; ``.handle(req, now) -> Response``.
   ``password_hash`` is the stored scrypt hash (``protocol.web_auth``) or None (then nobody
@@ -43,7 +46,7 @@ from __future__ import annotations
 
 import logging
 import urllib.parse
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from zoneinfo import ZoneInfo
@@ -149,6 +152,14 @@ def one(req: Request, name: str) -> str | None:
     if len(values) > 1:
         raise BadParameter(name, "given more than once")
     return values[0]
+
+
+def allow(req: Request, names: Collection[str]) -> None:
+    """BadParameter naming the first parameter the route does not take."""
+    for name in req.query:
+        if name not in names:
+            raise BadParameter(escape_controls(name), "unknown parameter (this page takes "
+                               f"{', '.join(sorted(names)) or 'none'})")
 
 
 def choice(req: Request, name: str, choices: Sequence[str], default: str) -> str:

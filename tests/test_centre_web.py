@@ -256,6 +256,7 @@ def test_bad_parameters_give_400_naming_them(centre: Centre, cookie: str) -> Non
         f"/station?id={WW}&span=abc": "span",
         f"/station?id={WW}&to=yesterday-ish": "to",
         f"/station?id={WW}&window=5x": "window",
+        f"/station?id={WW}&window=7": "window",  # a width it did not send: not empty plots
         "/station": "id",
         "/station?id=NOPE": "id",
         f"/station?id={WW}&colour=red": "colour",

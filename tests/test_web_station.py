@@ -231,7 +231,9 @@ def test_no_page_without_login(site: Site) -> None:
 def test_bad_parameters_are_a_400_naming_them(site: Site) -> None:
     for target, name in (("/?window=7", "window"), ("/?span=1y", "span"),
                          ("/?to=tomorrow", "to"), ("/export?from=2026-13-01&to=2026-12-01",
-                                                   "from"), ("/export?from=2026-11-01", "to")):
+                                                   "from"), ("/export?from=2026-11-01", "to"),
+                         ("/?spann=7d", "spann"),  # a typo is not 24 h shown without a word
+                         (f"/export?from={START}&to={END}&file=../../etc/passwd", "file")):
         resp = _request(site, "GET", target, cookie=site.cookie)
         assert resp.status == 400, target
         assert _body(resp).startswith(f"400 bad request: {name}: "), _body(resp)

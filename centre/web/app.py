@@ -23,7 +23,7 @@ share a connection, and the dashboard can never write to the store.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection
+from collections.abc import Callable
 from typing import TypeVar
 
 from centre import aqi
@@ -40,6 +40,7 @@ from protocol.web_app import (
     Handler,
     Request,
     Response,
+    allow,
     choice,
     duration_param,
     html,
@@ -54,14 +55,6 @@ TITLE = "Quantrac centre"
 MAX_SPAN_S = 31 * 86_400
 OVERALL_FACTOR = 100
 PERIODS = ("hourly", "daily", "both")
-
-
-def allow(req: Request, names: Collection[str]) -> None:
-    """BadParameter naming the first parameter the route does not take."""
-    for name in req.query:
-        if name not in names:
-            raise BadParameter(escape_controls(name), "unknown parameter (this page takes "
-                               f"{', '.join(sorted(names)) or 'none'})")
 
 
 def rate_limited(handler: Handler, limiter: Limiter) -> Handler:
@@ -104,7 +97,8 @@ def build(cfg: ServeConfig, password_hash: str | None) -> App:
         if not 0 < span <= MAX_SPAN_S:
             raise BadParameter("span", f"{span} s: between 1 s and 31 days")
         window = duration_param(req, "window", 0) or None
-        t1 = time_param(req, "to", tz, end=True) or now
+        to = time_param(req, "to", tz, end=True)
+        t1 = now if to is None else to  # (epoch 0 is a time, not "now")
         t0 = t1 - span
 
         def page(s: CentreStore) -> str:
@@ -112,7 +106,14 @@ def build(cfg: ServeConfig, password_hash: str | None) -> App:
             row = rows.get(sid)
             if row is None:
                 raise BadParameter("id", f"no station {escape_controls(sid)!r} in the store")
-            width = window or min(s.window_widths(sid, t0, t1), default=None)
+            sent = s.window_widths(sid, t0, t1)
+            if window is not None and sent and window not in sent:
+                # as the station page answers: a width the station did not send in the
+                # period would draw empty plots that look like an outage
+                raise BadParameter("window", f"{window} s: the station sent "
+                                   f"{', '.join(str(w) for w in sent)} s windows in this "
+                                   "period")
+            width = window or min(sent, default=None)
             shown = [] if width is None else s.select_rows(
                 RecordFilter(station=sid, t0=t0, t1=t1, window_s=width))
             events = [e for e in s.security_events() if e[1] == sid]

@@ -13,6 +13,9 @@ the client chooses, parsed as times: nothing a client sends becomes a path or a 
 (the zip's name is built from the parsed times and the configured station id), so there is
 no traversal to attempt. At most ``MAX_EXPORT_DAYS`` per download: a station's Pi must not be
 made to zip its whole 60 days for each click.
+
+A parameter a route does not take is a 400 naming it, on both routes: ``?spann=7d`` must not
+quietly show 24 h, nor ``/export?file=...`` look as if a path were taken.
 """
 
 from __future__ import annotations
@@ -55,6 +58,7 @@ def build(cfg: StationConfig, password_hash: str | None,
               passwd_hint=f"quantrac web passwd --config {cfg.source}")
 
     def period(req: Request, now: float) -> render.Period:
+        web_app.allow(req, ("span", "window", "to"))
         span = web_app.choice(req, "span", list(SPANS), "24h")
         raw = web_app.one(req, "window")
         if raw is None or raw == "":
@@ -80,6 +84,7 @@ def build(cfg: StationConfig, password_hash: str | None,
                                                 src.thresholds, now))
 
     def export(req: Request, now: float) -> Response:
+        web_app.allow(req, ("from", "to"))
         start = web_app.time_param(req, "from", src.tz)
         end = web_app.time_param(req, "to", src.tz, end=True)
         if start is None:
