@@ -403,3 +403,62 @@ def test_scan_progress_is_reported_and_a_second_scan_of_the_bus_refused(env: Sta
     assert answer["ok"] and answer["hits"] == [] and answer["complete"]
     assert seen[-1]["total"] == 15 and 0 < seen[-1]["done"] <= 15
     assert bus not in request(env.socket, {"op": "scan_progress"})["scans"]
+
+
+def _raw(st: Station, data: bytes) -> dict[str, Any]:
+    """``data`` sent as it is on the control socket, and the one answer line (strict JSON)."""
+    import contextlib
+    import socket
+
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(30)
+        sock.connect(str(st.socket))
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            sock.sendall(data)
+        got = b""
+        while not got.endswith(b"\n") and (chunk := sock.recv(65536)):
+            got += chunk
+    answer: dict[str, Any] = strict_loads(got.decode())
+    return answer
+
+
+def test_the_control_socket_answers_hostile_requests_and_keeps_polling(env: Station) -> None:
+    """Review (R1): every bad request gets an error naming what is wrong, none stops the
+    agent or its polling: a line too long, not JSON, fields of the wrong type or range, a
+    timeout that would hold the bus for ever, half a line that never ends."""
+    import socket
+
+    bus = "rs485-wastewater-bus"
+    stuck = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)  # half a request, then nothing
+    stuck.connect(str(env.socket))
+    stuck.sendall(b'{"op": "sta')
+    before = _health(env, "liquiline")["polls_ok"]
+    try:
+        assert "at most 65536 bytes" in _raw(env, b"x" * (1 << 20))["error"]
+        assert not _raw(env, b"{not json\n")["ok"]
+        assert "JSON object" in _raw(env, b"[1, 2]\n")["error"]
+        read = {"op": "read", "bus": bus, "unit": 9, "address": 0}
+        cases: dict[str, dict[str, Any]] = {
+            "unit: 'x' is not a whole number": {"unit": "x"},
+            "unit: 1000 is outside 0..247": {"unit": 1000},
+            "register count 1000000000 is outside": {"count": 10**9},
+            "timeout: 1000000000.0 s is outside": {"timeout": 1e9},
+            "timeout: inf s is outside": {"timeout": 1e999},
+            "address: missing": {"address": None}}
+        for said, change in cases.items():
+            answer = request(env.socket, {**read, **change}, timeout=30)
+            assert not answer["ok"] and said in answer["error"], (change, answer)
+        nan = _raw(env, b'{"op": "read", "bus": "%s", "unit": 9, "address": 0, '
+                        b'"timeout": NaN}\n' % bus.encode())
+        assert "timeout: nan s is outside" in nan["error"]
+        scan = request(env.socket, {"op": "scan", "bus": bus, "units": [9], "timeout": 1e9})
+        assert not scan["ok"] and "timeout" in scan["error"]
+        units = request(env.socket, {"op": "scan", "bus": bus, "units": "1-4"})
+        assert not units["ok"] and "units" in units["error"]
+        stuck.settimeout(30)  # closed by the agent (REQUEST_TIMEOUT_S), not held for ever
+        assert stuck.recv(100) == b""
+    finally:
+        stuck.close()
+    assert env.agent.poll() is None and request(env.socket, {"op": "ping"})["ok"]
+    wait_for(lambda: _health(env, "liquiline")["polls_ok"] > before + 2, 30,
+             "the agent to go on polling")

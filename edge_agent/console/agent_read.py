@@ -67,6 +67,44 @@ def _polled(buses: Sequence[BusConfig], poller: Poller, want: str
     return bus, transport
 
 
+#: the longest one unit may be waited for: the agent's own polls of that bus wait as long
+MAX_TIMEOUT_S = 10.0
+
+
+def _field(msg: Mapping[str, Any], key: str, kind: type[int] | type[float],
+           default: float | None = None) -> Any:
+    """``msg[key]`` as ``kind``; a ValueError naming the key, never a bare ``int()`` message
+    (``invalid literal for int()`` does not say which field the technician got wrong)."""
+    value = msg.get(key, default)
+    if value is None:
+        raise ValueError(f"{key}: missing")
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise ValueError(f"{key}: {value!r} is not a number")
+    try:
+        return kind(value)
+    except (ValueError, OverflowError):
+        raise ValueError(f"{key}: {value!r} is not a "
+                         f"{'whole number' if kind is int else 'number'}") from None
+
+
+def _unit(unit: int) -> int:
+    """A unit id (0..247, as the RTU framing takes them: a TCP one would fail in struct)."""
+    if not 0 <= unit <= 247:
+        raise ValueError(f"unit: {unit} is outside 0..247")
+    return unit
+
+
+def _timeout(msg: Mapping[str, Any], default: float) -> float:
+    """The per-unit timeout asked (none or 0: ``default``). Bounded because the transport
+    holds the bus for it: ``"timeout": 1e9`` to a silent unit stopped the agent polling
+    every device on that bus for good, and a NaN one never times out at all."""
+    timeout = float(_field({"timeout": msg.get("timeout") or default}, "timeout", float))
+    if not 0 < timeout <= MAX_TIMEOUT_S:  # NaN fails this too
+        raise ValueError(f"timeout: {timeout!r} s is outside 0..{MAX_TIMEOUT_S:g} s (the "
+                         "agent's polls of the bus would wait that long)")
+    return timeout
+
+
 def read_on_agent_bus(buses: Sequence[BusConfig], poller: Poller,
                       msg: Mapping[str, Any]) -> dict[str, Any]:
     """Answer a control-socket ``read`` request (``bus``, ``unit``, ``address``, and optional
@@ -75,9 +113,9 @@ def read_on_agent_bus(buses: Sequence[BusConfig], poller: Poller,
         bus, transport = _polled(buses, poller, str(msg["bus"]))
     except NotPolled as exc:
         return {"ok": False, "error": str(exc), "not_polled": True}
-    unit, function = int(msg["unit"]), int(msg.get("function", 3))
-    address, count = int(msg["address"]), int(msg.get("count", 2))
-    timeout = float(msg.get("timeout", 1.0))
+    unit, function = _unit(_field(msg, "unit", int)), _field(msg, "function", int, 3)
+    address, count = _field(msg, "address", int), _field(msg, "count", int, 2)
+    timeout = _timeout(msg, 1.0)
     try:
         words = transport.read_registers(unit, function, address, count, timeout)
     except ModbusExceptionResponse as exc:  # the code, so diag can say what to try
@@ -144,10 +182,13 @@ def scan_on_agent_bus(config: PollConfig, poller: Poller, scans: AgentScans,
         bus, transport = _polled(config.buses, poller, str(msg["bus"]))
     except NotPolled as exc:
         return {"ok": False, "error": str(exc), "not_polled": True}
-    units = [int(u) for u in msg.get("units") or range(1, 248)]
+    raw_units = msg.get("units") or range(1, 248)
+    if not isinstance(raw_units, list | range):
+        raise ValueError(f"units: {raw_units!r} is not a list of unit ids")
+    units = [_field({"units": u}, "units", int) for u in raw_units]
     if not units or not all(1 <= u <= 247 for u in units):
         raise ValueError("units: unit ids are 1..247")
-    timeout = float(msg.get("timeout") or (0.1 if bus.serial else 0.2))
+    timeout = _timeout(msg, 0.1 if bus.serial else 0.2)
     devices = _bus_devices(config, bus)
     profiles = {n: builtin_profile(n) for n in builtin_profile_names()}
     profiles.update((d.profile.name, d.profile) for d in devices)  # a profile from a file too

@@ -29,7 +29,9 @@ the service user, its group and root can ask. Requests::
                                 "points": [[1780000000.0, 7.12 | null], ...]}}}  # start, mean
 
 A refusal is ``{"ok": false, "error": "..."}`` (a second scan of a bus already being scanned,
-a bad request); for a bus the agent does not poll (not in its config, or without devices, so
+a bad request: not JSON, a field of the wrong type or out of range, a line over
+``MAX_REQUEST``); a connection that sends no whole line within ``REQUEST_TIMEOUT_S`` is closed;
+for a bus the agent does not poll (not in its config, or without devices, so
 its port is free) ``read`` and ``scan`` add ``"not_polled": true``.
 
 ``read`` and ``scan`` run on the agent's own bus between its transactions (the transports
@@ -71,6 +73,8 @@ log = logging.getLogger("quantrac.edge_agent.control")
 
 Handler = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
 MAX_REQUEST = 64 * 1024
+#: how long a connection may take to send a whole request line (every client sends it at once)
+REQUEST_TIMEOUT_S = 5.0
 
 
 class ControlServer:
@@ -98,7 +102,7 @@ class ControlServer:
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
-            while line := await reader.readline():
+            while line := await self._request_line(reader, writer):
                 try:
                     msg = json.loads(line)
                     if not isinstance(msg, dict):
@@ -117,6 +121,23 @@ class ControlServer:
             writer.close()
             with contextlib.suppress(ConnectionError):
                 await writer.wait_closed()
+
+    async def _request_line(self, reader: asyncio.StreamReader,
+                            writer: asyncio.StreamWriter) -> bytes:
+        """The next request line, or b"" to close: at the end, after ``REQUEST_TIMEOUT_S``
+        without a whole line (a client that sends part of one and stops would otherwise hold
+        its connection, and a descriptor the agent needs, for ever), or past ``MAX_REQUEST``
+        (answered with the reason first: a client should learn why it was cut off)."""
+        try:
+            return await asyncio.wait_for(reader.readline(), REQUEST_TIMEOUT_S)
+        except TimeoutError:
+            return b""
+        except ValueError:  # readline's form of LimitOverrunError
+            writer.write(dumps({"ok": False, "error": f"a request is one line of at most "
+                                f"{MAX_REQUEST} bytes"}).encode() + b"\n")
+            with contextlib.suppress(ConnectionError):
+                await writer.drain()
+            return b""
 
     async def close(self) -> None:
         if self._server is not None:
