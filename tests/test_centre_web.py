@@ -106,7 +106,9 @@ def fill(store_path: Path) -> None:
                       flags=RecordFlag.EXCEEDANCE))]
         store.ingest(XS, xs, b"xs".ljust(32, b"."), 0)
         fac = [(1, rec("COD", T1 - 900, 300, 90.0, flags=RecordFlag.EXCEEDANCE)),
-               (2, rec("COD", T1 - 600, 300, 40.0)), (3, rec("TSS", T1 - 600, 300, 20.0))]
+               (2, rec("COD", T1 - 600, 300, 40.0)), (3, rec("TSS", T1 - 600, 300, 20.0)),
+               (4, rec("TSS", T1 - 300, 300, math.nan, n=0, valid=False,
+                       status=Status.OFFLINE))]  # its newest window: no value, not 'nan'
         store.ingest(FAC, fac, b"fac".ljust(32, b"."), 0)
         store.station_state(FAC, "online")
         store.security_event(WW, "replay", "seq 1..100: byte-identical to a packet stored")
@@ -365,6 +367,12 @@ def test_dashboard_in_chromium(centre: Centre, browser: Browser, shots: Path) ->
     page.screenshot(shots / "centre-dashboard.png")
     assert (shots / "centre-dashboard.png").read_bytes().startswith(b"\x89PNG")
 
+    assert page.evaluate("document.querySelector('p.spans').textContent") == "24 h 7 days "
+    page.load(centre.base + "/station?" + urllib.parse.urlencode({"id": FAC}))
+    current = page.evaluate("[...document.querySelectorAll('table.current tbody tr')]"
+                            ".map(r => [r.cells[0].textContent, r.cells[2].textContent])")
+    assert current == [["COD", "40"], ["TSS", "-"]]
+
     page.load(centre.base + "/station?" + urllib.parse.urlencode({"id": XS}))
     text = page.evaluate("document.body.innerText")
     assert XS in text and XS_CHANNEL in text and XS_UNIT in text  # shown as text
@@ -378,6 +386,9 @@ def test_dashboard_in_chromium(centre: Centre, browser: Browser, shots: Path) ->
     assert cells == [["hourly", "75", "rgb(255, 255, 0)"], ["daily", "75", "rgb(255, 255, 0)"]]
     body = page.evaluate("document.body.innerText")
     assert "Hac Thanh park" in body and WW not in body and "SO2" not in body
+    over = page.evaluate("[...document.querySelectorAll('table.latest')].map(t => "
+                         "[t.tHead.textContent, [...t.querySelectorAll('td.bad')].length])")
+    assert over == [["channelwindowstartmeanunitlimit", 0]] * 2  # the flag's column is named
     page.screenshot(shots / "public-page.png")
 
 

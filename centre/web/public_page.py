@@ -58,7 +58,7 @@ def render(hourly: Sequence[AqiReport], daily: Sequence[AqiReport], latest: Sequ
         body += [el("h3", f"{x.station.name} ({x.station.station})"),
                  el("p", f"records over their limit in the last 24 h: {x.exceedances_24h}",
                     class_="bad" if x.exceedances_24h else "muted"),
-                 table(["channel", "window", "start", "mean", "unit", ""], rows,
+                 table(["channel", "window", "start", "mean", "unit", "limit"], rows,
                        class_="latest")]
     body += [el("h2", "Open data"),
              el("ul", *(el("li", el("a", label, href=href)) for href, label in FEEDS))]

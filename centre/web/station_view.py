@@ -79,7 +79,7 @@ def render(row: Row, summary: StationSummary, records: Sequence[tuple[Any, ...]]
         td(gaps),
     ]], class_="facts")
     values = table(["channel", "newest window", "mean"], [
-        [ch, iso(start, tz), td(f"{mean:g}", class_="num")]
+        [ch, iso(start, tz), td("-" if math.isnan(mean) else f"{mean:g}", class_="num")]
         for ch, (_seq, start, mean) in sorted(current.items())], class_="current")
     shown = f"{iso(period.t0, tz)} to {iso(period.t1, tz)}"
     width = "no records" if window_s is None else f"{window_label(window_s)} windows"
@@ -87,10 +87,9 @@ def render(row: Row, summary: StationSummary, records: Sequence[tuple[Any, ...]]
         el("h2", "Station"), facts,
         el("h2", "Current values"), values,
         el("h2", f"Averages, {shown}, {width}"),
-        el("p", *(el("a", label, href="/station?" + urllib.parse.urlencode(
-            {"id": station, "span": span})) for span, label in (("24h", "24 h"),
-                                                                  ("7d", "7 days"))),
-           class_="spans"),
+        el("p", *(part for span, label in (("24h", "24 h"), ("7d", "7 days")) for part in (
+            el("a", label, href="/station?" + urllib.parse.urlencode(
+                {"id": station, "span": span})), " ")), class_="spans"),
         el("p", "Shaded: invalid windows; hover for the reason (as `centre query` gives it).",
            class_="muted"),
         el("div", *plots(records, period, tz), class_="grid"),
