@@ -6,8 +6,8 @@ receiver's own write path) with three stations: an ambient station that is publi
 of its channels, a wastewater station that is not public (invalid windows of three kinds, an
 exceedance, a gap, a security event, offline), and a station whose id, channel and unit are
 markup. ``QUANTRAC_SCREENSHOTS=docs`` saves the pages' screenshots there (how the README's
-pictures ``centre-dashboard.png`` and ``public-page.png`` are made); otherwise they go to the
-test's directory.
+pictures ``centre-overview.png``, ``centre-dashboard.png`` and ``public-page.png``
+are made); otherwise they go to the test's directory.
 """
 
 from __future__ import annotations
@@ -346,6 +346,7 @@ def test_dashboard_in_chromium(centre: Centre, browser: Browser, shots: Path) ->
                      [FAC, "over limit"]]
     assert page.evaluate("document.scripts.length") == 0
     assert page.evaluate("typeof window.pwned") == "undefined"
+    page.screenshot(shots / "centre-overview.png")
 
     page.load(centre.base + "/station?" + urllib.parse.urlencode(
         {"id": WW, "to": str(T1), "span": "24h", "window": "5m"}))
