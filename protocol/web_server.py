@@ -7,8 +7,14 @@ others. The application itself is not thread-safe (its sessions and login limits
 dicts), so calls to ``App.handle`` are serialised with one lock; rendering is CPU work under
 the GIL anyway, so a lock costs nothing a second core would have given.
 
-Hardening that belongs to the socket: a connection idle for ``TIMEOUT_S`` is closed (a client
-that opens connections and sends nothing cannot exhaust the threads); a body longer than
+Hardening that belongs to the socket: a connection idle for ``TIMEOUT_S`` is closed, and a
+client address may hold at most ``MAX_PER_CLIENT`` connections open, all clients together
+``MAX_CONNECTIONS``; a connection past either is closed unanswered. The idle timeout alone
+did not bound the threads: a client that sends one byte of its request every few seconds is
+never idle that long ("slowloris"), and each connection it opens was a thread, without end.
+With the caps one address cannot hold more than its share, and many addresses cannot grow the
+server past a fixed number of threads (a centre whose public page faces the internet should
+still sit behind a reverse proxy, which also gives it TLS). A body longer than
 ``web_app.MAX_BODY`` is refused before it is read; the client address handed to the login
 limiter is the peer's IP (a proxy's ``X-Forwarded-For`` is not trusted: it is whatever the
 client wrote). Access is logged at debug level, errors at warning, in the project's logfmt.
@@ -28,8 +34,10 @@ import socket
 import sys
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 from protocol import web_app
 from protocol.cli_error import UsageError
@@ -51,6 +59,11 @@ def ask_new_password(what: str, from_stdin: bool) -> str:
 
 log = logging.getLogger(__name__)
 TIMEOUT_S = 20.0
+#: open connections one client address may hold (a page is one request: no script, no
+#: image, the style inline; a browser opens a few, an office behind one NAT some more)
+MAX_PER_CLIENT = 16
+#: open connections in all: each is a thread, and a Pi has little memory to give
+MAX_CONNECTIONS = 128
 
 
 def make_server(app: web_app.App, host: str, port: int,
@@ -98,11 +111,41 @@ def make_server(app: web_app.App, host: str, port: int,
             log.warning("http_error", extra={"client": self.client_address[0],
                                              "problem": format % args})
 
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    server_class = type("Server", (ThreadingHTTPServer,), {"address_family": family})
-    server: ThreadingHTTPServer = server_class((host, port), Handler)
-    server.daemon_threads = True
-    return server
+    class Server(ThreadingHTTPServer):
+        """Counts the open connections, per client and in all (module docstring)."""
+
+        address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        daemon_threads = True
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            self._open: dict[Any, str] = {}
+            self._per_client: Counter[str] = Counter()
+            self._open_lock = threading.Lock()
+            super().__init__(*args, **kwargs)
+
+        def verify_request(self, request: Any, client_address: Any) -> bool:
+            client = str(client_address[0])
+            with self._open_lock:
+                if (len(self._open) >= MAX_CONNECTIONS
+                        or self._per_client[client] >= MAX_PER_CLIENT):
+                    log.warning("http_refused", extra={
+                        "client": client, "open": len(self._open),
+                        "open_by_client": self._per_client[client]})
+                    return False  # closed unanswered: a held thread is what it wants
+                self._open[request] = client
+                self._per_client[client] += 1
+            return True
+
+        def shutdown_request(self, request: Any) -> None:
+            with self._open_lock:
+                client = self._open.pop(request, None)
+                if client is not None:
+                    self._per_client[client] -= 1
+                    if not self._per_client[client]:
+                        del self._per_client[client]
+            super().shutdown_request(request)
+
+    return Server((host, port), Handler)
 
 
 def serve(server: ThreadingHTTPServer) -> None:

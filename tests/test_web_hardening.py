@@ -4,6 +4,8 @@
   the limiter's table of clients must stay bounded;
 * a login whose ``next`` holds non-ASCII text: the redirect's ``Location`` header is
   Latin-1 on the wire, so it must be percent-encoded, or the browser gets no answer at all;
+* connections that never finish their request (slowloris): one address may hold only
+  ``MAX_PER_CLIENT`` of the server's threads;
 * an epoch time or a duration no date or SQLite integer holds (``to=99999999999999999``,
   ``window=99999999999999999999d``): a 400 naming the parameter, not a request that dies.
 
@@ -14,6 +16,7 @@ or the centre's real application on a SQLite store; times are passed in, nothing
 from __future__ import annotations
 
 import http.client
+import socket
 import threading
 import urllib.parse
 from collections.abc import Iterator
@@ -26,6 +29,7 @@ from centre.store import CentreStore
 from centre.web.app import build
 from protocol import web_app, web_auth, web_server
 from protocol.model import Record, RecordFlag, Status
+from tests.mqtt_world import wait_for
 
 PASSWORD = "correct horse battery"
 HASH = web_auth.hash_password(PASSWORD)
@@ -70,6 +74,48 @@ def test_a_login_to_a_next_with_non_ascii_text_is_answered(server: int) -> None:
     assert resp.getheader("Location") == "/?note=H%C3%A0%20N%E1%BB%99i"
     assert resp.getheader("Set-Cookie", "").startswith(web_auth.COOKIE + "=")
     conn.close()
+
+
+def _closed_unanswered(sock: socket.socket) -> bool:
+    """Whether the server closed ``sock`` without a byte (waits up to the socket's timeout)."""
+    try:
+        return sock.recv(100) == b""
+    except ConnectionResetError:
+        return True
+
+
+def test_one_client_cannot_hold_every_thread(server: int) -> None:
+    """Slowloris: connections that never finish their request. Past ``MAX_PER_CLIENT`` the
+    server closes the next one at once; another address, and the same one once it lets go,
+    is served."""
+    held = []
+    try:
+        for _ in range(web_server.MAX_PER_CLIENT):
+            sock = socket.create_connection(("127.0.0.1", server), timeout=10)
+            sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n")  # and never the blank line
+            held.append(sock)
+        with socket.create_connection(("127.0.0.1", server), timeout=10) as extra:
+            assert _closed_unanswered(extra)
+        other = http.client.HTTPConnection("127.0.0.1", server, timeout=10,
+                                           source_address=("127.0.0.2", 0))
+        other.request("GET", "/login")
+        assert other.getresponse().status == 200
+        other.close()
+    finally:
+        for sock in held:
+            sock.close()
+
+    def served() -> bool:
+        conn = http.client.HTTPConnection("127.0.0.1", server, timeout=10)
+        try:
+            conn.request("GET", "/login")
+            return conn.getresponse().status == 200
+        except (ConnectionError, http.client.HTTPException):
+            return False  # the server has not yet seen the held ones close
+        finally:
+            conn.close()
+
+    wait_for(served, 10, "the server to serve 127.0.0.1 again")
 
 
 def _rec(start: int) -> Record:
