@@ -32,9 +32,12 @@ from typing import Any
 import pytest
 
 from buffer import Store
+from buffer.outbox_read import OutboxReader
+from centre.store import CentreStore
 from edge_agent.console.control_client import agent_running, request
 from protocol.model import Record, RecordFlag, Status
-from tests.agent_world import StationWorld, station_world
+from protocol.record_filter import RecordFilter
+from tests.agent_world import SID, StationWorld, station_world
 from tests.chromium import Browser, Page
 from tests.mqtt_world import wait_for
 
@@ -68,7 +71,8 @@ def day_of_records() -> list[Record]:
         else:
             out.append(_rec("COD", t, 30.0 + 5 * math.sin(i / 20), 60))
         out.append(_rec("NH4", t, 2.0 + (i % 7) / 10, 60 if i % 50 else 30, unit="mg/L"))
-        out.append(_rec(EVIL_CHANNEL, t, 1.0, 60 if i != 5 else 0, unit=EVIL))
+        out.append(_rec(EVIL_CHANNEL, t, 1.0 if i != 5 else math.nan, 60 if i != 5 else 0,
+                        unit=EVIL))  # no valid sample: no value (the centre refuses a mean)
     return out
 
 
@@ -198,7 +202,12 @@ def test_the_page_shows_the_station_and_runs_no_station_script(site: Site) -> No
     assert site.shot.stat().st_size > 20_000
 
 
-def test_shading_and_reasons_match_quantrac_history(site: Site) -> None:
+def test_shading_and_reasons_match_quantrac_history_and_centre_query(site: Site,
+                                                                    tmp_path: Path) -> None:
+    """The page's bands equal the invalid windows ``quantrac history`` lists, and those the
+    centre's ``centre query`` lists once the centre holds the same records (stored with the
+    receiver's own ``CentreStore.ingest``): the plant operator and the inspector read the
+    same reasons for the same period."""
     site.page.load(f"{site.base}/?span=24h&window=300&to={END}")
     shown = set()
     for b in _bands(site.page):
@@ -216,6 +225,21 @@ def test_shading_and_reasons_match_quantrac_history(site: Site) -> None:
     reasons = {why for _, _, why in listed}
     assert {"offline", "coverage 44/60 < 75%", "calibrating 12/60 valid",
             "coverage 30/60 < 75%", "no valid value"} <= reasons
+
+    with OutboxReader(site.sw.state_dir / "outbox.sqlite") as outbox:
+        held = sorted((h.seq, h.record) for h in outbox.select(RecordFilter()).records)
+    centre = tmp_path / "centre.sqlite"
+    with CentreStore(centre) as store:
+        for k in range(0, len(held), 100):
+            got = store.ingest(SID, held[k:k + 100], f"pkt{k}".encode().ljust(32, b"."), 0)
+            assert got.refused == [], got.refused  # the centre holds every record the page has
+    out = _quantrac("centre", "query", "--store", str(centre), "--station", SID, "--from",
+                    str(START), "--to", str(END), "--window", "300", "--invalid", "--format",
+                    "csv")
+    assert out.returncode == 0, out.stderr
+    at_centre = {(r["channel"], int(dt.datetime.fromisoformat(r["start"]).timestamp()),
+                  r["reason"]) for r in csv.DictReader(io.StringIO(out.stdout))}
+    assert shown == at_centre
 
 
 def test_no_page_without_login(site: Site) -> None:
