@@ -5,8 +5,10 @@ once and a test drives them without a socket: every page needs a login (except t
 marked public: the login form, and the centre's open data); only GET and HEAD reach a page,
 and the one POST is the login form (no page or API changes configuration); a bad query
 parameter is a 400 whose text names the parameter; an unknown path is a 404; a handler's
-``UserError`` (a missing store, say) is a 503 with its message, escaped. The thin adapter
-to a real socket is ``protocol.web_server``.
+``UserError`` (a missing store, say) is a 503 with its message, escaped, behind login; on a
+public route the message is logged and the answer says only that the records cannot be read
+(it names the store's file or database host and user, which a citizen has no use for). The
+thin adapter to a real socket is ``protocol.web_server``.
 
 Every response carries a Content-Security-Policy that allows no script, no frame and no
 outside resource (``default-src 'none'``; styles and images from the page itself): the pages
@@ -246,8 +248,10 @@ class App:
 
     def _handle(self, req: Request, now: float) -> Response:
         if req.path == "/login":
+            allow(req, ("next",))  # the built-in routes by the same 400 rule as the others
             return self._login(req, now)
         if req.path == "/logout":
+            allow(req, ())
             self.sessions.end(req.cookie(COOKIE))
             return redirect("/login", [("Set-Cookie", _cookie("", 0))])
         found = self._routes.get(req.path)
@@ -261,7 +265,16 @@ class App:
             target = req.path + ("?" + urllib.parse.urlencode(req.query, doseq=True)
                                  if req.query else "")
             return redirect("/login?" + urllib.parse.urlencode({"next": target}))
-        return handler(req, now)
+        if not public:
+            return handler(req, now)
+        try:
+            return handler(req, now)
+        except BadParameter:
+            raise
+        except UserError as exc:  # the detail names our files or database host: not for all
+            log.warning("web_unavailable", extra={"path": req.path, "problem": str(exc)})
+            return text(503, "503 unavailable: the records cannot be read just now; "
+                        "try again later")
 
     def _login(self, req: Request, now: float) -> Response:
         if req.method in ("GET", "HEAD"):

@@ -119,6 +119,11 @@ def test_a_bad_parameter_is_a_400_naming_it() -> None:
     assert twice.status == 400 and b"from: given more than once" in twice.body
     fine = web_app.respond(app, "GET", "/period?from=2026-11-23", cookie, b"", "c", 1.0)
     assert fine.status == 200
+    for target, name in (("/login?next=/&nxet=/", "nxet"), ("/logout?all=1", "all")):
+        resp = web_app.respond(app, "GET", target, cookie, b"", "c", 1.0)  # built-in routes too
+        assert resp.status == 400, target
+        assert resp.body.decode().startswith(f"400 bad request: {name}: unknown parameter")
+    assert web_app.respond(app, "GET", "/login?next=/", {}, b"", "c", 1.0).status == 200
 
 
 def test_the_hash_file_is_private(tmp_path: Path) -> None:
