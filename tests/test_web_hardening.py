@@ -6,6 +6,7 @@
   Latin-1 on the wire, so it must be percent-encoded, or the browser gets no answer at all;
 * connections that never finish their request (slowloris): one address may hold only
   ``MAX_PER_CLIENT`` of the server's threads;
+* a public route whose store cannot be read: a 503 that does not name the file or host;
 * an epoch time or a duration no date or SQLite integer holds (``to=99999999999999999``,
   ``window=99999999999999999999d``): a 400 naming the parameter, not a request that dies.
 
@@ -155,3 +156,22 @@ def test_a_time_or_duration_out_of_range_is_a_400_naming_it(
     fine = app.handle(web_app.Request.make("GET", "/station?id=WW-01&window=5m",
                                            {"Cookie": cookie}, client="10.0.0.1"), T1)
     assert fine.status == 200
+
+
+def test_a_public_route_does_not_tell_the_world_where_the_store_is(
+        tmp_path: Path) -> None:
+    (tmp_path / "centre.toml").write_text('centre_dir = "."\nstore = "gone.sqlite"\n'
+                                          '[station."WW-01"]\npublic = true\n'
+                                          'public_channels = ["COD"]\n')
+    app = build(load(tmp_path / "centre.toml"), HASH)
+    for target in ("/public", "/open-data/v1/latest.json", "/open-data/v1/aqi.csv"):
+        resp = app.handle(web_app.Request.make("GET", target, client="10.0.0.1"), T1)
+        assert resp.status == 503 and b"try again later" in resp.body
+        assert b"gone.sqlite" not in resp.body and str(tmp_path).encode() not in resp.body
+    login = app.handle(web_app.Request.make(
+        "POST", "/login", body=urllib.parse.urlencode({"password": PASSWORD}).encode(),
+        client="10.0.0.1"), T1)
+    cookie = dict(login.headers)["Set-Cookie"].split(";")[0]
+    inside = app.handle(web_app.Request.make("GET", "/", {"Cookie": cookie},
+                                             client="10.0.0.1"), T1)
+    assert inside.status == 503 and b"gone.sqlite" in inside.body  # the operator is told
