@@ -14,7 +14,9 @@ Every response carries a Content-Security-Policy that allows no script, no frame
 outside resource (``default-src 'none'``; styles and images from the page itself): the pages
 have no script (``protocol.html_page``), so even markup that slipped through escaping cannot
 run code, and ``X-Content-Type-Options: nosniff`` keeps a CSV download from being read as
-HTML. ``Cache-Control: no-store``: pages show a plant's data to the logged-in operator only.
+HTML. ``X-Frame-Options: DENY`` says what ``frame-ancestors 'none'`` says to a browser too old
+for CSP (a station's tablet): no other site may frame a page to trick a click.
+``Cache-Control: no-store``: pages show a plant's data to the logged-in operator only.
 Logins are logged (``web_login``, ``web_login_failed``, ``web_login_limited`` with the client
 address): someone guessing the password is a security event the operator should see.
 
@@ -116,7 +118,7 @@ class Response:
         return [("Content-Type", self.content_type), ("Content-Length", str(len(self.body))),
                 ("Content-Security-Policy", CSP), ("X-Content-Type-Options", "nosniff"),
                 ("Referrer-Policy", "no-referrer"), ("Cache-Control", "no-store"),
-                *self.headers]
+                ("X-Frame-Options", "DENY"), *self.headers]
 
 
 def html(text: str, status: int = 200) -> Response:

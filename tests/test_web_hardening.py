@@ -175,3 +175,27 @@ def test_a_public_route_does_not_tell_the_world_where_the_store_is(
     inside = app.handle(web_app.Request.make("GET", "/", {"Cookie": cookie},
                                              client="10.0.0.1"), T1)
     assert inside.status == 503 and b"gone.sqlite" in inside.body  # the operator is told
+
+
+def test_every_answer_forbids_framing_and_no_spelling_of_a_page_skips_the_login(
+        centre_app: tuple[web_app.App, str]) -> None:
+    """HEAD, a trailing slash, an encoded or doubled slash, a parameter given twice: each is
+    the login redirect, a 404 or a 400, never the page; and every answer, a redirect or an
+    error included, carries the headers that keep it out of another site's frame."""
+    app, _ = centre_app
+    for target, method, status in [("/", "HEAD", 303), ("/station?id=WW-01", "GET", 303),
+                                   ("/station/?id=WW-01", "GET", 404),
+                                   ("/%73tation?id=WW-01", "GET", 303),
+                                   ("/station%2F?id=WW-01", "GET", 404),
+                                   ("//station?id=WW-01", "GET", 303),
+                                   ("/open-data/v1/latest.json?station=WW-01&station=X", "GET",
+                                    400),
+                                   ("/login", "GET", 200), ("/public", "PUT", 405)]:
+        resp = app.handle(web_app.Request.make(method, target, client="10.0.0.2"), T1)
+        assert resp.status == status, (method, target, resp.status, resp.body[:80])
+        if status == 303:
+            assert dict(resp.headers)["Location"].startswith("/login?next=")
+        headers = dict(resp.all_headers())
+        assert headers["X-Frame-Options"] == "DENY", target
+        assert "frame-ancestors 'none'" in headers["Content-Security-Policy"]
+        assert headers["X-Content-Type-Options"] == "nosniff"
