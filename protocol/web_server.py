@@ -14,7 +14,11 @@ did not bound the threads: a client that sends one byte of its request every few
 never idle that long ("slowloris"), and each connection it opens was a thread, without end.
 With the caps one address cannot hold more than its share, and many addresses cannot grow the
 server past a fixed number of threads (a centre whose public page faces the internet should
-still sit behind a reverse proxy, which also gives it TLS). A body longer than
+still sit behind a reverse proxy, which also gives it TLS). A request with a
+``Transfer-Encoding`` or more than one ``Content-Length`` is refused and its connection
+closed: this server reads bodies by ``Content-Length`` only, so a chunked body would be read
+as the next request on the connection, and behind a proxy that reads it the other way one
+client's bytes would become another request ("request smuggling"). A body longer than
 ``web_app.MAX_BODY`` is refused before it is read; the client address handed to the login
 limiter is the peer's IP (a proxy's ``X-Forwarded-For`` is not trusted: it is whatever the
 client wrote). Access is logged at debug level, errors at warning, in the project's logfmt.
@@ -77,6 +81,13 @@ def make_server(app: web_app.App, host: str, port: int,
         protocol_version = "HTTP/1.1"
 
         def _serve(self) -> None:
+            lengths = self.headers.get_all("Content-Length") or []
+            if "Transfer-Encoding" in self.headers or len(lengths) > 1:
+                refused = web_app.text(400, "400: a body is sent with one Content-Length "
+                                       "(no Transfer-Encoding)")
+                self._send(refused, body=True)
+                self.close_connection = True  # what follows on this connection is not ours
+                return
             try:
                 length = int(self.headers.get("Content-Length") or 0)
             except ValueError:

@@ -6,6 +6,7 @@
   Latin-1 on the wire, so it must be percent-encoded, or the browser gets no answer at all;
 * connections that never finish their request (slowloris): one address may hold only
   ``MAX_PER_CLIENT`` of the server's threads;
+* a chunked body, or two Content-Lengths: refused (else its bytes are the next request);
 * a public route whose store cannot be read: a 503 that does not name the file or host;
 * an epoch time or a duration no date or SQLite integer holds (``to=99999999999999999``,
   ``window=99999999999999999999d``): a 400 naming the parameter, not a request that dies.
@@ -199,3 +200,26 @@ def test_every_answer_forbids_framing_and_no_spelling_of_a_page_skips_the_login(
         assert headers["X-Frame-Options"] == "DENY", target
         assert "frame-ancestors 'none'" in headers["Content-Security-Policy"]
         assert headers["X-Content-Type-Options"] == "nosniff"
+
+
+def _exchange(port: int, data: bytes) -> bytes:
+    """``data`` on a fresh connection, and everything the server sends until it closes."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(data)
+        got = b""
+        while chunk := sock.recv(65536):
+            got += chunk
+    return got
+
+
+def test_a_chunked_body_is_refused_not_read_as_a_second_request(server: int) -> None:
+    smuggled = b"GET /login?next=/smuggled HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    chunked = (b"POST /login HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n" +
+               smuggled)
+    got = _exchange(server, chunked)
+    assert got.startswith(b"HTTP/1.1 400") and got.count(b"HTTP/1.1 ") == 1, got[:300]
+    assert b"smuggled" not in got
+    two = (b"POST /login HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nContent-Length: "
+           + str(len(smuggled)).encode() + b"\r\n\r\n" + smuggled)
+    got = _exchange(server, two)
+    assert got.startswith(b"HTTP/1.1 400") and got.count(b"HTTP/1.1 ") == 1, got[:300]
