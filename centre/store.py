@@ -487,6 +487,27 @@ class CentreStore:
             f"SELECT channel, count(*) FROM records WHERE {clause} AND (flags & ?) <> 0 "
             "GROUP BY channel", [*params, int(RecordFlag.EXCEEDANCE)])}
 
+    def exceedances(self, station: str, channels: Sequence[str], t0: float,
+                    limit: int) -> list[StoredRecord]:
+        """The newest ``limit`` records of ``station``'s ``channels`` starting at or after
+        ``t0`` that the station flagged over their limit, newest first: which ones
+        ``exceedance_counts`` counted (the open-data feed names them; a plant over its limit
+        all day at 10 s windows has thousands, hence the limit)."""
+        if not channels:
+            return []
+        clause, params = where(RecordFilter(station=station, t0=t0), by_station=True)
+        marks = ", ".join("?" for _ in channels)
+        rows = self.db.execute(
+            f"SELECT station, seq, {_COLS}, received, packet_created FROM records "
+            f"WHERE {clause} AND (flags & ?) <> 0 AND channel IN ({marks}) "
+            "ORDER BY start DESC, channel, seq LIMIT ?",
+            [*params, int(RecordFlag.EXCEEDANCE), *channels, limit],
+        )
+        return [
+            StoredRecord(str(r[0]), int(r[1]), row_record(r[2:-2]), float(r[-2]), int(r[-1]))
+            for r in rows
+        ]
+
     def station_ids(self) -> list[str]:
         """Every station this store has heard from (a row in ``stations`` per first packet)."""
         return [str(r[0]) for r in self.db.execute(

@@ -239,6 +239,11 @@ def test_public_feed_leaves_out_non_public_stations_and_channels(centre: Centre)
     assert latest["station"] == AQ and latest["exceedances_24h"] == 1  # NO2's, not SO2's
     assert not any(r["exceedance"] for r in latest["records"])  # the newest hour is not over
     assert fac["station"] == FAC and fac["exceedances_24h"] == 1
+    # which ones: channel, window and value (public channels only: SO2 was over too)
+    assert [(r["channel"], r["start"], r["mean"], r["exceedance"])
+            for r in latest["exceedances"]] == [("NO2", iso(H - 2 * 3600), 150.0, True)]
+    assert [(r["channel"], r["start"], r["mean"]) for r in fac["exceedances"]] == [
+        ("COD", iso(T1 - 900), 90.0)]
     assert [(r["channel"], r["mean"]) for r in fac["records"]] == [("COD", 40.0)]  # no TSS
     _, _, body = get(centre.base + "/open-data/v1/latest.csv")
     rows = list(csv.DictReader(io.StringIO(body)))
@@ -390,6 +395,9 @@ def test_dashboard_in_chromium(centre: Centre, browser: Browser, shots: Path) ->
     over = page.evaluate("[...document.querySelectorAll('table.latest')].map(t => "
                          "[t.tHead.textContent, [...t.querySelectorAll('td.bad')].length])")
     assert over == [["channelwindowstartmeanunitlimit", 0]] * 2  # the flag's column is named
+    assert page.evaluate("[...document.querySelectorAll('table.exceedances tbody tr')].map("
+                         "r => r.cells[0].textContent + ' ' + r.cells[3].textContent)") == [
+        "NO2 150", "COD 90"]
     page.screenshot(shots / "public-page.png")
 
 

@@ -57,6 +57,11 @@ def test_latest_valid_per_channel_and_width(store_location: Path | str) -> None:
                      b"e" * 32, 0)
         assert store.exceedance_counts("S1") == {"pH": 2}
         assert store.exceedance_counts("S1", T0 + 600) == {"pH": 1}
+        # which ones, newest first, only the channels asked (the public ones), at most limit
+        assert [r.seq for r in store.exceedances("S1", ["pH", "TSS"], T0, 5)] == [7, 6]
+        assert [r.seq for r in store.exceedances("S1", ["pH"], T0, 1)] == [7]
+        assert store.exceedances("S1", ["COD"], T0, 5) == []
+        assert store.exceedances("S1", [], T0, 5) == []
         assert store.window_widths("S1", T0, T0 + 3600) == [300, 3600]
         assert store.window_widths("S1", T0 + 300, T0 + 3600) == [300]
         rows = store.select_rows(RecordFilter(station="S1", window_s=300))

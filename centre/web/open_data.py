@@ -14,7 +14,8 @@ nor an index built from one can leak a channel that is not public.
 * **Latest**: per public channel and window width, the newest valid record of the last
   3 days (``LATEST_S``: a channel silent longer than that is not "latest"), with its
   exceedance flag (the station judged it against its permit: ``RecordFlag.EXCEEDANCE``), and
-  per station the count of records flagged over their limit in the last 24 hours.
+  per station the count of records flagged over their limit in the last 24 hours and the
+  newest ``SHOWN_EXCEEDANCES`` of them (which channel, when, how much: what an IOC acts on).
 """
 
 from __future__ import annotations
@@ -42,6 +43,8 @@ CURRENT_HOURS = 3
 #: how far back "latest" looks: yesterday's daily record starts up to 48 h before now
 LATEST_S = 3 * 86_400
 VERSION = "v1"
+#: exceedances named per station (newest first); the count says how many there were
+SHOWN_EXCEEDANCES = 20
 
 
 @dataclass(frozen=True)
@@ -110,6 +113,7 @@ class Latest:
     station: PublicStation
     records: list[StoredRecord]
     exceedances_24h: int
+    exceeded: list[StoredRecord]  # the newest of them, newest first (public channels only)
 
 
 def latest(store: CentreStore, ps: PublicStation, now: float,
@@ -118,7 +122,8 @@ def latest(store: CentreStore, ps: PublicStation, now: float,
     records = [r for r in _public(store.latest_valid(ps.station, now - LATEST_S), ps)
                if window_s is None or r.record.end - r.record.start == window_s]
     counts = store.exceedance_counts(ps.station, now - 86_400)
-    return Latest(ps, records, sum(n for ch, n in counts.items() if ch in ps.channels))
+    over = store.exceedances(ps.station, sorted(ps.channels), now - 86_400, SHOWN_EXCEEDANCES)
+    return Latest(ps, records, sum(n for ch, n in counts.items() if ch in ps.channels), over)
 
 
 # --- rendering -------------------------------------------------------------------------------
@@ -202,7 +207,8 @@ def latest_json(items: Sequence[Latest], now: float, tz: ZoneInfo, table: aqi.Ta
     return _doc(now, tz, table.decision, "stations", [
         {"station": escape_controls(x.station.station), "name": escape_controls(x.station.name),
          "exceedances_24h": x.exceedances_24h,
-         "records": [record_item(r, tz) for r in x.records]} for x in items])
+         "records": [record_item(r, tz) for r in x.records],
+         "exceedances": [record_item(r, tz) for r in x.exceeded]} for x in items])
 
 
 LATEST_CSV = ("station", "channel", "start", "end", "window_s", "mean", "min", "max", "unit",

@@ -60,6 +60,12 @@ def render(hourly: Sequence[AqiReport], daily: Sequence[AqiReport], latest: Sequ
                     class_="bad" if x.exceedances_24h else "muted"),
                  table(["channel", "window", "start", "mean", "unit", "limit"], rows,
                        class_="latest")]
+        if x.exceeded:
+            body += [el("p", "the newest over their limit:", class_="muted"),
+                     table(["channel", "window", "start", "mean", "unit"], [
+                         [r.record.channel, window_label(r.record.end - r.record.start),
+                          iso(r.record.start, tz), td(f"{r.record.mean:g}", class_="num bad"),
+                          r.record.unit] for r in x.exceeded], class_="exceedances")]
     body += [el("h2", "Open data"),
              el("ul", *(el("li", el("a", label, href=href)) for href, label in FEEDS))]
     return page(title, *body, refresh_s=300, nav=(("/public", "Public page"),))
