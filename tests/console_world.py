@@ -87,6 +87,32 @@ grace_s = 1.0
 """
 
 
+def many_sim(devices: int) -> dict[str, object]:
+    """A bigger station for the repaint benchmark: ``devices`` liquilines at units 1..N, three
+    channels each."""
+    return {"name": "console-many", "device": [
+        {"name": f"ll{u}", "profile": "liquiline", "unit": u, "transports": ["rtu"],
+         "seed": 30 + u} for u in range(1, devices + 1)]}
+
+
+def many_config(state_dir: Path, pty: str, devices: int) -> str:
+    """The config of :func:`many_sim`'s station: each liquiline's channels under symbols of
+    their own (``pH_3``: a second measuring point's tag), 3 x ``devices`` channels."""
+    text = station_config(state_dir, pty).split("[[device]]")[0]
+    for u in range(1, devices + 1):
+        text += (f'[[device]]\nname = "ll{u}"\nbus = "rs485"\nprofile = "liquiline"\n'
+                 f"unit = {u}\ninterval = 1.0\n")
+        text += "".join(f'[device.channels.{ch}]\nsymbol = "{ch}_{u}"\n'
+                        for ch in ("pH", "Temp", "TSS"))
+    return text + "[averaging]\nwindows = [3600]\ngrace_s = 1.0\n"
+
+
+def many_channels(devices: int) -> dict[str, str]:
+    """:func:`many_config`'s channels and units, for :func:`seed_outbox`."""
+    return {f"{ch}_{u}": unit for u in range(1, devices + 1)
+            for ch, unit in (("pH", "pH"), ("Temp", "C"), ("TSS", "mg/L"))}
+
+
 #: the channels the config polls, with a unit each (for records seeded in the outbox)
 CHANNELS = {"pH": "pH", "Temp": "C", "TSS": "mg/L", "COD": "mg/L", "NH4": "mg/L",
             "Flow": "m3/h"}
@@ -151,15 +177,19 @@ class ConsoleWorld:
 
 
 @contextmanager
-def console_world(root: Path) -> Iterator[ConsoleWorld]:
+def console_world(root: Path, devices: int = 0) -> Iterator[ConsoleWorld]:
+    """The test station; with ``devices``, :func:`many_sim`'s instead."""
     control = root / "sim.sock"
-    with running_station(parse_station(SIM, "console-test"), tcp_port=None, pty=True,
-                         baud=19200, control=control) as sim:
+    with running_station(parse_station(many_sim(devices) if devices else SIM, "console-test"),
+                         tcp_port=None, pty=True, baud=19200, control=control) as sim:
         assert sim.pty_path is not None
-        sim.set_fault(12, "no_answer", True)  # the spare starts silent
         state = root / "state"
         config = root / "station.toml"
-        config.write_text(station_config(state, sim.pty_path))
+        if devices:
+            config.write_text(many_config(state, sim.pty_path, devices))
+        else:
+            sim.set_fault(12, "no_answer", True)  # the spare starts silent
+            config.write_text(station_config(state, sim.pty_path))
         world = ConsoleWorld(root, sim, config, state, control)
         try:
             yield world

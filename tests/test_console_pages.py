@@ -11,11 +11,12 @@ import pytest
 
 from drivers.profile import builtin_profile
 from edge_agent.console.diag import Configured
+from edge_agent.console.screen.app import FULL_REPAINT_S
 from edge_agent.console.screen.diagnose import health_verdict, word_order_verdict
 from edge_agent.console.screen.events import short
 from edge_agent.console.screen.keys import PAGES, Ui, handle
 from edge_agent.console.screen.pages import screen
-from edge_agent.console.screen.text import sparkline
+from edge_agent.console.screen.text import sparkline, wire_bytes
 from edge_agent.console.screen.view import Buses, Check, View
 
 NOW = 1_800_000_000.0
@@ -135,6 +136,70 @@ def test_sparkline() -> None:
     assert sparkline([], NOW, 3600, 5) == "     "
     half = sparkline([(NOW - 100, 1.0), (NOW - 10, float("nan"))], NOW, 3600, 10)
     assert half.strip() and half[0] == " "
+    # a record stands for every cell its window covers: the first half hour, then live values
+    records = sparkline([(NOW - 5, 9.0)], NOW, 3600, 10, [(NOW - 3600, NOW - 1800, 1.0)])
+    assert records == "_____    #"
+
+
+AT_9600 = int(FULL_REPAINT_S * 9600 / 10)  # the bytes a full repaint may take at 9600 baud
+VALUES_AT_9600 = int(0.7 * 9600 / 10)  # the values page's pages: ~0.7 s at 9600 baud
+
+
+def walk_values(view: View, width: int, height: int) -> list[list[str]]:
+    """Every page of the values page, turned with + from the first."""
+    ui = Ui(page="values")
+    screens = [screen(view, ui, width, height, AT_9600)]
+    while True:
+        handle(ui, "+", 1)
+        lines = screen(view, ui, width, height, AT_9600)
+        if lines == screens[-1]:  # + on the last page stays there
+            return screens
+        screens.append(lines)
+
+
+@pytest.mark.parametrize("size", [(80, 24), (40, 10)])
+def test_the_values_page_is_paged_and_each_page_is_a_short_repaint(size: tuple[int, int]
+                                                                   ) -> None:
+    width, height = size
+    view = busy_view()
+    view.findings = {}
+    for c in view.status["channels"]:  # every channel measuring, with a full hour
+        c["status"] = "measuring"
+        view.recent[c["symbol"]] = [(NOW - 3600 + i * 300, NOW - 3300 + i * 300, float(i))
+                                    for i in range(12)]
+    screens = walk_values(view, width, height)
+    n = len(screens)
+    assert n >= 5  # 30 channels: never one long page
+    seen: list[str] = []
+    for i, lines in enumerate(screens, 1):
+        assert all(len(x) <= width for x in lines) and len(lines) <= height
+        assert f"page {i}/{n}" in lines[1], lines
+        seen += [x.split()[0] for x in lines[2:-1] if x.startswith("CH")]
+        # the bound the paging is for: well under a second at 9600 baud, however many
+        assert wire_bytes(lines) <= VALUES_AT_9600 * 1.03, (i, wire_bytes(lines), lines)
+    assert seen == [f"CH{i}" for i in range(30)]  # each channel once, in order
+    ui = Ui(page="values", values_page=99)  # clamped to the last; - turns back
+    assert f"page {n}/{n}" in screen(view, ui, width, height)[1]
+    handle(ui, "-", 1)
+    assert f"page {n - 1}/{n}" in screen(view, ui, width, height)[1]
+    findings = busy_view()  # a diagnosis is on every page: it is what the technician came for
+    for lines in walk_values(findings, 80, 24):
+        assert "! liquiline/pH: WRONG WORD ORDER" in "\n".join(lines)
+
+
+def test_a_slow_line_gets_a_screen_it_carries_in_time_and_scrolls_the_rest() -> None:
+    view = busy_view()
+    ui = Ui(page="events", events_all=True)
+    lines = screen(view, ui, 80, 24, AT_9600)
+    assert wire_bytes(lines) <= AT_9600 and "(j/k scroll)" in lines[-1]
+    assert len(screen(view, Ui(page="events", events_all=True), 80, 24)) == 24  # no budget
+    last = ""
+    for _ in range(40):  # j reaches the oldest line, still within the budget
+        handle(ui, "j", 1)
+        lines = screen(view, ui, 80, 24, AT_9600)
+        assert wire_bytes(lines) <= AT_9600
+        last = "\n".join(lines)
+    assert "W 12:00:00 poll_failed" in last
 
 
 def test_log_lines() -> None:

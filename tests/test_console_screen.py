@@ -96,10 +96,10 @@ def test_the_sparkline_shows_the_hour_before_the_console_started(station: Consol
     assert all(isinstance(v, float) for _, v in ph["points"])
     text = page(term, "v")
     line = next(x for x in text.split("\n") if x.startswith("pH "))
-    cells = line[52:80]  # the 28 cells after the 51 columns of figures at 80 columns
-    # the hour spans 28 cells; the 11 records cover all but its first and last few minutes,
-    # where the console's own live values go
-    assert len(cells.replace(" ", "")) >= 18, text
+    cells = line[52:]  # the 24 cells after the 51 columns of figures
+    # the 11 records cover all of the hour but its first few minutes (4 cells at most) and
+    # its last (2), where the console's own live values go
+    assert len(cells) == 24 and len(cells.replace(" ", "")) >= 18, text
     assert "_" in cells and "#" in cells, text  # the rise through the hour, scaled
 
 

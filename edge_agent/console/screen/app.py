@@ -33,6 +33,13 @@ from edge_agent.console.screen.pages import screen
 from edge_agent.console.screen.source import Source
 
 TICK_MS = 250  # how long a key is waited for before the screen is redrawn from new data
+#: the longest a full repaint may take on the line: a screen holds no more than its speed
+#: carries in that time (at 9600 baud 864 bytes; at 115200 a whole screen fits anyway), the
+#: rest of a long page is a scroll away. Not tighter: the pages as they are take up to
+#: ~0.8 s at 9600 (the help with a banner), and a page cut at every refresh for a few bytes
+#: would hide its last line; the values page, the one that grows with the station, is paged
+#: to ~0.7 s (.pages.VALUES_PER_PAGE)
+FULL_REPAINT_S = 0.9
 CTRL_C, CTRL_L = "\x03", "\x0c"
 
 
@@ -105,6 +112,8 @@ def _main(scr: curses.window, source: Source, gone: threading.Event) -> int:
     poller.register(0, select.POLLIN)
     encoding = locale.getpreferredencoding(False)
     ui = Ui()
+    # the line's speed as the tty has it (getty sets it on a serial console; 38400 on a pty)
+    budget = int(FULL_REPAINT_S * curses.baudrate() / 10)
     shown: list[str] | None = None
     instant = 0  # reads that failed at once, in a row
     while not ui.quit:
@@ -115,7 +124,7 @@ def _main(scr: curses.window, source: Source, gone: threading.Event) -> int:
         if _resized(scr):
             shown = None
         height, width = scr.getmaxyx()
-        lines = screen(view, ui, width, height)
+        lines = screen(view, ui, width, height, budget)
         if lines != shown:
             scr.erase()  # ncurses compares with what is on the glass: only changes are sent
             for row, line in enumerate(lines):

@@ -16,6 +16,9 @@ FIELDS = ("bus", "unit", "function", "register", "count")
 LIMITS = {"unit": 247, "function": 4, "register": 65535, "count": 125}
 SCROLL = {"KEY_DOWN": 1, "j": 1, "KEY_UP": -1, "k": -1, "KEY_NPAGE": 10, "KEY_PPAGE": -10,
           " ": 10}
+#: the values page turns pages instead of scrolling: a page of channels is a screen whose full
+#: repaint is bounded however many channels the station has (see :mod:`.pages`)
+PAGE_TURN = {"KEY_NPAGE": 1, "+": 1, " ": 1, "KEY_PPAGE": -1, "-": -1}
 ENTER = ("\n", "\r", "KEY_ENTER")
 BACKSPACE = ("KEY_BACKSPACE", "\x7f", "\x08", "KEY_DC")
 
@@ -60,6 +63,7 @@ class Ui:
     scroll: int = 0
     form: Form = field(default_factory=Form)
     events_all: bool = False
+    values_page: int = 0  # 0-based; the values page clamps it to the pages there are
     quit: bool = False
 
 
@@ -84,6 +88,9 @@ def handle(ui: Ui, key: str, n_buses: int) -> str | None:
         if PAGES[key] != ui.page:
             ui.page, ui.scroll = PAGES[key], 0
         return "network" if ui.page == "network" else None
+    if ui.page == "values" and key in PAGE_TURN:
+        ui.values_page = max(0, ui.values_page + PAGE_TURN[key])
+        return None
     if key in SCROLL and ui.page != "read":
         ui.scroll = max(0, ui.scroll + SCROLL[key])
         return None

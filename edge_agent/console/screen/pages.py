@@ -2,9 +2,13 @@
 screen's lines out, none wider than the terminal.
 
 The frame is a title line, a banner when the agent does not answer, the page body (scrolled,
-cut to the rows left) and a hint line at the bottom. Long sentences (an error, a diagnosis)
-are wrapped, not cut: the part a technician acts on is often at the end of the agent's
-message. Below 20x4 there is no room for a page and the screen says so.
+cut to the rows left) and a hint line at the bottom. The values page is paged, not scrolled:
+at most ``VALUES_PER_PAGE`` channels a page (fewer when the rows are fewer), so the bytes of
+its full repaint are bounded whatever the channel count; a channel's line with a full
+sparkline is ~75 bytes, and a 9600-baud line carries 960 a second (``bench/
+console_repaint.py`` measures a full refresh of every page at 5 and 30 channels). Long
+sentences (an error, a diagnosis) are wrapped, not cut: the part a technician acts on is often
+at the end of the agent's message. Below 20x4 there is no room for a page and the screen says so.
 """
 
 from __future__ import annotations
@@ -14,17 +18,38 @@ from datetime import UTC, datetime
 
 from edge_agent.console.screen.diagnose import health_verdict
 from edge_agent.console.screen.keys import FIELDS, Ui
-from edge_agent.console.screen.text import age, clean, fit, number, sparkline, wrap
+from edge_agent.console.screen.text import (
+    age,
+    clean,
+    fit,
+    number,
+    sparkline,
+    wire_bytes,
+    wrap,
+)
 from edge_agent.console.screen.view import View
 from edge_agent.console.status_view import clock_line, readiness
 
 MIN_WIDTH, MIN_HEIGHT = 20, 4
 HOUR = 3600.0
+#: a values line with a full sparkline is ~75 bytes on the wire (ncurses: the text, and a
+#: cursor move for each longer run of blanks); six of them and the frame are ~0.7 s at 9600
+#: baud (bench/console_repaint.py), seven ~0.8 s
+VALUES_PER_PAGE = 6
+#: at most this many cells of sparkline (2.5 minutes each): a wider one on a wider terminal
+#: would only cost bytes
+SPARK_CELLS = 24
 KEYS = "o overview v values b buses r read e events n network ? help q quit"
 
 
-def screen(view: View, ui: Ui, width: int, height: int) -> list[str]:
-    """The whole screen: at most ``height`` lines of at most ``width`` columns."""
+def screen(view: View, ui: Ui, width: int, height: int, budget: int | None = None
+           ) -> list[str]:
+    """The whole screen: at most ``height`` lines of at most ``width`` columns, and with a
+    ``budget`` (bytes: what the line carries in the time a full repaint may take) no more
+    body lines than a full repaint of them sends within it (:func:`.text.wire_bytes`); the
+    rest is a scroll away (j/k), as it is below the last row. The values page is not cut:
+    its pages of ``VALUES_PER_PAGE`` channels are the bound there (a line cut off a page
+    would be a page that scrolls)."""
     if width < MIN_WIDTH or height < MIN_HEIGHT:
         return [fit(s, width) for s in ("terminal too small", f"{width}x{height}",
                                         f"need {MIN_WIDTH}x{MIN_HEIGHT}")][:height]
@@ -42,14 +67,24 @@ def screen(view: View, ui: Ui, width: int, height: int) -> list[str]:
             top += wrap(f"! agent not running ({problem}); retrying. Reading the ports "
                         "directly meanwhile.", width)[:2]
     try:
-        body = PAGES[ui.page](view, ui, width)
+        body = PAGES[ui.page](view, ui, width, max(0, height - len(top) - 1))
     except Exception as exc:  # a page that cannot draw says so; the console goes on
         body = wrap(f"! this page could not be drawn: {clean(exc)}", width)
     rows = max(0, height - len(top) - 1)
-    ui.scroll = min(ui.scroll, max(0, len(body) - rows))
-    shown = body[ui.scroll:ui.scroll + rows]
-    more = len(body) > ui.scroll + rows
-    hint = ui.hint or (f"{KEYS}  (j/k scroll)" if more or ui.scroll else KEYS)
+    frame = [fit(x, width) for x in (*top, ui.hint or f"{KEYS} (j/k scroll)")]
+    body = [fit(x, width) for x in body]
+
+    def fitting(lines: list[str]) -> int:  # how many of ``lines``, from the first, fit
+        n = min(rows, len(lines))
+        if budget is not None and ui.page != "values":  # that one is paged to fit
+            while n > 1 and wire_bytes(frame + lines[:n]) > budget:
+                n -= 1
+        return n
+
+    ui.scroll = min(ui.scroll, max(0, len(body) - fitting(body[::-1])))
+    shown = body[ui.scroll:ui.scroll + fitting(body[ui.scroll:])]
+    more = len(body) > ui.scroll + len(shown)
+    hint = ui.hint or (f"{KEYS} (j/k scroll)" if more or ui.scroll else KEYS)
     lines = top + shown + [""] * (rows - len(shown)) + [hint]
     return [fit(line, width) for line in lines[:height]]
 
@@ -57,7 +92,7 @@ def screen(view: View, ui: Ui, width: int, height: int) -> list[str]:
 # --------------------------------------------------------------------------- pages
 
 
-def overview(view: View, ui: Ui, width: int) -> list[str]:
+def overview(view: View, ui: Ui, width: int, rows: int) -> list[str]:
     st, now = view.status, view.now
     out: list[str] = []
     if view.agent:
@@ -102,14 +137,27 @@ def overview(view: View, ui: Ui, width: int) -> list[str]:
     return out
 
 
-def values(view: View, ui: Ui, width: int) -> list[str]:
+def values(view: View, ui: Ui, width: int, rows: int) -> list[str]:
+    """The channels of page ``ui.values_page`` (clamped to the pages there are), then the
+    diagnoses, which are shown on every page: they are what the technician came for."""
     now = view.now
     wide = width >= 60
     head = (f"{'channel':<8} {'device':<9} {'value':>10} {'unit':<6} {'status':<9} "
             f"{'age':>4}" if wide else f"{'chan':<6} {'value':>9} {'status':<8} {'age':>4}")
-    spark = width - len(head) - 1
-    out = [fit(head + (" last hour" if spark >= 10 else ""), width)]
-    for c in view.status.get("channels") or []:
+    spark = min(SPARK_CELLS, width - len(head) - 1)
+    found: list[str] = []
+    for key, verdict in sorted(view.findings.items()):
+        found += wrap(f"! {clean(key)}: {verdict}", width)
+    channels = view.status.get("channels") or []
+    per_page = max(1, min(VALUES_PER_PAGE, rows - 1 - len(found)))
+    n_pages = max(1, -(-len(channels) // per_page))
+    ui.values_page = min(ui.values_page, n_pages - 1)
+    first = ui.values_page * per_page
+    head += " last hour" if spark >= 10 else ""
+    if n_pages > 1:
+        head += f"  page {ui.values_page + 1}/{n_pages}"  # + and - turn: the help says
+    out = [fit(head, width)]
+    for c in channels[first:first + per_page]:
         sym = clean(c.get("symbol"))
         # "ok" for measuring, the usual case: fewer bytes per repaint on a 9600-baud line,
         # and the other states stand out
@@ -125,14 +173,12 @@ def values(view: View, ui: Ui, width: int) -> list[str]:
             line += " " + sparkline(view.history.get(sym, []), now, HOUR, spark,
                                     view.recent.get(sym, ()))
         out.append(fit(line, width))
-    if not view.status.get("channels"):
+    if not channels:
         out.append("no values yet")
-    for key, verdict in sorted(view.findings.items()):
-        out += wrap(f"! {clean(key)}: {verdict}", width)
-    return out
+    return out + found
 
 
-def buses(view: View, ui: Ui, width: int) -> list[str]:
+def buses(view: View, ui: Ui, width: int, rows: int) -> list[str]:
     now = view.now
     health = {d.get("device"): d for d in view.status.get("devices") or []}
     out: list[str] = []
@@ -161,7 +207,7 @@ def buses(view: View, ui: Ui, width: int) -> list[str]:
     return out
 
 
-def read(view: View, ui: Ui, width: int) -> list[str]:
+def read(view: View, ui: Ui, width: int, rows: int) -> list[str]:
     form = ui.form
     names = [b.name for b in view.buses] or ["(no bus in the config)"]
     out = ["register read (Tab next field, digits, Enter reads)"]
@@ -177,7 +223,7 @@ def read(view: View, ui: Ui, width: int) -> list[str]:
     return out
 
 
-def events(view: View, ui: Ui, width: int) -> list[str]:
+def events(view: View, ui: Ui, width: int, rows: int) -> list[str]:
     lines = view.events if ui.events_all else [e for e in view.events if e[:1] in "WE"]
     head = (f"agent log, {'all lines' if ui.events_all else 'warnings and errors'} "
             f"(a toggles), newest first; from {clean(view.events_from) or '-'}")
@@ -186,7 +232,7 @@ def events(view: View, ui: Ui, width: int) -> list[str]:
     return out
 
 
-def network(view: View, ui: Ui, width: int) -> list[str]:
+def network(view: View, ui: Ui, width: int, rows: int) -> list[str]:
     out = ["network tests (t runs them again)"]
     for c in view.network:
         result = "..." if c.ok is None else ("ok" if c.ok else "FAIL")
@@ -197,10 +243,10 @@ def network(view: View, ui: Ui, width: int) -> list[str]:
     return out
 
 
-def help_page(view: View, ui: Ui, width: int) -> list[str]:
+def help_page(view: View, ui: Ui, width: int, rows: int) -> list[str]:
     text = [
         "o  overview: station, clock, uplinks, backlog, last errors",
-        "v  values: every channel, its status, age and last hour",
+        "v  values: every channel, its status, age, last hour; + - pages",
         "b  buses: each device, silent units; s scans and compares",
         "r  register read: Tab moves, digits, Enter reads",
         "e  events: the agent's warnings (a: all lines)",
@@ -210,6 +256,6 @@ def help_page(view: View, ui: Ui, width: int) -> list[str]:
     return [line for t in text for line in wrap(t, width, indent=3)]
 
 
-PAGES: dict[str, Callable[[View, Ui, int], list[str]]] = {
+PAGES: dict[str, Callable[[View, Ui, int, int], list[str]]] = {
     "overview": overview, "values": values, "buses": buses, "read": read,
     "events": events, "network": network, "help": help_page}

@@ -8,6 +8,7 @@ technician's terminal; then :func:`fit` or :func:`wrap` make it at most ``width`
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 
 from edge_agent.console.width import wrap as console_wrap
@@ -35,6 +36,23 @@ def wrap(text: str, width: int, indent: int = 2) -> list[str]:
     if width <= indent + 4:
         return [fit(text, width)]
     return console_wrap(text, " " * indent, width)
+
+
+#: a run of blanks this long or longer ncurses skips with a cursor move (vt100's
+#: ``ESC [ row ; col H``, ~7 bytes) instead of sending the blanks
+_SKIPPED = re.compile(r" {6,}")
+
+
+def wire_bytes(lines: Sequence[str]) -> int:
+    """About how many bytes ncurses sends to paint ``lines`` on a cleared screen: each line's
+    characters, a cursor move to its start and for each long run of blanks, and the clear.
+    Within a few per cent of what ``bench/console_repaint.py`` counts on the wire."""
+    total = 12  # clear screen, attributes, the cursor parked at the end
+    for line in lines:
+        parts = _SKIPPED.split(line.rstrip())
+        if parts != [""]:
+            total += 6 + sum(map(len, parts)) + 7 * (len(parts) - 1)
+    return total
 
 
 def unwrap(lines: list[str]) -> list[str]:
