@@ -70,6 +70,8 @@ EIGHT_HOUR_MIN = 6
 #: the O3 8-hour row is not used above this (guide, daily AQI of O3)
 O3_EIGHT_HOUR_MAX = 400.0
 PM = ("PM10", "PM2,5")
+#: µg/m3 (1 kg/m3, near the density of air itself): a larger mean is no measurement
+MAX_CONCENTRATION = 1e9
 
 
 @dataclass(frozen=True, slots=True)
@@ -249,7 +251,14 @@ def daily_aqi(table: Table, hourly: Hourly, day_start: int) -> Index:
 
 
 def hourly_means(table: Table, records: Iterable[Record]) -> dict[str, dict[int, float]]:
-    """The valid 1-hour records of the index's parameters, in µg/m3, by hour start."""
+    """The valid 1-hour records of the index's parameters, in µg/m3, by hour start.
+
+    A mean whose size no air can have (``MAX_CONCENTRATION`` either way) is left out like an
+    invalid one: the store takes any finite float, and a station that sent 1e308 mg/m3 (a
+    fault or a lie) made an infinite concentration after the unit factor, the NowCast and
+    the daily mean of +inf and -inf NaN, so the index failed (or printed ``Infinity``, which
+    is not JSON) for the public page of every station. Bounded inputs keep every sum of
+    them finite; any value above the top breakpoint has the top index anyway."""
     out: dict[str, dict[int, float]] = {}
     for r in records:
         if r.end - r.start != HOUR or not r.valid or math.isnan(r.mean):
@@ -258,5 +267,7 @@ def hourly_means(table: Table, records: Iterable[Record]) -> dict[str, dict[int,
         factor = table.units.get(r.unit)
         if key is None or factor is None:
             continue
-        out.setdefault(key, {})[r.start] = r.mean * factor
+        value = r.mean * factor
+        if abs(value) <= MAX_CONCENTRATION:
+            out.setdefault(key, {})[r.start] = value
     return out

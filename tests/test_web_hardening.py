@@ -1,4 +1,4 @@
-"""What a LAN client can send the web pages that the pages' own tests do not: found in review.
+"""What a LAN client or a hostile station can send the web pages: found in review (R1).
 
 * many client addresses each failing once (the public feed counts every request as one):
   the limiter's table of clients must stay bounded;
@@ -8,6 +8,8 @@
   ``MAX_PER_CLIENT`` of the server's threads;
 * a chunked body, or two Content-Lengths: refused (else its bytes are the next request);
 * a public route whose store cannot be read: a 503 that does not name the file or host;
+* a public station sending 1e308 and -1e308 mg/m3 of PM10: the index (every station's page)
+  must not fail, nor print Infinity;
 * an epoch time or a duration no date or SQLite integer holds (``to=99999999999999999``,
   ``window=99999999999999999999d``): a 400 naming the parameter, not a request that dies.
 
@@ -223,3 +225,44 @@ def test_a_chunked_body_is_refused_not_read_as_a_second_request(server: int) -> 
            + str(len(smuggled)).encode() + b"\r\n\r\n" + smuggled)
     got = _exchange(server, two)
     assert got.startswith(b"HTTP/1.1 400") and got.count(b"HTTP/1.1 ") == 1, got[:300]
+
+
+def test_a_station_sending_absurd_pm_means_cannot_break_the_public_index(
+        tmp_path: Path) -> None:
+    """The store takes any finite mean; 1e308 mg/m3 is infinite in µg/m3, and +inf with -inf
+    made the NowCast NaN: the index raised, for the public page of every station."""
+    import json
+    import math
+
+    hour = 3600
+    now = float(T1)
+    newest = int(now // hour) * hour
+
+    def pm(start: int, mean: float) -> Record:
+        return Record(channel="PM10", start=start, end=start + hour, mean=mean, min=mean,
+                      max=mean, std=0.0, n_valid=60, n_expected=60, valid=True,
+                      status=Status.MEASURING, unit="mg/m3", flags=RecordFlag(0))
+
+    (tmp_path / "centre.toml").write_text(
+        'centre_dir = "."\nstore = "r.sqlite"\nzone = "Asia/Ho_Chi_Minh"\n'
+        '[station."EVIL"]\npublic = true\npublic_channels = ["PM10"]\n'
+        '[station."GOOD"]\npublic = true\npublic_channels = ["PM10"]\n')
+    with CentreStore(tmp_path / "r.sqlite") as store:
+        evil = [(i + 1, pm(newest - (i + 1) * hour, v))
+                for i, v in enumerate((1e308, -1e308, 0.05))]
+        store.ingest("EVIL", evil, b"e".ljust(32, b"."), 0)
+        good = [(i + 1, pm(newest - (i + 1) * hour, 0.05)) for i in range(3)]
+        store.ingest("GOOD", good, b"g".ljust(32, b"."), 0)
+    app = build(load(tmp_path / "centre.toml"), HASH)
+
+    def refuse(constant: str) -> None:
+        raise ValueError(f"{constant} is not JSON")
+
+    page = app.handle(web_app.Request.make("GET", "/public", client="10.0.0.1"), now)
+    assert page.status == 200
+    feed = app.handle(web_app.Request.make("GET", "/open-data/v1/aqi.json?period=hourly",
+                                           client="10.0.0.1"), now)
+    assert feed.status == 200
+    items = {x["station"]: x for x in json.loads(feed.body, parse_constant=refuse)["aqi"]}
+    assert items["GOOD"]["aqi"] is not None  # 50 µg/m3 PM10: the honest station is shown
+    assert all(math.isfinite(v) for v in items["EVIL"]["concentrations"].values())
