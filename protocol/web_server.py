@@ -13,12 +13,14 @@ client address may hold at most ``MAX_PER_CLIENT`` connections open, all clients
 did not bound the threads: a client that sends one byte of its request every few seconds is
 never idle that long ("slowloris"), and each connection it opens was a thread, without end.
 With the caps one address cannot hold more than its share, and many addresses cannot grow the
-server past a fixed number of threads (a centre whose public page faces the internet should
-still sit behind a reverse proxy, which also gives it TLS). A request with a
-``Transfer-Encoding`` or more than one ``Content-Length`` is refused and its connection
-closed: this server reads bodies by ``Content-Length`` only, so a chunked body would be read
-as the next request on the connection, and behind a proxy that reads it the other way one
-client's bytes would become another request ("request smuggling"). A body longer than
+server past a fixed number of threads. (A centre whose public page faces the internet is
+better behind a reverse proxy, which also gives it TLS; every client is then the proxy's
+address to these caps and to the rate limits, so the proxy must do the per-client limiting.)
+A request with a ``Transfer-Encoding`` or more than one ``Content-Length`` is refused and its
+connection closed: this server reads bodies by ``Content-Length`` only, so a chunked body
+would be read as the next request on the connection, and behind a proxy that reads it the
+other way one client's bytes would become another request ("request smuggling"). A body
+longer than
 ``web_app.MAX_BODY`` is refused before it is read; the client address handed to the login
 limiter is the peer's IP (a proxy's ``X-Forwarded-For`` is not trusted: it is whatever the
 client wrote). Access is logged at debug level, errors at warning, in the project's logfmt.
