@@ -8,10 +8,14 @@ window and a whole good window after it.
 
 from __future__ import annotations
 
+import http.client
 import os
+import re
 import shlex
 import subprocess
 import sys
+import threading
+import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,23 +24,68 @@ import pytest
 DEMO = Path(__file__).resolve().parent.parent / "examples" / "demo.py"
 STATION = "HCM-DEMO-WW01"
 CHANNELS = {"pH", "Temp", "TSS", "COD", "NH4", "TN", "TP", "Flow"}
+PASSWORD = "demo-password"  # the one the demo prints for both pages
 
 
 @dataclass(frozen=True)
 class Run:
     cwd: Path  # where the demo ran its commands from: the shown paths are relative to it
     stdout: str
+    pages: dict[str, str]  # the pages at the URLs it printed, fetched while it ran
+
+
+URL = re.compile(r"^   (dashboard|public page|station page): (http://\S+)")
+
+
+def fetch(url: str, password: str | None) -> str:
+    """``url``'s page (as text), logged in with ``password`` first when given."""
+    split = urllib.parse.urlsplit(url)
+    conn = http.client.HTTPConnection(split.hostname or "", split.port, timeout=30)
+    headers = {}
+    if password is not None:
+        conn.request("POST", "/login", body=urllib.parse.urlencode({"password": password}),
+                     headers={"Content-Type": "application/x-www-form-urlencoded"})
+        resp = conn.getresponse()
+        resp.read()
+        headers["Cookie"] = (resp.getheader("Set-Cookie") or "").split(";")[0]
+    conn.request("GET", split.path or "/", headers=headers)
+    resp = conn.getresponse()
+    return f"{resp.status}\n{resp.read().decode(errors='replace')}"
 
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory: pytest.TempPathFactory) -> Run:
+    """The demo's run; once its analyser has failed and answered again (records have been
+    made and sent by then), the pages at the URLs it printed are fetched as a browser would
+    (logged in with the password it printed), while the servers still run."""
     cwd = tmp_path_factory.mktemp("demo")
-    out = subprocess.run(
+    proc = subprocess.Popen(
         [sys.executable, str(DEMO), "--seconds", "30", "--work", str(cwd / "demo-run")],
-        capture_output=True, text=True, timeout=240, stdin=subprocess.DEVNULL,
-    )
-    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
-    return Run(cwd, out.stdout)
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
+    watchdog = threading.Timer(240, proc.kill)
+    watchdog.start()
+    lines: list[str] = []
+    urls: dict[str, str] = {}
+    pages: dict[str, str] = {}
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            lines.append(line)
+            if found := URL.match(line):
+                urls[found.group(1)] = found.group(2)
+            elif "--fault" in line and line.rstrip().endswith(" off") and not pages:
+                for name, url in urls.items():
+                    try:
+                        pages[name] = fetch(url, None if name == "public page" else PASSWORD)
+                    except OSError as exc:
+                        pages[name] = f"{url}: {exc}"
+        stderr = proc.stderr.read() if proc.stderr else ""
+        proc.wait()
+    finally:
+        watchdog.cancel()
+    out = "".join(lines)
+    assert proc.returncode == 0, out[-3000:] + stderr[-3000:]
+    return Run(cwd, out, pages)
 
 
 def commands(text: str) -> list[list[str]]:
@@ -79,6 +128,21 @@ def table(text: str) -> list[dict[str, str]]:
         bounds = [*starts[1:], len(line)]
         rows.append({n: line[a:b].strip() for n, a, b in zip(names, starts, bounds, strict=True)})
     return rows
+
+
+def test_it_prints_the_pages_urls_and_they_show_its_data(demo: Run) -> None:
+    assert set(demo.pages) == {"dashboard", "public page", "station page"}, demo.pages
+    assert f"(password {PASSWORD})" in demo.stdout
+    for name, page in demo.pages.items():
+        assert page.startswith("200\n"), (name, page[:300])
+        assert STATION in page, name
+    station = demo.pages["station page"]
+    assert all(f"<td>{ch}</td>" in station for ch in CHANNELS), station[:3000]  # live values
+    assert "measuring" in station
+    overview = demo.pages["dashboard"]
+    assert re.search(r"online since", overview), overview[:3000]  # its birth message
+    assert "Latest validated averages" in demo.pages["public page"]
+    assert all(f"<td>{ch}</td>" in demo.pages["public page"] for ch in ("COD", "pH"))
 
 
 def test_no_line_is_wider_than_80_columns(demo: Run) -> None:
