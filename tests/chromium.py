@@ -151,6 +151,22 @@ class Page:
                       f"{sets} f.submit(); }})()")
         self.browser.wait_event("Page.loadEventFired", self.session, since=since)
 
+    def outside_references(self) -> list[str]:
+        """Every URL the page loaded (the browser's resource timing) or points at (``href``,
+        ``src``, ``action``, a style's ``url()``) that is not on the page's own origin: the
+        pages must work on a station or centre without internet (no CDN, font or script)."""
+        found = self.evaluate("""(() => {
+            const at = u => new URL(u, location.href).href;
+            const urls = performance.getEntriesByType('resource').map(e => e.name);
+            for (const el of document.querySelectorAll('[href], [src], [action]'))
+                for (const a of ['href', 'src', 'action'])
+                    if (el.hasAttribute(a)) urls.push(at(el.getAttribute(a)));
+            for (const m of document.documentElement.outerHTML.matchAll(/url\\(([^)]*)\\)/g))
+                urls.push(at(m[1].replace(/['"]/g, '')));
+            return urls.filter(u => new URL(u).origin !== location.origin);
+        })()""")
+        return [str(u) for u in found]
+
     def dom(self) -> str:
         return str(self.evaluate("document.documentElement.outerHTML"))
 

@@ -351,6 +351,7 @@ def test_dashboard_in_chromium(centre: Centre, browser: Browser, shots: Path) ->
                      [FAC, "over limit"]]
     assert page.evaluate("document.scripts.length") == 0
     assert page.evaluate("typeof window.pwned") == "undefined"
+    assert page.outside_references() == []  # works offline: nothing from the internet
     page.screenshot(shots / "centre-overview.png")
 
     page.load(centre.base + "/station?" + urllib.parse.urlencode(
@@ -370,6 +371,7 @@ def test_dashboard_in_chromium(centre: Centre, browser: Browser, shots: Path) ->
                           ".map(c => c.textContent)")
     assert facts[0].startswith("offline since") and facts[5] == "10" and facts[6] == "1"
     assert facts[8] == "301-310"  # the seqs that never arrived
+    assert page.outside_references() == []
     page.screenshot(shots / "centre-dashboard.png")
     assert (shots / "centre-dashboard.png").read_bytes().startswith(b"\x89PNG")
 
@@ -398,6 +400,7 @@ def test_dashboard_in_chromium(centre: Centre, browser: Browser, shots: Path) ->
     assert page.evaluate("[...document.querySelectorAll('table.exceedances tbody tr')].map("
                          "r => r.cells[0].textContent + ' ' + r.cells[3].textContent)") == [
         "NO2 150", "COD 90"]
+    assert page.outside_references() == []
     page.screenshot(shots / "public-page.png")
 
 

@@ -181,6 +181,7 @@ def test_the_page_shows_the_station_and_runs_no_station_script(site: Site) -> No
     page.load(f"{site.base}/?span=24h&window=300&to={END}")
     assert page.evaluate("document.querySelectorAll('script').length") == 0
     assert page.evaluate("document.querySelectorAll('img').length") == 0  # onerror never ran
+    assert page.outside_references() == []  # works offline
     live = page.evaluate("[...document.querySelectorAll('table.live tbody tr')].map(r => "
                          "[...r.cells].map(c => c.textContent))")
     down = page.evaluate("document.getElementById('agent-down')?.textContent")
