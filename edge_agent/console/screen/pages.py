@@ -71,8 +71,11 @@ def screen(view: View, ui: Ui, width: int, height: int, budget: int | None = Non
     except Exception as exc:  # a page that cannot draw says so; the console goes on
         body = wrap(f"! this page could not be drawn: {clean(exc)}", width)
     rows = max(0, height - len(top) - 1)
-    frame = [fit(x, width) for x in (*top, ui.hint or f"{KEYS} (j/k scroll)")]
-    body = [fit(x, width) for x in body]
+    # every line cleaned once more at the end: a page that shows a text from outside without
+    # clean() (the scan's and the read's lines, a verdict) must not let its CR or backspace
+    # overwrite the line on the glass (ncurses draws ESC as ^[, but moves the cursor on those)
+    frame = [fit(clean(x), width) for x in (*top, ui.hint or f"{KEYS} (j/k scroll)")]
+    body = [fit(clean(x), width) for x in body]
 
     def fitting(lines: list[str]) -> int:  # how many of ``lines``, from the first, fit
         n = min(rows, len(lines))
