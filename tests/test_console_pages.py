@@ -240,3 +240,42 @@ def test_the_banner_says_which_kind_of_no_answer() -> None:
     assert "does not answer in time" in busy and "ports directly" not in busy
     denied = banner("x.sock: permission denied (run as the quantrac user or root)")
     assert "quantrac group" in denied and "ports directly" not in denied
+
+
+def test_recent_reads_the_outbox_hour_the_way_history_does(tmp_path: Path) -> None:
+    """Op ``recent``'s answer, as the agent gives it and the console reads it without one:
+    each channel's shortest width only, an invalid window as null, at most MAX_POINTS a
+    channel (means of consecutive records), and refusals that name the fault."""
+    from buffer import OUTBOX_NAME, Store
+    from edge_agent.console.recent import MAX_POINTS, recent
+    from protocol.model import Record, Status
+
+    def rec(ch: str, start: int, width: int, mean: float, valid: bool = True) -> Record:
+        return Record(ch, start, start + width, mean, mean, mean, 0.0, 1, 1, valid,
+                      Status.MEASURING, "mg/L")
+
+    now = 1_800_000_000
+    outbox = tmp_path / OUTBOX_NAME
+    assert recent(outbox, now, 3600) == {"ok": True, "seconds": 3600, "channels": {},
+                                         "left_out": 0}  # no file yet: nothing, no error
+    records = [rec("COD", now - 3600 + i * 300, 300, float(i), valid=i != 3)
+               for i in range(12)]
+    records += [rec("COD", now - 3600, 3600, 99.0)]  # a longer width: not the sparkline's
+    records += [rec("Flow", now - 3600 + i * 10, 10, float(i % 2)) for i in range(360)]
+    records += [rec("COD", now - 7200, 300, 50.0)]  # before the hour
+    with Store(outbox, lambda: float(now)) as store:
+        store.append(records)
+    answer = recent(outbox, now, 3600)
+    assert answer["ok"] and answer["left_out"] == 0
+    cod = answer["channels"]["COD"]
+    assert cod["window_s"] == 300 and len(cod["points"]) == 12
+    assert cod["points"][0] == [now - 3600, 0.0] and cod["points"][3] == [now - 2700, None]
+    flow = answer["channels"]["Flow"]  # 360 10-s windows: thinned to 30-s means
+    assert flow["window_s"] == 3600 / MAX_POINTS and len(flow["points"]) == MAX_POINTS
+    assert all(abs(v - 1 / 3) < 0.34 for _, v in flow["points"])  # 0,1,0 or 1,0,1
+    with pytest.raises(ValueError, match="seconds"):
+        recent(outbox, now, 0)
+    not_outbox = tmp_path / "notes.txt"
+    not_outbox.write_text("not a database")
+    refused = recent(not_outbox, now, 3600)
+    assert not refused["ok"] and "notes.txt" in refused["error"]
