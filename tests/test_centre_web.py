@@ -18,6 +18,7 @@ import io
 import json
 import math
 import os
+import re
 import select
 import subprocess
 import sys
@@ -276,6 +277,8 @@ def test_bad_parameters_give_400_naming_them(centre: Centre, cookie: str) -> Non
         status, _, body = get(centre.base + path, cookie)
         assert status == 400, (path, status, body)
         assert body.startswith(f"400 bad request: {name}: "), (path, body)
+    status, _, body = get(centre.base + f"/station?id={WW}&to=0", cookie)  # epoch 0, not now
+    assert status == 200 and re.search(r"to 1970-01-01T0\S+, no records", body), body[:3000]
 
 
 def test_rate_limits(centre: Centre) -> None:
