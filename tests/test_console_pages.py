@@ -152,7 +152,8 @@ def walk_values(view: View, width: int, height: int) -> list[list[str]]:
     while True:
         handle(ui, "+", 1)
         lines = screen(view, ui, width, height, AT_9600)
-        if lines == screens[-1]:  # + on the last page stays there
+        if lines[:-1] == screens[-1][:-1]:  # + on the last page stays there (and says so)
+            assert "is the last" in lines[-1], lines
             return screens
         screens.append(lines)
 
@@ -178,10 +179,15 @@ def test_the_values_page_is_paged_and_each_page_is_a_short_repaint(size: tuple[i
         # the bound the paging is for: well under a second at 9600 baud, however many
         assert wire_bytes(lines) <= VALUES_AT_9600 * 1.03, (i, wire_bytes(lines), lines)
     assert seen == [f"CH{i}" for i in range(30)]  # each channel once, in order
-    ui = Ui(page="values", values_page=99)  # clamped to the last; - turns back
-    assert f"page {n}/{n}" in screen(view, ui, width, height)[1]
+    ui = Ui(page="values", values_page=99)  # clamped to the last, and said; - turns back
+    lines = screen(view, ui, width, height)
+    assert f"page {n}/{n}" in lines[1] and lines[-1] == f"page {n}/{n} is the last; - "\
+        "turns back"[:width].rstrip()
     handle(ui, "-", 1)
     assert f"page {n - 1}/{n}" in screen(view, ui, width, height)[1]
+    ui = Ui(page="values")
+    handle(ui, "-", 1)
+    assert ui.values_page == 0 and "page 1 is the first" in ui.hint
     findings = busy_view()  # a diagnosis is on every page: it is what the technician came for
     for lines in walk_values(findings, 80, 24):
         assert "! liquiline/pH: WRONG WORD ORDER" in "\n".join(lines)

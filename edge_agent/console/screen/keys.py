@@ -88,7 +88,9 @@ def handle(ui: Ui, key: str, n_buses: int) -> str | None:
         if PAGES[key] != ui.page:
             ui.page, ui.scroll = PAGES[key], 0
         return "network" if ui.page == "network" else None
-    if ui.page == "values" and key in PAGE_TURN:
+    if ui.page == "values" and key in PAGE_TURN:  # past the last: the page says so
+        if ui.values_page + PAGE_TURN[key] < 0:
+            ui.hint = "page 1 is the first; + turns on"
         ui.values_page = max(0, ui.values_page + PAGE_TURN[key])
         return None
     if key in SCROLL and ui.page != "read":

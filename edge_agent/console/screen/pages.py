@@ -66,11 +66,11 @@ def screen(view: View, ui: Ui, width: int, height: int, budget: int | None = Non
         else:
             top += wrap(f"! agent not running ({problem}); retrying. Reading the ports "
                         "directly meanwhile.", width)[:2]
+    rows = max(0, height - len(top) - 1)
     try:
-        body = PAGES[ui.page](view, ui, width, max(0, height - len(top) - 1))
+        body = PAGES[ui.page](view, ui, width, rows)
     except Exception as exc:  # a page that cannot draw says so; the console goes on
         body = wrap(f"! this page could not be drawn: {clean(exc)}", width)
-    rows = max(0, height - len(top) - 1)
     # every line cleaned once more at the end: a page that shows a text from outside without
     # clean() (the scan's and the read's lines, a verdict) must not let its CR or backspace
     # overwrite the line on the glass (ncurses draws ESC as ^[, but moves the cursor on those)
@@ -154,7 +154,10 @@ def values(view: View, ui: Ui, width: int, rows: int) -> list[str]:
     channels = view.status.get("channels") or []
     per_page = max(1, min(VALUES_PER_PAGE, rows - 1 - len(found)))
     n_pages = max(1, -(-len(channels) // per_page))
-    ui.values_page = min(ui.values_page, n_pages - 1)
+    if ui.values_page > n_pages - 1:  # + past the last page, or fewer channels now
+        ui.values_page = n_pages - 1
+        ui.hint = ui.hint or ("every channel is on this one page" if n_pages == 1 else
+                              f"page {n_pages}/{n_pages} is the last; - turns back")
     first = ui.values_page * per_page
     head += " last hour" if spark >= 10 else ""
     if n_pages > 1:
