@@ -431,13 +431,23 @@ class CentreStore:
                 (self.clock(), station, reason, detail),
             )
 
-    def security_events(self) -> list[tuple[float, str, str, str]]:
-        return [
-            (float(t), str(s), str(r), str(d))
-            for t, s, r, d in self.db.execute(
-                "SELECT t, station, reason, detail FROM security_events ORDER BY id"
-            )
-        ]
+    def security_events(self, station: str | None = None, last: int | None = None
+                        ) -> list[tuple[float, str, str, str]]:
+        """``(t, station, reason, detail)`` oldest first; only ``station``'s when given, only
+        the newest ``last`` when given. Chosen in the database: a station that sends bad
+        packets all day makes an event for each, and a page that shows its 50 newest must
+        not read every event of every station to find them."""
+        sql = "SELECT t, station, reason, detail FROM security_events"
+        params: list[Any] = []
+        if station is not None:
+            sql += " WHERE station = ?"
+            params.append(station)
+        sql += " ORDER BY id DESC"
+        if last is not None:
+            sql += " LIMIT ?"
+            params.append(last)
+        return [(float(t), str(s), str(r), str(d))
+                for t, s, r, d in reversed(self.db.execute(sql, params))]
 
     # --- reading ---------------------------------------------------------------------------
     def records(

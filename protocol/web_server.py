@@ -149,6 +149,17 @@ def make_server(app: web_app.App, host: str, port: int,
                 self._per_client[client] += 1
             return True
 
+        def handle_error(self, request: Any, client_address: Any) -> None:
+            """One event, not socketserver's traceback on stderr: a client that hangs up
+            mid-answer is routine (debug); anything else is ours to fix (the traceback in
+            the event)."""
+            exc = sys.exc_info()[1]
+            client = str(client_address[0])
+            if isinstance(exc, ConnectionError):
+                log.debug("http_client_gone", extra={"client": client, "problem": str(exc)})
+            else:
+                log.error("http_request_failed", extra={"client": client}, exc_info=True)
+
         def shutdown_request(self, request: Any) -> None:
             with self._open_lock:
                 client = self._open.pop(request, None)

@@ -88,10 +88,11 @@ def _closed_unanswered(sock: socket.socket) -> bool:
         return True
 
 
-def test_one_client_cannot_hold_every_thread(server: int) -> None:
+def test_one_client_cannot_hold_every_thread(server: int,
+                                            capfd: pytest.CaptureFixture[str]) -> None:
     """Slowloris: connections that never finish their request. Past ``MAX_PER_CLIENT`` the
     server closes the next one at once; another address, and the same one once it lets go,
-    is served."""
+    is served. The held ones hang up before their answer: an event each, no traceback."""
     held = []
     try:
         for _ in range(web_server.MAX_PER_CLIENT):
@@ -120,6 +121,7 @@ def test_one_client_cannot_hold_every_thread(server: int) -> None:
             conn.close()
 
     wait_for(served, 10, "the server to serve 127.0.0.1 again")
+    assert "Traceback" not in capfd.readouterr().err
 
 
 def _rec(start: int) -> Record:
@@ -137,6 +139,10 @@ def centre_app(tmp_path_factory: pytest.TempPathFactory) -> tuple[web_app.App, s
     with CentreStore(d / "records.sqlite") as store:
         store.ingest("WW-01", [(1, _rec(T1 - 600)), (2, _rec(T1 - 300))], b"p".ljust(32, b"."),
                      0)
+        store.security_event("WW-01", "replay", "seq 1: replayed")
+        for k in range(120):  # a station sending bad packets all day
+            store.security_event("EVIL", "decrypt_failed", f"packet {k}")
+        store.security_event("WW-01", "replay", "seq 2: replayed")
     app = build(load(d / "centre.toml"), HASH)
     login = app.handle(web_app.Request.make(
         "POST", "/login", body=urllib.parse.urlencode({"password": PASSWORD}).encode(),
@@ -266,3 +272,18 @@ def test_a_station_sending_absurd_pm_means_cannot_break_the_public_index(
     items = {x["station"]: x for x in json.loads(feed.body, parse_constant=refuse)["aqi"]}
     assert items["GOOD"]["aqi"] is not None  # 50 µg/m3 PM10: the honest station is shown
     assert all(math.isfinite(v) for v in items["EVIL"]["concentrations"].values())
+
+
+def test_a_station_page_reads_only_its_own_newest_security_events(
+        centre_app: tuple[web_app.App, str], tmp_path_factory: pytest.TempPathFactory) -> None:
+    app, cookie = centre_app
+    page = app.handle(web_app.Request.make("GET", "/station?id=WW-01", {"Cookie": cookie},
+                                           client="10.0.0.1"), T1).body.decode()
+    assert "seq 1: replayed" in page and "seq 2: replayed" in page and "packet 1" not in page
+    store_path = next(tmp_path_factory.getbasetemp().glob("centre*/records.sqlite"))
+    with CentreStore(store_path, read_only=True) as store:
+        newest = store.security_events("EVIL", last=50)
+        assert [d for *_, d in newest] == [f"packet {k}" for k in range(70, 120)]
+        assert [d for *_, d in store.security_events("WW-01")] == ["seq 1: replayed",
+                                                                   "seq 2: replayed"]
+        assert len(store.security_events()) == 122

@@ -116,7 +116,7 @@ def build(cfg: ServeConfig, password_hash: str | None) -> App:
             width = window or min(sent, default=None)
             shown = [] if width is None else s.select_rows(
                 RecordFilter(station=sid, t0=t0, t1=t1, window_s=width))
-            events = [e for e in s.security_events() if e[1] == sid]
+            events = s.security_events(sid, last=station_view.SHOWN_EVENTS)
             return station_view.render(row, row.summary, shown,
                                        station_view.Period(t0, t1, window), width,
                                        s.current_values(sid), events, now, tz, TITLE)

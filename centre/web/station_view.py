@@ -24,6 +24,9 @@ from protocol import svg_plot
 from protocol.html_page import Safe, el, page, table, td
 from protocol.record_view import iso, reason, window_label
 
+#: the station's newest security events on its page (the count of all is in the table)
+SHOWN_EVENTS = 50
+
 
 @dataclass(frozen=True)
 class Period:
@@ -96,7 +99,7 @@ def render(row: Row, summary: StationSummary, records: Sequence[tuple[Any, ...]]
         el("h2", "Security events"),
         table(["time", "reason", "detail"],
               [[iso(t, tz), why, detail.split("\n", 1)[0]]
-               for t, _s, why, detail in events[-50:]], class_="events")
+               for t, _s, why, detail in events[-SHOWN_EVENTS:]], class_="events")
         if events else el("p", "none", class_="muted"),
     ]
     return page(f"{title}: {station}", *body, nav=NAV)
