@@ -41,6 +41,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # for tests.console_world
 
+from edge_agent.console.screen.app import FULL_REPAINT_S
 from edge_agent.console.screen.pages import VALUES_PER_PAGE
 from tests.console_world import CHANNELS, console_world, many_channels, quantrac, seed_outbox
 
@@ -107,9 +108,9 @@ def full_refresh(meter: Meter) -> int:
     return sorted(meter.burst(b"\x0c") for _ in range(3))[1]
 
 
-def measure(devices: int, idle_s: float) -> tuple[list[str], float]:
+def measure(devices: int, idle_s: float) -> tuple[list[str], float, float]:
     """The figures of one station (``devices`` 0: the test station), and its slowest full
-    refresh in seconds at 9600 baud."""
+    refresh of a values page and of any page, in seconds at 9600 baud."""
     channels = many_channels(devices) if devices else CHANNELS
     with tempfile.TemporaryDirectory(prefix="console-bench") as tmp, \
             console_world(Path(tmp), devices) as world:
@@ -156,7 +157,8 @@ def measure(devices: int, idle_s: float) -> tuple[list[str], float]:
     out += [line(f"full refresh (^L), {key!r}", n) for key, n in full.items()]
     out += [line(f"page switch to {key!r}", n) for key, n in pages.items()]
     out.append(line("typical update, values page (/s)", idle))
-    return out, max(full.values()) * 10 / BAUD
+    values = max(n for key, n in full.items() if key.startswith("v "))
+    return out, values * 10 / BAUD, max(full.values()) * 10 / BAUD
 
 
 def main() -> int:
@@ -165,14 +167,17 @@ def main() -> int:
     parser.add_argument("--devices", type=int, default=10,
                         help="analysers of the bigger station (3 channels each)")
     args = parser.parse_args()
-    worst = 0.0
+    worst_values = worst = 0.0
     for devices in (0, args.devices):
-        lines, slowest = measure(devices, args.idle)
+        lines, values, slowest = measure(devices, args.idle)
         print("\n".join(lines))
-        worst = max(worst, slowest)
-    print(f"slowest full refresh at {BAUD} baud: {worst:.3f} s, target {TARGET_S} s "
-          f"({'met' if worst <= TARGET_S else 'NOT met'}); at 115200 baud "
-          f"{worst * BAUD / 115200:.3f} s")
+        worst_values, worst = max(worst_values, values), max(worst, slowest)
+    for what, s in (("a values page", worst_values), ("any page", worst)):
+        print(f"slowest full refresh of {what} at {BAUD} baud: {s:.3f} s, target {TARGET_S} s "
+              f"({'met' if s <= TARGET_S else 'NOT met'}); at 115200 baud "
+              f"{s * BAUD / 115200:.3f} s")
+    print(f"(a page is held under {FULL_REPAINT_S} s at the line's speed whatever the station: "
+          "the rest of a longer one scrolls)")
     return 0
 
 
