@@ -121,6 +121,17 @@ def _ticks(t0: float, t1: float, tz: ZoneInfo) -> list[tuple[float, str]]:
     return out
 
 
+#: the largest value drawn as it is: a plot of +-1e308 (an analyser's garbage that the
+#: station still marked valid) overflowed its range to inf and drew NaN coordinates, so the
+#: browser dropped the whole line; beyond this a value is drawn at this height (the table and
+#: the hover text keep the true number)
+_PLOT_MAX = 1e300
+
+
+def _clip(v: float) -> float:
+    return max(-_PLOT_MAX, min(_PLOT_MAX, v))
+
+
 def plot(windows: Sequence[Window], t0: float, t1: float, tz: ZoneInfo, *, label: str = "",
          unit: str = "", limit: float | None = None, width: int = 640,
          height: int = 170) -> Safe:
@@ -128,9 +139,9 @@ def plot(windows: Sequence[Window], t0: float, t1: float, tz: ZoneInfo, *, label
     if not t1 > t0:
         raise ValueError(f"plot: the period [{t0}, {t1}) is empty")
     shown = [w for w in windows if w.end > t0 and w.start < t1]
-    values = [w.mean for w in shown if w.valid and math.isfinite(w.mean)]
+    values = [_clip(w.mean) for w in shown if w.valid and math.isfinite(w.mean)]
     if limit is not None and math.isfinite(limit):
-        values.append(limit)
+        values.append(_clip(limit))
     lo, hi = (min(values), max(values)) if values else (0.0, 1.0)
     if hi - lo < 1e-9:
         lo, hi = lo - 1.0, hi + 1.0
@@ -144,7 +155,7 @@ def plot(windows: Sequence[Window], t0: float, t1: float, tz: ZoneInfo, *, label
         return _LEFT + (min(max(t, t0), t1) - t0) * sx
 
     def y(v: float) -> float:
-        return _TOP + (hi - v) * sy
+        return _TOP + (hi - _clip(v)) * sy
 
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" class="plot" width="{width}" '
              f'height="{height}" viewBox="0 0 {width} {height}" role="img" '

@@ -10,6 +10,7 @@
 * a public route whose store cannot be read: a 503 that does not name the file or host;
 * a public station sending 1e308 and -1e308 mg/m3 of PM10: the index (every station's page)
   must not fail, nor print Infinity;
+* a plot of +-1.7e308: no NaN coordinate (the browser dropped the whole line);
 * an epoch time or a duration no date or SQLite integer holds (``to=99999999999999999``,
   ``window=99999999999999999999d``): a 400 naming the parameter, not a request that dies.
 
@@ -287,3 +288,25 @@ def test_a_station_page_reads_only_its_own_newest_security_events(
         assert [d for *_, d in store.security_events("WW-01")] == ["seq 1: replayed",
                                                                    "seq 2: replayed"]
         assert len(store.security_events()) == 122
+
+
+def test_a_plot_of_absurd_values_keeps_its_line() -> None:
+    """An analyser's garbage the station still marked valid (+-1.7e308): the plot's range
+    overflowed to inf and every coordinate was NaN, so the browser drew no line at all."""
+    import re
+    from zoneinfo import ZoneInfo
+
+    from protocol import svg_plot
+
+    def rec(start: int, mean: float) -> Record:
+        return Record(channel="COD", start=start, end=start + 300, mean=mean, min=mean,
+                      max=mean, std=0.0, n_valid=60, n_expected=60, valid=True,
+                      status=Status.MEASURING, unit="mg/L", flags=RecordFlag(0))
+
+    windows = [svg_plot.from_record(rec(T1 + k * 300, v), "")
+               for k, v in enumerate((1.7e308, -1.7e308, 5.0))]
+    svg = svg_plot.plot(windows, T1, T1 + 900, ZoneInfo("UTC"), label="COD", unit="mg/L",
+                        limit=1.7e308)
+    line = re.search(r'class="line"[^>]* d="([^"]*)"', svg)
+    assert line is not None and line.group(1).count("L") == 2
+    assert not re.search(r"nan|inf", svg, re.IGNORECASE)
