@@ -425,7 +425,8 @@ def _raw(st: Station, data: bytes) -> dict[str, Any]:
 def test_the_control_socket_answers_hostile_requests_and_keeps_polling(env: Station) -> None:
     """Review (R1): every bad request gets an error naming what is wrong, none stops the
     agent or its polling: a line too long, not JSON, fields of the wrong type or range, a
-    timeout that would hold the bus for ever, half a line that never ends."""
+    timeout that would hold the bus for ever, half a line that never ends, more connections
+    at once than it serves."""
     import socket
 
     bus = "rs485-wastewater-bus"
@@ -455,6 +456,17 @@ def test_the_control_socket_answers_hostile_requests_and_keeps_polling(env: Stat
         assert not scan["ok"] and "timeout" in scan["error"]
         units = request(env.socket, {"op": "scan", "bus": bus, "units": "1-4"})
         assert not units["ok"] and "units" in units["error"]
+        idle = [socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) for _ in range(40)]
+        try:  # 1 stuck + 31 more fill MAX_CONNECTIONS; the next ones are told, not served
+            for sock in idle:
+                sock.connect(str(env.socket))
+            refused = _raw(env, b'{"op": "ping"}\n')
+            assert not refused["ok"] and "connections are open already" in refused["error"]
+        finally:
+            for sock in idle:
+                sock.close()
+        wait_for(lambda: _raw(env, b'{"op": "ping"}\n').get("ok") is True, 30,
+                 "the agent to serve again once the idle connections close")
         stuck.settimeout(30)  # closed by the agent (REQUEST_TIMEOUT_S), not held for ever
         assert stuck.recv(100) == b""
     finally:

@@ -26,13 +26,15 @@ the service user, its group and root can ask. Requests::
     {"op": "recent", "seconds": 3600}              # the console's sparklines
         -> {"ok": true, "seconds": 3600, "left_out": 0,     # records failing their checksum
             "channels": {"pH": {"window_s": 300,             # the shortest width stored
-                                "points": [[1780000000.0, 7.12 | null], ...]}}}  # start, mean
+                                "points": [[1780000000.0, 7.12 | null], ...],  # start, mean
+                                "live": {"window_s": 30, "points": [...]}}}}  # raw samples
 
 A refusal is ``{"ok": false, "error": "..."}`` (a second scan of a bus already being scanned,
 a bad request: not JSON, a field of the wrong type or out of range, a line over
-``MAX_REQUEST``); a connection that sends no whole line within ``REQUEST_TIMEOUT_S`` is closed;
-for a bus the agent does not poll (not in its config, or without devices, so
-its port is free) ``read`` and ``scan`` add ``"not_polled": true``.
+``MAX_REQUEST``, or a connection past ``MAX_CONNECTIONS`` open at once); a connection that
+sends no whole line within ``REQUEST_TIMEOUT_S`` is closed; for a bus the agent does not
+poll (not in its config, or without devices, so its port is free) ``read`` and ``scan`` add
+``"not_polled": true``.
 
 ``read`` and ``scan`` run on the agent's own bus between its transactions (the transports
 serialise every transaction; a scan pauses briefly after each unit so the bus worker's polls
@@ -42,8 +44,9 @@ most, more for units that answer); ``scan_progress``, asked on another connectio
 says how far it has got. ``watch`` is the agent's own view (what it last decoded, when, and
 each device's last error): never a second master's timeouts taken for an offline analyser.
 ``recent`` is the outbox's closed records of the last ``seconds`` (default 3600, at most a
-day), each channel's shortest window width, at most 120 points a channel (see
-:mod:`edge_agent.console.recent`): the hour a console started a minute ago has not seen.
+day), each channel's shortest window width, at most 120 points a channel, and ``live``: means
+of the raw samples since its last record (see :mod:`edge_agent.console.recent`): the hour a
+console started a minute ago has not seen.
 
 The server side is asyncio (it lives on the agent's event loop) and is this module; the
 blocking client the CLI uses (``request``, ``agent_running``) and the wire rules both sides
@@ -75,6 +78,9 @@ Handler = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
 MAX_REQUEST = 64 * 1024
 #: how long a connection may take to send a whole request line (every client sends it at once)
 REQUEST_TIMEOUT_S = 5.0
+#: connections served at once: every tool opens one per request, so a few dozen is plenty,
+#: and more would only spend file descriptors the agent needs for its ports and its outbox
+MAX_CONNECTIONS = 32
 
 
 class ControlServer:
@@ -84,6 +90,7 @@ class ControlServer:
         self.path = path
         self.handler = handler
         self._server: asyncio.AbstractServer | None = None
+        self._connections = 0
 
     async def start(self) -> None:
         if self.path.exists() or self.path.is_symlink():
@@ -101,6 +108,20 @@ class ControlServer:
         log.info("control_listening", extra={"socket": str(self.path)})
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self._connections >= MAX_CONNECTIONS:  # each is a descriptor the agent needs
+            writer.write(dumps({"ok": False, "error": f"{MAX_CONNECTIONS} connections are "
+                                "open already; try again"}).encode() + b"\n")
+            with contextlib.suppress(ConnectionError):
+                await writer.drain()
+            writer.close()
+            return
+        self._connections += 1
+        try:
+            await self._answer(reader, writer)
+        finally:
+            self._connections -= 1
+
+    async def _answer(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             while line := await self._request_line(reader, writer):
                 try:
