@@ -254,7 +254,7 @@ def test_recent_reads_the_outbox_hour_the_way_history_does(tmp_path: Path) -> No
     channel (means of consecutive records), and refusals that name the fault."""
     from buffer import OUTBOX_NAME, Store
     from edge_agent.console.recent import MAX_POINTS, recent
-    from protocol.model import Record, Status
+    from protocol.model import Record, Sample, Status
 
     def rec(ch: str, start: int, width: int, mean: float, valid: bool = True) -> Record:
         return Record(ch, start, start + width, mean, mean, mean, 0.0, 1, 1, valid,
@@ -279,6 +279,19 @@ def test_recent_reads_the_outbox_hour_the_way_history_does(tmp_path: Path) -> No
     flow = answer["channels"]["Flow"]  # 360 10-s windows: thinned to 30-s means
     assert flow["window_s"] == 3600 / MAX_POINTS and len(flow["points"]) == MAX_POINTS
     assert all(abs(v - 1 / 3) < 0.34 for _, v in flow["points"])  # 0,1,0 or 1,0,1
+    assert "live" not in cod  # no samples asked for (the console reading the file)
+    with Store(outbox, lambda: float(now)) as store:  # the agent's raw samples
+        store.append_samples([Sample("COD", now - 200, 5.0, Status.MEASURING),  # has records
+                              *(Sample("NH4", now - 90 + i, 2.0 + i % 2, Status.MEASURING)
+                                for i in range(90)),
+                              Sample("NH4", now - 2000, 9.0, Status.MEASURING),  # > LIVE_S
+                              Sample.offline("TSS", now - 10)])
+        live = recent(outbox, now, 3600, store.samples_between)["channels"]
+    assert "live" not in live["COD"]  # its records reach now: no sample after the last one
+    nh4 = live["NH4"]  # no record yet: its samples only, 30-s means of the last minutes
+    assert nh4["points"] == [] and nh4["live"]["window_s"] == 30
+    assert [round(v, 2) for _, v in nh4["live"]["points"]] == [2.5, 2.5, 2.5]
+    assert live["TSS"]["live"]["points"] == [[now - 30, None]]  # offline: no value to draw
     with pytest.raises(ValueError, match="seconds"):
         recent(outbox, now, 0)
     not_outbox = tmp_path / "notes.txt"

@@ -25,6 +25,7 @@ from tests.console_world import (
     quantrac,
     seed_outbox,
 )
+from tests.mqtt_world import wait_for
 
 PAGES = {"o": "[overview]", "v": "[values]", "b": "[buses]", "r": "[read]", "e": "[events]",
          "n": "[network]", "?": "[help]"}
@@ -94,6 +95,14 @@ def test_the_sparkline_shows_the_hour_before_the_console_started(station: Consol
     ph = answer["channels"]["pH"]
     assert ph["window_s"] == 300 and len(ph["points"]) == 11, ph
     assert all(isinstance(v, float) for _, v in ph["points"])
+
+    def live() -> list[list[float]]:  # the raw samples since the last record, as the agent
+        answer = request(station.socket, {"op": "recent", "seconds": 3600})  # stored them
+        return list(answer["channels"]["pH"].get("live", {}).get("points") or [])
+
+    wait_for(lambda: bool(live()), 20, "the agent's raw samples since the last record")
+    assert all(t >= ph["points"][-1][0] for t, _ in live()), live()
+    assert any(isinstance(v, float) for _, v in live())
     text = page(term, "v")
     line = next(x for x in text.split("\n") if x.startswith("pH "))
     cells = line[52:]  # the 24 cells after the 51 columns of figures

@@ -709,8 +709,10 @@ class Agent:
         if op == "sampler_trigger":  # quantrac sampler trigger
             return self.exceedances.command()
         if op == "recent":  # the console's sparklines: the outbox's records of the last hour
-            return await asyncio.to_thread(recent, self.cfg.agent.state_dir / OUTBOX_NAME,
-                                           self.clock(), float(msg.get("seconds", 3600)))
+            return await asyncio.to_thread(
+                recent, self.cfg.agent.state_dir / OUTBOX_NAME, self.clock(),
+                float(msg.get("seconds", 3600)),
+                self.store.samples_between if self.store is not None else None)
         raise ValueError(f"unknown op {op!r}; expected status, read, scan, scan_progress, "
                          "watch, sampler_trigger, recent or ping")
 

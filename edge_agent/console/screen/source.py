@@ -273,10 +273,10 @@ class Source:
             return
         spans: dict[str, list[tuple[float, float, float]]] = {}
         for symbol, series in (answer.get("channels") or {}).items():
-            width = float(series.get("window_s") or 0)
-            spans[str(symbol)] = [(float(t), float(t) + width, float(v))
-                                  for t, v in series.get("points") or []
-                                  if isinstance(v, int | float)]
+            spans[str(symbol)] = [  # the records, then the raw samples since (the agent's)
+                (float(t), float(t) + float(part.get("window_s") or 0), float(v))
+                for part in (series, series.get("live") or {})
+                for t, v in part.get("points") or [] if isinstance(v, int | float)]
         with self._lock:
             self.view.recent = spans
 
