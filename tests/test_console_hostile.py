@@ -66,3 +66,12 @@ def test_no_page_shows_a_control_character_from_outside(page: str) -> None:
             raw = [line for line in lines if not line.isprintable()]
             assert not raw, (page, agent, width, raw[:3])
             assert "could not be drawn" not in "\n".join(lines)
+
+
+def test_the_read_form_names_a_register_past_65535() -> None:
+    from edge_agent.console.screen.keys import Form
+
+    assert Form(register="65534", count="2").numbers() == (1, 3, 65534, 2)
+    said = Form(register="65535", count="2").numbers()
+    assert isinstance(said, str) and said.startswith("register 65535: registers are 0..65535")
+    assert isinstance(Form(register="99999999999999999999").numbers(), str)

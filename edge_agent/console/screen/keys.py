@@ -51,6 +51,8 @@ class Form:
             return f"function {function}: 3 (holding) or 4 (input registers)"
         if not 1 <= count <= 40:
             return f"count {count}: 1..40 registers fit the page"
+        if register + count > 0x10000:  # digits only, so never negative
+            return f"register {register}: registers are 0..65535 ({count} from there)"
         return unit, function, register, count
 
 
