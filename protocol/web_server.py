@@ -22,19 +22,22 @@ would be read as the next request on the connection, and behind a proxy that rea
 other way one client's bytes would become another request ("request smuggling"). A body
 longer than
 ``web_app.MAX_BODY`` is refused before it is read; the client address handed to the login
-limiter is the peer's IP (a proxy's ``X-Forwarded-For`` is not trusted: it is whatever the
-client wrote). Access is logged at debug level, errors at warning, in the project's logfmt.
+limiter is the peer's IP, an IPv6 one as its /64 (``client_of``; a proxy's
+``X-Forwarded-For`` is not trusted: it is whatever the client wrote). Access is logged at
+debug level, errors at warning, in the project's logfmt.
 
 API: ``make_server(app, host, port, clock=time.time) -> ThreadingHTTPServer`` (bound, not yet
 serving; ``.server_address`` has the real port when ``port`` is 0); ``serve(server)`` runs it
 until ``server.shutdown()`` from another thread or KeyboardInterrupt; ``ask_new_password(what,
 from_stdin)`` is the one prompt both ``web passwd`` commands use (typed twice on a terminal, or
-the first line of stdin for scripts; at least ``MIN_PASSWORD`` characters).
+the first line of stdin for scripts; at least ``MIN_PASSWORD`` characters); ``client_of(peer)``
+is the client the limits count.
 """
 
 from __future__ import annotations
 
 import getpass
+import ipaddress
 import logging
 import socket
 import sys
@@ -72,6 +75,23 @@ MAX_PER_CLIENT = 16
 MAX_CONNECTIONS = 128
 
 
+def client_of(address: str) -> str:
+    """The client the limits count for a peer ``address``: an IPv6 peer's /64, because one
+    host is given a whole /64 and may take a new address from it for every request (counted
+    one by one it would never meet the per-client limits, and would spend the overall ones
+    that lock everybody else out); an IPv4-mapped peer (``::ffff:192.0.2.7``, a dual-stack
+    listener) as its IPv4 address; IPv4 as it is."""
+    try:
+        ip = ipaddress.ip_address(address.split("%", 1)[0])
+    except ValueError:
+        return address
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{ip}/64", strict=False))
+    return str(ip)
+
+
 def make_server(app: web_app.App, host: str, port: int,
                 clock: Callable[[], float] = time.time) -> ThreadingHTTPServer:
     lock = threading.Lock()
@@ -103,7 +123,7 @@ def make_server(app: web_app.App, host: str, port: int,
             headers = {k: v for k, v in self.headers.items()}
             with lock:
                 resp = web_app.respond(app, self.command, self.path, headers, body,
-                                       self.client_address[0], clock())
+                                       client_of(self.client_address[0]), clock())
             self._send(resp, body=self.command != "HEAD")
 
         def _send(self, resp: web_app.Response, *, body: bool) -> None:
@@ -137,7 +157,7 @@ def make_server(app: web_app.App, host: str, port: int,
             super().__init__(*args, **kwargs)
 
         def verify_request(self, request: Any, client_address: Any) -> bool:
-            client = str(client_address[0])
+            client = client_of(str(client_address[0]))
             with self._open_lock:
                 if (len(self._open) >= MAX_CONNECTIONS
                         or self._per_client[client] >= MAX_PER_CLIENT):

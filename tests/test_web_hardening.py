@@ -11,6 +11,7 @@
 * a public station sending 1e308 and -1e308 mg/m3 of PM10: the index (every station's page)
   must not fail, nor print Infinity;
 * a plot of +-1.7e308: no NaN coordinate (the browser dropped the whole line);
+* an IPv6 host taking a new address of its /64 for each guess: one client to the limits;
 * an epoch time or a duration no date or SQLite integer holds (``to=99999999999999999``,
   ``window=99999999999999999999d``): a 400 naming the parameter, not a request that dies.
 
@@ -310,3 +311,23 @@ def test_a_plot_of_absurd_values_keeps_its_line() -> None:
     line = re.search(r'class="line"[^>]* d="([^"]*)"', svg)
     assert line is not None and line.group(1).count("L") == 2
     assert not re.search(r"nan|inf", svg, re.IGNORECASE)
+
+
+def test_an_ipv6_host_is_one_client_whatever_address_of_its_64_it_takes() -> None:
+    """One host holds a /64: counted per address it would never meet the per-client limit
+    and would spend the overall one, locking the operator out."""
+    client_of = web_server.client_of
+    assert client_of("2001:db8:1:2::7") == client_of("2001:db8:1:2:ffff::1") == \
+        "2001:db8:1:2::/64"
+    assert client_of("2001:db8:1:3::7") == "2001:db8:1:3::/64"
+    assert client_of("::ffff:192.0.2.7") == client_of("192.0.2.7") == "192.0.2.7"
+    app = web_app.App("Station", HASH)  # 5 wrong per client, 20 in all
+    wrong = urllib.parse.urlencode({"password": "not it at all"}).encode()
+    codes = [app.handle(web_app.Request.make(
+        "POST", "/login", body=wrong, client=client_of(f"2001:db8:1:2::{i:x}")), T1 + i).status
+        for i in range(8)]
+    assert codes == [401] * 5 + [429] * 3
+    right = urllib.parse.urlencode({"password": PASSWORD}).encode()
+    operator = app.handle(web_app.Request.make("POST", "/login", body=right,
+                                               client=client_of("2001:db8:9::1")), T1 + 9)
+    assert operator.status == 303
