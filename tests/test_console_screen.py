@@ -79,6 +79,9 @@ def test_every_page_fits_80x24_and_40x10(term: Tmux) -> None:
         if size == (40, 10):  # the page is cut, the title and the keys line stay
             text = page(term, "v")
             assert text.split("\n")[0].startswith("quantrac console")
+            term.keys("+")  # six channels fit one page even here: + says so
+            assert_sane(term.wait(has("every channel is on this one page"), 10, "the hint"),
+                        *size)
     page(term, "o")
     term.keys("h")
     text = term.wait(has("[help]"), 10, "h: the help page too")
