@@ -456,6 +456,9 @@ def test_the_control_socket_answers_hostile_requests_and_keeps_polling(env: Stat
         assert not scan["ok"] and "timeout" in scan["error"]
         units = request(env.socket, {"op": "scan", "bus": bus, "units": "1-4"})
         assert not units["ok"] and "units" in units["error"]
+        again = request(env.socket, {"op": "scan", "bus": bus, "units": [9] * 400,
+                                     "timeout": 0.05}, timeout=60)
+        assert again["ok"] and again["units"] == [9]  # each unit once
         idle = [socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) for _ in range(40)]
         try:  # 1 stuck + 31 more fill MAX_CONNECTIONS; the next ones are told, not served
             for sock in idle:

@@ -185,7 +185,9 @@ def scan_on_agent_bus(config: PollConfig, poller: Poller, scans: AgentScans,
     raw_units = msg.get("units") or range(1, 248)
     if not isinstance(raw_units, list | range):
         raise ValueError(f"units: {raw_units!r} is not a list of unit ids")
-    units = [_field({"units": u}, "units", int) for u in raw_units]
+    # each unit once (in the order asked): a list of one silent unit 16,000 times (64 KiB)
+    # would hold the bus's scan for half an hour
+    units = list(dict.fromkeys(_field({"units": u}, "units", int) for u in raw_units))
     if not units or not all(1 <= u <= 247 for u in units):
         raise ValueError("units: unit ids are 1..247")
     timeout = _timeout(msg, 0.1 if bus.serial else 0.2)
