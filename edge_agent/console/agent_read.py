@@ -69,6 +69,9 @@ def _polled(buses: Sequence[BusConfig], poller: Poller, want: str
 
 #: the longest one unit may be waited for: the agent's own polls of that bus wait as long
 MAX_TIMEOUT_S = 10.0
+#: the same for each unit of a scan, which waits that long at every silent unit (up to 247
+#: of them: 8 minutes at this bound, 41 at a read's)
+MAX_SCAN_TIMEOUT_S = 2.0
 
 
 def _field(msg: Mapping[str, Any], key: str, kind: type[int] | type[float],
@@ -94,14 +97,14 @@ def _unit(unit: int) -> int:
     return unit
 
 
-def _timeout(msg: Mapping[str, Any], default: float) -> float:
-    """The per-unit timeout asked (none or 0: ``default``). Bounded because the transport
-    holds the bus for it: ``"timeout": 1e9`` to a silent unit stopped the agent polling
-    every device on that bus for good, and a NaN one never times out at all."""
+def _timeout(msg: Mapping[str, Any], default: float, most: float = MAX_TIMEOUT_S) -> float:
+    """The per-unit timeout asked (none or 0: ``default``), at most ``most``. Bounded because
+    the transport holds the bus for it: ``"timeout": 1e9`` to a silent unit stopped the agent
+    polling every device on that bus for good, and a NaN one never times out at all."""
     timeout = float(_field({"timeout": msg.get("timeout") or default}, "timeout", float))
-    if not 0 < timeout <= MAX_TIMEOUT_S:  # NaN fails this too
-        raise ValueError(f"timeout: {timeout!r} s is outside 0..{MAX_TIMEOUT_S:g} s (the "
-                         "agent's polls of the bus would wait that long)")
+    if not 0 < timeout <= most:  # NaN fails this too
+        raise ValueError(f"timeout: {timeout!r} s is outside 0..{most:g} s (the agent's "
+                         "polls of the bus would wait that long)")
     return timeout
 
 
@@ -190,7 +193,7 @@ def scan_on_agent_bus(config: PollConfig, poller: Poller, scans: AgentScans,
     units = list(dict.fromkeys(_field({"units": u}, "units", int) for u in raw_units))
     if not units or not all(1 <= u <= 247 for u in units):
         raise ValueError("units: unit ids are 1..247")
-    timeout = _timeout(msg, 0.1 if bus.serial else 0.2)
+    timeout = _timeout(msg, 0.1 if bus.serial else 0.2, MAX_SCAN_TIMEOUT_S)
     devices = _bus_devices(config, bus)
     profiles = {n: builtin_profile(n) for n in builtin_profile_names()}
     profiles.update((d.profile.name, d.profile) for d in devices)  # a profile from a file too
