@@ -20,6 +20,9 @@ Blocking (one Modbus transaction, up to ``timeout``): the daemon runs it on a wo
 never on its event loop. A bus the config names but whose worker is not running (no devices
 on it) is refused with a hint to use ``diag`` directly; a Modbus failure is an answer
 (``ok: false`` with the reason), not an exception, so the technician sees what the bus said.
+A request's fields are checked first and a wrong one named (a ValueError: ``unit: 'x' is not
+a whole number``); the per-unit timeout is bounded (``MAX_TIMEOUT_S`` for a read,
+``MAX_SCAN_TIMEOUT_S`` for each unit of a scan), because the bus is the agent's for that long.
 """
 
 from __future__ import annotations
