@@ -171,8 +171,8 @@ def make_server(app: web_app.App, host: str, port: int,
 
         def handle_error(self, request: Any, client_address: Any) -> None:
             """One event, not socketserver's traceback on stderr: a client that hangs up
-            mid-answer is routine (debug); anything else is ours to fix (the traceback in
-            the event)."""
+            mid-answer is routine (debug); anything else is ours to fix (an error, with
+            the exception)."""
             exc = sys.exc_info()[1]
             client = str(client_address[0])
             if isinstance(exc, ConnectionError):
