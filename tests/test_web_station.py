@@ -243,6 +243,21 @@ def test_shading_and_reasons_match_quantrac_history_and_centre_query(site: Site,
     assert shown == at_centre
 
 
+def test_a_width_too_fine_for_the_span_is_drawn_at_the_next_that_fits(site: Site) -> None:
+    """7 days of 10 s windows of the station's 8 channels would be 483,840 records for one
+    page (MAX_WINDOWS 120,960): the page draws 5-minute windows and offers no 10 s link."""
+    for target, shown, links in (("/?span=24h&window=10", "10s", ["10s", "5m"]),
+                                 ("/?span=7d&window=10", "5m", ["5m"]), ("/?span=7d", "5m",
+                                                                        ["5m"])):
+        site.page.load(site.base + target)
+        heading = site.page.evaluate("[...document.querySelectorAll('h2')].map(h => "
+                                     "h.textContent).find(t => t.startsWith('Averages'))")
+        assert f"({shown} windows)" in heading, (target, heading)
+        offered = site.page.evaluate("[...document.querySelectorAll('p.choices a')].map(a => "
+                                     "a.textContent).slice(2)")
+        assert offered == links, (target, offered)
+
+
 def test_no_page_without_login(site: Site) -> None:
     for target in ("/", "/?span=7d", f"/export?from={START}&to={END}"):
         resp = _request(site, "GET", target)

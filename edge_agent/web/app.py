@@ -37,6 +37,12 @@ SPANS = {"24h": 86400, "7d": 7 * 86400}
 MAX_EXPORT_DAYS = 62
 #: what the plots show unless another width is asked for: the Circular 10 window
 DEFAULT_WINDOW_S = 300
+#: windows one page reads at the most: twice the page bench/web_page.py measures (30
+#: channels x 7 days of 5-minute windows, well under 1 s). 7 days of 1-minute windows of 30
+#: channels are 302,400 records: 4 s of CPU and 300 MB kept by this process on the
+#: development machine, several times that on a Pi, for a plot no wider than ~600 px.
+#: A finer width than fits the span is drawn at the next wider one (and not offered).
+MAX_WINDOWS = 2 * 30 * 7 * 288
 
 
 def widths(cfg: StationConfig) -> list[int]:
@@ -47,6 +53,23 @@ def widths(cfg: StationConfig) -> list[int]:
 def default_width(available: Sequence[int]) -> int:
     shorter = [w for w in available if w <= DEFAULT_WINDOW_S]
     return max(shorter) if shorter else min(available)
+
+
+def fitting(cfg: StationConfig, available: Sequence[int], span_s: int) -> list[int]:
+    """The widths whose windows over ``span_s`` a page may draw: at most ``MAX_WINDOWS``
+    for all the station's channels (the widest width at least, whatever that comes to)."""
+    n = max(1, len(cfg.channels))
+    ok = [w for w in available if n * span_s // w <= MAX_WINDOWS]
+    return ok or [max(available)]
+
+
+def page_width(cfg: StationConfig, available: Sequence[int], span_s: int,
+               asked: int | None) -> int:
+    """The width a page of ``span_s`` draws: ``asked`` (or the default) when it fits, else
+    the next wider one that does (the page's heading says which)."""
+    want = default_width(available) if asked is None else asked
+    ok = fitting(cfg, available, span_s)
+    return want if want in ok else min([w for w in ok if w > want] or [max(ok)])
 
 
 def build(cfg: StationConfig, password_hash: str | None,
@@ -62,7 +85,7 @@ def build(cfg: StationConfig, password_hash: str | None,
         span = web_app.choice(req, "span", list(SPANS), "24h")
         raw = web_app.one(req, "window")
         if raw is None or raw == "":
-            width = default_width(available)
+            width = page_width(cfg, available, SPANS[span], None)
         else:
             try:
                 width = web_app.duration_param(req, "window", 0)
@@ -72,6 +95,7 @@ def build(cfg: StationConfig, password_hash: str | None,
                 known = ", ".join(str(w) for w in available)
                 raise BadParameter("window", f"{escape_controls(raw[:40])!r} is not a window "
                                    f"width this station records ({known} s)")
+            width = page_width(cfg, available, SPANS[span], width)
         to = web_app.time_param(req, "to", src.tz, end=True)
         t1 = to if to is not None else math.ceil(now / width) * width
         return render.Period(t1 - SPANS[span], t1, width, span)
@@ -80,7 +104,8 @@ def build(cfg: StationConfig, password_hash: str | None,
         p = period(req, now)
         selected = src.records(RecordFilter(t0=p.t0, t1=p.t1, window_s=p.window_s))
         return web_app.html(render.station_page(cfg, src.status(), selected,
-                                                src.circular10_sent(), p, available,
+                                                src.circular10_sent(), p,
+                                                fitting(cfg, available, SPANS[p.span]),
                                                 src.thresholds, now))
 
     def export(req: Request, now: float) -> Response:

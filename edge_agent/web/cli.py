@@ -75,12 +75,13 @@ def warm_up(source: Any, now: float) -> None:
     """Read and check the records of the longest default plot (7 days) before serving, so
     the first page costs what every later one does (``bench/web_page.py``: the first read
     is most of a page's CPU); a missing or unreadable outbox is the page's to report."""
-    from edge_agent.web.app import SPANS, default_width, widths
+    from edge_agent.web.app import SPANS, page_width, widths
     from protocol.record_filter import RecordFilter
 
-    width = default_width(widths(source.cfg) or [300])
+    span = max(SPANS.values())
+    width = page_width(source.cfg, widths(source.cfg) or [300], span, None)
     with contextlib.suppress(UserError):
-        source.records(RecordFilter(t0=now - max(SPANS.values()) - width, window_s=width))
+        source.records(RecordFilter(t0=now - span - width, window_s=width))
 
 
 def _serve(args: argparse.Namespace) -> int:
