@@ -68,6 +68,25 @@ CSP = ("default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; "
 MAX_BODY = 4096
 #: parameters a query may carry (parse_qs refuses more): no page takes more than a few
 MAX_FIELDS = 20
+#: windows (of all channels) one plot page reads at the most, the station's and the
+#: centre's: twice the page the benches measure (30 channels x 7 days of 5-minute windows,
+#: well under 1 s). 7 days of 1-minute windows of 30 channels are 302,400 records: 4 s of
+#: CPU and 300 MB on the development machine, several times that on a Pi, for plots no
+#: wider than ~600 px. A page asked for a finer width draws the next wider one that fits.
+MAX_WINDOWS = 2 * 30 * 7 * 288
+
+
+def fitting_widths(widths: Sequence[int], channels: int, span_s: float) -> list[int]:
+    """Those of ``widths`` whose windows over ``span_s`` of ``channels`` channels stay
+    within ``MAX_WINDOWS`` (the widest at least, whatever it comes to)."""
+    ok = [w for w in widths if max(1, channels) * span_s / w <= MAX_WINDOWS]
+    return ok or sorted(widths)[-1:]
+
+
+def fitting_width(widths: Sequence[int], channels: int, span_s: float, want: int) -> int:
+    """``want`` when it fits (``fitting_widths``), else the next wider width that does."""
+    ok = fitting_widths(widths, channels, span_s)
+    return want if want in ok else min([w for w in ok if w > want] or [max(ok)])
 #: the times a page can show as a date (0001-01-02 .. 9999-12-30 in any zone): an epoch
 #: second past them made the page's date formatting fail mid-request
 MIN_TIME, MAX_TIME = -62_135_510_400.0, 253_402_128_000.0
@@ -229,8 +248,9 @@ class App:
 
     def __init__(self, title: str, password_hash: str | None, *,
                  sessions: Sessions | None = None, limiter: Limiter | None = None,
-                 passwd_hint: str = "quantrac web passwd") -> None:
+                 passwd_hint: str = "quantrac web passwd", cookie: str = COOKIE) -> None:
         self.title = title
+        self.cookie = cookie
         self.password_hash = password_hash
         self.sessions = sessions or Sessions()
         self.limiter = limiter or Limiter()
@@ -254,8 +274,8 @@ class App:
             return self._login(req, now)
         if req.path == "/logout":
             allow(req, ())
-            self.sessions.end(req.cookie(COOKIE))
-            return redirect("/login", [("Set-Cookie", _cookie("", 0))])
+            self.sessions.end(req.cookie(self.cookie))
+            return redirect("/login", [("Set-Cookie", _cookie(self.cookie, "", 0))])
         found = self._routes.get(req.path)
         if found is None:
             return text(404, f"404 not found: {escape_controls(req.path)}")
@@ -263,7 +283,7 @@ class App:
         if req.method not in ("GET", "HEAD"):
             return Response(405, b"405: read-only: only GET here\n", "text/plain; charset=utf-8",
                             [("Allow", "GET, HEAD")])
-        if not public and not self.sessions.valid(req.cookie(COOKIE), now):
+        if not public and not self.sessions.valid(req.cookie(self.cookie), now):
             target = req.path + ("?" + urllib.parse.urlencode(req.query, doseq=True)
                                  if req.query else "")
             return redirect("/login?" + urllib.parse.urlencode({"next": target}))
@@ -308,7 +328,7 @@ class App:
         log.info("web_login", extra={"client": req.client})
         token = self.sessions.start(now)
         return redirect(_local_next(target),
-                        [("Set-Cookie", _cookie(token, int(self.sessions.ttl_s)))])
+                        [("Set-Cookie", _cookie(self.cookie, token, int(self.sessions.ttl_s)))])
 
     def _form(self, target: str | None, error: str | None, status: int) -> Response:
         body = [el("h2", "Log in")]
@@ -325,8 +345,8 @@ class App:
         return resp
 
 
-def _cookie(token: str, max_age: int) -> str:
-    return f"{COOKIE}={token}; HttpOnly; SameSite=Strict; Path=/; Max-Age={max_age}"
+def _cookie(name: str, token: str, max_age: int) -> str:
+    return f"{name}={token}; HttpOnly; SameSite=Strict; Path=/; Max-Age={max_age}"
 
 
 def respond(app: App, method: str, target: str, headers: Mapping[str, str], body: bytes,

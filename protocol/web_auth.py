@@ -49,8 +49,12 @@ from pathlib import Path
 from protocol.cli_error import UserError
 
 _N, _R, _P = 1 << 14, 8, 1
-#: the name of the session cookie on both pages
+#: the station page's session cookie
 COOKIE = "quantrac_session"
+#: the centre dashboard's cookie: its own name, because cookies are not kept apart by port and
+#: a station page and a dashboard on one host (the demo, a centre's own logger) would
+#: otherwise log each other out
+CENTRE_COOKIE = "quantrac_centre_session"
 
 
 def _b64(data: bytes) -> str:

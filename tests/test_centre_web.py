@@ -38,7 +38,7 @@ from centre.store import CentreStore
 from centre.web.app import build
 from protocol.model import Record, RecordFlag, Status
 from protocol.web_app import Request
-from protocol.web_auth import hash_password
+from protocol.web_auth import CENTRE_COOKIE, COOKIE, hash_password
 from tests.chromium import Browser
 
 QUANTRAC = Path(sys.executable).with_name("quantrac")
@@ -109,7 +109,8 @@ def fill(store_path: Path) -> None:
         fac = [(1, rec("COD", T1 - 900, 300, 90.0, flags=RecordFlag.EXCEEDANCE)),
                (2, rec("COD", T1 - 600, 300, 40.0)), (3, rec("TSS", T1 - 600, 300, 20.0)),
                (4, rec("TSS", T1 - 300, 300, math.nan, n=0, valid=False,
-                       status=Status.OFFLINE))]  # its newest window: no value, not 'nan'
+                       status=Status.OFFLINE)),  # its newest window: no value, not 'nan'
+               (5, rec("TSS", T1 - 1200, 10, 20.0))]  # a 10 s width too (not public)
         store.ingest(FAC, fac, b"fac".ljust(32, b"."), 0)
         store.station_state(FAC, "online")
         store.security_event(WW, "replay", "seq 1..100: byte-identical to a packet stored")
@@ -203,7 +204,10 @@ def cookie(centre: Centre) -> str:
     status, headers, _ = get(centre.base + "/login",
                              data=urllib.parse.urlencode({"password": PASSWORD}).encode())
     assert status == 303
-    return headers["Set-Cookie"].split(";")[0]
+    jar = headers["Set-Cookie"].split(";")[0]
+    # not the station page's name: one host serving both (the demo) keeps both logins
+    assert jar.startswith(CENTRE_COOKIE + "=") and CENTRE_COOKIE != COOKIE
+    return jar
 
 
 def test_no_dashboard_page_without_login(centre: Centre) -> None:
@@ -211,7 +215,7 @@ def test_no_dashboard_page_without_login(centre: Centre) -> None:
         status, headers, body = get(centre.base + path)
         assert status == 303 and headers["Location"].startswith("/login?next=")
         assert WW not in body and "COD" not in body
-    status, _, body = get(centre.base + "/station?id=WW-01", cookie="quantrac_session=forged")
+    status, _, body = get(centre.base + "/station?id=WW-01", cookie=f"{CENTRE_COOKIE}=forged")
     assert status == 303 and "COD" not in body
     status, _, body = get(centre.base + "/public")  # the public page needs none
     assert status == 200 and "Hac Thanh park" in body
@@ -277,6 +281,10 @@ def test_bad_parameters_give_400_naming_them(centre: Centre, cookie: str) -> Non
         status, _, body = get(centre.base + path, cookie)
         assert status == 400, (path, status, body)
         assert body.startswith(f"400 bad request: {name}: "), (path, body)
+    # 2 channels: 7 d of 10 s windows are 120,960 (web_app.MAX_WINDOWS, drawn), 31 d not
+    for span, shown in (("7d", "10s"), ("31d", "5m")):
+        status, _, body = get(centre.base + f"/station?id={FAC}&span={span}&to={T1}", cookie)
+        assert status == 200 and f", {shown} windows</h2>" in body, (span, body[:3000])
     status, _, body = get(centre.base + f"/station?id={WW}&to=0", cookie)  # epoch 0, not now
     assert status == 200 and re.search(r"to 1970-01-01T0\S+, no records", body), body[:3000]
 

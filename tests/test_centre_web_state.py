@@ -21,7 +21,6 @@ import pytest
 from centre.serve_config import load
 from centre.web.app import build
 from protocol import web_app
-from protocol.web_auth import COOKIE
 from tests.mqtt_world import World, make_records, wait_for, world_at
 
 
@@ -46,7 +45,7 @@ def test_birth_and_will_make_the_overview_online_then_offline(world: World) -> N
     world.start_centre(config)
     uplink = world.start_uplink(station)
     app = build(load(config), None)
-    cookie = {"cookie": f"{COOKIE}={app.sessions.start(time.time())}"}
+    cookie = {"cookie": f"{app.cookie}={app.sessions.start(time.time())}"}
 
     def state() -> str:
         if world.stored_count(station.station_id) < 20:

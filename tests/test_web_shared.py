@@ -97,6 +97,22 @@ def test_pages_need_a_login_and_only_the_login_is_a_post() -> None:
     assert web_app.respond(app, "GET", "/", cookie, b"", "10.0.0.2", 4.0).status == 303
 
 
+def test_an_app_reads_and_writes_only_its_own_cookie() -> None:
+    """The station page and the dashboard on one host: logging into one keeps the other."""
+    station, centre = _app(), web_app.App("Centre", HASH, cookie=web_auth.CENTRE_COOKIE)
+    centre.route("/", lambda req, now: web_app.html("centre"))
+    s_jar = _cookie(_login(station, "correct horse", 1.0))
+    c_jar = _cookie(_login(centre, "correct horse", 1.0))
+    assert s_jar.split("=")[0] != c_jar.split("=")[0]
+    both = {"Cookie": f"{s_jar}; {c_jar}"}
+    assert web_app.respond(station, "GET", "/", both, b"", "10.0.0.2", 2.0).body == b"home"
+    assert web_app.respond(centre, "GET", "/", both, b"", "10.0.0.2", 2.0).body == b"centre"
+    # a valid station session under the centre's name is no login there
+    token = s_jar.split("=", 1)[1]
+    swapped = {"Cookie": f"{web_auth.CENTRE_COOKIE}={token}"}
+    assert web_app.respond(centre, "GET", "/", swapped, b"", "10.0.0.2", 2.0).status == 303
+
+
 def test_wrong_passwords_are_limited_per_client_and_overall() -> None:
     app = _app()
     for i in range(3):
@@ -124,6 +140,15 @@ def test_a_bad_parameter_is_a_400_naming_it() -> None:
         assert resp.status == 400, target
         assert resp.body.decode().startswith(f"400 bad request: {name}: unknown parameter")
     assert web_app.respond(app, "GET", "/login?next=/", {}, b"", "c", 1.0).status == 200
+
+
+def test_a_page_reads_at_most_max_windows() -> None:
+    widths = [10, 60, 300]
+    assert web_app.fitting_widths(widths, 30, 86_400) == [60, 300]  # 259,200 at 10 s
+    assert web_app.fitting_widths(widths, 30, 7 * 86_400) == [300]  # 1 min: 302,400
+    assert web_app.fitting_widths(widths, 500, 7 * 86_400) == [300]  # the widest, whatever
+    assert web_app.fitting_width(widths, 30, 7 * 86_400, 10) == 300
+    assert web_app.fitting_width(widths, 8, 86_400, 10) == 10  # 69,120
 
 
 def test_the_hash_file_is_private(tmp_path: Path) -> None:

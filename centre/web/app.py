@@ -43,12 +43,13 @@ from protocol.web_app import (
     allow,
     choice,
     duration_param,
+    fitting_width,
     html,
     one,
     text,
     time_param,
 )
-from protocol.web_auth import Limiter
+from protocol.web_auth import CENTRE_COOKIE, Limiter
 
 T = TypeVar("T")
 TITLE = "Quantrac centre"
@@ -76,7 +77,8 @@ def build(cfg: ServeConfig, password_hash: str | None) -> App:
     tz = zone(cfg.zone)
     table = aqi.load()
     public = cfg.web.public
-    app = App(TITLE, password_hash, passwd_hint="quantrac centre web passwd --config FILE")
+    app = App(TITLE, password_hash, passwd_hint="quantrac centre web passwd --config FILE",
+              cookie=CENTRE_COOKIE)
     limiter = Limiter(per_client=cfg.web.public_per_min,
                       overall=cfg.web.public_per_min * OVERALL_FACTOR, window_s=60.0)
 
@@ -113,12 +115,15 @@ def build(cfg: ServeConfig, password_hash: str | None) -> App:
                 raise BadParameter("window", f"{window} s: the station sent "
                                    f"{', '.join(str(w) for w in sent)} s windows in this "
                                    "period")
-            width = window or min(sent, default=None)
+            # the narrowest width by default, or the one asked, unless the period holds
+            # more of its windows than a page reads (web_app.MAX_WINDOWS): the next wider
+            width = None if not sent else fitting_width(
+                sent, len(s.channels(sid)), span, window or sent[0])
             shown = [] if width is None else s.select_rows(
                 RecordFilter(station=sid, t0=t0, t1=t1, window_s=width))
             events = s.security_events(sid, last=station_view.SHOWN_EVENTS)
             return station_view.render(row, row.summary, shown,
-                                       station_view.Period(t0, t1, window), width,
+                                       station_view.Period(t0, t1, width), width,
                                        s.current_values(sid), events, now, tz, TITLE)
 
         return html(read(page))
