@@ -37,12 +37,6 @@ SPANS = {"24h": 86400, "7d": 7 * 86400}
 MAX_EXPORT_DAYS = 62
 #: what the plots show unless another width is asked for: the Circular 10 window
 DEFAULT_WINDOW_S = 300
-#: windows one page reads at the most: twice the page bench/web_page.py measures (30
-#: channels x 7 days of 5-minute windows, well under 1 s). 7 days of 1-minute windows of 30
-#: channels are 302,400 records: 4 s of CPU and 300 MB kept by this process on the
-#: development machine, several times that on a Pi, for a plot no wider than ~600 px.
-#: A finer width than fits the span is drawn at the next wider one (and not offered).
-MAX_WINDOWS = 2 * 30 * 7 * 288
 
 
 def widths(cfg: StationConfig) -> list[int]:
@@ -56,11 +50,9 @@ def default_width(available: Sequence[int]) -> int:
 
 
 def fitting(cfg: StationConfig, available: Sequence[int], span_s: int) -> list[int]:
-    """The widths whose windows over ``span_s`` a page may draw: at most ``MAX_WINDOWS``
-    for all the station's channels (the widest width at least, whatever that comes to)."""
-    n = max(1, len(cfg.channels))
-    ok = [w for w in available if n * span_s // w <= MAX_WINDOWS]
-    return ok or [max(available)]
+    """The widths a page of ``span_s`` may draw (``web_app.MAX_WINDOWS`` of all the
+    station's channels); a finer one is not offered."""
+    return web_app.fitting_widths(available, len(cfg.channels), span_s)
 
 
 def page_width(cfg: StationConfig, available: Sequence[int], span_s: int,
@@ -68,8 +60,7 @@ def page_width(cfg: StationConfig, available: Sequence[int], span_s: int,
     """The width a page of ``span_s`` draws: ``asked`` (or the default) when it fits, else
     the next wider one that does (the page's heading says which)."""
     want = default_width(available) if asked is None else asked
-    ok = fitting(cfg, available, span_s)
-    return want if want in ok else min([w for w in ok if w > want] or [max(ok)])
+    return web_app.fitting_width(available, len(cfg.channels), span_s, want)
 
 
 def build(cfg: StationConfig, password_hash: str | None,
