@@ -27,7 +27,6 @@ from centre.web.app import build
 from protocol.model import Record, Status
 from protocol.record_filter import RecordFilter
 from protocol.web_app import Request
-from protocol.web_auth import COOKIE
 
 CHANNELS = 30
 DAYS = 7
@@ -74,7 +73,7 @@ def main() -> None:
         token = app.sessions.start(float(T1))
         target = "/station?" + urllib.parse.urlencode({"id": STATION, "span": "7d",
                                                        "to": str(T1)})
-        req = Request.make("GET", target, {"Cookie": f"{COOKIE}={token}"}, client="bench")
+        req = Request.make("GET", target, {"Cookie": f"{app.cookie}={token}"}, client="bench")
         page_s, read_s = [], []
         size = 0
         for _ in range(args.runs):
