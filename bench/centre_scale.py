@@ -168,6 +168,7 @@ class Loader:
         self.window = window
         self.lock = threading.Lock()
         self.latencies: list[float] = []
+        self.transits: list[float] = []  # ack's signing (after the commit) to its arrival
         self.acked_records = 0
         self.expected = 0
         self.done = threading.Event()
@@ -217,7 +218,9 @@ class Loader:
             return
         now = time.perf_counter()
         ranges = parse_ranges(cmd.body)
+        transit = time.time() - cmd.created / 1000  # same host, same clock as the receivers'
         with self.lock:
+            self.transits.append(transit)
             for first, (packet, sent) in list(st.inflight.items()):
                 if any(a <= packet.first and packet.last <= b for a, b in ranges):
                     del st.inflight[first]
@@ -237,6 +240,7 @@ class Loader:
         """Each station's newest window once, evenly over ``seconds``; the ack latencies."""
         with self.lock:
             self.latencies, self.acked_records, self.done = [], 0, threading.Event()
+            self.transits = []
             self.expected = sum(s.steady.records for s in self.stations.values())
         gap = seconds / len(self.stations)
         t0 = time.perf_counter()
@@ -255,6 +259,7 @@ class Loader:
         """Every station at once with its backlog; (seconds to the last ack, latencies)."""
         with self.lock:
             self.latencies, self.acked_records, self.done = [], 0, threading.Event()
+            self.transits = []
             self.expected = sum(p.records for s in self.stations.values() for p in s.backlog)
             t0 = time.perf_counter()
             for st in self.stations.values():
@@ -342,6 +347,8 @@ class Result:
     drain_s: float
     p50: float
     p99: float
+    transit_p50: float
+    transit_p99: float
     cores: dict[str, float]
     resends: int
     bytes_per_record: float
@@ -386,6 +393,7 @@ def run_once(
         before, t0 = cpu.sample(), time.perf_counter()
         drain_s, lat = loader.storm(args.timeout)
         after, wall = cpu.sample(), time.perf_counter() - t0
+        transits = list(loader.transits)
         records = loader.expected
         packets = len(lat)
         resends = loader.resends
@@ -407,7 +415,8 @@ def run_once(
     per_record = (store_bytes(location) - empty) / held
     cores = {k: (after[k] - before[k]) / wall for k in after}
     return Result(backend, n_receivers, pct(steady, 50), pct(steady, 99), records, packets,
-                  drain_s, pct(lat, 50), pct(lat, 99), cores, resends, per_record)  # fmt: skip
+                  drain_s, pct(lat, 50), pct(lat, 99), pct(transits, 50), pct(transits, 99),
+                  cores, resends, per_record)  # fmt: skip
 
 
 def main() -> int:
@@ -460,7 +469,9 @@ def main() -> int:
                     r = run_once(world, run_root, stations, backend, location, n, args, postmaster)
                     results.append(r)
                     print(f"  {backend:<10} {n} receiver(s): {r.records / r.drain_s:>9,.0f} "
-                          f"records/s, drained in {r.drain_s:6.1f} s, ack p99 {r.p99:6.2f} s",
+                          f"records/s, drained in {r.drain_s:6.1f} s, ack p50/p99 "
+                          f"{r.p50:5.2f}/{r.p99:5.2f} s, commit-to-ack p50/p99 "
+                          f"{r.transit_p50 * 1000:.0f}/{r.transit_p99 * 1000:.0f} ms",
                           flush=True)  # fmt: skip
                 if pg is not None:
                     pg.close()
@@ -470,14 +481,15 @@ def main() -> int:
                 pg.close()
     print()
     print("backend     recv  steady ack p50/p99 ms  storm rec/s  drain s  ack p50/p99 s  "
-          "CPU cores: broker recv  db  loader  resend req")
+          "commit-to-ack p50/p99 ms  CPU cores: broker recv  db  loader  resend req")
     for r in results:
         c = r.cores
         db = f"{c['db']:4.2f}" if r.backend == "postgresql" else " (in recv)"
         print(f"{r.backend:<11} {r.receivers:>4}  {r.steady_p50 * 1000:8.1f} / "
               f"{r.steady_p99 * 1000:7.1f}  {r.records / r.drain_s:11,.0f}  {r.drain_s:7.1f}  "
-              f"{r.p50:5.2f} / {r.p99:5.2f}"
-              f"       {c['broker']:4.2f}  {c['receivers']:4.2f} {db}  {c['loader']:4.2f}"
+              f"{r.p50:5.2f} / {r.p99:5.2f}  {r.transit_p50 * 1000:9.0f} / "
+              f"{r.transit_p99 * 1000:6.0f}"
+              f"        {c['broker']:4.2f}  {c['receivers']:4.2f} {db}  {c['loader']:4.2f}"
               f"  {r.resends}")  # fmt: skip
     for r in results:
         if r.receivers == 2:
