@@ -190,7 +190,12 @@ def test_the_page_shows_the_station_and_runs_no_station_script(site: Site) -> No
     devices = page.evaluate("[...document.querySelectorAll('table.devices tbody tr')].map(r "
                             "=> r.cells[0].textContent)")
     assert sorted(devices) == ["cabinet", "flow", "hach", "liquiline"]
-    assert "jump(s)" in page.evaluate("document.getElementById('clock').textContent")
+    clock = page.evaluate("document.getElementById('clock').textContent")
+    # in quantrac status's words: unsynchronised (as here, no NTP in a test) says why and the fix
+    assert "jumps" in clock and ("fix:" in clock or clock.startswith("synchronised")), clock
+    # the same readiness as quantrac status: no uplink in this test, so not 'ready'
+    header = page.evaluate("document.querySelector('p.muted').textContent")
+    assert "agent degraded: " in header and "no uplink configured" in header, header
     assert "records not acknowledged" in page.evaluate(
         "document.getElementById('outbox').textContent")
     exceeded = page.evaluate("document.querySelector('table.exceedances').textContent")

@@ -21,6 +21,7 @@ from zoneinfo import ZoneInfo
 
 from buffer.outbox_read import OutboxRecord, Selected
 from edge_agent.config.model import StationConfig
+from edge_agent.console.status_view import clock_line, readiness
 from edge_agent.web.source import AgentStatus, SentFile
 from protocol import svg_plot
 from protocol.html_page import Child, Safe, el, join, page, table, td, void
@@ -82,14 +83,13 @@ def _devices(st: Mapping[str, Any], now: float) -> Safe:
 
 
 def _clock(st: Mapping[str, Any], now: float) -> Safe:
+    """The clock in ``quantrac status``'s words (:func:`status_view.clock_line`: when it is
+    not synchronised, why that matters and what to do), its state word coloured."""
     clock = st.get("clock", {})
     synced = clock.get("synchronised")
     text = {True: "synchronised", False: "NOT synchronised", None: "unknown"}[synced]
-    jump = clock.get("last_jump")
-    jtxt = (f"; last jump {float(jump['offset']):+.1f} s, {age(jump.get('at_wall'), now)}"
-            if jump else "")
-    return el("p", el("span", text, class_="ok" if synced else "bad"),
-              f", {clock.get('jumps', 0)} jump(s){jtxt}", id="clock")
+    rest = clock_line(clock, now).removeprefix("clock").strip().removeprefix(text)
+    return el("p", el("span", text, class_="ok" if synced else "bad"), rest, id="clock")
 
 
 def _uplinks(st: Mapping[str, Any], now: float, sent: Sequence[SentFile],
@@ -224,7 +224,7 @@ def station_page(cfg: StationConfig, st: AgentStatus, selected: Selected,
                             "from the outbox.", class_="error", id="agent-down"))
     else:
         body.append(el("p", f"{info.facility} {info.province}".strip(), " - agent ",
-                        el("b", "ready" if status.get("ready") else "starting"),
+                        el("b", readiness(status)),
                         f", up {age(status.get('started'), now).replace(' ago', '')}; "
                         f"page at {local_text(now, tz, '%Y-%m-%d %H:%M:%S')} ({tz.key})",
                         class_="muted"))
