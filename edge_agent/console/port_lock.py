@@ -13,15 +13,31 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from protocol.safe_text import escape_controls
+
+#: longest command line shown; the rest is cut with "..."
+COMMAND_LIMIT = 72
+
+
+def command_line(raw: bytes) -> str:
+    """A ``/proc/PID/cmdline`` as a technician reads it: the program by its name, not its
+    path (``python -m edge_agent.daemon.cli run ...``, wherever the venv lives: a long
+    install path would otherwise push what tells the agent apart out of the cut), every
+    control character escaped (any process can put anything in its argv), cut at
+    :data:`COMMAND_LIMIT` characters."""
+    words = [w.decode(errors="replace") for w in raw.split(b"\0") if w]
+    if not words:
+        return "?"
+    words[0] = words[0].rsplit("/", 1)[-1] or words[0]
+    text = escape_controls(" ".join(words))
+    return text if len(text) <= COMMAND_LIMIT else text[:COMMAND_LIMIT - 3] + "..."
+
 
 def _command(pid: int) -> str:
     try:
-        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+        return command_line(Path(f"/proc/{pid}/cmdline").read_bytes())
     except OSError:
         return "?"
-    words = [w.decode(errors="replace") for w in raw.split(b"\0") if w]
-    text = " ".join(words) or "?"
-    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _lockers(st: os.stat_result) -> list[int]:
