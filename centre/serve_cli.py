@@ -55,6 +55,25 @@ def store_location(text: str) -> Path | str:
     return text if is_dsn(text) else Path(text)
 
 
+def _given_store(location: Path | str) -> Path | str:
+    """``--store`` as given, with a warning on stderr when its URL holds a password: a
+    command line is world-readable (``ps``, ``/proc/PID/cmdline``) for as long as the command
+    runs, and it stays in the shell's history. libpq reads ``~/.pgpass`` (or the file
+    ``PGPASSFILE`` names), so the URL need not carry one. The password itself is not shown."""
+    from centre.store_backends import is_dsn
+
+    if not is_dsn(location):
+        return location
+    from centre.store_backends.postgresql import redact
+
+    if redact(str(location)) != location:
+        print(f"--store {redact(str(location))}: warning: a password on the command line is "
+              "visible to every user of this machine (ps) and stays in the shell's history; "
+              "put it in ~/.pgpass (or $PGPASSFILE) and leave it out of the URL",
+              file=sys.stderr)
+    return location
+
+
 def _read_store(store_path: Path | str, read: Callable[[CentreStore], T]) -> T:
     """``read`` on the record store at ``store_path``, opened read-only: a read command never
     creates, migrates or moves aside the file. SQLite's own error gets the file's name."""
@@ -157,7 +176,7 @@ def _query(args: argparse.Namespace) -> int:
         store_path = cfg.store
         zone_name = zone_name or cfg.zone
     else:
-        store_path = args.store
+        store_path = _given_store(args.store)
     tz = record_filter.zone(zone_name or DEFAULT_ZONE)
     wanted = record_filter.from_args(args, tz, time.time(), station=args.station)
 
@@ -165,7 +184,7 @@ def _query(args: argparse.Namespace) -> int:
         found = store.select(wanted)
         if not found:  # a typo more often than an empty period: say which
             record_filter.require_known("station", args.station, store.station_ids(),
-                                        str(store_path))
+                                        store.name)
             if wanted.channel is not None:
                 record_filter.require_known("channel", wanted.channel,
                                             store.channels(args.station), args.station)
@@ -190,7 +209,7 @@ def _stations(args: argparse.Namespace) -> int:
         cfg = load(args.config)
         store_path, zone_name = cfg.store, cfg.zone
     else:
-        store_path = args.store
+        store_path = _given_store(args.store)
     tz = record_filter.zone(zone_name)
     def read(store: CentreStore) -> tuple[list[StationSummary], dict[str, int],
                                           list[tuple[float, str, str, str]]]:

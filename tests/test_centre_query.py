@@ -10,6 +10,7 @@ import csv
 import hashlib
 import io
 import math
+import os
 import subprocess
 import sys
 from dataclasses import replace
@@ -19,10 +20,11 @@ import pytest
 
 from centre.serve_config import ConfigError, load
 from centre.store import CentreStore
+from centre.store_backends.postgresql import safe_name
 from edge_agent.daemon.cli import main
 from protocol.model import Record, RecordFlag, Status
 from tests.mqtt_world import T0, make_records
-from tests.pg_server import execute_sql
+from tests.pg_server import PgServer, execute_sql
 
 
 @pytest.fixture
@@ -167,10 +169,11 @@ def test_a_row_stored_before_the_range_check_does_not_hide_the_station(
 QUANTRAC = Path(sys.executable).with_name("quantrac")
 
 
-def quantrac(*argv: str | Path) -> subprocess.CompletedProcess[str]:
-    """The installed command, as an operator runs it."""
+def quantrac(*argv: str | Path, env: dict[str, str] | None = None
+             ) -> subprocess.CompletedProcess[str]:
+    """The installed command, as an operator runs it (``env``: added to this environment)."""
     return subprocess.run([str(QUANTRAC), *map(str, argv)], capture_output=True, text=True,
-                          timeout=120)
+                          timeout=120, env=None if env is None else {**os.environ, **env})
 
 
 @pytest.fixture
@@ -200,7 +203,9 @@ def mixed_store(store_location: Path | str) -> Path | str:
 def test_unknown_station_is_named_with_the_closest_known_ids(mixed_store: Path | str) -> None:
     done = quantrac("centre", "query", "--store", mixed_store, "--station", "hn-ww-01x")
     assert done.returncode == 1 and done.stdout == ""
-    assert (f"{mixed_store}: unknown station 'hn-ww-01x' (known: HN-WW-01, HN-WW-02, "
+    # the store by its name in messages: a file's path, a database's URL without the password
+    name = safe_name(mixed_store) if isinstance(mixed_store, str) else str(mixed_store)
+    assert (f"{name}: unknown station 'hn-ww-01x' (known: HN-WW-01, HN-WW-02, "
             "HCM-Q\\x1b[2J)") in done.stderr, done.stderr
     assert "\x1b" not in done.stderr
     # a known station with nothing in the range is an empty answer, not an error
@@ -264,3 +269,29 @@ def test_an_outbox_given_as_the_store_points_at_quantrac_history(tmp_path: Path)
             f"own records are read with `quantrac history --store {outbox}`") in done.stderr
     assert outbox.read_bytes() == before
     assert quantrac("history", "--store", outbox).returncode == 0
+
+
+def test_a_password_in_the_store_url_is_warned_of_and_never_shown(pg_server: PgServer,
+                                                                   tmp_path: Path) -> None:
+    """A password in ``--store`` is on every user's ``ps``: the command says so and where it
+    belongs instead; neither the warning nor an error repeats it. Without one (``~/.pgpass``
+    holds it, here $PGPASSFILE) there is no warning and the store opens all the same."""
+    url = pg_server.fresh()
+    with CentreStore(url) as store:
+        store.ingest("HN-WW-01", [(1, make_records(1)[0])], b"p" * 32, 1)
+    done = quantrac("centre", "stations", "--store", url)
+    assert done.returncode == 0 and "HN-WW-01" in done.stdout, done.stderr
+    assert "warning: a password on the command line is visible" in done.stderr, done.stderr
+    assert "~/.pgpass" in done.stderr and pg_server.password not in done.stderr
+    done = quantrac("centre", "query", "--store", url, "--station", "HN-WW-0")
+    assert done.returncode == 1 and "unknown station 'HN-WW-0'" in done.stderr
+    assert pg_server.password not in done.stderr + done.stdout
+
+    bare = url.replace(f":{pg_server.password}@", "@")
+    assert bare != url
+    passfile = tmp_path / "pgpass"  # host:port:database:user:password
+    passfile.write_text(f"*:*:*:*:{pg_server.password}\n")
+    passfile.chmod(0o600)
+    done = quantrac("centre", "stations", "--store", bare, env={"PGPASSFILE": str(passfile)})
+    assert done.returncode == 0 and "HN-WW-01" in done.stdout, done.stderr
+    assert "warning" not in done.stderr, done.stderr
