@@ -20,6 +20,23 @@ def numba_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return configure_cache(tmp_path_factory.mktemp("state"))
 
 
+@pytest.fixture(autouse=True)
+def no_log_handler_outlives_its_test() -> Iterator[None]:
+    """A test that runs a command in-process (``cli.main``) leaves its log handler on the root
+    logger, writing to that test's captured stderr; pytest closes that stream after the test,
+    and a thread of a later test (pyftpdlib's server logs every session) then printed
+    ``--- Logging error --- ValueError: I/O operation on closed file``. The handlers a test
+    added go with it; the root level is left as it was set."""
+    import logging
+
+    root = logging.getLogger()
+    before = list(root.handlers)
+    yield
+    for handler in list(root.handlers):
+        if handler not in before:
+            root.removeHandler(handler)
+
+
 @pytest.fixture(scope="session")
 def pg_server() -> Iterator[PgServer]:
     """One real PostgreSQL server for the whole session (``tests/pg_server.py``)."""
