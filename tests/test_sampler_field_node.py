@@ -21,6 +21,7 @@ from drivers.transport import RtuTransport
 from edge_agent.config.sampler import SamplerSettings
 from edge_agent.poll.sampler import SamplerWorker
 from provisioning.firmware_cli import NodeProcess
+from tests.mqtt_world import wait_for
 from tests.test_firmware_node import CONFIG, UNIT
 
 
@@ -44,6 +45,10 @@ def test_a_start_pulses_the_field_nodes_relay(node: NodeProcess) -> None:
         worker.start({"by": "command"})
         node.wait(lambda s: s["relay_out"] == 1, 20, "the relay closed by the start")
         node.wait(lambda s: s["relay_out"] == 0, 20, "the relay open again after pulse_s")
+        # the node opens the relay before its answer to that write is read by the worker,
+        # which counts the start only then (failed in a loaded CI run: starts was still 0)
+        wait_for(lambda: worker.status()["starts"] + worker.status()["failed"] > 0, 10,
+                 "the worker to read the node's answer to the second write")
         status = worker.status()
         assert (status["starts"], status["failed"], status["problem"]) == (1, 0, None)
         assert status["last_start"]["ok"] is True
