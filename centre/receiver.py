@@ -30,8 +30,13 @@ It says so once, ``store_unavailable`` with the error, and once more when a stor
 succeeds again, ``store_available`` with how long it was down and how many packets went
 unacknowledged meanwhile; nothing per packet in between, because an outage during a
 province's reconnect storm is thousands of packets. The gap scan is skipped while the store
-is down. Every packet is the probe: there is no timer, the stations' retries are the retry
-loop (and the PostgreSQL backend reconnects at the next call).
+is down. Every packet is a probe (the stations' retries are the retry loop, and the
+PostgreSQL backend reconnects at the next call), and so is a timer, every
+``STORE_PROBE_S``: an empty write transaction (``CentreStore.probe``), so that a store
+that went away while no packet came (the backlog drained, the stations quiet) is reported
+back without waiting for one. Not for a full disk: reads and an empty transaction succeed
+there while every write fails, so the probe would say ``store_available`` and the next
+packet ``store_unavailable`` again, over and over; a full store is back when a write works.
 
 What the receiver shares with the station instead of writing again: the paho/TLS client
 (``protocol.mqtt_client.tls_client``: the same certificate rules and persistent session as the
@@ -74,6 +79,9 @@ Opener = Callable[[bytes], Opened]
 MAX_RANGES_PER_REQUEST = 256
 #: the outcome of a packet the store could not take (not acknowledged)
 STORE_UNAVAILABLE = "store_unavailable"
+#: how often a store that went away is tried while it is down (module docstring); a
+#: PostgreSQL server that does not answer holds the loop for its connect timeout each time
+STORE_PROBE_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -161,6 +169,8 @@ class Receiver:
         self._next_attempt = 0.0
         self._dialled = False
         self._store_down_since: float | None = None
+        self._store_full = False  # the last failure was a full disk: only a write proves it
+        self._next_probe = 0.0
         self._unacked_while_down = 0
 
     # --- the store's state -----------------------------------------------------------------
@@ -169,8 +179,10 @@ class Receiver:
         return self._store_down_since is None
 
     def _store_failed(self, exc: StoreUnavailableError) -> None:
+        self._store_full = exc.full
         if self._store_down_since is None:
             self._store_down_since = self.clock()
+            self._next_probe = self._store_down_since + STORE_PROBE_S
             self._unacked_while_down = 0
             log.error(
                 "store_unavailable",
@@ -178,15 +190,27 @@ class Receiver:
                        "acking": "stopped"},
             )  # fmt: skip
 
-    def _store_worked(self) -> None:
+    def _store_worked(self, proved_by: str = "packet") -> None:
         if self._store_down_since is not None:
             down_s = self.clock() - self._store_down_since
             self._store_down_since = None
             log.warning(
                 "store_available",
                 extra={"down_s": round(down_s, 3), "unacked_packets": self._unacked_while_down,
-                       "acking": "resumed"},
+                       "proved_by": proved_by, "acking": "resumed"},
             )  # fmt: skip
+
+    def _probe_store(self, now: float) -> None:
+        """The timer's probe of a store that is down (module docstring); never a full one."""
+        if self.store_available or self._store_full or now < self._next_probe:
+            return
+        self._next_probe = now + STORE_PROBE_S
+        try:
+            self.store.probe()
+        except StoreUnavailableError as exc:
+            self._store_failed(exc)  # still down: said already, nothing more to say
+        else:
+            self._store_worked("probe")
 
     # --- the core --------------------------------------------------------------------------
     def security_event(
@@ -442,7 +466,7 @@ class Receiver:
                 except StoreUnavailableError as exc:  # a dashboard detail: not worth dying
                     self._store_failed(exc)
                 else:
-                    self._store_worked()
+                    self._store_worked("state")
             return
         self.handle_packet(msg.topic, bytes(msg.payload), redelivery=bool(msg.dup))
 
@@ -451,7 +475,10 @@ class Receiver:
         return self._connected
 
     def step(self, timeout: float = 0.05) -> None:
-        """One turn: (re)connect when due, run the network loop, scan for gaps."""
+        """One turn: try a store that is down when due, (re)connect when due, run the
+        network loop, scan for gaps. The store first: its state does not depend on the
+        broker's, and a receiver cut off from both says when its store is back."""
+        self._probe_store(self.clock())
         if self._client is None:
             self._client = self._new_client()
             self._next_attempt = 0.0

@@ -359,6 +359,18 @@ class CentreStore:
         """Where a station's command counter starts in this store (``COUNTER_FLOOR_PER_S``)."""
         return int(self.clock() * COUNTER_FLOOR_PER_S)
 
+    def probe(self) -> None:
+        """Open a write transaction and end it, storing nothing.
+
+        How a receiver whose store went away while no packet came learns that it is back: it
+        proves the database is reachable (PostgreSQL reconnects here) and its write lock can
+        be taken (SQLite's ``BEGIN IMMEDIATE``). It does not prove that a full disk has room
+        again; only a write does, so the receiver never probes a store that failed full.
+        Raises ``StoreUnavailableError``.
+        """
+        with self.db.transaction():
+            self.db.execute("SELECT 1")
+
     # --- gaps ------------------------------------------------------------------------------
     def stations_behind(self) -> list[str]:
         """Stations holding records above a missing seq."""

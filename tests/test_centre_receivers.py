@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from centre.receiver import STORE_UNAVAILABLE, Receiver, ReceiverSettings
+from centre.receiver import STORE_PROBE_S, STORE_UNAVAILABLE, Receiver, ReceiverSettings
 from centre.store import CentreStore
 from centre.store_backends.sqlite import SqliteBackend
 from protocol.payload import same_record
@@ -207,9 +207,10 @@ def test_a_full_store_stops_the_acks_says_so_once_and_they_resume(
     settings = ReceiverSettings("127.0.0.1", 1, world.broker.ca_path,
                                 world.receiver_cert.cert, world.receiver_cert.key)  # fmt: skip
     caplog.set_level(logging.INFO, logger="quantrac.centre.receiver")
+    now = [1_000_000.0]
     with CentreStore(world.store_path) as store:
         receiver = Receiver(settings, store, lambda d: registry.open_packet(d, key),
-                            world.centre.signing_private)  # fmt: skip
+                            world.centre.signing_private, clock=lambda: now[0])  # fmt: skip
         assert receiver.handle_packet(topic, packets[0]) == "stored"
         assert receiver.stats.acks_sent == 1
         # the partition is full: SQLite may use no page beyond those it has
@@ -221,6 +222,11 @@ def test_a_full_store_stops_the_acks_says_so_once_and_they_resume(
         assert receiver.handle_packet(topic, packets[2]) == STORE_UNAVAILABLE
         assert receiver.stats.acks_sent == 1, "nothing uncommitted is acknowledged"
         assert not receiver.store_available
+        # the timer's probe is not tried on a full store: an empty transaction succeeds there,
+        # so it would say "available" while every write still fails (and flap with each packet)
+        now[0] += STORE_PROBE_S + 1
+        receiver.step()
+        assert not receiver.store_available
         # room again: the stations' resends (here: the same packets) are stored and acked
         conn.execute("PRAGMA max_page_count = 1073741823")
         for packet in packets[1:]:
@@ -229,9 +235,54 @@ def test_a_full_store_stops_the_acks_says_so_once_and_they_resume(
         assert receiver.store_available
         assert [s for s, _ in store.by_seq(station.station_id)] == seqs
         assert store.security_events() == []
+        receiver.close()
     registry.close()
     said = [(r.getMessage(), r.__dict__) for r in caplog.records
             if r.getMessage() in ("store_unavailable", "store_available")]  # fmt: skip
     assert [m for m, _ in said] == ["store_unavailable", "store_available"], "once per change"
     assert "full" in said[0][1]["error"]
     assert said[1][1]["unacked_packets"] == 2
+    assert said[1][1]["proved_by"] == "packet"
+
+
+def test_a_store_that_comes_back_while_no_packet_comes_is_said_to_be_back(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, pg_server: PgServer
+) -> None:
+    """The database restarted after the last packet (a drained backlog, quiet stations): the
+    receiver's timer probe finds it back and says so, without waiting for a packet. Failed in
+    CI as the kill test's outage landing after the stations had sent everything."""
+    world = World(tmp_path)
+    station = world.add_station("QTR-IDLE")
+    records = make_records(10, salt=3)
+    pairs = list(zip(station.fill(records), records, strict=True))
+    topic = f"quantrac/v1/{station.station_id}/up"
+    registry = world.centre.registry()
+    key = world.centre.packet_private
+    settings = ReceiverSettings("127.0.0.1", 1, world.broker.ca_path,
+                                world.receiver_cert.cert, world.receiver_cert.key)  # fmt: skip
+    caplog.set_level(logging.INFO, logger="quantrac.centre.receiver")
+    now = [1_000_000.0]
+    with CentreStore(pg_server.fresh()) as store:
+        receiver = Receiver(settings, store, lambda d: registry.open_packet(d, key),
+                            world.centre.signing_private, clock=lambda: now[0])  # fmt: skip
+        pg_server.stop()
+        try:
+            assert receiver.handle_packet(topic, seal_as(station, pairs)) == STORE_UNAVAILABLE
+            now[0] += STORE_PROBE_S + 1
+            receiver.step()  # the probe: the server is still down
+            assert not receiver.store_available
+        finally:
+            pg_server.start()
+        receiver.step()  # not due yet: probes are STORE_PROBE_S apart
+        assert not receiver.store_available
+        now[0] += STORE_PROBE_S + 1
+        receiver.step()
+        assert receiver.store_available
+        assert receiver.handle_packet(topic, seal_as(station, pairs)) == "stored"
+        receiver.close()
+    registry.close()
+    said = [(r.getMessage(), r.__dict__) for r in caplog.records
+            if r.getMessage() in ("store_unavailable", "store_available")]  # fmt: skip
+    assert [m for m, _ in said] == ["store_unavailable", "store_available"], "once per change"
+    assert said[1][1]["proved_by"] == "probe"
+    assert said[1][1]["unacked_packets"] == 1

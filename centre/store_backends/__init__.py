@@ -37,7 +37,15 @@ class StoreUnavailableError(UserError):
     refuses us, or its disk is full. Nothing of the failed call was committed, so the caller
     must not acknowledge what it was storing; the next call tries again (the PostgreSQL
     backend reconnects), so a receiver resumes by itself when the database is back. The
-    message names the store (file, or DSN host/port/database, never a password)."""
+    message names the store (file, or DSN host/port/database, never a password).
+
+    ``full``: the disk (or SQLite's ``max_page_count``) is exhausted. Reads and an empty
+    transaction still succeed then, so only a write proves such a store is back (the
+    receiver's probe, ``CentreStore.probe``, is not tried for it)."""
+
+    def __init__(self, message: str, *, full: bool = False) -> None:
+        super().__init__(message)
+        self.full = full
 
 
 class Backend(Protocol):

@@ -104,7 +104,10 @@ class PostgresBackend:
         said = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         if self._secret:
             said = said.replace(self._secret, "***")
-        return StoreUnavailableError(f"record store {self.name}: unavailable: {redact(said)}")
+        # 53100 disk_full: the server takes reads and connections, only a write proves it back
+        full = getattr(exc, "sqlstate", None) == "53100"
+        return StoreUnavailableError(f"record store {self.name}: unavailable: {redact(said)}",
+                                     full=full)
 
     def _connect(self) -> psycopg.Connection[tuple[Any, ...]]:
         """A new session. A receiver must notice a dead database instead of hanging in a

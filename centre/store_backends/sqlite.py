@@ -88,8 +88,8 @@ class SqliteBackend:
                 yield
         except sqlite3.Error as exc:
             if _unavailable(exc):
-                raise StoreUnavailableError(f"{self.path}: record store unavailable: {exc}") \
-                    from exc
+                raise StoreUnavailableError(f"{self.path}: record store unavailable: {exc}",
+                                            full=is_full_error(exc)) from exc
             raise
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
@@ -97,8 +97,8 @@ class SqliteBackend:
             return self.conn.execute(sql, params).fetchall()
         except sqlite3.Error as exc:
             if _unavailable(exc):
-                raise StoreUnavailableError(f"{self.path}: record store unavailable: {exc}") \
-                    from exc
+                raise StoreUnavailableError(f"{self.path}: record store unavailable: {exc}",
+                                            full=is_full_error(exc)) from exc
             raise
 
     def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
