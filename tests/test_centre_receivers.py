@@ -137,9 +137,9 @@ def test_two_receivers_one_killed_at_random_moments_store_everything_once(
         for s in stations
     ]
     # kill when the store first holds at least each of these counts (drawn, sorted); on
-    # PostgreSQL the server also goes away once, in the first half of the drain: later, the
-    # stations could have sent their last packet before it goes, and a receiver only learns
-    # that its store is back from a packet (failed in CI with the outage at a late kill)
+    # PostgreSQL the server also goes away once, drawn in the first half of the drain (the
+    # stations may still have drained by then: a restarted receiver takes a second or two to
+    # start, the other drains meanwhile; the receivers' probe reports the store back then)
     marks = [(m, "kill") for m in rng.sample(range(total // 10, total * 9 // 10), kills)]
     if pg is not None:
         marks.append((rng.randrange(total // 10, total // 2), "outage"))
