@@ -52,10 +52,6 @@ def record_row(rec: Record) -> tuple[Any, ...]:
     )  # fmt: skip
 
 
-def _real(value: float | None) -> float:
-    return math.nan if value is None else float(value)
-
-
 #: the enum members by value: ``Status(v)``/``RecordFlag(v)`` cost ~3 us each through
 #: ``EnumMeta.__call__``, a third of reading a record back (a dashboard page reads 60,000)
 _STATUS = {int(s): s for s in Status}
@@ -74,21 +70,16 @@ def _flags(value: int) -> RecordFlag:
 def row_record(row: tuple[Any, ...] | list[Any]) -> Record:
     """A record from the values of ``RECORD_COLUMNS`` (NULL reals become NaN)."""
     status = _STATUS.get(row[10])
+    mean, low, high, std = row[3], row[4], row[5], row[6]
+    # positional, and NULL tested inline: this runs once per record read (an export reads
+    # 340,000), and keyword arguments and a call per real were a third of its cost
     return Record(
-        channel=row[0],
-        start=int(row[1]),
-        end=int(row[2]),
-        mean=_real(row[3]),
-        min=_real(row[4]),
-        max=_real(row[5]),
-        std=_real(row[6]),
-        n_valid=int(row[7]),
-        n_expected=int(row[8]),
-        valid=bool(row[9]),
-        status=Status(row[10]) if status is None else status,
-        unit=row[11],
-        flags=_flags(int(row[12])),
-    )
+        row[0], int(row[1]), int(row[2]),
+        math.nan if mean is None else float(mean), math.nan if low is None else float(low),
+        math.nan if high is None else float(high), math.nan if std is None else float(std),
+        int(row[7]), int(row[8]), bool(row[9]), Status(row[10]) if status is None else status,
+        row[11], _flags(int(row[12])),
+    )  # fmt: skip
 
 
 _DIGEST_PERSON = b"quantrac-rec-v2"  # domain separation: these bytes hash nothing else

@@ -368,3 +368,23 @@ def test_a_password_problem_never_echoes_the_password(tmp_path: Path, extra: str
     text = str(info.value)
     assert "hunter2" not in text and "1234567" not in text
     assert text.startswith(f"{path}: uplink.circular10.password = '<hidden>': expected ")
+
+
+def test_a_spooled_file_goes_to_the_dated_folder_its_name_gives() -> None:
+    from edge_agent.uplinks.circular10.settings import Circular10Settings
+    from edge_agent.uplinks.circular10.uplink import remote_path
+
+    settings = Circular10Settings("127.0.0.1", RX, directory="/incoming")
+    # the last file of a month and year (a window ending at local midnight is in the new day)
+    assert remote_path(settings, "HN_PHCH_NUOPCH_20261231235500.txt") == (
+        "/incoming/2026/12/31", "/incoming/2026/12/31/HN_PHCH_NUOPCH_20261231235500.txt")
+    assert remote_path(settings, "HN_PHCH_NUOPCH_20270101000000.txt")[0] == "/incoming/2027/01/01"
+    flat = Circular10Settings("127.0.0.1", replace(RX, remote_dir="/{yyyyMMdd}"))
+    assert remote_path(flat, "LSOS_KHIKHO_20260228120000.txt") == (
+        "20260228", "20260228/LSOS_KHIKHO_20260228120000.txt")
+    # one digit short, a letter, month 13, 29 February 2026, no time, full-width digits
+    for bad in ("HN_PHCH_NUOPCH_2026123123550.txt", "HN_PHCH_NUOPCH_2026123123550x.txt",
+                "HN_PHCH_NUOPCH_20261331235500.txt", "HN_PHCH_NUOPCH_20260229120000.txt",
+                "x.txt", "HN_PHCH_NUOPCH_２０261231235500.txt"):
+        with pytest.raises(ValueError):
+            remote_path(settings, bad)

@@ -41,6 +41,7 @@ What receivers in service do decided each rule (the receiver profile,
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -105,36 +106,47 @@ def _ascii(text: str) -> str:
     return "".join(c if "!" <= c <= "~" else "?" for c in text)
 
 
-def _unit_and_factor(receiver: Circular10Receiver, rec: Record) -> tuple[str, float]:
+def _unit_and_factor(receiver: Circular10Receiver, channel: str, unit: str) -> tuple[str, float]:
     """The unit column and the factor for the value. A stored record whose unit does not
     convert to the profile's transmit unit (made before a config change) keeps its own unit,
     in ASCII, and its value: a wrong label on a right number would be worse."""
-    transmit = receiver.unit_for(rec.channel)
+    transmit = receiver.unit_for(channel)
     if transmit is not None:
-        factor = conversion(rec.unit, transmit)
+        factor = conversion(unit, transmit)
         if factor is not None:
             return transmit, factor
-    unit = ascii_unit(rec.unit)
-    if not unit:
+    shown = ascii_unit(unit)
+    if not shown:
         return receiver.empty_unit, 1.0
-    return (unit if is_ascii_unit(unit) else _ascii(unit)[:32]), 1.0
+    return (shown if is_ascii_unit(shown) else _ascii(shown)[:32]), 1.0
+
+
+@functools.lru_cache(maxsize=4096)
+def _columns(receiver: Circular10Receiver, channel: str, unit: str) -> tuple[str, str, float]:
+    """(symbol column, unit column, value factor) of a channel stored in ``unit``: the same
+    for every window of it, so worked out once (an export renders 170,000 lines of a few
+    channels, and this was a third of each). ValueError for a symbol that would break the
+    line (the config admits only Circular 10 symbols, so a stored record cannot have one);
+    an exception is not cached."""
+    if not channel or any(c in channel for c in _FORBIDDEN):
+        raise ValueError(f"Circular 10 line: symbol {channel!r}: must not be empty nor "
+                         "hold a tab or line break")
+    shown, factor = _unit_and_factor(receiver, channel, unit)
+    return _ascii(receiver.alias(channel)), shown, factor
 
 
 def line(receiver: Circular10Receiver, rec: Record, when: str) -> str | None:
     """One record as one line without its end, or None when the profile leaves it out.
-    ValueError for a symbol that would break the line (the config admits only Circular 10
-    symbols, so a stored record cannot have one)."""
-    if not rec.channel or any(c in rec.channel for c in _FORBIDDEN):
-        raise ValueError(f"Circular 10 line: symbol {rec.channel!r}: must not be empty nor "
-                         "hold a tab or line break")
+    ValueError for a symbol that would break the line (``_columns``)."""
+    symbol, unit, factor = _columns(receiver, rec.channel, rec.unit)
     missing = not math.isfinite(rec.mean)
     if (missing and receiver.omit_missing) or (
             not missing and not rec.valid and receiver.invalid == "omit"):
         return None
-    unit, factor = _unit_and_factor(receiver, rec)
     value = receiver.missing_value if missing else value_text(rec.mean * factor)
-    return "\t".join((_ascii(receiver.alias(rec.channel)), value, unit, when,
-                      STATUS_CODES[Status(rec.status)]))
+    status = STATUS_CODES.get(rec.status)
+    return "\t".join((symbol, value, unit, when,
+                      STATUS_CODES[Status(rec.status)] if status is None else status))
 
 
 def render_file(receiver: Circular10Receiver, tz: tzinfo, start: int, window_s: int,

@@ -137,10 +137,21 @@ def group_windows(held: Iterable[tuple[int, Record]]) -> Iterator[tuple[int, lis
         yield current, list(window.values())
 
 
+def _name_time(name: str) -> dt.datetime:
+    """The local time in a file's name (``...yyyyMMddHHmmss.txt``); ValueError when there
+    is none. By slicing, not ``strptime`` (tens of microseconds a name, and an export
+    places 17,000 files)."""
+    stamp = name[-18:-4]
+    if len(stamp) != 14 or not stamp.isascii() or not stamp.isdigit():
+        raise ValueError(f"{name!r}: no yyyyMMddHHmmss time before .txt")
+    return dt.datetime(int(stamp[:4]), int(stamp[4:6]), int(stamp[6:8]), int(stamp[8:10]),
+                       int(stamp[10:12]), int(stamp[12:]))
+
+
 def remote_path(settings: Circular10Settings, name: str) -> tuple[str, str]:
     """(folder, path) of a spooled file on the server: its dated folder is filled from the
     local time in its name, which is what receivers read."""
-    at = dt.datetime.strptime(name[-18:-4], circular10.TIME_FORMAT)
+    at = _name_time(name)
     folder = _join(settings.directory, fill_remote_dir(settings.receiver.remote_dir, at))
     return folder, _join(folder, name)
 
