@@ -289,6 +289,14 @@ class Agent:
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
         cfg = self.cfg
+        # The signals first. Starting takes seconds on a loaded card (the outbox checked and
+        # migrated, what the last stop spilled committed, the open windows read back), and a
+        # SIGTERM in that time (systemd stopping a service that is starting) must be the
+        # orderly stop once started, not death by the default action (exit -15) with the
+        # start half done: seen under load, a SIGTERM just after the spill was committed.
+        for sig, fn in ((signal.SIGTERM, self._stop.set), (signal.SIGINT, self._stop.set),
+                        (signal.SIGHUP, self._reload.set)):
+            loop.add_signal_handler(sig, fn)
         try:
             self.store = self._open_store()
         except (ForeignDatabaseError, sqlite3.Error, RuntimeError) as exc:
@@ -304,9 +312,6 @@ class Agent:
             self.store.close()
             return 1
         self._resume(self.store, self.pipeline)
-        for sig, fn in ((signal.SIGTERM, self._stop.set), (signal.SIGINT, self._stop.set),
-                        (signal.SIGHUP, self._reload.set)):
-            loop.add_signal_handler(sig, fn)
         self._start_poller(loop)
         self._start_mqtt(cfg)
         self._start_circular10(cfg)
