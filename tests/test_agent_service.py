@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -119,6 +120,31 @@ def test_diag_read_goes_through_the_running_agent(sw: StationWorld) -> None:
     assert "event=agent_refused" in sw.log("agent-2.log")
     assert request(sw.socket, {"op": "ping"}) == {"ok": True}
     assert sw.stop_agent(agent) == 0
+
+
+def test_a_second_agent_beside_one_that_does_not_answer_is_refused(sw: StationWorld) -> None:
+    """A busy agent answers its control socket late; a second agent on its state dir must
+    still be refused, not take the socket (and the outbox) as a killed agent's leftovers.
+    The first agent is SIGSTOPped, so it answers nothing at all: the ping's timeout passed
+    and the second started beside it, before the state dir's lock (seen under load)."""
+    first = sw.start_agent()
+    wait_for(lambda: "event=agent_ready" in sw.log(), 60, "the agent to be ready")
+    first.send_signal(signal.SIGSTOP)
+    try:
+        second = sw.start_agent(log_name="agent-2.log")
+        assert second.wait(60) == 1, sw.log("agent-2.log")[-2000:]
+    finally:
+        first.send_signal(signal.SIGCONT)
+    said = sw.log("agent-2.log")
+    assert "event=agent_refused" in said and f"agent.lock: another agent is already running " \
+        f"on this state dir (pid {first.pid})" in said, said
+    assert "control_listening" not in said
+    assert request(sw.socket, {"op": "ping"}) == {"ok": True}, "the first keeps its socket"
+    assert sw.stop_agent(first) == 0
+    # the lock went with the agent: the next start is not refused
+    third = sw.start_agent(log_name="agent-3.log")
+    wait_for(lambda: "event=agent_ready" in sw.log("agent-3.log"), 60, "a new agent")
+    assert sw.stop_agent(third) == 0
 
 
 def test_sighup_reloads_a_good_config_and_refuses_a_bad_one(sw: StationWorld) -> None:

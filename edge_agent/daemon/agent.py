@@ -58,6 +58,7 @@ from edge_agent.core.pipeline import Pipeline
 from edge_agent.daemon.clock_sync import kernel_clock_synchronised
 from edge_agent.daemon.control import ControlServer
 from edge_agent.daemon.exceedance import Exceedances
+from edge_agent.daemon.instance_lock import AlreadyRunningError, InstanceLock
 from edge_agent.daemon.sdnotify import Notifier
 from edge_agent.poll.build import build_buses, open_transport
 from edge_agent.poll.poller import Poller, queue_sink
@@ -297,6 +298,18 @@ class Agent:
         for sig, fn in ((signal.SIGTERM, self._stop.set), (signal.SIGINT, self._stop.set),
                         (signal.SIGHUP, self._reload.set)):
             loop.add_signal_handler(sig, fn)
+        try:  # one agent per state dir, before anything in it is opened (instance_lock)
+            instance = InstanceLock.take(cfg.agent.state_dir)
+        except (AlreadyRunningError, OSError) as exc:
+            log.error("agent_refused", extra={"reason": str(exc)})
+            return 1
+        try:
+            return await self._run(loop)
+        finally:
+            instance.release()
+
+    async def _run(self, loop: asyncio.AbstractEventLoop) -> int:
+        cfg = self.cfg
         try:
             self.store = self._open_store()
         except (ForeignDatabaseError, sqlite3.Error, RuntimeError) as exc:
