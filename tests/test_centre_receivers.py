@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from centre.receiver import STORE_PROBE_S, STORE_UNAVAILABLE, Receiver, ReceiverSettings
+from centre.registry import Registry
 from centre.store import CentreStore
 from centre.store_backends.sqlite import SqliteBackend
 from protocol.payload import same_record
@@ -192,6 +193,23 @@ def test_two_receivers_one_killed_at_random_moments_store_everything_once(
         pg.admin(f"DROP DATABASE {database} WITH (FORCE)", "postgres")
 
 
+def _in_process_receiver(world: World, store: CentreStore, registry: Registry,
+                         now: list[float]) -> Receiver:
+    """A receiver whose packet handler the test drives, on ``store``, its clock ``now[0]``;
+    its broker (port 1) refuses, so ``step`` only tries the store and fails to connect."""
+    key = world.centre.packet_private
+    settings = ReceiverSettings("127.0.0.1", 1, world.broker.ca_path,
+                                world.receiver_cert.cert, world.receiver_cert.key)  # fmt: skip
+    return Receiver(settings, store, lambda d: registry.open_packet(d, key),
+                    world.centre.signing_private, clock=lambda: now[0])  # fmt: skip
+
+
+def _store_changes(caplog: pytest.LogCaptureFixture) -> list[tuple[str, dict[str, object]]]:
+    """The receiver's ``store_unavailable``/``store_available`` lines, with their fields."""
+    return [(r.getMessage(), r.__dict__) for r in caplog.records
+            if r.getMessage() in ("store_unavailable", "store_available")]  # fmt: skip
+
+
 def test_a_full_store_stops_the_acks_says_so_once_and_they_resume(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -203,14 +221,10 @@ def test_a_full_store_stops_the_acks_says_so_once_and_they_resume(
     packets = [seal_as(station, pairs[i : i + 300]) for i in range(0, 1200, 300)]
     topic = f"quantrac/v1/{station.station_id}/up"
     registry = world.centre.registry()
-    key = world.centre.packet_private
-    settings = ReceiverSettings("127.0.0.1", 1, world.broker.ca_path,
-                                world.receiver_cert.cert, world.receiver_cert.key)  # fmt: skip
     caplog.set_level(logging.INFO, logger="quantrac.centre.receiver")
     now = [1_000_000.0]
     with CentreStore(world.store_path) as store:
-        receiver = Receiver(settings, store, lambda d: registry.open_packet(d, key),
-                            world.centre.signing_private, clock=lambda: now[0])  # fmt: skip
+        receiver = _in_process_receiver(world, store, registry, now)
         assert receiver.handle_packet(topic, packets[0]) == "stored"
         assert receiver.stats.acks_sent == 1
         # the partition is full: SQLite may use no page beyond those it has
@@ -237,8 +251,7 @@ def test_a_full_store_stops_the_acks_says_so_once_and_they_resume(
         assert store.security_events() == []
         receiver.close()
     registry.close()
-    said = [(r.getMessage(), r.__dict__) for r in caplog.records
-            if r.getMessage() in ("store_unavailable", "store_available")]  # fmt: skip
+    said = _store_changes(caplog)
     assert [m for m, _ in said] == ["store_unavailable", "store_available"], "once per change"
     assert "full" in said[0][1]["error"]
     assert said[1][1]["unacked_packets"] == 2
@@ -257,14 +270,10 @@ def test_a_store_that_comes_back_while_no_packet_comes_is_said_to_be_back(
     pairs = list(zip(station.fill(records), records, strict=True))
     topic = f"quantrac/v1/{station.station_id}/up"
     registry = world.centre.registry()
-    key = world.centre.packet_private
-    settings = ReceiverSettings("127.0.0.1", 1, world.broker.ca_path,
-                                world.receiver_cert.cert, world.receiver_cert.key)  # fmt: skip
     caplog.set_level(logging.INFO, logger="quantrac.centre.receiver")
     now = [1_000_000.0]
     with CentreStore(pg_server.fresh()) as store:
-        receiver = Receiver(settings, store, lambda d: registry.open_packet(d, key),
-                            world.centre.signing_private, clock=lambda: now[0])  # fmt: skip
+        receiver = _in_process_receiver(world, store, registry, now)
         pg_server.stop()
         try:
             assert receiver.handle_packet(topic, seal_as(station, pairs)) == STORE_UNAVAILABLE
@@ -281,8 +290,7 @@ def test_a_store_that_comes_back_while_no_packet_comes_is_said_to_be_back(
         assert receiver.handle_packet(topic, seal_as(station, pairs)) == "stored"
         receiver.close()
     registry.close()
-    said = [(r.getMessage(), r.__dict__) for r in caplog.records
-            if r.getMessage() in ("store_unavailable", "store_available")]  # fmt: skip
+    said = _store_changes(caplog)
     assert [m for m, _ in said] == ["store_unavailable", "store_available"], "once per change"
     assert said[1][1]["proved_by"] == "probe"
     assert said[1][1]["unacked_packets"] == 1
