@@ -124,17 +124,20 @@ class SamplerWorker:
                     self._thread.wait(s.pulse_s)
                     self.bus.write_register(s.unit, s.address, 0, s.timeout_s)
         except (ModbusError, OSError) as exc:
-            self.state.failed += 1
+            # the counters last: ``status`` is read from other threads, and whoever sees the
+            # count go up must see the problem and last start that go with it (a test read
+            # the state read's older problem between the two)
             self.state.last_start = {**why, "at": at, "ok": False, "error": str(exc)}
             self._trouble(f"sampler (bus {s.bus} unit {s.unit}) did not take the start: {exc}")
+            self.state.failed += 1
             log.error("sampler_start_failed", extra={**why, "bus": s.bus, "unit": s.unit,
                                                      "error": str(exc)})
             return
-        self.state.starts += 1
         self.state.last_start = {**why, "at": at, "ok": True, "error": None}
+        self._recovered()
+        self.state.starts += 1
         log.warning("sampler_started", extra={**why, "bus": s.bus, "unit": s.unit,
                                               "trigger": f"{s.trigger} {s.address}"})
-        self._recovered()
         if s.busy is not None:
             self._read_state()
 
